@@ -1,0 +1,1 @@
+"""adam stage of cdiscforge."""

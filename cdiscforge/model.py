@@ -1,0 +1,116 @@
+"""The one dataset model every stage and writer shares.
+
+A `Dataset` is a pandas frame plus the metadata a reviewer needs (what define.xml says about
+it). Stages build Datasets; validation, the XPT writer, define.xml and Dataset-JSON only read
+them. Nothing downstream re-derives metadata from the frame, except the writers that fit a
+character length to the data when the spec leaves it open (FDA guidance), which they record
+back with `fit_lengths` so define.xml states the length actually written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+VarType = Literal["Char", "Num"]
+ORIGINS = ("Collected", "Derived", "Assigned", "Protocol", "Predecessor", "Not Available")
+
+
+@dataclass
+class Variable:
+    """Metadata of one variable, in define.xml's vocabulary.
+
+    `origin` uses Define-XML 2.1 origin types ("Collected" for CRF data); `source` is its
+    def:Origin Source (Investigator, Sponsor, Subject, Vendor) where it applies.
+    `length` is None until fitted to the data (character) or 8 (numeric).
+    """
+
+    name: str
+    label: str
+    type: VarType = "Char"
+    length: int | None = None
+    origin: str = "Derived"
+    source: str | None = None
+    codelist: str | None = None
+    format: str | None = None
+    significant_digits: int | None = None
+    method: str | None = None
+    comment: str | None = None
+    predecessor: str | None = None
+    role: str | None = None
+    core: str | None = None
+    crf_pages: tuple[str, ...] = ()
+
+    @property
+    def is_char(self) -> bool:
+        return self.type == "Char"
+
+
+@dataclass
+class Dataset:
+    """A dataset ready to validate and write: frame columns are exactly `variables`, in order."""
+
+    name: str
+    label: str
+    frame: pd.DataFrame
+    variables: list[Variable]
+    klass: str = ""
+    structure: str = ""
+    keys: list[str] = field(default_factory=list)
+    standard: str = "SDTMIG 3.4"
+    domain: str | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variables]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"dataset {self.name}: duplicate variables {dupes}")
+        missing = [n for n in names if n not in self.frame.columns]
+        if missing:
+            raise ValueError(f"dataset {self.name}: frame lacks variables {missing}")
+        # Column order follows the metadata; columns without metadata are not allowed to
+        # slip through to a writer unannounced.
+        extra = [c for c in self.frame.columns if c not in names]
+        if extra:
+            raise ValueError(f"dataset {self.name}: frame has columns without metadata {extra}")
+        if list(self.frame.columns) != names:
+            self.frame = self.frame[names]
+
+    def variable(self, name: str) -> Variable:
+        for v in self.variables:
+            if v.name == name:
+                return v
+        raise KeyError(f"{self.name}.{name}")
+
+    @property
+    def variable_names(self) -> list[str]:
+        return [v.name for v in self.variables]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def fit_lengths(self) -> None:
+        """Set each character variable without a fixed length to its longest value in bytes.
+
+        FDA's Technical Conformance Guide asks for lengths fitted to the data; a variable that is
+        empty everywhere gets length 1 (SAS's minimum).
+        """
+        for v in self.variables:
+            if v.is_char:
+                if v.length is None:
+                    v.length = max(1, char_max_bytes(self.frame[v.name]))
+            else:
+                v.length = 8
+
+
+def char_max_bytes(series: pd.Series) -> int:
+    """Longest value in UTF-8 bytes, ignoring missing values (vectorised via pyarrow)."""
+    s = series.dropna()
+    if s.empty:
+        return 0
+    lengths = s.astype("string[pyarrow]").str.encode("utf-8").str.len()
+    return int(np.nanmax(lengths.to_numpy(dtype="float64", na_value=np.nan)))

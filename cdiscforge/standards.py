@@ -1,0 +1,105 @@
+"""CDISC standards metadata (SDTMIG 3.4, ADaMIG 1.3) shipped as package data.
+
+One home for "what the implementation guide says about a variable": label, type, role, core
+status (Req/Exp/Perm) and codelist. Specs may leave labels and types out for standard
+variables and get them from here; validation reads the same tables for required variables
+and IG labels, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import pandas as pd
+
+SDTMIG_VERSION = "3.4"
+ADAMIG_VERSION = "1.3"
+
+_COLUMNS = ["dataset", "order", "name", "label", "type", "codelist_codes", "role", "core", "klass"]
+
+
+def _data_file(name: str):
+    return resources.files("cdiscforge") / "data" / "standards" / name
+
+
+@cache
+def sdtmig_variables() -> pd.DataFrame:
+    """All SDTMIG 3.4 variables: dataset, order, name, label, type, codelist_codes, role, core."""
+    with _data_file("SDTMIG_v3.4_Variables.csv").open("r", encoding="utf-8-sig") as fh:
+        raw = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    out = pd.DataFrame(
+        {
+            "dataset": raw["Dataset Name"],
+            "order": raw["Variable Order"].astype(int),
+            "name": raw["Variable Name"],
+            "label": raw["Variable Label"],
+            "type": raw["Type"],
+            "codelist_codes": raw["CDISC CT Codelist Code(s)"],
+            "role": raw["Role"],
+            "core": raw["Core"],
+            "klass": raw["Class"],
+        }
+    )
+    return out[_COLUMNS]
+
+
+@cache
+def sdtmig_datasets() -> pd.DataFrame:
+    """SDTMIG 3.4 datasets: name, label, class, structure."""
+    with _data_file("SDTMIG_v3.4_Datasets.csv").open("r", encoding="utf-8-sig") as fh:
+        raw = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    return pd.DataFrame(
+        {
+            "name": raw["Dataset Name"],
+            "label": raw["Dataset Label"],
+            "klass": raw["Class"],
+            "structure": raw["Structure"],
+        }
+    )
+
+
+@cache
+def adamig_variables() -> pd.DataFrame:
+    """ADaMIG 1.3 variables (ADSL and BDS structures), same columns as `sdtmig_variables`.
+
+    `dataset` holds the structure ("ADSL" or "BDS"); order is the row order within it.
+    """
+    with _data_file("ADaMIG_v1.3_Variables.csv").open("r", encoding="utf-8-sig") as fh:
+        raw = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    structure = raw["Data Structure Name"].map(
+        {"Subject-Level Analysis Dataset": "ADSL", "Basic Data Structure": "BDS"}
+    )
+    out = pd.DataFrame(
+        {
+            "dataset": structure,
+            "order": raw.groupby("Data Structure Name").cumcount() + 1,
+            "name": raw["Variable Name"],
+            "label": raw["Variable Label"],
+            "type": raw["Type"],
+            "codelist_codes": raw["CDISC CT Codelist Code(s)"],
+            "role": raw["Variable Set"],
+            "core": raw["Core"],
+            "klass": raw["Data Structure Name"],
+        }
+    )
+    return out[_COLUMNS]
+
+
+def domain_variables(domain: str) -> pd.DataFrame:
+    """SDTMIG variables of one domain, indexed by variable name.
+
+    SUPP-- datasets share the SUPPQUAL definition and split domains (e.g. LBCH) their parent's.
+    """
+    table = sdtmig_variables()
+    key = "SUPPQUAL" if domain.startswith("SUPP") else domain
+    rows = table[table["dataset"] == key]
+    if rows.empty and len(domain) > 2:
+        rows = table[table["dataset"] == domain[:2]]
+    return rows.set_index("name", drop=False)
+
+
+def adam_variables(structure: str) -> pd.DataFrame:
+    """ADaMIG variables of one structure ("ADSL" or "BDS"), indexed by variable name."""
+    table = adamig_variables()
+    return table[table["dataset"] == structure].drop_duplicates("name").set_index("name", drop=False)

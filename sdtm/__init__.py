@@ -1,0 +1,1 @@
+"""sdtm stage of cdiscforge."""

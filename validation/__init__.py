@@ -1,0 +1,1 @@
+"""validation stage of cdiscforge."""
