@@ -43,6 +43,8 @@ class Variable:
     role: str | None = None
     core: str | None = None
     crf_pages: tuple[str, ...] = ()
+    # Plausible range the spec declares (validation checks it; either end may be None).
+    value_range: tuple[float | None, float | None] | None = None
 
     @property
     def is_char(self) -> bool:
@@ -63,6 +65,9 @@ class Dataset:
     standard: str = "SDTMIG 3.4"
     domain: str | None = None
     comment: str | None = None
+    # Variable whose values split the dataset into value-level metadata in define.xml
+    # (LBTESTCD for LB, PARAMCD for BDS datasets); None for none.
+    value_level_by: str | None = None
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variables]
@@ -114,3 +119,17 @@ def char_max_bytes(series: pd.Series) -> int:
         return 0
     lengths = s.astype("string[pyarrow]").str.encode("utf-8").str.len()
     return int(np.nanmax(lengths.to_numpy(dtype="float64", na_value=np.nan)))
+
+
+@dataclass
+class StudyInfo:
+    """Study-level metadata shared by TS, define.xml and Dataset-JSON."""
+
+    studyid: str
+    name: str
+    description: str
+    protocol: str
+    sponsor: str = ""
+    sdtm_ct_version: str = ""
+    adam_ct_version: str = ""
+    creation_datetime: str = ""  # ISO 8601, fixed per build so outputs are reproducible

@@ -102,4 +102,5 @@ def domain_variables(domain: str) -> pd.DataFrame:
 def adam_variables(structure: str) -> pd.DataFrame:
     """ADaMIG variables of one structure ("ADSL" or "BDS"), indexed by variable name."""
     table = adamig_variables()
-    return table[table["dataset"] == structure].drop_duplicates("name").set_index("name", drop=False)
+    rows = table[table["dataset"] == structure].drop_duplicates("name")
+    return rows.set_index("name", drop=False)
