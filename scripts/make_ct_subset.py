@@ -23,6 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SDTM_CT = "SDTM_Terminology_{v}.txt"
 ADAM_CT = "ADaM_CT_{v}.csv"
+TERM_COLUMNS = ["Code", "CDISC Submission Value", "CDISC Synonym(s)", "NCI Preferred Term"]
+IG_VARIABLES = "cdiscforge/data/standards/SDTMIG_v3.4_Variables.csv"
 
 
 def _spec_codelists(specs: Path) -> set[str]:
@@ -58,10 +60,7 @@ def _codelists(table: pd.DataFrame, wanted: set[str], standard: str) -> dict[str
             "short_name": head["CDISC Submission Value"],
             "extensible": head["Codelist Extensible (Yes/No)"] == "Yes",
             "standard": standard,
-            "terms": [
-                [r["Code"], r["CDISC Submission Value"], r["CDISC Synonym(s)"], r["NCI Preferred Term"]]
-                for _, r in terms.iterrows()
-            ],
+            "terms": terms[TERM_COLUMNS].to_numpy().tolist(),
         }
     return out
 
@@ -70,9 +69,7 @@ def main(ct_dir: Path) -> Path:
     sdtm_file = sorted(ct_dir.glob(SDTM_CT.format(v="*")))[-1]
     version = re.search(r"(\d{4}-\d{2}-\d{2})", sdtm_file.name).group(1)
     sdtm = pd.read_csv(sdtm_file, sep="\t", dtype=str, keep_default_na=False)
-    ig = pd.read_csv(
-        ROOT / "cdiscforge/data/standards/SDTMIG_v3.4_Variables.csv", dtype=str, keep_default_na=False
-    )
+    ig = pd.read_csv(ROOT / IG_VARIABLES, dtype=str, keep_default_na=False)
     wanted = {
         c.strip()
         for cell in ig["CDISC CT Codelist Code(s)"]
@@ -95,7 +92,8 @@ def main(ct_dir: Path) -> Path:
     raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     with open(out, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="") as gz:
         gz.write(raw)
-    print(f"{out}: {len(codelists)} codelists, {sum(len(c['terms']) for c in codelists.values())} terms")
+    n_terms = sum(len(c["terms"]) for c in codelists.values())
+    print(f"{out}: {len(codelists)} codelists, {n_terms} terms")
     return out
 
 
