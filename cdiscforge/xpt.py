@@ -28,15 +28,22 @@ Decisions a reviewer should know (each is tested):
 
 from __future__ import annotations
 
+import os
 import re
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyreadstat
 
-from cdiscforge.errors import InputError
+from cdiscforge.errors import InputError, XptError
 from cdiscforge.model import Dataset, Variable
 
 SAS_EPOCH = pd.Timestamp("1960-01-01")
@@ -188,3 +195,365 @@ def _numbers_to_column(values: np.ndarray, fmt: SasFormat | None) -> pd.Series:
     if kind == "time":
         return pd.Series(pd.to_timedelta(values, unit="s"))
     return pd.Series(values, dtype="float64")
+
+
+# --------------------------------------------------------------------------------------------
+# Limits (FDA Technical Conformance Guide, SAS XPT v5)
+# --------------------------------------------------------------------------------------------
+
+MAX_NAME = 8
+MAX_LABEL = 40
+MAX_CHAR_BYTES = 200
+NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,7}$")
+NAME_RULE = "1-8 characters matching [A-Z_][A-Z0-9_]*"
+# IBM 370 doubles hold x = f * 16**(e - 64) with f in [1/16, 1) and e in 0..127.
+IBM_MIN = 2.0**-260  # 16**-65, about 5.4e-79
+IBM_MAX = 2.0**252  # 16**63, about 7.2e75 (exclusive)
+MAX_EXACT_INT = 2**53  # beyond this a double, which every XPT reader returns, rounds integers
+_ROW_NOTE = "row is the 0-based frame position"
+
+
+def check_xpt_conformance(dataset: Dataset, *, path: Path | None = None) -> None:
+    """Raise `XptError` for the first way `dataset` cannot be written as FDA XPT v5 unchanged.
+
+    Checked in this order, each with its own message naming dataset, variable, row (0-based
+    frame position) and value, and how many further rows share the problem:
+    member name; file name (when `path` is given) = lower-case member name + ".xpt"; dataset
+    label (<= 40 characters, ASCII); variable names; variable labels (<= 40, ASCII); formats;
+    then per variable the values: character values ASCII, <= 200 bytes and no longer than a
+    length the spec fixed (never truncated); numeric values numeric, integers exact in a
+    double, inside the IBM 370 range, dates on a date/datetime/time format.
+    Character lengths still unset are treated as fitted (`Dataset.fit_lengths`).
+    """
+    _check_metadata(dataset, path)
+    for var in dataset.variables:
+        if var.is_char:
+            _char_column(dataset, var)
+        else:
+            _num_column(dataset, var)
+
+
+def _fail(dataset: Dataset, problem: str, **where: Any) -> XptError:
+    return XptError(dataset.name, problem, **where)
+
+
+def _check_metadata(dataset: Dataset, path: Path | None) -> None:
+    name = dataset.name
+    if not NAME_RE.match(name or ""):
+        raise _fail(dataset, f"member (dataset) name must be {NAME_RULE}", value=name)
+    if path is not None and Path(path).name != f"{name.lower()}.xpt":
+        raise _fail(
+            dataset,
+            f"file name must be the lower-case member name plus .xpt ({name.lower()}.xpt)",
+            value=Path(path).name,
+        )
+    _check_label(dataset, dataset.label, "dataset label", None)
+    if len(dataset.variables) > 9999:
+        raise _fail(dataset, "XPT v5 holds at most 9999 variables", value=len(dataset.variables))
+    for var in dataset.variables:
+        if not NAME_RE.match(var.name):
+            raise _fail(dataset, f"variable name must be {NAME_RULE}", variable=var.name)
+        _check_label(dataset, var.label, "variable label", var.name)
+        try:
+            fmt = parse_format(var.format)
+        except ValueError:
+            raise _fail(
+                dataset, "format is not a SAS format (e.g. DATE9., 8.2, $20.)",
+                variable=var.name, value=var.format,
+            ) from None  # fmt: skip
+        if fmt is not None and len(fmt.name) > MAX_NAME:
+            raise _fail(
+                dataset, "format name is longer than 8", variable=var.name, value=var.format
+            )
+        if fmt is not None and fmt.name.startswith("$") != var.is_char:
+            raise _fail(
+                dataset,
+                "character variables take $ formats and numeric variables do not",
+                variable=var.name, value=var.format,
+            )  # fmt: skip
+        if var.is_char and var.length is not None and not 1 <= var.length <= MAX_CHAR_BYTES:
+            raise _fail(
+                dataset, f"character length must be 1-{MAX_CHAR_BYTES} bytes",
+                variable=var.name, value=var.length,
+            )  # fmt: skip
+
+
+def _check_label(dataset: Dataset, label: str | None, what: str, variable: str | None) -> None:
+    label = label or ""
+    if len(label) > MAX_LABEL:
+        raise _fail(
+            dataset, f"{what} is {len(label)} characters; XPT v5 allows {MAX_LABEL}",
+            variable=variable, value=label,
+        )  # fmt: skip
+    if not label.isascii():
+        raise _fail(dataset, f"{what} must be ASCII", variable=variable, value=label)
+
+
+def _first_bad(
+    dataset: Dataset, var: Variable, bad: np.ndarray, values: pd.Series, problem: str
+) -> None:
+    """Raise for the first True in `bad`, naming its row and value and counting the others."""
+    if not bad.any():
+        return
+    positions = np.flatnonzero(bad)
+    row = int(positions[0])
+    more = f"; {len(positions) - 1} more rows" if len(positions) > 1 else ""
+    raise _fail(
+        dataset, f"{problem} ({_ROW_NOTE}{more})",
+        variable=var.name, row=row, value=values.iloc[row],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Column encoding: each returns an (n_rows, width) uint8 block, after checking the values
+# --------------------------------------------------------------------------------------------
+
+
+def _char_column(dataset: Dataset, var: Variable) -> np.ndarray:
+    series = dataset.frame[var.name]
+    try:
+        arr = pa.array(series, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        not_text = ~series.map(lambda v: isinstance(v, str) or pd.isna(v), na_action=None)
+        _first_bad(dataset, var, not_text.to_numpy(), series, "character variable holds non-text")
+        raise
+    arr = arr.fill_null("")
+    _first_bad(
+        dataset, var, ~pc.string_is_ascii(arr).to_numpy(zero_copy_only=False), series,
+        "character values must be ASCII (XPT v5 has no encoding; FDA asks for ASCII)",
+    )  # fmt: skip
+    nbytes = pc.binary_length(arr).to_numpy(zero_copy_only=False)
+    _first_bad(
+        dataset, var, nbytes > MAX_CHAR_BYTES, series,
+        f"character value is longer than {MAX_CHAR_BYTES} bytes, the XPT v5 limit",
+    )  # fmt: skip
+    width = var.length if var.length is not None else max(1, int(nbytes.max(initial=0)))
+    _first_bad(
+        dataset, var, nbytes > width, series,
+        f"character value is longer than the fixed length {width}; it is not truncated",
+    )  # fmt: skip
+    n = len(arr)
+    if n == 0:
+        return np.empty((0, width), dtype=np.uint8)
+    padded = pc.utf8_rpad(arr, width=width, padding=" ")
+    if isinstance(padded, pa.ChunkedArray):
+        padded = padded.combine_chunks()
+    _, offsets, data = padded.buffers()
+    start = int(np.frombuffer(offsets, dtype=np.int64)[padded.offset])
+    return np.frombuffer(data, dtype=np.uint8)[start : start + n * width].reshape(n, width)
+
+
+def _num_column(dataset: Dataset, var: Variable) -> np.ndarray:
+    values = _num_values(dataset, var)
+    series = dataset.frame[var.name]
+    finite = np.isfinite(values)
+    magnitude = np.abs(values)
+    out_of_range = ~np.isnan(values) & (
+        ~finite | ((magnitude != 0) & ((magnitude < IBM_MIN) | (magnitude >= IBM_MAX)))
+    )
+    _first_bad(
+        dataset, var, out_of_range, series,
+        "number is outside the IBM 370 range XPT v5 can hold (about 5.4e-79 to 7.2e75, "
+        "or infinite); it would be written as 0 or a wrong value",
+    )  # fmt: skip
+    return ieee_to_ibm(values).astype(">u8").view(np.uint8).reshape(-1, 8)
+
+
+def _num_values(dataset: Dataset, var: Variable) -> np.ndarray:
+    """The numbers to store for a Num variable, as float64 with NaN for missing."""
+    series = dataset.frame[var.name]
+    fmt = parse_format(var.format)
+    kind = fmt.kind if fmt else None
+    dtype = series.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        if getattr(dtype, "tz", None) is not None:
+            raise _fail(
+                dataset, "timezone-aware datetimes cannot be SAS dates; convert to local time",
+                variable=var.name,
+            )  # fmt: skip
+        if kind not in ("date", "datetime"):
+            raise _fail(
+                dataset,
+                "a datetime column needs a SAS date (e.g. DATE9.) or datetime (e.g. DATETIME20.) "
+                "format to say whether it is stored as days or seconds",
+                variable=var.name, value=var.format,
+            )  # fmt: skip
+        delta = series - SAS_EPOCH
+        if kind == "date":
+            _first_bad(
+                dataset, var, (series.notna() & (series != series.dt.normalize())).to_numpy(),
+                series, "a date format would drop this value's time of day; use a datetime format",
+            )  # fmt: skip
+            return (delta / pd.Timedelta(days=1)).to_numpy(dtype="float64", na_value=np.nan)
+        return (delta / pd.Timedelta(seconds=1)).to_numpy(dtype="float64", na_value=np.nan)
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        if kind != "time":
+            raise _fail(
+                dataset, "a timedelta column needs a SAS time format (e.g. TIME8.)",
+                variable=var.name, value=var.format,
+            )  # fmt: skip
+        return (series / pd.Timedelta(seconds=1)).to_numpy(dtype="float64", na_value=np.nan)
+    if not pd.api.types.is_numeric_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred not in ("integer", "floating", "mixed-integer-float", "decimal", "empty"):
+            numbers = pd.to_numeric(series, errors="coerce")
+            is_text = series.map(lambda v: isinstance(v, str | bytes), na_action="ignore")
+            bad = series.notna() & (numbers.isna() | is_text.fillna(False).astype(bool))
+            _first_bad(
+                dataset, var, bad.to_numpy(dtype=bool), series,
+                "numeric variable holds a value that is not a number",
+            )  # fmt: skip
+        series = pd.to_numeric(series)
+        dtype = series.dtype
+    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        ints = series.to_numpy(dtype="float64", na_value=np.nan)  # for the mask only
+        exact = series.astype("Int64").to_numpy(dtype="int64", na_value=0)
+        big = (exact > MAX_EXACT_INT) | (exact < -MAX_EXACT_INT)
+        _first_bad(
+            dataset, var, big, series,
+            "integer is beyond 2**53 and would be rounded in a double (all XPT readers "
+            "return doubles); store it as text",
+        )  # fmt: skip
+        return ints
+    return series.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def ieee_to_ibm(values: np.ndarray) -> np.ndarray:
+    """IEEE 754 doubles to IBM 370 doubles, as uint64 bit patterns (vectorised, exact).
+
+    frexp gives |x| = m * 2**e with m in [0.5, 1); with k = ceil(e / 4) the IBM fraction is
+    m * 2**(e - 4k), in [1/16, 1), and its 56 bits are m * 2**53 (an integer: m has 53
+    significant bits) shifted left by 3 - (4k - e). No bits are lost. NaN becomes SAS's
+    missing value '.'; zero (either sign) becomes 0. Values outside IBM's range must have been
+    rejected (`check_xpt_conformance`); here they raise ValueError.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(x)
+    zero = x == 0
+    mant, exp = np.frexp(np.where(missing | zero, 1.0, np.abs(x)))
+    k = -((-exp) // 4)
+    shift = (4 * k - exp).astype(np.uint64)
+    ibm_exp = k + 64
+    if ((ibm_exp < 0) | (ibm_exp > 127) | ~np.isfinite(np.where(missing, 0.0, x))).any():
+        raise ValueError("value outside the IBM 370 range")
+    fraction = (mant * 2.0**53).astype(np.uint64) << (np.uint64(3) - shift)
+    sign = (np.signbit(x) & ~zero).astype(np.uint64) << np.uint64(63)
+    bits = sign | (ibm_exp.astype(np.uint64) << np.uint64(56)) | fraction
+    bits[zero] = 0
+    bits[missing] = np.uint64(0x2E) << np.uint64(56)
+    return bits
+
+
+# --------------------------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------------------------
+
+SAS_VERSION = "9.4"
+OS_NAME = "PYTHON"
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_CHUNK_BYTES = 32 * 1024 * 1024  # rows are assembled in blocks of about this size
+
+
+def write_xpt(dataset: Dataset, path: Path, *, created: datetime) -> Path:
+    """Write `dataset` as an FDA-conformant SAS XPT v5 file at `path`; return `path`.
+
+    Character lengths not fixed by the spec are fitted to the data first (recorded on the
+    dataset's variables, so define.xml states what was written), then `check_xpt_conformance`
+    runs: nothing is truncated or coerced silently. `created` is the header's created and
+    modified datetime (from SOURCE_DATE_EPOCH or the spec), so the same dataset always gives
+    the same bytes. The file appears complete or not at all: it is written to a temporary
+    file in the same folder and renamed.
+    """
+    path = Path(path)
+    dataset.fit_lengths()
+    _check_metadata(dataset, path)
+    blocks = [
+        _char_column(dataset, v) if v.is_char else _num_column(dataset, v)
+        for v in dataset.variables
+    ]
+    header = _header(dataset, created)
+    row_length = sum(block.shape[1] for block in blocks)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(header)
+            written = 0
+            for chunk in _observation_chunks(blocks, len(dataset), row_length):
+                fh.write(chunk)
+                written += len(chunk)
+            fh.write(b" " * (-written % 80))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _observation_chunks(blocks: list[np.ndarray], n_rows: int, row_length: int) -> Iterator[bytes]:
+    step = max(1, _CHUNK_BYTES // max(1, row_length))
+    for start in range(0, n_rows, step):
+        stop = min(n_rows, start + step)
+        rows = np.empty((stop - start, row_length), dtype=np.uint8)
+        pos = 0
+        for block in blocks:
+            width = block.shape[1]
+            rows[:, pos : pos + width] = block[start:stop]
+            pos += width
+        yield rows.tobytes()
+
+
+def _sas_datetime(moment: datetime) -> str:
+    return (
+        f"{moment.day:02d}{_MONTHS[moment.month - 1]}{moment.year % 100:02d}:"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+
+
+def _card(text: str) -> bytes:
+    data = text.encode("ascii")
+    if len(data) > 80:
+        raise AssertionError(f"header record over 80 bytes: {text!r}")
+    return data.ljust(80, b" ")
+
+
+def _header(dataset: Dataset, created: datetime) -> bytes:
+    stamp = _sas_datetime(created)
+    variables = dataset.variables
+    parts = [
+        _card("HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!" + "0" * 30),
+        _card(f"{'SAS':8}{'SAS':8}{'SASLIB':8}{SAS_VERSION:8}{OS_NAME:8}{'':24}{stamp}"),
+        _card(stamp),
+        _card("HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!000000000000000001600000000140"),
+        _card("HEADER RECORD*******DSCRPTR HEADER RECORD!!!!!!!" + "0" * 30),
+        _card(f"{'SAS':8}{dataset.name:8}{'SASDATA':8}{SAS_VERSION:8}{OS_NAME:8}{'':24}{stamp}"),
+        _card(f"{stamp}{'':16}{dataset.label or '':40}"),
+        _card(f"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!{len(variables):010d}" + "0" * 20),
+    ]  # fmt: skip
+    namestrs = bytearray()
+    position = 0
+    for number, var in enumerate(variables, start=1):
+        length = var.length if var.is_char else 8
+        fmt = parse_format(var.format)
+        namestrs += struct.pack(
+            ">hhhh8s40s8shhh2s8shhi52s",
+            2 if var.is_char else 1,
+            0,
+            length,
+            number,
+            var.name.encode("ascii").ljust(8),
+            (var.label or "").encode("ascii").ljust(40),
+            (fmt.name if fmt else "").encode("ascii").ljust(8),
+            fmt.width if fmt else 0,
+            fmt.decimals if fmt else 0,
+            0,
+            b"\0\0",
+            b" " * 8,
+            0,
+            0,
+            position,
+            b"\0" * 52,
+        )
+        position += length
+    namestrs += b" " * (-len(namestrs) % 80)
+    obs = _card("HEADER RECORD*******OBS     HEADER RECORD!!!!!!!" + "0" * 30)
+    return b"".join(parts) + bytes(namestrs) + obs
