@@ -1,0 +1,179 @@
+"""Cross-checks between define.xml and the files it describes.
+
+The XSD says define.xml is well formed; it cannot say define.xml tells the truth about the
+data. These checks read the written files (not the in-memory model, which is what could have
+drifted) and report, one line per problem: an XPT without an ItemGroupDef or the reverse,
+variables missing on either side, a define Length or DataType that disagrees with the XPT,
+a CodeListRef to no CodeList or data values the codelist does not list, and a Dataset-JSON
+file whose row count differs from its XPT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from lxml import etree
+
+from cdiscforge.model import Dataset
+
+NS = {
+    "odm": "http://www.cdisc.org/ns/odm/v1.3",
+    "def": "http://www.cdisc.org/ns/def/v2.1",
+    "xlink": "http://www.w3.org/1999/xlink",
+}
+_NUMERIC_TYPES = {"integer", "float", "double", "hexFloat", "base64Float"}
+_MAX_VALUES_SHOWN = 5
+
+
+@dataclass
+class _DefItem:
+    name: str
+    data_type: str
+    length: int | None
+    codelist_oid: str | None
+
+
+@dataclass
+class _DefGroup:
+    name: str
+    href: str
+    items: list[_DefItem] = field(default_factory=list)
+
+
+def _read_define(path: Path) -> tuple[list[_DefGroup], dict[str, set[str]]]:
+    doc = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
+    mdv = doc.find(".//odm:MetaDataVersion", NS)
+    if mdv is None:
+        return [], {}
+    item_defs = {el.get("OID"): el for el in mdv.findall("odm:ItemDef", NS)}
+    codelists: dict[str, set[str]] = {}
+    for cl in mdv.findall("odm:CodeList", NS):
+        values = [
+            el.get("CodedValue", "")
+            for el in cl
+            if etree.QName(el).localname in ("CodeListItem", "EnumeratedItem")
+        ]
+        codelists[cl.get("OID", "")] = set(values)
+    groups = []
+    for ig in mdv.findall("odm:ItemGroupDef", NS):
+        name = ig.get("Name", "")
+        leaf = ig.find("def:leaf", NS)
+        href = leaf.get(f"{{{NS['xlink']}}}href", "") if leaf is not None else ""
+        group = _DefGroup(name=name, href=href or f"{name.lower()}.xpt")
+        for ref in ig.findall("odm:ItemRef", NS):
+            item = item_defs.get(ref.get("ItemOID"))
+            if item is None:
+                group.items.append(_DefItem(f"<missing {ref.get('ItemOID')}>", "", None, None))
+                continue
+            length = item.get("Length")
+            cl_ref = item.find("odm:CodeListRef", NS)
+            group.items.append(
+                _DefItem(
+                    name=item.get("Name", ""),
+                    data_type=item.get("DataType", ""),
+                    length=int(length) if length else None,
+                    codelist_oid=cl_ref.get("CodeListOID") if cl_ref is not None else None,
+                )
+            )
+        groups.append(group)
+    return groups, codelists
+
+
+def _files(folder: Path, suffix: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
+    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.suffix.lower() == suffix}
+
+
+def _data_values(series: pd.Series) -> set[str]:
+    values = series.dropna()
+    if pd.api.types.is_numeric_dtype(values):
+        return {str(int(v)) if float(v).is_integer() else repr(float(v)) for v in values.unique()}
+    text = values.astype("string")
+    return set(text[text != ""].unique().tolist())
+
+
+def _check_dataset(group: _DefGroup, ds: Dataset, codelists: dict[str, set[str]]) -> list[str]:
+    problems = []
+    where = f"{group.name} ({group.href})"
+    xpt_vars = {v.name: v for v in ds.variables}
+    def_names = [i.name for i in group.items]
+    for missing in [n for n in def_names if n not in xpt_vars]:
+        problems.append(f"{where}: define.xml has variable {missing}, the XPT does not")
+    for extra in [n for n in xpt_vars if n not in def_names]:
+        problems.append(f"{where}: the XPT has variable {extra}, define.xml does not")
+    for item in group.items:
+        var = xpt_vars.get(item.name)
+        if var is None:
+            continue
+        def_numeric = item.data_type in _NUMERIC_TYPES
+        if def_numeric == var.is_char:
+            problems.append(
+                f"{where}: {item.name} is DataType {item.data_type} in define.xml "
+                f"but {var.type} in the XPT"
+            )
+        if item.length is not None and var.length is not None and item.length != var.length:
+            problems.append(
+                f"{where}: {item.name} has Length {item.length} in define.xml "
+                f"but {var.length} in the XPT"
+            )
+        if item.codelist_oid:
+            if item.codelist_oid not in codelists:
+                problems.append(
+                    f"{where}: {item.name} refers to CodeList {item.codelist_oid}, "
+                    "which define.xml does not contain"
+                )
+                continue
+            unlisted = sorted(_data_values(ds.frame[item.name]) - codelists[item.codelist_oid])
+            if unlisted:
+                shown = ", ".join(repr(v) for v in unlisted[:_MAX_VALUES_SHOWN])
+                more = f" and {len(unlisted) - _MAX_VALUES_SHOWN} more" if len(unlisted) > 5 else ""
+                problems.append(
+                    f"{where}: {item.name} has values not in CodeList {item.codelist_oid}: "
+                    f"{shown}{more}"
+                )
+    return problems
+
+
+def crosscheck(define_path: Path, xpt_dir: Path, json_dir: Path | None = None) -> list[str]:
+    """Problems found comparing define.xml with the XPT (and Dataset-JSON) files; empty if none."""
+    from cdiscforge.datasetjson import read_dataset_json
+    from cdiscforge.xpt import read_xpt
+
+    define_path, xpt_dir = Path(define_path), Path(xpt_dir)
+    groups, codelists = _read_define(define_path)
+    xpts = _files(xpt_dir, ".xpt")
+    jsons = _files(Path(json_dir), ".json") if json_dir is not None else {}
+    problems: list[str] = []
+    described = {g.href.lower() for g in groups}
+    for name in sorted(set(xpts) - described):
+        problems.append(f"{xpts[name]}: no ItemGroupDef in {define_path.name} describes it")
+    for group in groups:
+        xpt_path = xpts.get(group.href.lower())
+        if xpt_path is None:
+            problems.append(
+                f"{define_path.name}: ItemGroupDef {group.name} points to {group.href}, "
+                f"which is not in {xpt_dir}"
+            )
+            continue
+        ds = read_xpt(xpt_path)
+        problems.extend(_check_dataset(group, ds, codelists))
+        if json_dir is not None:
+            json_name = f"{Path(group.href).stem.lower()}.json"
+            json_path = jsons.get(json_name)
+            if json_path is None:
+                problems.append(f"{group.name}: no Dataset-JSON file {json_name} in {json_dir}")
+                continue
+            rows = len(read_dataset_json(json_path))
+            if rows != len(ds):
+                problems.append(
+                    f"{group.name}: {json_path.name} has {rows} rows, {xpt_path.name} has {len(ds)}"
+                )
+    if json_dir is not None:
+        stems = {Path(g.href).stem.lower() for g in groups}
+        for name in sorted(jsons):
+            if Path(name).stem not in stems:
+                problems.append(f"{jsons[name]}: no ItemGroupDef in {define_path.name} describes it")
+    return problems

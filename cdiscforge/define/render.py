@@ -1,0 +1,635 @@
+"""Build define.xml 2.1 from the dataset model and render it with Jinja2.
+
+Two steps, kept apart so each can be read alone: `build_define_model` turns Datasets +
+StudyInfo + CT into plain records in define.xml's vocabulary (OIDs, ItemDefs, CodeLists...),
+making every decision there; the Jinja2 template only lays those records out (autoescape on,
+so a label with `&`, `<` or quotes stays valid XML). Everything is ordered by dataset and
+variable order, and the creation time comes from the build, so the same input gives the same
+bytes.
+
+Codelist policy: each CodeList lists the terms that occur in the data (for every codelist,
+extensible or not, large or small), in CT order, then sponsor extensions sorted; this is what
+the FDA Technical Conformance Guide asks reviewers to see. A code variable whose decode partner
+is in the same dataset (LBTESTCD/LBTEST, PARAMCD/PARAM, ARMCD/ARM) gets CodeListItems with the
+decodes taken from the data; others get EnumeratedItems.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from cdiscforge import __version__, ct
+from cdiscforge.define.datatypes import define_data_type, significant_digits
+from cdiscforge.define.oids import item_group_oid, item_oid, mdv_oid, oid_part, study_oid
+from cdiscforge.define.schema import STYLESHEET_NAME, schema_errors, stylesheet_path
+from cdiscforge.errors import CdiscforgeError
+from cdiscforge.model import Dataset, StudyInfo, Variable, char_max_bytes
+from cdiscforge.standards import ADAMIG_VERSION, SDTMIG_VERSION, sdtmig_datasets
+
+Standard = Literal["SDTM", "ADaM"]
+
+# Result variables that get value-level metadata, by standard, when a dataset sets
+# `value_level_by`: SDTM findings by --TESTCD (suffixes after the domain prefix), BDS by PARAMCD.
+VLM_SDTM_SUFFIXES = ("ORRES", "STRESC", "STRESN")
+VLM_ADAM_VARIABLES = ("AVAL", "AVALC")
+
+_CLASS_ALIASES = {
+    "SPECIAL PURPOSE": "SPECIAL PURPOSE",
+    "ADSL": "SUBJECT LEVEL ANALYSIS DATASET",
+    "BDS": "BASIC DATA STRUCTURE",
+    "OCCDS": "OCCURRENCE DATA STRUCTURE",
+    "ADAM OTHER": "ADAM OTHER",
+    "OTHER": "ADAM OTHER",
+}
+ALLOWED_CLASSES = frozenset(
+    {
+        "SPECIAL PURPOSE",
+        "TRIAL DESIGN",
+        "FINDINGS",
+        "EVENTS",
+        "INTERVENTIONS",
+        "FINDINGS ABOUT",
+        "RELATIONSHIP",
+        "STUDY REFERENCE",
+        "SUBJECT LEVEL ANALYSIS DATASET",
+        "BASIC DATA STRUCTURE",
+        "OCCURRENCE DATA STRUCTURE",
+        "ADAM OTHER",
+    }
+)
+_SUBJECT_LEVEL = {"SUBJECT LEVEL ANALYSIS DATASET"}
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+ACRF_LEAF = "LF.acrf"
+
+
+@dataclass
+class StandardDef:
+    oid: str
+    name: str
+    type: str
+    version: str
+    publishing_set: str | None = None
+
+
+@dataclass
+class ItemRefDef:
+    item_oid: str
+    order: int
+    mandatory: str
+    key_sequence: int | None = None
+    method_oid: str | None = None
+    role: str | None = None
+    where_clause_oid: str | None = None
+
+
+@dataclass
+class ItemDefDef:
+    oid: str
+    name: str
+    data_type: str
+    label: str
+    length: int | None = None
+    significant_digits: int | None = None
+    display_format: str | None = None
+    codelist_oid: str | None = None
+    origin_type: str | None = None
+    origin_source: str | None = None
+    origin_description: str | None = None
+    crf_pages: str | None = None
+    comment_oid: str | None = None
+    value_list_oid: str | None = None
+
+
+@dataclass
+class ItemGroupDefDef:
+    oid: str
+    name: str
+    domain: str | None
+    repeating: str
+    reference: str
+    purpose: str
+    structure: str
+    klass: str
+    label: str
+    leaf_id: str
+    href: str
+    comment_oid: str | None
+    refs: list[ItemRefDef]
+
+
+@dataclass
+class CodeListItemDef:
+    value: str
+    decode: str | None
+    nci_code: str | None
+    extended: bool
+
+
+@dataclass
+class CodeListDef:
+    oid: str
+    name: str
+    data_type: str
+    standard_oid: str | None
+    nci_code: str | None
+    items: list[CodeListItemDef]
+
+    @property
+    def enumerated(self) -> bool:
+        return any(item.decode is None for item in self.items)
+
+
+@dataclass
+class WhereClauseDef:
+    oid: str
+    item_oid: str
+    value: str
+
+
+@dataclass
+class ValueListDef:
+    oid: str
+    refs: list[ItemRefDef]
+
+
+@dataclass
+class MethodDef:
+    oid: str
+    name: str
+    description: str
+    type: str = "Computation"
+
+
+@dataclass
+class CommentDef:
+    oid: str
+    text: str
+
+
+@dataclass
+class DefineModel:
+    """Everything define.xml states, already decided and ordered."""
+
+    file_oid: str
+    created: str
+    originator: str
+    source_system_version: str
+    study_oid: str
+    study: StudyInfo
+    mdv_oid: str
+    mdv_name: str
+    mdv_description: str
+    standards: list[StandardDef]
+    ig_standard_oid: str
+    item_groups: list[ItemGroupDefDef] = field(default_factory=list)
+    item_defs: list[ItemDefDef] = field(default_factory=list)
+    value_lists: list[ValueListDef] = field(default_factory=list)
+    where_clauses: list[WhereClauseDef] = field(default_factory=list)
+    codelists: list[CodeListDef] = field(default_factory=list)
+    methods: list[MethodDef] = field(default_factory=list)
+    comments: list[CommentDef] = field(default_factory=list)
+    uses_acrf: bool = False
+
+
+def normalise_class(dataset: Dataset, standard: Standard) -> str:
+    """def:Class Name for a dataset, from its class or (SDTM) the SDTMIG table."""
+    raw = dataset.klass
+    if not raw and standard == "SDTM":
+        table = sdtmig_datasets()
+        hit = table.loc[table["name"] == (dataset.domain or dataset.name)[:4], "klass"]
+        if hit.empty:
+            hit = table.loc[table["name"] == dataset.name[:2], "klass"]
+        raw = "" if hit.empty else str(hit.iloc[0])
+    if not raw and standard == "ADaM" and dataset.name == "ADSL":
+        raw = "ADSL"
+    key = " ".join(raw.upper().replace("-", " ").split())
+    klass = _CLASS_ALIASES.get(key, key)
+    if klass not in ALLOWED_CLASSES:
+        raise CdiscforgeError(
+            f"dataset {dataset.name}: class {dataset.klass!r} is not a Define-XML 2.1 class; "
+            f"use one of {', '.join(sorted(ALLOWED_CLASSES))}"
+        )
+    return klass
+
+
+def _structure(dataset: Dataset, standard: Standard) -> str:
+    if dataset.structure:
+        return dataset.structure
+    if standard == "SDTM":
+        table = sdtmig_datasets()
+        hit = table.loc[table["name"] == dataset.name, "structure"]
+        if not hit.empty and str(hit.iloc[0]):
+            return str(hit.iloc[0])
+    raise CdiscforgeError(
+        f"dataset {dataset.name}: no structure (def:Structure is required by Define-XML 2.1); "
+        "set `structure` in its spec, e.g. 'One record per subject'"
+    )
+
+
+def _is_repeating(dataset: Dataset, klass: str) -> bool:
+    if klass in _SUBJECT_LEVEL or dataset.name == "DM":
+        return False
+    return not (dataset.keys and set(dataset.keys) <= {"STUDYID", "USUBJID"})
+
+
+def _length(var: Variable, series: pd.Series, data_type: str) -> int | None:
+    """Length as written to XPT: the fitted character length, 8 bytes for numerics.
+
+    ISO 8601 date types carry no Length, as in CDISC's own Define-XML 2.1 example.
+    """
+    if not var.is_char:
+        return var.length or 8
+    if data_type == "text":
+        return var.length or max(1, char_max_bytes(series))
+    return None
+
+
+def _decode_partner(dataset: Dataset, var: Variable) -> str | None:
+    """The decode variable paired with a code variable in the same dataset, if any."""
+    if var.name.endswith("CD"):
+        partner = var.name[:-2]
+        if partner in dataset.variable_names and partner != var.name:
+            return partner
+    return None
+
+
+def _decodes(dataset: Dataset, code: str, partner: str) -> dict[str, str]:
+    pairs = dataset.frame[[code, partner]].dropna()
+    pairs = pairs[pairs[partner].astype("string") != ""]
+    pairs = pairs.sort_values([code, partner], kind="stable").drop_duplicates(code)
+    return dict(zip(pairs[code].astype(str), pairs[partner].astype(str), strict=True))
+
+
+def _used_values(series: pd.Series) -> list[str]:
+    values = series.dropna()
+    if values.empty:
+        return []
+    if pd.api.types.is_numeric_dtype(values):
+        nums = values.to_numpy(dtype="float64")
+        text = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in np.unique(nums)]
+        return text
+    text = values.astype("string")
+    return sorted(set(text[text != ""].tolist()))
+
+
+@dataclass
+class _CodeListUse:
+    name: str
+    numeric: bool
+    whole: bool = True
+    values: set[str] = field(default_factory=set)
+    decodes: dict[str, str] = field(default_factory=dict)
+    has_partner: bool = True
+
+
+class _Builder:
+    def __init__(self, study: StudyInfo, standard: Standard, created: str) -> None:
+        self.study = study
+        self.standard = standard
+        self.created = created
+        self.codelist_uses: dict[str, _CodeListUse] = {}
+        self.model = self._skeleton()
+
+    def _skeleton(self) -> DefineModel:
+        study = self.study
+        sid = oid_part(study.studyid)
+        if self.standard == "SDTM":
+            ig = StandardDef("STD.SDTMIG", "SDTMIG", "IG", SDTMIG_VERSION)
+        else:
+            ig = StandardDef("STD.ADaMIG", "ADaMIG", "IG", ADAMIG_VERSION)
+        return DefineModel(
+            file_oid=f"DEF.{sid}.{self.standard}",
+            created=self.created,
+            originator=study.sponsor or "cdiscforge",
+            source_system_version=__version__,
+            study_oid=study_oid(study.studyid),
+            study=study,
+            mdv_oid=mdv_oid(study.studyid, self.standard),
+            mdv_name=f"Study {study.studyid}, {ig.name} {ig.version} Data Definitions",
+            mdv_description=f"{self.standard} data definitions for study {study.studyid}",
+            standards=[ig],
+            ig_standard_oid=ig.oid,
+        )
+
+    # ---- datasets and variables -------------------------------------------------------
+    def add_dataset(self, ds: Dataset) -> None:
+        klass = normalise_class(ds, self.standard)
+        name = ds.name.upper()
+        comment_oid = self._comment(f"COM.{name}", ds.comment)
+        refs: list[ItemRefDef] = []
+        items: dict[str, ItemDefDef] = {}
+        key_seq = {k: i for i, k in enumerate(ds.keys, start=1)}
+        for order, var in enumerate(ds.variables, start=1):
+            item = self._item_def(ds, var)
+            items[var.name] = item
+            method_oid = None
+            if var.method:
+                method_oid = f"MT.{name}.{oid_part(var.name)}"
+                self.model.methods.append(
+                    MethodDef(method_oid, f"Algorithm to derive {name}.{var.name}", var.method)
+                )
+            refs.append(
+                ItemRefDef(
+                    item_oid=item.oid,
+                    order=order,
+                    mandatory="Yes" if (var.core or "").lower().startswith("req") else "No",
+                    key_sequence=key_seq.get(var.name),
+                    method_oid=method_oid,
+                    role=var.role if self.standard == "SDTM" and var.role else None,
+                )
+            )
+        if ds.value_level_by:
+            self._value_level(ds, refs, items)
+        self.model.item_groups.append(
+            ItemGroupDefDef(
+                oid=item_group_oid(name),
+                name=name,
+                domain=(ds.domain or name) if self.standard == "SDTM" else None,
+                repeating="Yes" if _is_repeating(ds, klass) else "No",
+                reference="Yes" if klass == "TRIAL DESIGN" else "No",
+                purpose="Tabulation" if self.standard == "SDTM" else "Analysis",
+                structure=_structure(ds, self.standard),
+                klass=klass,
+                label=ds.label,
+                leaf_id=f"LF.{name}",
+                href=f"{name.lower()}.xpt",
+                comment_oid=comment_oid,
+                refs=refs,
+            )
+        )
+
+    def _comment(self, oid: str, text: str | None) -> str | None:
+        if not text:
+            return None
+        self.model.comments.append(CommentDef(oid, text))
+        return oid
+
+    def _origin(self, item: ItemDefDef, var: Variable) -> None:
+        item.origin_type = var.origin or None
+        item.origin_source = var.source
+        if var.origin == "Predecessor" and var.predecessor:
+            item.origin_description = var.predecessor
+        elif var.predecessor:
+            # A predecessor named on a non-Predecessor origin still tells the reviewer where
+            # the value came from.
+            item.origin_description = var.predecessor
+        if var.origin == "Collected" and var.crf_pages:
+            item.crf_pages = " ".join(str(p) for p in var.crf_pages)
+            self.model.uses_acrf = True
+
+    def _item_def(self, ds: Dataset, var: Variable) -> ItemDefDef:
+        name = ds.name.upper()
+        series = ds.frame[var.name]
+        data_type = define_data_type(var, series)
+        item = ItemDefDef(
+            oid=item_oid(name, var.name),
+            name=var.name,
+            data_type=data_type,
+            label=var.label,
+            length=_length(var, series, data_type),
+            significant_digits=(significant_digits(var, series) if data_type == "float" else None),
+            display_format=var.format if not var.is_char and var.format else None,
+            comment_oid=self._comment(f"COM.{name}.{oid_part(var.name)}", var.comment),
+        )
+        self._origin(item, var)
+        if var.codelist:
+            item.codelist_oid = self._use_codelist(ds, var, series)
+        self.model.item_defs.append(item)
+        return item
+
+    # ---- codelists --------------------------------------------------------------------
+    def _use_codelist(self, ds: Dataset, var: Variable, series: pd.Series) -> str:
+        ref = var.codelist or ""
+        key = ct.codelist(ref).short_name if ct.has_codelist(ref) else ref
+        use = self.codelist_uses.setdefault(key, _CodeListUse(name=key, numeric=not var.is_char))
+        use.numeric = use.numeric and not var.is_char
+        values = _used_values(series)
+        use.values.update(values)
+        if use.numeric and any("." in v for v in values):
+            use.whole = False
+        partner = _decode_partner(ds, var)
+        if partner is None:
+            use.has_partner = False
+        else:
+            for code, decode in _decodes(ds, var.name, partner).items():
+                use.decodes.setdefault(code, decode)
+        return f"CL.{oid_part(key)}"
+
+    def _ct_standard_oid(self, codelist: ct.Codelist) -> str:
+        publishing = "ADaM" if codelist.standard.upper().startswith("ADAM") else "SDTM"
+        oid = f"STD.CT.{publishing}"
+        if all(s.oid != oid for s in self.model.standards):
+            version = (
+                self.study.adam_ct_version if publishing == "ADaM" else self.study.sdtm_ct_version
+            ) or codelist.standard.split()[-1]
+            self.model.standards.append(StandardDef(oid, "CDISC/NCI", "CT", version, publishing))
+        return oid
+
+    def finish_codelists(self) -> None:
+        for key in sorted(self.codelist_uses):
+            use = self.codelist_uses[key]
+            known = ct.has_codelist(key)
+            cl = ct.codelist(key) if known else None
+            if cl is not None:
+                ct_order = [str(v) for v in cl.terms["value"].tolist()]
+                in_ct = [v for v in ct_order if v in use.values]
+                extra = sorted(use.values - set(ct_order))
+                ordered = in_ct + extra
+            else:
+                ordered = sorted(use.values)
+            items = []
+            for value in ordered:
+                decode = use.decodes.get(value) if use.has_partner else None
+                code = cl.term_code(value) if cl is not None else None
+                items.append(
+                    CodeListItemDef(value, decode, code, extended=cl is not None and code is None)
+                )
+            data_type = "text"
+            if use.numeric:
+                data_type = "integer" if use.whole else "float"
+            self.model.codelists.append(
+                CodeListDef(
+                    oid=f"CL.{oid_part(key)}",
+                    name=cl.name if cl is not None else key,
+                    data_type=data_type,
+                    standard_oid=self._ct_standard_oid(cl) if cl is not None else None,
+                    nci_code=cl.code if cl is not None else None,
+                    items=items,
+                )
+            )
+
+    def ensure_primary_ct(self) -> None:
+        """Define-XML 2.1 expects the CT version stated even when no codelist is from it."""
+        publishing = "SDTM" if self.standard == "SDTM" else "ADaM"
+        version = self.study.sdtm_ct_version if publishing == "SDTM" else self.study.adam_ct_version
+        oid = f"STD.CT.{publishing}"
+        if version and all(s.oid != oid for s in self.model.standards):
+            self.model.standards.append(StandardDef(oid, "CDISC/NCI", "CT", version, publishing))
+
+    # ---- value-level metadata ---------------------------------------------------------
+    def _vlm_targets(self, ds: Dataset) -> list[Variable]:
+        if self.standard == "SDTM":
+            prefix = (ds.domain or ds.name)[:2]
+            names = [prefix + s for s in VLM_SDTM_SUFFIXES]
+        else:
+            names = list(VLM_ADAM_VARIABLES)
+        return [v for v in ds.variables if v.name in names]
+
+    def _value_level(
+        self, ds: Dataset, refs: list[ItemRefDef], parents: dict[str, ItemDefDef]
+    ) -> None:
+        by = ds.value_level_by or ""
+        if by not in ds.variable_names:
+            raise CdiscforgeError(
+                f"dataset {ds.name}: value_level_by {by!r} is not one of its variables"
+            )
+        name = ds.name.upper()
+        frame = ds.frame
+        split = frame[by].astype("string")
+        partner = _decode_partner(ds, ds.variable(by))
+        decodes = _decodes(ds, by, partner) if partner else {}
+        by_item_oid = item_oid(name, by)
+        split_values = sorted(set(split.dropna().tolist()) - {""})
+        where_oids: dict[str, str] = {}
+        for value in split_values:
+            oid = f"WC.{name}.{oid_part(by)}.{oid_part(value)}"
+            while oid in where_oids.values():
+                oid += "_"
+            where_oids[value] = oid
+            self.model.where_clauses.append(WhereClauseDef(oid, by_item_oid, value))
+        ref_by_oid = {r.item_oid: r for r in refs}
+        groups = dict(tuple(frame.groupby(split, sort=True, dropna=True)))
+        for var in self._vlm_targets(ds):
+            parent = parents[var.name]
+            vl_refs: list[ItemRefDef] = []
+            for value in split_values:
+                subset = groups[value][var.name] if value in groups else frame[var.name].iloc[:0]
+                present = subset.dropna()
+                if var.is_char:
+                    present = present[present.astype("string") != ""]
+                if present.empty:
+                    continue
+                data_type = define_data_type(var, subset)
+                item = ItemDefDef(
+                    oid=f"{parent.oid}.{oid_part(value)}",
+                    name=var.name,
+                    data_type=data_type,
+                    label=f"{var.label} ({decodes.get(value, value)})",
+                    length=(
+                        max(1, char_max_bytes(subset))
+                        if var.is_char
+                        else (8 if data_type in ("integer", "float") else None)
+                    ),
+                    significant_digits=(
+                        significant_digits(_without_declared(var), subset)
+                        if data_type == "float"
+                        else None
+                    ),
+                    display_format=parent.display_format,
+                    origin_type=parent.origin_type,
+                    origin_source=parent.origin_source,
+                    origin_description=parent.origin_description,
+                    crf_pages=parent.crf_pages,
+                )
+                self.model.item_defs.append(item)
+                vl_refs.append(
+                    ItemRefDef(
+                        item_oid=item.oid,
+                        order=len(vl_refs) + 1,
+                        mandatory="No",
+                        method_oid=ref_by_oid[parent.oid].method_oid,
+                        where_clause_oid=where_oids[value],
+                    )
+                )
+            if vl_refs:
+                parent.value_list_oid = f"VL.{name}.{oid_part(var.name)}"
+                self.model.value_lists.append(ValueListDef(parent.value_list_oid, vl_refs))
+
+
+def _without_declared(var: Variable) -> Variable:
+    """The variable with its declared significant digits dropped, so a test's own are measured."""
+    return Variable(name=var.name, label=var.label, type=var.type, format=var.format)
+
+
+def build_define_model(
+    datasets: Sequence[Dataset], *, study: StudyInfo, standard: Standard, created: str
+) -> DefineModel:
+    """Decide everything define.xml will say about these datasets (see the module docstring)."""
+    if standard not in ("SDTM", "ADaM"):
+        raise CdiscforgeError(f"define.xml standard must be 'SDTM' or 'ADaM', not {standard!r}")
+    if not _DATETIME.match(created or ""):
+        raise CdiscforgeError(
+            f"define.xml creation time {created!r} is not an ISO 8601 datetime "
+            "like 2024-01-31T09:00:00 (it is fixed per build so output is reproducible)"
+        )
+    names = [d.name.upper() for d in datasets]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise CdiscforgeError(f"define.xml: datasets given twice: {', '.join(dupes)}")
+    builder = _Builder(study, standard, created)
+    for ds in datasets:
+        builder.add_dataset(ds)
+    builder.ensure_primary_ct()
+    builder.finish_codelists()
+    return builder.model
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("cdiscforge.define", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def render_define(model: DefineModel) -> str:
+    """define.xml text for a model (autoescaped Jinja2)."""
+    template = _environment().get_template("define.xml.j2")
+    return template.render(m=model, stylesheet=STYLESHEET_NAME, acrf_leaf=ACRF_LEAF)
+
+
+def write_define(
+    datasets: Sequence[Dataset],
+    out_path: Path,
+    *,
+    study: StudyInfo,
+    standard: Standard,
+    created: str,
+) -> Path:
+    """Write define.xml (and define2-1.xsl beside it) and check it against the 2.1 XSD.
+
+    The file is written even when the schema check fails, so the reviewer of a failed build can
+    open it at the line named in the error; the build still fails, with `CdiscforgeError`.
+    """
+    out_path = Path(out_path)
+    model = build_define_model(datasets, study=study, standard=standard, created=created)
+    text = render_define(model)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text, encoding="utf-8", newline="\n")
+    shutil.copyfile(stylesheet_path(), out_path.parent / STYLESHEET_NAME)
+    errors = schema_errors(text.encode("utf-8"), str(out_path))
+    if errors:
+        shown = "\n  ".join(errors[:10])
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise CdiscforgeError(
+            f"{out_path} fails the Define-XML 2.1 schema ({len(errors)} error(s)):\n  {shown}{more}"
+        )
+    return out_path
+
+
+def templates_dir() -> Path:
+    """Folder of the Jinja2 templates (for tools that want to show or override them)."""
+    return Path(str(resources.files("cdiscforge.define") / "templates"))
