@@ -175,5 +175,7 @@ def crosscheck(define_path: Path, xpt_dir: Path, json_dir: Path | None = None) -
         stems = {Path(g.href).stem.lower() for g in groups}
         for name in sorted(jsons):
             if Path(name).stem not in stems:
-                problems.append(f"{jsons[name]}: no ItemGroupDef in {define_path.name} describes it")
+                problems.append(
+                    f"{jsons[name]}: no ItemGroupDef in {define_path.name} describes it"
+                )
     return problems
