@@ -1,0 +1,393 @@
+"""The spec engine: builds datasets from dataset specs, in dependency order, accounting for
+every record.
+
+For each dataset: each record block (a raw form, a spec table, an upstream dataset or a
+registered generator) is filtered, mapped variable by variable through the rule vocabulary,
+stacked with the other blocks, de-duplicated by the spec's stated rule, finished by the
+`final` rules (--SEQ, flags over the whole record set), made ASCII (transliterations logged),
+sorted, and wrapped as a `Dataset` with the spec's metadata. SUPP-- datasets come from the
+spec's `supp` items. The reconciliation row of every source says read = written + rejected.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cdiscforge.buildlog import BuildLog, Reconciliation
+from cdiscforge.errors import CdiscforgeError, InputError, SpecError
+from cdiscforge.model import Dataset, Variable
+from cdiscforge.raw import RawForm, read_form
+from cdiscforge.rules import RuleContext, Source
+from cdiscforge.spec import DatasetSpec, StudySpec
+
+Generator = Callable[[RuleContext, dict[str, Any]], pd.DataFrame]
+GENERATORS: dict[str, Generator] = {}
+MAX_CHAR_BYTES = 200
+
+
+def generator(name: str) -> Callable[[Generator], Generator]:
+    """Register a record generator: a function making a block's records (e.g. SE)."""
+
+    def deco(fn: Generator) -> Generator:
+        GENERATORS[name] = fn
+        return fn
+
+    return deco
+
+
+class RawStore:
+    """Reads each raw export once, through the contract, and logs it as a build input."""
+
+    def __init__(self, study: StudySpec, raw_dir: Path, log: BuildLog) -> None:
+        self.study = study
+        self.raw_dir = raw_dir
+        self.log = log
+        self._forms: dict[str, RawForm] = {}
+
+    def form(self, name: str) -> RawForm:
+        if name not in self._forms:
+            form = read_form(self.study.forms[name], self.raw_dir)
+            self._forms[name] = form
+            self.log.input_file(name, form.path, len(form))
+        return self._forms[name]
+
+    def source(self, name: str) -> Source:
+        form = self.form(name)
+        return Source(
+            name=name,
+            file=str(form.path),
+            frame=form.frame,
+            rows=form.rows,
+            date_formats=self.study.date_formats(name),
+            subject=form.spec.subject,
+        )
+
+
+def build_order(study: StudySpec, stage: str) -> list[str]:
+    """Datasets of a stage, each after the datasets it reads (stable: spec order otherwise)."""
+    specs = {n: s for n, s in study.datasets.items() if s.stage == stage}
+    done: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in done or name not in specs:
+            return
+        if name in visiting:
+            raise SpecError(specs[name].file, "records", f"circular dependency: {chain}")
+        visiting.add(name)
+        for dep in sorted(specs[name].depends_on()):
+            visit(dep, (*chain, dep))
+        visiting.discard(name)
+        done.append(name)
+
+    for name in specs:
+        visit(name, (name,))
+    return done
+
+
+def build_stage(
+    study: StudySpec,
+    stage: str,
+    store: RawStore | None,
+    log: BuildLog,
+    upstream: dict[str, Dataset] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Dataset]:
+    """Build every dataset of a stage; returns them by name (SUPP-- included)."""
+    domains: dict[str, Dataset] = dict(upstream or {})
+    built: dict[str, Dataset] = {}
+    for name in build_order(study, stage):
+        if progress:
+            progress(name)
+        for ds in build_dataset(study.datasets[name], study, store, domains, log):
+            domains[ds.name] = ds
+            built[ds.name] = ds
+    return built
+
+
+def build_dataset(
+    spec: DatasetSpec,
+    study: StudySpec,
+    store: RawStore | None,
+    domains: dict[str, Dataset],
+    log: BuildLog,
+) -> list[Dataset]:
+    """Build one dataset (and its SUPP--) from its spec. See the module docstring."""
+    frames: list[pd.DataFrame] = []
+    recon: list[Reconciliation] = []
+    for i, block in enumerate(spec.records):
+        source = _block_source(spec, i, study, store, domains, log)
+        row = Reconciliation(source.name, source.file, spec.name, read=len(source.frame))
+        recon.append(row)
+        frame = source.frame
+        ctx = _context(
+            study, spec, "", pd.DataFrame(index=frame.index), source, domains, log, store
+        )
+        if block.filter is not None:
+            keep = block.filter.evaluate(ctx).to_numpy(dtype=bool)
+            if (~keep).any():
+                row.rejected[block.filter_reason] = int((~keep).sum())
+            source = Source(
+                source.name,
+                source.file,
+                frame[keep],
+                source.rows[keep],
+                source.date_formats,
+                source.subject,
+            )
+            ctx.source = source
+            ctx.out = pd.DataFrame(index=source.frame.index)
+        out = ctx.out
+        for var in spec.variables:
+            rdef, params = spec.block_rules[i].get(var.name, (var.rule, var.params))
+            if rdef is not None and rdef.final:
+                continue
+            if rdef is None:
+                out[var.name] = _empty(var.meta, out.index)
+                continue
+            ctx.variable = var.name
+            out[var.name] = _typed(rdef.fn(ctx, params), var.meta, ctx)
+        out["__block"] = i
+        out["__row"] = source.rows
+        frames.append(out)
+
+    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    records = _dedupe(spec, records, recon, log)
+    ctx = _context(study, spec, "", records, None, domains, log, store)
+    for var in spec.variables:
+        if var.rule is not None and var.rule.final:
+            ctx.variable = var.name
+            records[var.name] = _typed(var.rule.fn(ctx, var.params), var.meta, ctx)
+
+    records = _ascii(spec, study, records, log)
+    sort_by = [c for c in (spec.sort or spec.keys) if c in records.columns]
+    if sort_by:
+        records = records.sort_values(sort_by, kind="stable", na_position="last")
+    records = records.reset_index(drop=True)
+    supp_values = {item.var: records[item.var] for item in spec.supp}
+    overflow = _split_long_text(spec, records, log)
+
+    for i, row in enumerate(recon):
+        row.written = int((records["__block"] == i).sum())
+        log.add_reconciliation(row)
+        if not row.balanced:  # a bug in the engine, never in the data
+            raise CdiscforgeError(f"reconciliation of {row.source} -> {spec.name} does not balance")
+
+    kept = [v for v in spec.variables if v.keep]
+    metas = [Variable(**{**v.meta.__dict__}) for v in kept]
+    frame = records[[v.name for v in kept]]
+    dataset = Dataset(
+        name=spec.name, label=spec.label, frame=frame, variables=metas, klass=spec.klass,
+        structure=spec.structure, keys=list(spec.keys), standard=spec.standard,
+        domain=spec.name if spec.stage == "sdtm" else None, comment=spec.comment,
+        value_level_by=spec.value_level_by,
+    )  # fmt: skip
+    log.info(spec.stage, spec.name, f"built: {len(frame)} records, {len(metas)} variables")
+    out = [dataset]
+    if spec.supp or overflow:
+        from cdiscforge.supp import build_supp
+
+        supp = build_supp(spec, study, records, supp_values, overflow, log)
+        if supp is not None:
+            out.append(supp)
+    return out
+
+
+def _context(
+    study: StudySpec,
+    spec: DatasetSpec,
+    variable: str,
+    out: pd.DataFrame,
+    source: Source | None,
+    domains: dict[str, Dataset],
+    log: BuildLog,
+    store: RawStore | None,
+) -> RuleContext:
+    return RuleContext(study, spec.name, variable, out, source, domains, log, str(spec.file), store)
+
+
+def _block_source(
+    spec: DatasetSpec,
+    i: int,
+    study: StudySpec,
+    store: RawStore | None,
+    domains: dict[str, Dataset],
+    log: BuildLog,
+) -> Source:
+    block = spec.records[i]
+    if block.source:
+        if store is None:
+            raise SpecError(spec.file, f"records[{i}].source", "no raw exports in this build")
+        return store.source(block.source)
+    if block.table:
+        frame = study.table(block.table).reset_index(drop=True)
+        return Source(
+            block.table, str(study.table_file(block.table)), frame, np.arange(1, len(frame) + 1)
+        )
+    if block.dataset:
+        if block.dataset not in domains:
+            raise SpecError(spec.file, f"records[{i}].dataset", f"{block.dataset} is not built")
+        frame = domains[block.dataset].frame.reset_index(drop=True)
+        return Source(block.dataset, block.dataset, frame, np.arange(1, len(frame) + 1))
+    fn = GENERATORS.get(block.generator or "")
+    if fn is None:
+        raise SpecError(
+            spec.file,
+            f"records[{i}].generator",
+            f"unknown generator {block.generator!r}; known: {sorted(GENERATORS)}",
+        )
+    ctx = _context(study, spec, "", pd.DataFrame(), None, domains, log, None)
+    frame = fn(ctx, block.params).reset_index(drop=True)
+    return Source(
+        block.generator or "", f"{block.generator} (generated)", frame, np.arange(1, len(frame) + 1)
+    )
+
+
+def _empty(meta: Variable, index: pd.Index) -> pd.Series:
+    dtype = "Float64" if meta.type == "Num" else "string"
+    return pd.Series(pd.NA, index=index, dtype=dtype)
+
+
+def _typed(values: pd.Series, meta: Variable, ctx: RuleContext) -> pd.Series:
+    """Coerce a rule's result to the variable's type; a non-number for Num is an error."""
+    values = values.reindex(ctx.out.index) if len(values) != len(ctx.out.index) else values
+    if meta.type == "Num":
+        if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(
+            values
+        ):
+            return values
+        nums = pd.to_numeric(values, errors="coerce")
+        bad = values.notna() & nums.isna()
+        if bad.any():
+            where = ctx.located(meta.name)
+            pos = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                where.file,
+                f"{ctx.dataset}.{meta.name} is numeric",
+                row=where.row_of(pos) if ctx.source is not None else None,
+                column=meta.name,
+                value=values.iloc[pos],
+            )
+        return nums.astype("Float64")
+    if pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values):
+        text = values.astype("Float64").map(
+            lambda v: pd.NA if pd.isna(v) else (str(int(v)) if float(v).is_integer() else repr(v))
+        )
+        return text.astype("string")
+    return values.astype("string")
+
+
+def _dedupe(
+    spec: DatasetSpec, records: pd.DataFrame, recon: list[Reconciliation], log: BuildLog
+) -> pd.DataFrame:
+    rule = spec.dedupe
+    if rule is None or records.empty:
+        return records
+    order = records.sort_values([*rule.by, *rule.order], kind="stable", na_position="last")
+    dup = order.duplicated(rule.by, keep="first" if rule.keep == "first" else "last")
+    if not dup.any():
+        return records
+    dropped = order[dup]
+    for i, count in dropped["__block"].value_counts().items():
+        recon[int(i)].rejected[rule.reason] = int(count)
+    examples = [
+        {k: (None if pd.isna(v) else v) for k, v in r.items()}
+        for r in dropped[[*rule.by, "__row"]].head(5).to_dict("records")
+    ]
+    log.warn(
+        spec.stage,
+        spec.name,
+        f"{int(dup.sum())} duplicate record(s) by {rule.by} removed, keeping the "
+        f"{rule.keep} by {rule.order or 'source order'} ({rule.reason})",
+        count=int(dup.sum()),
+        examples=examples,
+    )
+    return records.drop(index=dropped.index)
+
+
+def _ascii(
+    spec: DatasetSpec, study: StudySpec, records: pd.DataFrame, log: BuildLog
+) -> pd.DataFrame:
+    """XPT v5 is ASCII: transliterate accents (café -> cafe), logging each distinct value."""
+    for var in spec.variables:
+        if not var.keep or var.meta.type != "Char" or var.name not in records:
+            continue
+        col = records[var.name].astype("string")
+        non_ascii = col.notna() & ~col.str.isascii().fillna(True).astype(bool)
+        if not non_ascii.any():
+            continue
+        if study.config.ascii != "transliterate":
+            bad = int(np.flatnonzero(non_ascii.to_numpy())[0])
+            raise InputError(
+                spec.name, "non-ASCII text", row=bad + 1, column=var.name, value=col.iloc[bad]
+            )
+        originals = col[non_ascii].unique().tolist()
+        mapping = {v: _to_ascii(v) for v in originals}
+        records[var.name] = col.mask(non_ascii, col[non_ascii].map(mapping))
+        log.warn(
+            spec.stage,
+            spec.name,
+            "non-ASCII text transliterated for XPT v5",
+            variable=var.name,
+            count=int(non_ascii.sum()),
+            examples=[f"{k} -> {v}" for k, v in list(mapping.items())[:3]],
+        )
+    return records
+
+
+def _to_ascii(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return plain.encode("ascii", "replace").decode("ascii")
+
+
+def _split_long_text(
+    spec: DatasetSpec, records: pd.DataFrame, log: BuildLog
+) -> dict[str, pd.DataFrame]:
+    """Character values over 200 bytes: split per SDTMIG 4.5.3.2 into the parent variable
+    (first 200 characters, at a word boundary) and SUPP-- records QNAM = <VAR>1, <VAR>2 ...
+    Only SDTM general-observation text is split this way; elsewhere the XPT writer refuses
+    the value with a located error, so nothing is truncated silently."""
+    overflow: dict[str, pd.DataFrame] = {}
+    if spec.stage != "sdtm":
+        return overflow
+    for var in spec.variables:
+        if not var.keep or var.meta.type != "Char" or var.name not in records:
+            continue
+        col = records[var.name].astype("string")
+        long = col.notna() & (col.str.len() > MAX_CHAR_BYTES)
+        if not long.any():
+            continue
+        pieces = col[long].map(_chunks)
+        records.loc[long, var.name] = pieces.map(lambda p: p[0])
+        rest = pieces.map(lambda p: p[1:]).explode()
+        part = rest.groupby(level=0).cumcount() + 1
+        overflow[var.name] = pd.DataFrame(
+            {"row": rest.index, "part": part.to_numpy(), "value": rest.to_numpy()}
+        )
+        log.warn(
+            spec.stage,
+            spec.name,
+            f"text over {MAX_CHAR_BYTES} characters split into {var.name} and SUPP"
+            f"{spec.name} QNAM {var.name}1.. (SDTMIG 4.5.3.2)",
+            variable=var.name,
+            count=int(long.sum()),
+        )
+    return overflow
+
+
+def _chunks(text: str, size: int = MAX_CHAR_BYTES) -> list[str]:
+    out: list[str] = []
+    while len(text) > size:
+        cut = text.rfind(" ", 0, size + 1)
+        cut = cut if cut > 0 else size
+        out.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    out.append(text)
+    return out

@@ -1,0 +1,267 @@
+"""The mapping-rule vocabulary: small, named, vectorised functions with typed parameters.
+
+A spec names a rule per target variable (`rule: ct`, `rule: iso8601` ...) with parameters;
+the spec loader validates the parameters against the rule's pydantic model (unknown keys and
+wrong types are spec errors naming the file and key path), and the engine calls the rule with
+a `RuleContext`. Rules never evaluate Python expressions from a spec.
+
+Column references inside parameters: a `from:` parameter always names a raw column of the
+record source; any other reference names a target variable computed earlier in the same
+spec (or a helper variable starting with `_`), or a raw column when written `raw.NAME`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from cdiscforge.dates import Located
+from cdiscforge.errors import InputError, SpecError
+
+if TYPE_CHECKING:
+    from cdiscforge.buildlog import BuildLog
+    from cdiscforge.model import Dataset
+    from cdiscforge.spec import StudySpec
+
+
+class Params(BaseModel):
+    """Base of every rule's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    # Names of fields holding raw column names / references / dataset names: used by the spec
+    # checker (unknown raw columns) and the engine (build order).
+    raw_fields: ClassVar[tuple[str, ...]] = ()
+    ref_fields: ClassVar[tuple[str, ...]] = ()
+
+    def raw_columns(self) -> list[str]:
+        out: list[str] = []
+        for name in self.raw_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, str):
+                out.append(value)
+        for name in self.ref_fields:
+            out += [r[4:] for r in _strings(getattr(self, name, None)) if r.startswith("raw.")]
+        return out
+
+    def domains(self) -> set[str]:
+        """Datasets this rule reads (for ordering the build)."""
+        return set()
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, BaseModel):
+        return _strings(value.model_dump(by_alias=True))
+    return []
+
+
+@dataclass(frozen=True)
+class RuleDef:
+    name: str
+    params: type[Params]
+    fn: Callable[[RuleContext, Any], pd.Series]
+    origin: str
+    final: bool  # runs on the stacked record set (seq, last-observation flags)
+    doc: str
+
+
+RULES: dict[str, RuleDef] = {}
+
+
+def rule(
+    name: str, params: type[Params], *, origin: str = "Derived", final: bool = False
+) -> Callable[[Callable[[RuleContext, Any], pd.Series]], Callable[[RuleContext, Any], pd.Series]]:
+    """Register a rule under `name`; `origin` is its default define.xml origin."""
+
+    def deco(fn: Callable[[RuleContext, Any], pd.Series]) -> Callable[..., pd.Series]:
+        if name in RULES:
+            raise RuntimeError(f"rule {name!r} registered twice")
+        RULES[name] = RuleDef(name, params, fn, origin, final, (fn.__doc__ or "").strip())
+        return fn
+
+    return deco
+
+
+@dataclass
+class Source:
+    """The records a block maps from: a raw form or a spec table, with row numbers."""
+
+    name: str
+    file: str
+    frame: pd.DataFrame
+    rows: np.ndarray
+    date_formats: dict[str, str] = field(default_factory=dict)
+    subject: str | None = None
+
+
+@dataclass
+class RuleContext:
+    """What a rule may read: the block's source, the target columns so far, built datasets."""
+
+    study: StudySpec
+    dataset: str
+    variable: str
+    out: pd.DataFrame
+    source: Source | None
+    domains: dict[str, Dataset]
+    log: BuildLog
+    spec_file: str = ""
+    store: Any = None  # the engine's raw-form store (reads each raw export once)
+
+    def raw(self, column: str) -> pd.Series:
+        if self.source is None:
+            raise SpecError(
+                self.spec_file, self.variable, f"raw column {column!r} used after stack"
+            )
+        if column not in self.source.frame.columns:
+            raise SpecError(
+                self.spec_file,
+                self.variable,
+                f"raw column {column!r} is not in source {self.source.name!r}",
+            )
+        return self.source.frame[column]
+
+    def ref(self, reference: str) -> pd.Series:
+        """A target variable computed earlier, or a raw column written `raw.NAME`."""
+        if reference.startswith("raw."):
+            return self.raw(reference[4:])
+        if reference in self.out.columns:
+            return self.out[reference]
+        raise SpecError(
+            self.spec_file,
+            self.variable,
+            f"{reference!r} is not a variable computed before {self.variable} "
+            "(order the variables, or write raw.NAME for a raw column)",
+        )
+
+    def located(self, column: str) -> Located:
+        if self.source is None:
+            return Located(f"{self.dataset} (derived)", column)
+        return Located(self.source.file, column, self.source.rows)
+
+    def domain(self, name: str) -> Dataset:
+        if name not in self.domains:
+            raise SpecError(self.spec_file, self.variable, f"dataset {name} is not built yet")
+        return self.domains[name]
+
+    def subject_values(self, name: str, column: str) -> pd.Series:
+        """Per-record value of `column` from dataset `name` (one record per USUBJID)."""
+        other = self.domain(name).frame[["USUBJID", column]].drop_duplicates("USUBJID")
+        mapping = pd.Series(other[column].to_numpy(), index=other["USUBJID"].to_numpy())
+        return self.ref("USUBJID").map(mapping)
+
+    def input_error(self, mask: pd.Series, column: str, values: pd.Series, problem: str) -> None:
+        """Raise an InputError at the first True of `mask` (source row, column, value)."""
+        flags = mask.fillna(False).to_numpy(dtype=bool)
+        if not flags.any():
+            return
+        pos = int(np.flatnonzero(flags)[0])
+        n = int(flags.sum())
+        where = self.located(column)
+        raise InputError(
+            where.file,
+            f"{self.dataset}.{self.variable}: {problem}"
+            + (f" ({n - 1} more rows like it)" if n > 1 else ""),
+            row=where.row_of(pos),
+            column=column,
+            value=values.iloc[pos],
+        )
+
+
+# --- conditions: a small structured vocabulary, never evaluated code ----------------------
+
+
+class Condition(BaseModel):
+    """`{col: REF, eq|ne|in|not_in|null|lt|le|gt|ge: ...}` or `{all|any: [...]}`, `{not: c}`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    col: str | None = None
+    eq: Any = None
+    ne: Any = None
+    in_: list[Any] | None = None
+    not_in: list[Any] | None = None
+    null: bool | None = None
+    lt: Any = None
+    le: Any = None
+    gt: Any = None
+    ge: Any = None
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = None
+
+    def __init__(self, **data: Any) -> None:
+        if "in" in data:
+            data["in_"] = data.pop("in")
+        if "not" in data:
+            data["not_"] = data.pop("not")
+        super().__init__(**data)
+
+    def refs(self) -> list[str]:
+        out = [self.col] if self.col else []
+        for sub in (self.all or []) + (self.any or []):
+            out += sub.refs()
+        if self.not_:
+            out += self.not_.refs()
+        return out
+
+    def evaluate(self, ctx: RuleContext) -> pd.Series:
+        index = ctx.out.index if ctx.source is None else ctx.source.frame.index
+        if self.all is not None:
+            result = pd.Series(True, index=index)
+            for sub in self.all:
+                result &= sub.evaluate(ctx)
+            return result
+        if self.any is not None:
+            result = pd.Series(False, index=index)
+            for sub in self.any:
+                result |= sub.evaluate(ctx)
+            return result
+        if self.not_ is not None:
+            return ~self.not_.evaluate(ctx)
+        if self.col is None:
+            raise SpecError(ctx.spec_file, ctx.variable, "condition needs col, all, any or not")
+        values = ctx.ref(self.col)
+        result = pd.Series(True, index=values.index)
+        if self.null is not None:
+            result &= values.isna() if self.null else values.notna()
+        if self.eq is not None:
+            result &= (values == self.eq).fillna(False)
+        if self.ne is not None:
+            result &= (values != self.ne).fillna(True)
+        if self.in_ is not None:
+            result &= values.isin(self.in_)
+        if self.not_in is not None:
+            result &= ~values.isin(self.not_in)
+        for op in ("lt", "le", "gt", "ge"):
+            bound = getattr(self, op)
+            if bound is not None:
+                other = ctx.ref(bound) if isinstance(bound, str) else bound
+                cmp = getattr(values, op)(other)
+                result &= cmp.fillna(False).astype(bool)
+        return result.astype(bool)
+
+
+Condition.model_rebuild()
+
+
+def render(template: Any, ctx: RuleContext) -> Any:
+    """Fill `{studyid}`-style placeholders in a constant from the study metadata."""
+    if isinstance(template, str) and "{" in template:
+        return template.format(**ctx.study.placeholders())
+    return template
+
+
+# Register the vocabulary (import for side effects).
+from cdiscforge.rules import basic as _basic  # noqa: E402,F401

@@ -1,0 +1,649 @@
+"""The general mapping rules (any study, any standard). Each docstring is the rule's contract.
+
+SDTM-specific rules (visits, epochs, last observation before exposure) live in `sdtm/rules.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from cdiscforge import ct as ct_module
+from cdiscforge import dates
+from cdiscforge.errors import SpecError
+from cdiscforge.rules import Condition, Params, RuleContext, render, rule
+
+Unmatched = Literal["error", "keep", "upper", "null"]
+
+
+def _text(series: pd.Series) -> pd.Series:
+    return series.astype("string")
+
+
+# --- copying and constants -----------------------------------------------------------------
+
+
+class ConstantParams(Params):
+    value: Any = None
+
+
+@rule("constant", ConstantParams, origin="Assigned")
+def constant(ctx: RuleContext, p: ConstantParams) -> pd.Series:
+    """Every record gets `value` (null when omitted); `{studyid}` placeholders are filled.
+
+    Example: `{name: DOMAIN, rule: constant, value: DM}`.
+    """
+    index = ctx.out.index
+    value = render(p.value, ctx)
+    if value is None:
+        return pd.Series(pd.NA, index=index, dtype="object")
+    return pd.Series([value] * len(index), index=index)
+
+
+class AssignParams(Params):
+    from_: str | None = Field(None, alias="from")
+    var: str | None = None
+    upper: bool = False
+    raw_fields = ("from_",)
+    ref_fields = ("var",)
+
+
+@rule("assign", AssignParams, origin="Collected")
+def assign(ctx: RuleContext, p: AssignParams) -> pd.Series:
+    """Copy a raw column (`from`) or a variable (`var`), trimmed; `upper: true` upper-cases.
+
+    Example: `{name: AETERM, rule: assign, from: AETERM}`.
+    """
+    values = _source(ctx, p.from_, p.var)
+    if pd.api.types.is_string_dtype(values) or values.dtype == object:
+        values = _text(values).str.strip()
+        if p.upper:
+            values = values.str.upper()
+    return values
+
+
+def _source(ctx: RuleContext, raw: str | None, var: str | None) -> pd.Series:
+    if (raw is None) == (var is None):
+        raise SpecError(ctx.spec_file, ctx.variable, "give exactly one of 'from' or 'var'")
+    return ctx.raw(raw) if raw is not None else ctx.ref(var)  # type: ignore[arg-type]
+
+
+class NumberParams(Params):
+    from_: str | None = Field(None, alias="from")
+    var: str | None = None
+    factor: float | str | None = None  # a number or a reference to a per-record factor
+    decimals: int | None = None
+    raw_fields = ("from_",)
+    ref_fields = ("var",)
+
+
+@rule("number", NumberParams, origin="Collected")
+def number(ctx: RuleContext, p: NumberParams) -> pd.Series:
+    """Numeric value of a raw column or variable, optionally times `factor`, rounded.
+
+    Text that is not a number is an input error naming the row and value (use `result_num`
+    for results that may carry `<`/`>` qualifiers).
+    """
+    values = _source(ctx, p.from_, p.var)
+    nums = pd.to_numeric(values, errors="coerce")
+    ctx.input_error(values.notna() & nums.isna(), p.from_ or p.var or "", values, "not a number")
+    nums = nums.astype("Float64") * _factor(ctx, p.factor)
+    return nums.round(p.decimals) if p.decimals is not None else nums
+
+
+def _factor(ctx: RuleContext, factor: float | str | None) -> Any:
+    if factor is None:
+        return 1.0
+    if isinstance(factor, str):
+        return pd.to_numeric(ctx.ref(factor), errors="coerce").astype("Float64")
+    return factor
+
+
+# --- controlled terminology and sponsor mappings ---------------------------------------------
+
+
+class CtParams(Params):
+    from_: str | None = Field(None, alias="from")
+    var: str | None = None
+    codelist: str
+    synonyms: dict[str, str] = {}
+    unmatched: Unmatched = "error"
+    raw_fields = ("from_",)
+    ref_fields = ("var",)
+
+
+@rule("ct", CtParams, origin="Collected")
+def ct(ctx: RuleContext, p: CtParams) -> pd.Series:
+    """Map collected text to a codelist's submission values.
+
+    Cases, in order: missing stays missing; the spec's `synonyms` (case/space-insensitive);
+    the CT submission value, CDISC synonym or NCI preferred term (case/space-insensitive);
+    otherwise the `unmatched` policy: error (stop, naming row and value), keep (raw text,
+    logged), upper (upper-cased raw text, logged: for extensible codelists), null (logged).
+
+    Example: `{name: SEX, rule: ct, from: SEX, codelist: SEX, synonyms: {Female: F}}`.
+    """
+    values = _source(ctx, p.from_, p.var)
+    codelist = ct_module.codelist(p.codelist)
+    mapped, unmatched = codelist.map_values(values, p.synonyms)
+    return _apply_unmatched(
+        ctx,
+        values,
+        mapped,
+        unmatched,
+        p.unmatched,
+        p.from_ or p.var or "",
+        f"codelist {codelist.short_name} ({codelist.code})",
+    )
+
+
+def _apply_unmatched(
+    ctx: RuleContext,
+    values: pd.Series,
+    mapped: pd.Series,
+    unmatched: pd.Series,
+    policy: Unmatched,
+    column: str,
+    what: str,
+) -> pd.Series:
+    if not unmatched.any():
+        return mapped
+    if policy == "error":
+        ctx.input_error(unmatched, column, values, f"value not in {what}")
+    examples = sorted(values[unmatched].astype(str).unique().tolist())[:5]
+    action = {"keep": "kept as collected", "upper": "kept upper-cased", "null": "set to null"}
+    ctx.log.warn(
+        "sdtm" if ctx.study is None else ctx.study.stage_of(ctx.dataset),
+        ctx.dataset,
+        f"{int(unmatched.sum())} value(s) not in {what}: {action[policy]}",
+        variable=ctx.variable,
+        count=int(unmatched.sum()),
+        examples=examples,
+    )
+    if policy == "keep":
+        return mapped.mask(unmatched, _text(values).str.strip())
+    if policy == "upper":
+        return mapped.mask(unmatched, _text(values).str.strip().str.upper())
+    return mapped
+
+
+class MapParams(Params):
+    from_: str | None = Field(None, alias="from")
+    var: str | None = None
+    values: dict[str, Any]
+    unmatched: Unmatched = "error"
+    raw_fields = ("from_",)
+    ref_fields = ("var",)
+
+
+@rule("map", MapParams, origin="Collected")
+def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
+    """Map collected text through the spec's own table (case/space-insensitive keys).
+
+    For sponsor-defined value lists that have no CDISC codelist (e.g. AEREL). Unmatched
+    values follow `unmatched` as in `ct`.
+    """
+    values = _source(ctx, p.from_, p.var)
+    table = {ct_module.normalise_text(k): v for k, v in p.values.items()}
+    key = _text(values).map(lambda v: ct_module.normalise_text(v) if pd.notna(v) else v)
+    mapped = key.map(table)
+    unmatched = values.notna() & mapped.isna()
+    return _apply_unmatched(
+        ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", "the spec's map"
+    )
+
+
+# --- dates -----------------------------------------------------------------------------------
+
+
+class Iso8601Params(Params):
+    date: str
+    time: str | None = None
+    raw_fields = ("date", "time")
+
+
+@rule("iso8601", Iso8601Params, origin="Collected")
+def iso8601(ctx: RuleContext, p: Iso8601Params) -> pd.Series:
+    """ISO 8601 text from a raw date column (and optional time column), formats from the
+    raw-form contract. Partial dates stay partial (truncated, never imputed); a time beside a
+    partial date is dropped and logged; impossible dates stop the build (see `dates`).
+
+    Example: `{name: AESTDTC, rule: iso8601, date: AESTDAT}`.
+    """
+    src = ctx.source
+    assert src is not None
+    fmt = src.date_formats.get(p.date)
+    if fmt is None:
+        raise SpecError(ctx.spec_file, ctx.variable, f"raw column {p.date!r} is not a date column")
+    times = ctx.raw(p.time) if p.time else None
+    out = dates.to_iso8601(
+        ctx.raw(p.date),
+        fmt,
+        ctx.located(p.date),
+        times=times,
+        time_fmt=src.date_formats.get(p.time or "", "HH:MM"),
+        time_where=ctx.located(p.time) if p.time else None,
+    )
+    partial = out.notna() & (out.str.len() < 10)
+    if partial.any():
+        ctx.log.info(
+            ctx.study.stage_of(ctx.dataset),
+            ctx.dataset,
+            "partial date kept partial (not imputed)",
+            variable=ctx.variable,
+            count=int(partial.sum()),
+            examples=ctx.raw(p.date)[partial].astype(str).unique().tolist()[:3],
+        )
+    if times is not None:
+        dropped = times.notna() & partial
+        if dropped.any():
+            ctx.log.warn(
+                ctx.study.stage_of(ctx.dataset),
+                ctx.dataset,
+                "time dropped because its date is partial",
+                variable=ctx.variable,
+                count=int(dropped.sum()),
+            )
+    return out
+
+
+class StudyDayParams(Params):
+    date: str
+    reference: str = "RFSTDTC"
+    ref_fields = ("date",)
+
+    def domains(self) -> set[str]:
+        return {"DM"}
+
+
+@rule("study_day", StudyDayParams)
+def study_day(ctx: RuleContext, p: StudyDayParams) -> pd.Series:
+    """--DY: days from DM.<reference> (default RFSTDTC) to `date`, +1 on/after, no day 0.
+
+    Null when either date is partial or missing.
+    """
+    reference = ctx.subject_values("DM", p.reference)
+    return dates.study_day(ctx.ref(p.date), reference)
+
+
+# --- combining -------------------------------------------------------------------------------
+
+
+class ConcatParams(Params):
+    parts: list[str | dict[str, Any]]
+    sep: str = ""
+    skip_null: bool = True
+    ref_fields = ("parts",)
+
+
+@rule("concat", ConcatParams)
+def concat(ctx: RuleContext, p: ConcatParams) -> pd.Series:
+    """Join references and literal `{value: text}` parts with `sep`; null parts are skipped
+    (or make the result null with `skip_null: false`).
+
+    Example: `{name: USUBJID, rule: concat, parts: [STUDYID, raw.SUBJECT], sep: "-"}`.
+    """
+    pieces: list[pd.Series] = []
+    for part in p.parts:
+        if isinstance(part, dict):
+            value = render(part.get("value"), ctx)
+            pieces.append(pd.Series([value] * len(ctx.out.index), index=ctx.out.index))
+        else:
+            pieces.append(_text(ctx.ref(part)))
+    frame = pd.concat([s.astype("string") for s in pieces], axis=1)
+    if not p.skip_null:
+        joined = frame.iloc[:, 0]
+        for i in range(1, frame.shape[1]):
+            joined = joined + p.sep + frame.iloc[:, i]
+        return joined
+    result = frame.iloc[:, 0]
+    for i in range(1, frame.shape[1]):
+        col = frame.iloc[:, i]
+        both = result.notna() & col.notna()
+        result = result.mask(both, result + p.sep + col).fillna(col)
+    return result
+
+
+class ExtractParams(Params):
+    from_: str | None = Field(None, alias="from")
+    var: str | None = None
+    pattern: str
+    raw_fields = ("from_",)
+    ref_fields = ("var",)
+
+
+@rule("extract", ExtractParams, origin="Collected")
+def extract(ctx: RuleContext, p: ExtractParams) -> pd.Series:
+    """First capture group of a regular expression (e.g. SITEID from `101-001`).
+
+    A non-missing value that does not match is an input error.
+    """
+    values = _text(_source(ctx, p.from_, p.var))
+    got = values.str.extract(p.pattern, expand=False)
+    if isinstance(got, pd.DataFrame):
+        got = got.iloc[:, 0]
+    ctx.input_error(
+        values.notna() & got.isna(),
+        p.from_ or p.var or "",
+        values,
+        f"does not match pattern {p.pattern!r}",
+    )
+    return got
+
+
+class CoalesceParams(Params):
+    refs: list[str]
+    ref_fields = ("refs",)
+
+
+@rule("coalesce", CoalesceParams)
+def coalesce(ctx: RuleContext, p: CoalesceParams) -> pd.Series:
+    """The first non-missing of the listed references, in order."""
+    result = ctx.ref(p.refs[0])
+    for ref in p.refs[1:]:
+        result = result.fillna(ctx.ref(ref))
+    return result
+
+
+class Case(Params):
+    when: Condition
+    value: Any = None
+    ref: str | None = None
+
+
+class ConditionParams(Params):
+    cases: list[Case]
+    default: Any = None
+    default_ref: str | None = None
+
+    def raw_columns(self) -> list[str]:
+        refs = [r for c in self.cases for r in c.when.refs() + ([c.ref] if c.ref else [])]
+        refs += [self.default_ref] if self.default_ref else []
+        return [r[4:] for r in refs if r.startswith("raw.")]
+
+
+@rule("condition", ConditionParams)
+def condition(ctx: RuleContext, p: ConditionParams) -> pd.Series:
+    """The value (or reference) of the first case whose `when` holds, else the default.
+
+    Example: `{name: ARMNRS, rule: condition, cases: [{when: {col: raw.ENROLLED, eq: N},
+    value: SCREEN FAILURE}]}`.
+    """
+    index = ctx.out.index
+    result = (
+        ctx.ref(p.default_ref).astype(object)
+        if p.default_ref
+        else pd.Series([render(p.default, ctx)] * len(index), index=index, dtype=object)
+    )
+    done = pd.Series(False, index=index)
+    for case in p.cases:
+        hit = case.when.evaluate(ctx) & ~done
+        value = ctx.ref(case.ref) if case.ref else render(case.value, ctx)
+        result = result.mask(hit, value)
+        done |= hit
+    return _tidy(result)
+
+
+def _tidy(series: pd.Series) -> pd.Series:
+    """Object results of mixed rules: numbers to Float64, text to string."""
+    non_null = series.dropna()
+    if non_null.empty:
+        return series
+    if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in non_null):
+        return pd.to_numeric(series, errors="coerce").astype("Float64")
+    return series.astype("string")
+
+
+# --- lookups and aggregates ------------------------------------------------------------------
+
+
+class LookupParams(Params):
+    table: str
+    match: dict[str, str]  # table column -> reference in this dataset
+    column: str
+    unmatched: Literal["error", "null"] = "error"
+    ref_fields = ("match",)
+
+
+@rule("lookup", LookupParams)
+def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
+    """A column of a spec table (joints, lab catalogue, trial visits ...) matched on keys.
+
+    Keys are compared as text, case/space-insensitively. An unmatched non-missing key is an
+    input error naming the row and value (`unmatched: null` logs instead); a key matching
+    two table rows is a spec error.
+    """
+    table = ctx.study.table(p.table)
+    missing = [c for c in [*p.match, p.column] if c not in table.columns]
+    if missing:
+        raise SpecError(ctx.spec_file, ctx.variable, f"table {p.table!r} has no column {missing}")
+    tkeys = [f"__k{i}" for i in range(len(p.match))]
+    right = table[[*p.match, p.column]].copy()
+    right.columns = [*tkeys, "__value"]
+    left = pd.DataFrame(index=ctx.out.index)
+    for i, (tcol, ref) in enumerate(p.match.items()):
+        left[tkeys[i]] = _norm(ctx.ref(ref))
+        right[tkeys[i]] = _norm(right[tkeys[i]])
+        del tcol
+    if right.duplicated(tkeys).any():
+        raise SpecError(ctx.spec_file, ctx.variable, f"table {p.table!r} keys are not unique")
+    merged = left.reset_index().merge(right, on=tkeys, how="left").set_index("index")
+    values = merged["__value"].reindex(ctx.out.index)
+    unmatched = left.notna().all(axis=1) & values.isna()
+    if unmatched.any():
+        first_ref = next(iter(p.match.values()))
+        if p.unmatched == "error":
+            ctx.input_error(
+                unmatched,
+                first_ref.removeprefix("raw."),
+                ctx.ref(first_ref),
+                f"no match in table {p.table!r}",
+            )
+        ctx.log.warn(
+            ctx.study.stage_of(ctx.dataset),
+            ctx.dataset,
+            f"no match in table {p.table!r}: set to null",
+            variable=ctx.variable,
+            count=int(unmatched.sum()),
+        )
+    return _tidy(values.astype(object))
+
+
+def _norm(series: pd.Series) -> pd.Series:
+    text = series.astype("string").str.strip().str.upper()
+    return text.str.replace(r"\s+", " ", regex=True)
+
+
+class AggregateParams(Params):
+    dataset: str | None = None  # an already built dataset ...
+    form: str | None = None  # ... or a raw form (its dates converted through the contract)
+    column: str | None = None
+    date: str | None = None  # raw date column (with `form`)
+    time: str | None = None
+    func: Literal["min", "max", "first", "last", "count"] = "min"
+    where: Condition | None = None
+
+    def domains(self) -> set[str]:
+        return {self.dataset} if self.dataset else set()
+
+
+@rule("aggregate", AggregateParams)
+def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
+    """Per subject min/max/first/last/count of a column of another dataset or raw form.
+
+    With `form` and `date` (and `time`), raw dates are converted to ISO 8601 first through
+    the contract, so RFSTDTC can come from the infusion form before EX exists. ISO 8601
+    text sorts in time order at equal precision; partial dates are left out of min/max.
+    Example: `{name: RFSTDTC, rule: aggregate, form: infusion, date: EXSTDAT, time: EXSTTIM}`.
+    """
+    if (p.dataset is None) == (p.form is None):
+        raise SpecError(ctx.spec_file, ctx.variable, "give exactly one of 'dataset' or 'form'")
+    if p.dataset is not None:
+        frame = ctx.domain(p.dataset).frame
+        if p.column is None:
+            raise SpecError(ctx.spec_file, ctx.variable, "aggregate over a dataset needs column")
+        sub_ctx = _context_on(ctx, frame, p.dataset)
+        keys = frame["USUBJID"]
+        values = frame[p.column]
+    else:
+        source = ctx.store.source(p.form)  # type: ignore[arg-type]
+        sub_ctx = _context_on(ctx, source.frame, p.form or "", source)
+        keys = ctx.study.usubjid(source.frame[source.subject])
+        if p.date:
+            values = dates.to_iso8601(
+                source.frame[p.date],
+                source.date_formats[p.date],
+                dates.Located(source.file, p.date, source.rows),
+                times=source.frame[p.time] if p.time else None,
+            )
+        elif p.column:
+            values = source.frame[p.column]
+        else:
+            raise SpecError(ctx.spec_file, ctx.variable, "aggregate over a form needs date/column")
+    keep = p.where.evaluate(sub_ctx) if p.where is not None else pd.Series(True, index=keys.index)
+    frame = pd.DataFrame({"k": keys.to_numpy(), "v": values.to_numpy()})[keep.to_numpy()]
+    if p.func in ("min", "max") and p.date:
+        frame = frame[frame["v"].str.len() >= 10]
+    frame = frame.dropna(subset=["v"]) if p.func != "count" else frame
+    grouped = frame.groupby("k", sort=True)["v"]
+    agg = {
+        "min": grouped.min,
+        "max": grouped.max,
+        "first": grouped.first,
+        "last": grouped.last,
+        "count": grouped.count,
+    }[p.func]()
+    result = ctx.ref("USUBJID").map(agg)
+    if p.func == "count":
+        result = result.fillna(0)
+    return _tidy(result.astype(object))
+
+
+def _context_on(ctx: RuleContext, frame: pd.DataFrame, name: str, source: Any = None) -> Any:
+    """A context whose references resolve to another frame (for `where` in aggregates)."""
+    from cdiscforge.rules import RuleContext as Ctx
+    from cdiscforge.rules import Source
+
+    src = source or Source(name, name, frame, np.arange(1, len(frame) + 1))
+    return Ctx(
+        ctx.study,
+        ctx.dataset,
+        ctx.variable,
+        frame,
+        src,
+        ctx.domains,
+        ctx.log,
+        ctx.spec_file,
+        ctx.store,
+    )
+
+
+class UsubjidParams(Params):
+    from_: str | None = Field(None, alias="from")
+    raw_fields = ("from_",)
+
+
+@rule("usubjid", UsubjidParams)
+def usubjid(ctx: RuleContext, p: UsubjidParams) -> pd.Series:
+    """USUBJID by the study's one rule (study.yaml `usubjid`), from the source's subject
+    column (the form contract's `subject`, default SUBJECT) or `from`."""
+    assert ctx.source is not None
+    column = p.from_ or ctx.source.subject or "SUBJECT"
+    return ctx.study.usubjid(ctx.raw(column))
+
+
+# --- sequence numbers and results ------------------------------------------------------------
+
+
+class SeqParams(Params):
+    by: list[str]
+    ref_fields = ("by",)
+
+
+@rule("seq", SeqParams, final=True)
+def seq(ctx: RuleContext, p: SeqParams) -> pd.Series:
+    """--SEQ: 1..n within USUBJID after sorting by `by` (stable; the record set is final).
+
+    Example: `{name: AESEQ, rule: seq, by: [AESTDTC, AETERM]}`.
+    """
+    order = ctx.out.sort_values(["USUBJID", *p.by], kind="stable", na_position="last")
+    numbers = order.groupby("USUBJID", sort=False).cumcount() + 1
+    return numbers.reindex(ctx.out.index).astype("Float64")
+
+
+class ResultCharParams(Params):
+    var: str
+    factor: float | str | None = None
+    decimals: int | str | None = None
+    ref_fields = ("var",)
+
+
+_QUALIFIED = r"^\s*(?P<q>[<>]=?)?\s*(?P<n>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+
+
+def _split_result(values: pd.Series) -> pd.DataFrame:
+    parts = _text(values).str.extract(_QUALIFIED)
+    parts["num"] = pd.to_numeric(parts["n"], errors="coerce")
+    return parts
+
+
+def _format_numbers(nums: pd.Series, decimals: Any) -> pd.Series:
+    """Numbers as text without float noise: rounded, trailing zeros stripped."""
+    rounded = nums.round(decimals) if isinstance(decimals, int) else nums.round(10)
+    text = rounded.map(lambda v: pd.NA if pd.isna(v) else f"{v:.10f}".rstrip("0").rstrip("."))
+    return text.astype("string")
+
+
+@rule("result_char", ResultCharParams)
+def result_char(ctx: RuleContext, p: ResultCharParams) -> pd.Series:
+    """--STRESC from --ORRES: numbers converted with `factor` and formatted; a `<0.5`-style
+    result keeps its qualifier with the converted limit; other text is kept as collected.
+    """
+    values = ctx.ref(p.var)
+    parts = _split_result(values)
+    factor = _factor(ctx, p.factor)
+    converted = parts["num"].astype("Float64") * factor
+    decimals = p.decimals
+    text = _format_numbers(converted, decimals if isinstance(decimals, int) else None)
+    qual = parts["q"].fillna("")
+    out = _text(values).str.strip().str.upper()
+    numeric = parts["num"].notna() & converted.notna()
+    return out.mask(numeric, qual + text)
+
+
+class ResultNumParams(Params):
+    var: str
+    ref_fields = ("var",)
+
+
+@rule("result_num", ResultNumParams)
+def result_num(ctx: RuleContext, p: ResultNumParams) -> pd.Series:
+    """--STRESN from --STRESC: the number when the result is a plain number; null for
+    qualified (`<0.5`) or text results, per SDTMIG."""
+    parts = _split_result(ctx.ref(p.var))
+    return parts["num"].where(parts["q"].isna()).astype("Float64")
+
+
+class NrindParams(Params):
+    var: str
+    low: str
+    high: str
+    ref_fields = ("var", "low", "high")
+
+
+@rule("nrind", NrindParams)
+def nrind(ctx: RuleContext, p: NrindParams) -> pd.Series:
+    """LOW / HIGH / NORMAL from a numeric result and its range; null when the result is
+    missing or qualified (`<0.5` has no --STRESN) or the range is missing."""
+    value = pd.to_numeric(ctx.ref(p.var), errors="coerce")
+    low = pd.to_numeric(ctx.ref(p.low), errors="coerce")
+    high = pd.to_numeric(ctx.ref(p.high), errors="coerce")
+    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
+    known = value.notna() & (low.notna() | high.notna())
+    out = out.mask(known, "NORMAL")
+    out = out.mask(known & (value < low).fillna(False), "LOW")
+    out = out.mask(known & (value > high).fillna(False), "HIGH")
+    return out
