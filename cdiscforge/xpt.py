@@ -222,15 +222,33 @@ def check_xpt_conformance(dataset: Dataset, *, path: Path | None = None) -> None
     label (<= 40 characters, ASCII); variable names; variable labels (<= 40, ASCII); formats;
     then per variable the values: character values ASCII, <= 200 bytes and no longer than a
     length the spec fixed (never truncated); numeric values numeric, integers exact in a
-    double, inside the IBM 370 range, dates on a date/datetime/time format.
+    double, inside the IBM 370 range, dates on a date/datetime/time format; and, for a dataset
+    of character variables only, no entirely blank rows at the end (readers drop them).
     Character lengths still unset are treated as fitted (`Dataset.fit_lengths`).
     """
+    _encode(dataset, path)
+
+
+def _encode(dataset: Dataset, path: Path | None) -> list[np.ndarray]:
+    """Check everything and return each variable's (n_rows, length) byte block."""
     _check_metadata(dataset, path)
-    for var in dataset.variables:
-        if var.is_char:
-            _char_column(dataset, var)
-        else:
-            _num_column(dataset, var)
+    blocks = [
+        _char_column(dataset, v) if v.is_char else _num_column(dataset, v)
+        for v in dataset.variables
+    ]
+    if blocks and all(v.is_char for v in dataset.variables) and len(dataset):
+        # SAS pads the last 80-byte card with blanks, so readers (SAS, readstat) cannot tell
+        # trailing all-blank observations from padding and drop them. Refuse rather than lose.
+        blank = np.logical_and.reduce([(b == 0x20).all(axis=1) for b in blocks])
+        if blank[-1]:
+            first = len(blank) - int(np.argmin(blank[::-1])) if not blank.all() else 0
+            raise _fail(
+                dataset,
+                f"rows {first} to {len(blank) - 1} ({_ROW_NOTE}) are entirely blank; XPT v5 "
+                "readers take trailing blank observations for padding and drop them",
+                row=first,
+            )
+    return blocks
 
 
 def _fail(dataset: Dataset, problem: str, **where: Any) -> XptError:
@@ -300,8 +318,13 @@ def _first_bad(
     more = f"; {len(positions) - 1} more rows" if len(positions) > 1 else ""
     raise _fail(
         dataset, f"{problem} ({_ROW_NOTE}{more})",
-        variable=var.name, row=row, value=values.iloc[row],
+        variable=var.name, row=row, value=_plain(values.iloc[row]),
     )  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values, so a message shows 1e+300 and not np.float64(1e+300)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,20 +480,16 @@ _CHUNK_BYTES = 32 * 1024 * 1024  # rows are assembled in blocks of about this si
 def write_xpt(dataset: Dataset, path: Path, *, created: datetime) -> Path:
     """Write `dataset` as an FDA-conformant SAS XPT v5 file at `path`; return `path`.
 
-    Character lengths not fixed by the spec are fitted to the data first (recorded on the
-    dataset's variables, so define.xml states what was written), then `check_xpt_conformance`
-    runs: nothing is truncated or coerced silently. `created` is the header's created and
-    modified datetime (from SOURCE_DATE_EPOCH or the spec), so the same dataset always gives
-    the same bytes. The file appears complete or not at all: it is written to a temporary
-    file in the same folder and renamed.
+    `check_xpt_conformance` runs first: nothing is truncated or coerced silently. Character
+    lengths not fixed by the spec are fitted to the data (`Dataset.fit_lengths`, recorded on
+    the dataset's variables so define.xml states what was written). `created` is the header's
+    created and modified datetime (from SOURCE_DATE_EPOCH or the spec), so the same dataset
+    always gives the same bytes. The file appears complete or not at all: it is written to a
+    temporary file in the same folder and renamed.
     """
     path = Path(path)
-    dataset.fit_lengths()
-    _check_metadata(dataset, path)
-    blocks = [
-        _char_column(dataset, v) if v.is_char else _num_column(dataset, v)
-        for v in dataset.variables
-    ]
+    blocks = _encode(dataset, path)  # checks first, so a value over 200 bytes is named
+    dataset.fit_lengths()  # the same widths _encode used, recorded for define.xml
     header = _header(dataset, created)
     row_length = sum(block.shape[1] for block in blocks)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
