@@ -23,9 +23,8 @@ from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, StudyInfo, Variable
 from cdiscforge.xpt import write_xpt
 
+# shared/ sits beside the repository, on a developer's machine and in CI alike.
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REF.is_dir():  # CI runs from a clone with shared/ beside it
-    REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 NS = {
     "odm": "http://www.cdisc.org/ns/odm/v1.3",
     "def": "http://www.cdisc.org/ns/def/v2.1",

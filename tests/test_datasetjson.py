@@ -1,0 +1,122 @@
+"""Dataset-JSON 1.1: round trip, schema validity, streaming determinism, reference examples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyreadstat
+
+from cdiscforge.datasetjson import read_dataset_json, validate_dataset_json, write_dataset_json
+from cdiscforge.model import Dataset, StudyInfo, Variable
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "dataset-json-examples"
+CREATED = "2026-01-15T09:30:00"
+STUDY = StudyInfo(
+    studyid="NCT03691909", name="NCT03691909", description="MSC in RA", protocol="NCT03691909"
+)
+
+
+def _adlb() -> Dataset:
+    frame = pd.DataFrame(
+        {
+            "USUBJID": ["NCT03691909-01-001", "NCT03691909-01-001", "NCT03691909-01-002"],
+            "PARAMCD": ["CRP", "ALB", "CRP"],
+            "PARAM": ['C Reactive Protein (mg/L) & "hs"', "Albumin (g/L)", None],
+            "AVAL": [12.25, 39.0, np.nan],
+            "AVISITN": [0.0, 4.0, 52.0],
+            "ADT": pd.to_datetime(["2019-01-07", None, "2020-01-06"]),
+        }
+    ).astype({"USUBJID": "str", "PARAMCD": "str", "PARAM": "str"})
+    variables = [
+        Variable("USUBJID", "Unique Subject Identifier", length=18),
+        Variable("PARAMCD", "Parameter Code", length=3),
+        Variable("PARAM", "Parameter", length=40),
+        Variable("AVAL", "Analysis Value", type="Num", length=8),
+        Variable("AVISITN", "Analysis Visit (N)", type="Num", length=8),
+        Variable("ADT", "Analysis Date", type="Num", length=8, format="DATE9."),
+    ]
+    return Dataset(
+        "ADLB", "Laboratory Analysis Dataset", frame, variables, standard="ADaMIG 1.3",
+        keys=["USUBJID", "PARAMCD", "AVISITN"],
+    )  # fmt: skip
+
+
+def test_round_trip_gives_back_the_same_frame_and_metadata(tmp_path: Path) -> None:
+    ds = _adlb()
+    out = write_dataset_json(ds, tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    back = read_dataset_json(out)
+
+    pd.testing.assert_frame_equal(back.frame, ds.frame)
+    assert (back.name, back.label, back.keys) == (ds.name, ds.label, ds.keys)
+    meta = [(v.name, v.label, v.type, v.length, v.format) for v in ds.variables]
+    assert [(v.name, v.label, v.type, v.length, v.format) for v in back.variables] == meta
+
+
+def test_written_file_is_schema_valid_and_follows_the_standard(tmp_path: Path) -> None:
+    out = write_dataset_json(
+        _adlb(), tmp_path / "adlb.json", study=STUDY, created=CREATED,
+        define_path="../../adam/define.xml",
+    )  # fmt: skip
+    assert validate_dataset_json(out) == []
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["datasetJSONVersion"] == "1.1.0"
+    assert doc["itemGroupOID"] == "IG.ADLB" and doc["records"] == 3
+    assert doc["metaDataVersionOID"] == "MDV.NCT03691909.ADaMIG.1.3"
+    assert doc["metaDataRef"] == "../../adam/define.xml"
+    adt = doc["columns"][5]
+    assert (adt["dataType"], adt["targetDataType"], adt["displayFormat"]) == (
+        "date", "integer", "DATE9."
+    )  # fmt: skip
+    assert doc["columns"][1]["keySequence"] == 2
+    assert doc["columns"][4]["dataType"] == "integer"
+    assert doc["columns"][3]["dataType"] == "float"
+    assert doc["rows"][0] == [
+        "NCT03691909-01-001", "CRP", 'C Reactive Protein (mg/L) & "hs"', 12.25, 0, "2019-01-07",
+    ]  # fmt: skip
+    assert doc["rows"][1][5] is None and doc["rows"][2][2] is None
+
+
+def test_output_is_byte_identical_whatever_the_chunk_size(tmp_path: Path) -> None:
+    a = write_dataset_json(_adlb(), tmp_path / "a.json", study=STUDY, created=CREATED)
+    b = write_dataset_json(_adlb(), tmp_path / "b.json", study=STUDY, created=CREATED, chunk_rows=1)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_schema_check_reports_a_wrong_record_count_and_bad_version(tmp_path: Path) -> None:
+    out = write_dataset_json(_adlb(), tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    doc["records"] = 5
+    doc["datasetJSONVersion"] = "1.0"
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    problems = "\n".join(validate_dataset_json(out))
+    assert "records is 5 but there are 3 rows" in problems
+    assert "datasetJSONVersion" in problems
+
+
+def test_reference_dm_json_matches_its_xpt() -> None:
+    """CDISC's dm.json and dm.xpt (dataset-json-examples) hold the same data."""
+    ds = read_dataset_json(REF / "sdtm" / "dm.json")
+    xpt, meta = pyreadstat.read_xport(str(REF / "sdtm" / "dm.xpt"))
+    assert validate_dataset_json(REF / "sdtm" / "dm.json") == []
+    assert ds.variable_names == list(xpt.columns)
+    assert len(ds) == len(xpt) == 18
+    for name in xpt.columns:
+        expected = xpt[name]
+        if expected.dtype.kind in "fi":
+            np.testing.assert_allclose(ds.frame[name].to_numpy(), expected.to_numpy())
+        else:
+            got = ds.frame[name].astype(object).where(ds.frame[name].notna(), "")
+            assert got.tolist() == expected.astype(object).tolist(), name
+    labels = dict(zip(meta.column_names, meta.column_labels, strict=True))
+    assert {v.name: v.label for v in ds.variables} == labels
+
+
+def test_reference_adsl_numeric_dates_read_as_dates() -> None:
+    ds = read_dataset_json(REF.joinpath("adam", "adsl.json"))
+    assert ds.variable("TRTSDT").format == "DATE9."
+    assert ds.frame["TRTSDT"].iloc[0] == pd.Timestamp("2014-01-02")
+    xpt, _ = pyreadstat.read_xport(str(REF / "adam" / "adsl.xpt"))
+    assert len(ds) == len(xpt) == 254
