@@ -1,1 +1,23 @@
-"""validation stage of cdiscforge."""
+"""validation stage of cdiscforge: GX suites generated from metadata, cross-dataset rules, report.
+
+Entry points: `validate_datasets` (the build, before publishing), `validate_directory`
+(`cdiscforge validate DIR`) and `write_report` (report.html + results.json).
+"""
+
+from validation.api import read_directory, validate_datasets, validate_directory
+from validation.catalogue import RULES, Rule
+from validation.findings import Check, Finding, ValidationOptions, ValidationResult
+from validation.report import write_report
+
+__all__ = [
+    "RULES",
+    "Check",
+    "Finding",
+    "Rule",
+    "ValidationOptions",
+    "ValidationResult",
+    "read_directory",
+    "validate_datasets",
+    "validate_directory",
+    "write_report",
+]
