@@ -325,6 +325,70 @@ def test_crosscheck_reports_each_kind_of_drift(tmp_path: Path) -> None:
     assert len(problems) == 4
 
 
+def test_supp_qval_value_level_metadata_takes_each_qorig(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "STUDYID": ["NCT03691909"] * 3,
+            "RDOMAIN": ["DM"] * 3,
+            "USUBJID": ["NCT03691909-01-001", "NCT03691909-01-002", "NCT03691909-01-001"],
+            "QNAM": ["RACEOTH", "RACEOTH", "ITTFL"],
+            "QLABEL": ["Race, Other", "Race, Other", "Intent to Treat Flag"],
+            "QVAL": ["MESTIZO", "MIXED", "Y"],
+            "QORIG": ["CRF", "CRF", "Derived"],
+        }
+    )
+    variables = [Variable(c, c.title()) for c in frame.columns]
+    supp = Dataset(
+        "SUPPDM", "Supplemental Qualifiers for DM", frame, variables,
+        keys=["STUDYID", "RDOMAIN", "USUBJID", "QNAM"], value_level_by="QNAM",
+    )  # fmt: skip
+    out = write_define(
+        [supp], tmp_path / "define.xml", study=STUDY, standard="SDTM", created=CREATED
+    )
+    assert validate_define(out) == []
+    doc = _parse(out)
+    ig = doc.find(".//odm:ItemGroupDef[@OID='IG.SUPPDM']", NS)
+    assert ig.find("def:Class", NS).get("Name") == "RELATIONSHIP"  # from SDTMIG's SUPPQUAL
+    race = doc.find(".//odm:ItemDef[@OID='IT.SUPPDM.QVAL.RACEOTH']", NS)
+    assert race.find("def:Origin", NS).get("Type") == "Collected"  # QORIG CRF
+    assert race.get("Length") == "7"
+    assert "Race, Other" in race.findtext("odm:Description/odm:TranslatedText", namespaces=NS)
+    ittfl = doc.find(".//odm:ItemDef[@OID='IT.SUPPDM.QVAL.ITTFL']", NS)
+    assert ittfl.find("def:Origin", NS).get("Type") == "Derived"
+
+
+PILOT = ["dm.xpt", "ae.xpt", "suppdm.xpt", "ts.xpt", "ta.xpt", "relrec.xpt", "lbur.xpt"]
+
+
+def test_cdisc_pilot_xpts_give_a_valid_define_and_a_clean_crosscheck(tmp_path: Path) -> None:
+    """Real SDTM files (CDISC pilot, shared/reference/cdiscpilot01), metadata from the XPTs."""
+    from cdiscforge.xpt import read_xpt
+
+    datasets = []
+    for name in PILOT:
+        shutil.copyfile(REF / "cdiscpilot01" / "sdtm" / name, tmp_path / name)
+        ds = read_xpt(tmp_path / name)
+        if ds.name.startswith("SUPP"):
+            ds.value_level_by = "QNAM"
+        datasets.append(ds)
+    define = write_define(
+        datasets, tmp_path / "define.xml", study=STUDY, standard="SDTM", created=CREATED
+    )
+    for ds in datasets:
+        write_dataset_json(ds, tmp_path / "json" / f"{ds.name.lower()}.json", study=STUDY,
+                           created=CREATED)  # fmt: skip
+    assert validate_define(define) == []
+    assert crosscheck(define, tmp_path, tmp_path / "json") == []
+    doc = _parse(define)
+    classes = {
+        ig.get("Name"): ig.find("def:Class", NS).get("Name")
+        for ig in doc.findall(".//odm:ItemGroupDef", NS)
+    }
+    assert classes["LBUR"] == "FINDINGS" and classes["TA"] == "TRIAL DESIGN"
+    ta = doc.find(".//odm:ItemGroupDef[@OID='IG.TA']", NS)
+    assert ta.get("IsReferenceData") == "Yes"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -33,15 +33,20 @@ from cdiscforge.define.datatypes import define_data_type, significant_digits
 from cdiscforge.define.oids import item_group_oid, item_oid, mdv_oid, oid_part, study_oid
 from cdiscforge.define.schema import STYLESHEET_NAME, schema_errors, stylesheet_path
 from cdiscforge.errors import CdiscforgeError
-from cdiscforge.model import Dataset, StudyInfo, Variable, char_max_bytes
+from cdiscforge.model import ORIGINS, Dataset, StudyInfo, Variable, char_max_bytes
 from cdiscforge.standards import ADAMIG_VERSION, SDTMIG_VERSION, sdtmig_datasets
 
 Standard = Literal["SDTM", "ADaM"]
 
-# Result variables that get value-level metadata, by standard, when a dataset sets
-# `value_level_by`: SDTM findings by --TESTCD (suffixes after the domain prefix), BDS by PARAMCD.
+# Result variables that get value-level metadata when a dataset sets `value_level_by`:
+# SDTM findings by --TESTCD (suffixes after the domain prefix), BDS by PARAMCD, SUPP-- by QNAM.
 VLM_SDTM_SUFFIXES = ("ORRES", "STRESC", "STRESN")
 VLM_ADAM_VARIABLES = ("AVAL", "AVALC")
+VLM_SUPP_VARIABLES = ("QVAL",)
+# Decode partners that do not follow the xxCD -> xx naming.
+_DECODE_PARTNERS = {"QNAM": "QLABEL"}
+# SUPP-- QORIG spellings that are not Define-XML 2.1 origin types.
+_QORIG_ALIASES = {"CRF": "Collected", "EDT": "Collected", "ASSIGNED": "Assigned"}
 
 _CLASS_ALIASES = {
     "SPECIAL PURPOSE": "SPECIAL PURPOSE",
@@ -201,15 +206,29 @@ class DefineModel:
     uses_acrf: bool = False
 
 
+def _sdtmig_entry(dataset: Dataset, column: str) -> str:
+    """A dataset's class or structure from the SDTMIG table: by name, then SUPPQUAL for SUPP--,
+    then the parent domain of a split dataset (LBUR -> LB, QSCO -> QS)."""
+    table = sdtmig_datasets()
+    name = dataset.name.upper()
+    candidates = [
+        name,
+        "SUPPQUAL" if name.startswith("SUPP") else "",
+        dataset.domain or "",
+        name[:2],
+    ]
+    for candidate in candidates:
+        hit = table.loc[table["name"] == candidate, column] if candidate else table.iloc[:0, 0]
+        if not hit.empty and str(hit.iloc[0]):
+            return str(hit.iloc[0])
+    return ""
+
+
 def normalise_class(dataset: Dataset, standard: Standard) -> str:
     """def:Class Name for a dataset, from its class or (SDTM) the SDTMIG table."""
     raw = dataset.klass
     if not raw and standard == "SDTM":
-        table = sdtmig_datasets()
-        hit = table.loc[table["name"] == (dataset.domain or dataset.name)[:4], "klass"]
-        if hit.empty:
-            hit = table.loc[table["name"] == dataset.name[:2], "klass"]
-        raw = "" if hit.empty else str(hit.iloc[0])
+        raw = _sdtmig_entry(dataset, "klass")
     if not raw and standard == "ADaM" and dataset.name == "ADSL":
         raw = "ADSL"
     key = " ".join(raw.upper().replace("-", " ").split())
@@ -226,10 +245,9 @@ def _structure(dataset: Dataset, standard: Standard) -> str:
     if dataset.structure:
         return dataset.structure
     if standard == "SDTM":
-        table = sdtmig_datasets()
-        hit = table.loc[table["name"] == dataset.name, "structure"]
-        if not hit.empty and str(hit.iloc[0]):
-            return str(hit.iloc[0])
+        found = _sdtmig_entry(dataset, "structure")
+        if found:
+            return found
     raise CdiscforgeError(
         f"dataset {dataset.name}: no structure (def:Structure is required by Define-XML 2.1); "
         "set `structure` in its spec, e.g. 'One record per subject'"
@@ -256,6 +274,8 @@ def _length(var: Variable, series: pd.Series, data_type: str) -> int | None:
 
 def _decode_partner(dataset: Dataset, var: Variable) -> str | None:
     """The decode variable paired with a code variable in the same dataset, if any."""
+    if var.name in _DECODE_PARTNERS and _DECODE_PARTNERS[var.name] in dataset.variable_names:
+        return _DECODE_PARTNERS[var.name]
     if var.name.endswith("CD"):
         partner = var.name[:-2]
         if partner in dataset.variable_names and partner != var.name:
@@ -478,11 +498,14 @@ class _Builder:
 
     # ---- value-level metadata ---------------------------------------------------------
     def _vlm_targets(self, ds: Dataset) -> list[Variable]:
-        if self.standard == "SDTM":
-            prefix = (ds.domain or ds.name)[:2]
-            names = [prefix + s for s in VLM_SDTM_SUFFIXES]
-        else:
+        by = ds.value_level_by or ""
+        if by == "QNAM":
+            names = list(VLM_SUPP_VARIABLES)
+        elif by == "PARAMCD" or self.standard == "ADaM":
             names = list(VLM_ADAM_VARIABLES)
+        else:
+            prefix = by[: -len("TESTCD")] if by.endswith("TESTCD") else (ds.domain or ds.name)[:2]
+            names = [prefix + suffix for suffix in VLM_SDTM_SUFFIXES]
         return [v for v in ds.variables if v.name in names]
 
     def _value_level(
@@ -498,6 +521,8 @@ class _Builder:
         split = frame[by].astype("string")
         partner = _decode_partner(ds, ds.variable(by))
         decodes = _decodes(ds, by, partner) if partner else {}
+        # SUPP-- records say their own origin in QORIG: one per QNAM in define.xml.
+        qorig = _decodes(ds, by, "QORIG") if by == "QNAM" and "QORIG" in ds.variable_names else {}
         by_item_oid = item_oid(name, by)
         split_values = sorted(set(split.dropna().tolist()) - {""})
         where_oids: dict[str, str] = {}
@@ -541,6 +566,12 @@ class _Builder:
                     origin_description=parent.origin_description,
                     crf_pages=parent.crf_pages,
                 )
+                if value in qorig:
+                    origin = qorig[value].strip()
+                    origin = _QORIG_ALIASES.get(origin.upper(), origin.title())
+                    if origin in ORIGINS:
+                        item.origin_type, item.origin_source = origin, None
+                        item.origin_description = item.crf_pages = None
                 self.model.item_defs.append(item)
                 vl_refs.append(
                     ItemRefDef(
