@@ -242,7 +242,7 @@ def _block_source(
             f"records[{i}].generator",
             f"unknown generator {block.generator!r}; known: {sorted(GENERATORS)}",
         )
-    ctx = _context(study, spec, "", pd.DataFrame(), None, domains, log, None)
+    ctx = _context(study, spec, "", pd.DataFrame(), None, domains, log, store)
     frame = fn(ctx, block.params).reset_index(drop=True)
     return Source(
         block.generator or "", f"{block.generator} (generated)", frame, np.arange(1, len(frame) + 1)
@@ -315,8 +315,10 @@ def _ascii(
     spec: DatasetSpec, study: StudySpec, records: pd.DataFrame, log: BuildLog
 ) -> pd.DataFrame:
     """XPT v5 is ASCII: transliterate accents (café -> cafe), logging each distinct value."""
+    supp_vars = {item.var for item in spec.supp}
     for var in spec.variables:
-        if not var.keep or var.meta.type != "Char" or var.name not in records:
+        wanted = var.keep or var.name in supp_vars
+        if not wanted or var.meta.type != "Char" or var.name not in records:
             continue
         col = records[var.name].astype("string")
         non_ascii = col.notna() & ~col.str.isascii().fillna(True).astype(bool)

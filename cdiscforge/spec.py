@@ -70,6 +70,8 @@ def _validated(model: type[BaseModel], data: Any, file: Path, prefix: str) -> An
         elif err["type"] == "missing":
             msg = "missing required field"
         raise SpecError(file, path, msg) from exc
+    except TypeError as exc:  # e.g. a YAML mapping with a non-text key
+        raise SpecError(file, prefix, f"malformed entry: {exc}") from exc
 
 
 class _Strict(BaseModel):
@@ -427,7 +429,12 @@ class StudySpec:
                 f"unknown rule {name!r}; known rules: {', '.join(sorted(RULES))}",
             )
         rdef = RULES[name]
-        params = {k: v for k, v in entry.items() if k not in VARIABLE_META}
+        own = set(rdef.params.model_fields) | {
+            f.alias for f in rdef.params.model_fields.values() if f.alias
+        }
+        params = {
+            k: v for k, v in entry.items() if k != "rule" and (k in own or k not in VARIABLE_META)
+        }
         return rdef, _validated(rdef.params, params, path, where)
 
     def _variable(

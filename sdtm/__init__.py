@@ -1,1 +1,7 @@
-"""sdtm stage of cdiscforge."""
+"""SDTM stage: raw exports to SDTM datasets through the study's SDTM specs.
+
+Importing the package registers the SDTM timing rules (visits, epochs, elements, --LOBXFL)
+into the rule vocabulary.
+"""
+
+from sdtm import rules as _rules  # noqa: F401

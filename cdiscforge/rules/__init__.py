@@ -183,7 +183,7 @@ class RuleContext:
 
 
 class Condition(BaseModel):
-    """`{col: REF, eq|ne|in|not_in|null|lt|le|gt|ge: ...}` or `{all|any: [...]}`, `{not: c}`."""
+    """`{col: REF, eq|ne|in|not_in|missing|lt|le|gt|ge: ...}` or `{all|any: [...]}`, `{not: c}`."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -192,7 +192,7 @@ class Condition(BaseModel):
     ne: Any = None
     in_: list[Any] | None = None
     not_in: list[Any] | None = None
-    null: bool | None = None
+    missing: bool | None = None
     lt: Any = None
     le: Any = None
     gt: Any = None
@@ -234,8 +234,8 @@ class Condition(BaseModel):
             raise SpecError(ctx.spec_file, ctx.variable, "condition needs col, all, any or not")
         values = ctx.ref(self.col)
         result = pd.Series(True, index=values.index)
-        if self.null is not None:
-            result &= values.isna() if self.null else values.notna()
+        if self.missing is not None:
+            result &= values.isna() if self.missing else values.notna()
         if self.eq is not None:
             result &= (values == self.eq).fillna(False)
         if self.ne is not None:

@@ -265,7 +265,11 @@ def study_day(ctx: RuleContext, p: StudyDayParams) -> pd.Series:
 
     Null when either date is partial or missing.
     """
-    reference = ctx.subject_values("DM", p.reference)
+    # In DM itself the reference is a variable of the record set being built.
+    if p.reference in ctx.out.columns:
+        reference = ctx.out[p.reference]
+    else:
+        reference = ctx.subject_values("DM", p.reference)
     return dates.study_day(ctx.ref(p.date), reference)
 
 
@@ -646,4 +650,82 @@ def nrind(ctx: RuleContext, p: NrindParams) -> pd.Series:
     out = out.mask(known, "NORMAL")
     out = out.mask(known & (value < low).fillna(False), "LOW")
     out = out.mask(known & (value > high).fillna(False), "HIGH")
+    return out
+
+
+class AgeParams(Params):
+    birth: str
+    at: str
+    partial: Literal["null", "lower"] = "null"
+    ref_fields = ("birth", "at")
+
+
+@rule("age", AgeParams)
+def age(ctx: RuleContext, p: AgeParams) -> pd.Series:
+    """Age in completed years at `at` from birth date `birth` (ISO 8601 variables).
+
+    Cases, in order: either date missing -> null; complete birth date -> exact age; partial
+    birth date -> the ages of the earliest and latest possible birth dates are computed, and
+    if they agree that is the age (no imputation needed); if they differ, `partial: null`
+    gives null and `partial: lower` the lower age; both are logged.
+    """
+    birth = ctx.ref(p.birth).astype("string")
+    at = dates.iso_to_datetime(ctx.ref(p.at))
+    year = pd.to_numeric(birth.str.slice(0, 4), errors="coerce")
+    month = pd.to_numeric(birth.str.slice(5, 7), errors="coerce")
+    day = pd.to_numeric(birth.str.slice(8, 10), errors="coerce")
+    early_m, late_m = month.fillna(1), month.fillna(12)
+    early_d = day.fillna(1)
+    # Latest possible day: the month's last day when the day is unknown.
+    late_month_start = pd.to_datetime(
+        {"year": year.fillna(2000), "month": late_m, "day": 1}, errors="coerce"
+    )
+    late_d = day.fillna(late_month_start.dt.days_in_month)
+
+    def years(m: pd.Series, d: pd.Series) -> pd.Series:
+        before = (at.dt.month < m) | ((at.dt.month == m) & (at.dt.day < d))
+        return (at.dt.year - year - before.astype("Float64")).astype("Float64")
+
+    oldest, youngest = years(early_m, early_d), years(late_m, late_d)
+    result = oldest.where(oldest == youngest)
+    ambiguous = oldest.notna() & youngest.notna() & (oldest != youngest)
+    if ambiguous.any():
+        if p.partial == "lower":
+            result = result.mask(ambiguous, youngest)
+        ctx.log.warn(
+            ctx.study.stage_of(ctx.dataset),
+            ctx.dataset,
+            "age not exact from a partial birth date: "
+            + ("lower possible age used" if p.partial == "lower" else "left null"),
+            variable=ctx.variable,
+            count=int(ambiguous.sum()),
+        )
+    return result
+
+
+class CtCodeParams(Params):
+    var: str
+    codelist: str | None = None
+    codelist_var: str | None = None  # a variable naming each record's codelist
+    ref_fields = ("var", "codelist_var")
+
+
+@rule("ct_code", CtCodeParams, origin="Assigned")
+def ct_code(ctx: RuleContext, p: CtCodeParams) -> pd.Series:
+    """NCI C-code of each value in its codelist (e.g. TSVALCD); null for sponsor terms.
+
+    The codelist is fixed (`codelist`) or per record (`codelist_var`, e.g. TS rows).
+    """
+    values = ctx.ref(p.var).astype("string")
+    lists = (
+        ctx.ref(p.codelist_var).astype("string")
+        if p.codelist_var
+        else pd.Series(p.codelist, index=values.index, dtype="string")
+    )
+    out = pd.Series(pd.NA, index=values.index, dtype="string")
+    for name in lists.dropna().unique():
+        rows = lists == name
+        terms = ct_module.codelist(str(name)).terms
+        mapping = dict(zip(terms["value"], terms["code"], strict=True))
+        out = out.mask(rows, values[rows].map(mapping))
     return out

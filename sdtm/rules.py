@@ -1,0 +1,252 @@
+"""SDTM timing rules: visits, epochs, subject elements, last observation before exposure.
+
+Registered into the same vocabulary as the general rules; study facts (visit table, element
+definitions, unscheduled-visit conventions) come from the spec parameters and tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cdiscforge import dates
+from cdiscforge.engine import generator
+from cdiscforge.errors import SpecError
+from cdiscforge.rules import Params, RuleContext, rule
+from cdiscforge.rules.basic import AggregateParams, aggregate
+
+
+def _datetime(iso: pd.Series) -> pd.Series:
+    """ISO 8601 text to datetime64; date-only values at 00:00, partial dates NaT."""
+    text = iso.astype("string")
+    full = text.where(text.str.len() >= 10)
+    return pd.to_datetime(full.str.replace("T", " "), format="mixed", errors="coerce")
+
+
+class VisitnumParams(Params):
+    folder: str  # reference to the collected visit label (e.g. raw.FOLDER)
+    key: str  # visits-table column holding that label (edc_folder, lab_visit)
+    date: str  # the record's ISO 8601 date (for unscheduled visits)
+    table: str = "visits"
+    unscheduled: str = "UNS"  # labels starting with this are unscheduled
+    step: float = 0.01
+    ref_fields = ("folder", "date")
+
+    def domains(self) -> set[str]:
+        return set()
+
+
+@rule("visitnum", VisitnumParams)
+def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
+    """VISITNUM from the trial visits table (TV), matched on the collected visit label.
+
+    Cases, in order: a scheduled label -> the table's VISITNUM; an unscheduled label (starts
+    with `unscheduled`) -> the VISITNUM SV gave that subject's visit on the same date, when
+    SV is built; otherwise the last scheduled visit of the subject before that date (in this
+    dataset) + `step` x n, n counting that subject's unscheduled dates after that visit;
+    any other label -> input error naming the row and value.
+    """
+    table = ctx.study.table(p.table)
+    labels = ctx.ref(p.folder).astype("string").str.strip().str.upper()
+    mapping = dict(
+        zip(table[p.key].astype("string").str.upper(), table["VISITNUM"].astype(float), strict=True)
+    )
+    nums = labels.map(mapping).astype("Float64")
+    unmatched = labels.notna() & nums.isna()
+    unsched = unmatched & labels.str.startswith(p.unscheduled.upper()).fillna(False)
+    ctx.input_error(
+        unmatched & ~unsched,
+        p.folder.removeprefix("raw."),
+        labels,
+        f"visit label not in table {p.table!r} ({p.key})",
+    )
+    if not unsched.any():
+        return nums
+    usubjid = ctx.ref("USUBJID")
+    day = ctx.ref(p.date).astype("string").str.slice(0, 10)
+    if "SV" in ctx.domains and ctx.dataset != "SV":
+        sv = ctx.domains["SV"].frame
+        sv_key = (
+            sv["USUBJID"].astype("string") + "|" + sv["SVSTDTC"].astype("string").str.slice(0, 10)
+        )
+        sv_map = dict(zip(sv_key, sv["VISITNUM"].astype(float), strict=False))
+        from_sv = (usubjid + "|" + day).map(sv_map).astype("Float64")
+        nums = nums.mask(unsched, from_sv)
+        unsched = unsched & nums.isna()
+    if unsched.any():
+        nums = nums.mask(unsched, _after_previous(usubjid, day, nums, unsched, p.step))
+    return nums
+
+
+def _after_previous(
+    usubjid: pd.Series, day: pd.Series, nums: pd.Series, unsched: pd.Series, step: float
+) -> pd.Series:
+    when = pd.to_datetime(day, errors="coerce")
+    sched = pd.DataFrame({"u": usubjid, "t": when, "v": nums})[~unsched & nums.notna()]
+    sched = sched.dropna(subset=["t"]).groupby(["u", "t"], as_index=False)["v"].max()
+    uns = pd.DataFrame({"u": usubjid, "t": when, "i": np.arange(len(day))})[unsched.to_numpy()]
+    uns = uns.dropna(subset=["t"])
+    if uns.empty:
+        return pd.Series(pd.NA, index=nums.index, dtype="Float64")
+    merged = pd.merge_asof(
+        uns.sort_values("t"), sched.sort_values("t"), on="t", by="u", direction="backward"
+    )
+    merged["v"] = merged["v"].fillna(0)
+    dense = merged.groupby(["u", "v"])["t"].rank(method="dense")
+    merged["num"] = (merged["v"] + step * dense).round(6)
+    out = pd.Series(pd.NA, index=nums.index, dtype="Float64")
+    out.iloc[merged["i"].to_numpy()] = merged["num"].to_numpy()
+    return out
+
+
+class VisitParams(Params):
+    num: str = "VISITNUM"
+    table: str = "visits"
+    unscheduled_label: str = "UNSCHEDULED"
+    ref_fields = ("num",)
+
+
+@rule("visit", VisitParams)
+def visit(ctx: RuleContext, p: VisitParams) -> pd.Series:
+    """VISIT from VISITNUM: the table's name for planned visits, `UNSCHEDULED n.nn` else."""
+    table = ctx.study.table(p.table)
+    nums = ctx.ref(p.num).astype("Float64")
+    mapping = dict(zip(table["VISITNUM"].astype(float), table["VISIT"].astype(str), strict=True))
+    names = nums.map(lambda v: mapping.get(float(v)) if pd.notna(v) else pd.NA)
+    unplanned = nums.notna() & names.isna()
+    labels = nums.map(lambda v: f"{p.unscheduled_label} {v:.2f}" if pd.notna(v) else pd.NA)
+    return names.mask(unplanned, labels).astype("string")
+
+
+class VisitdyParams(Params):
+    num: str = "VISITNUM"
+    table: str = "visits"
+    ref_fields = ("num",)
+
+
+@rule("visitdy", VisitdyParams, origin="Protocol")
+def visitdy(ctx: RuleContext, p: VisitdyParams) -> pd.Series:
+    """VISITDY: the planned study day of a planned visit (null for unscheduled ones)."""
+    table = ctx.study.table(p.table)
+    mapping = dict(
+        zip(table["VISITNUM"].astype(float), table["VISITDY"].astype(float), strict=True)
+    )
+    return (
+        ctx.ref(p.num)
+        .astype("Float64")
+        .map(lambda v: mapping.get(float(v), pd.NA) if pd.notna(v) else pd.NA)
+        .astype("Float64")
+    )
+
+
+class EpochParams(Params):
+    date: str
+    ref_fields = ("date",)
+
+    def domains(self) -> set[str]:
+        return {"SE"}
+
+
+@rule("epoch", EpochParams)
+def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
+    """EPOCH of the subject element (SE) in which `date` falls: SESTDTC <= date < SEENDTC,
+    the last element including its end. Date-only values count as 00:00 that day, so a
+    pre-dose assessment on the infusion day without a time falls before the infusion.
+    Null for partial or missing dates and dates outside every element.
+    """
+    se = ctx.domain("SE").frame
+    when = _datetime(ctx.ref(p.date))
+    rec = pd.DataFrame(
+        {"u": ctx.ref("USUBJID").astype("string"), "t": when, "i": np.arange(len(when))}
+    ).dropna(subset=["t"])
+    elements = pd.DataFrame(
+        {
+            "u": se["USUBJID"].astype("string"),
+            "t": _datetime(se["SESTDTC"]),
+            "end": _datetime(se["SEENDTC"]),
+            "EPOCH": se["EPOCH"],
+        }
+    ).dropna(subset=["t"])
+    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
+    if rec.empty or elements.empty:
+        return out
+    merged = pd.merge_asof(
+        rec.sort_values("t"), elements.sort_values("t"), on="t", by="u", direction="backward"
+    )
+    last_end = elements.groupby("u")["end"].max()
+    inside = merged["EPOCH"].notna() & (merged["t"] <= merged["u"].map(last_end))
+    merged = merged[inside]
+    out.iloc[merged["i"].to_numpy()] = merged["EPOCH"].astype("string").to_numpy()
+    return out
+
+
+class LobxflParams(Params):
+    by: list[str]
+    date: str
+    result: str
+    reference: str = "RFXSTDTC"
+    ref_fields = ("by", "date", "result")
+
+    def domains(self) -> set[str]:
+        return {"DM"}
+
+
+@rule("lobxfl", LobxflParams, final=True)
+def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
+    """--LOBXFL = Y on the last record per USUBJID and `by` with a non-missing result and a
+    complete date on or before DM.<reference> (first exposure); null elsewhere.
+    Ties on the same datetime: the last in --SEQ order wins (the spec orders records)."""
+    when = _datetime(ctx.ref(p.date))
+    ref = _datetime(ctx.subject_values("DM", p.reference))
+    eligible = when.notna() & ref.notna() & (when <= ref) & ctx.ref(p.result).notna()
+    frame = ctx.out[["USUBJID", *p.by]].copy()
+    frame["__t"] = when
+    cand = frame[eligible.to_numpy()].sort_values([*frame.columns], kind="stable")
+    last = cand.groupby(["USUBJID", *p.by], dropna=False).tail(1).index
+    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
+    out.loc[last] = "Y"
+    return out
+
+
+@generator("subject_elements")
+def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+    """SE records: one per element a subject entered, from dated events.
+
+    `params.elements` lists, in planned order, ETCD and `start` (an `aggregate` rule's
+    parameters: a dataset column or a raw form's date). An element starts at its start date;
+    it ends where the next entered element starts; the last ends at `params.end` (e.g.
+    DM.RFPENDTC). Elements without a start date were not entered (e.g. screen failures).
+    Columns: USUBJID, ETCD, SESTDTC, SEENDTC, TAETORD (the element's planned order).
+    """
+    dm = ctx.domain("DM").frame
+    base = pd.DataFrame({"USUBJID": dm["USUBJID"].astype("string")})
+    sub = type(ctx)(
+        ctx.study, ctx.dataset, "", base, None, ctx.domains, ctx.log, ctx.spec_file, ctx.store
+    )
+    if "elements" not in params or "end" not in params:
+        raise SpecError(ctx.spec_file, "records.params", "needs 'elements' and 'end'")
+    starts = []
+    for order, element in enumerate(params["elements"], 1):
+        sub.variable = f"SE {element['ETCD']}"
+        values = aggregate(sub, AggregateParams.model_validate(element["start"]))
+        starts.append(
+            pd.DataFrame(
+                {
+                    "USUBJID": base["USUBJID"],
+                    "ETCD": element["ETCD"],
+                    "SESTDTC": values.astype("string"),
+                    "TAETORD": order,
+                }
+            )
+        )
+    end = aggregate(sub, AggregateParams.model_validate(params["end"])).astype("string")
+    frame = pd.concat(starts, ignore_index=True).dropna(subset=["SESTDTC"])
+    frame = frame.sort_values(["USUBJID", "TAETORD"], kind="stable")
+    frame["SEENDTC"] = frame.groupby("USUBJID")["SESTDTC"].shift(-1)
+    last = frame["SEENDTC"].isna()
+    frame.loc[last, "SEENDTC"] = frame.loc[last, "USUBJID"].map(
+        dict(zip(base["USUBJID"], end, strict=True))
+    )
+    return frame.reset_index(drop=True)
