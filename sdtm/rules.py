@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdiscforge import dates
 from cdiscforge.engine import generator
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Params, RuleContext, rule
