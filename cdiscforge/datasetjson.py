@@ -102,6 +102,11 @@ def _column_values(series: pd.Series, var: Variable, data_type: str) -> list[Any
         text = series.astype("string")
         missing = text.isna().to_numpy()
         return _with_nulls(text.fillna("").to_numpy(dtype=object), missing)
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        raise CdiscforgeError(
+            f"Dataset-JSON: variable {var.name} holds dates but has no SAS date format "
+            f"(format {var.format!r}); give it one (e.g. DATE9.) in its spec"
+        )
     numbers = pd.to_numeric(series).to_numpy(dtype="float64", na_value=np.nan)
     missing = ~np.isfinite(numbers)
     if data_type == "integer":
@@ -150,21 +155,27 @@ def write_dataset_json(
     head = json.dumps(header, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-        fh.write(head[:-1] + ',"rows":[')
-        frame = dataset.frame
-        for start in range(0, len(frame), max(1, chunk_rows)):
-            chunk = frame.iloc[start : start + chunk_rows]
-            values = [
-                _column_values(chunk[var.name], var, col["dataType"])
-                for var, col in zip(dataset.variables, columns, strict=True)
-            ]
-            rows = [list(row) for row in zip(*values, strict=True)]
-            text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            if start:
-                fh.write(",")
-            fh.write(text[1:-1])
-        fh.write("]}\n")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+            fh.write(head[:-1] + ',"rows":[')
+            frame = dataset.frame
+            step = max(1, chunk_rows)
+            for start in range(0, len(frame), step):
+                chunk = frame.iloc[start : start + step]
+                values = [
+                    _column_values(chunk[var.name], var, col["dataType"])
+                    for var, col in zip(dataset.variables, columns, strict=True)
+                ]
+                rows = list(zip(*values, strict=True))  # json writes tuples as arrays
+                text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+                if start:
+                    fh.write(",")
+                fh.write(text[1:-1])
+            fh.write("]}\n")
+    except BaseException:
+        # No half-written file is left behind for a later step to pick up.
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyreadstat
+import pytest
 
 from cdiscforge.datasetjson import read_dataset_json, validate_dataset_json, write_dataset_json
+from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, StudyInfo, Variable
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "dataset-json-examples"
@@ -120,3 +122,13 @@ def test_reference_adsl_numeric_dates_read_as_dates() -> None:
     assert ds.frame["TRTSDT"].iloc[0] == pd.Timestamp("2014-01-02")
     xpt, _ = pyreadstat.read_xport(str(REF / "adam" / "adsl.xpt"))
     assert len(ds) == len(xpt) == 254
+
+
+def test_dates_without_a_date_format_are_refused_not_written_as_nanoseconds(
+    tmp_path: Path,
+) -> None:
+    ds = _adlb()
+    ds.variables[5].format = None
+    with pytest.raises(CdiscforgeError, match="ADT holds dates but has no SAS date format"):
+        write_dataset_json(ds, tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    assert list(tmp_path.iterdir()) == []

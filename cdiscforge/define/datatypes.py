@@ -86,8 +86,9 @@ def _numeric(series: pd.Series) -> np.ndarray:
 
 
 def _all_whole(series: pd.Series) -> bool:
+    # Beyond 2**53 a double no longer holds every integer: call such a column float.
     values = _numeric(series)
-    return bool(np.all(values == np.round(values)))
+    return bool(np.all(values == np.round(values)) and np.all(np.abs(values) <= 2.0**53))
 
 
 def significant_digits(var: Variable, series: pd.Series) -> int | None:
