@@ -86,7 +86,15 @@ class BuildLog:
         return pd.DataFrame(rows, columns=cols)
 
     def write(self, out_dir: Path) -> tuple[Path, Path]:
-        """Write build.log (human) and reconciliation.csv (machine) into `out_dir`."""
+        """Write build.log (human) and reconciliation.csv (machine) into `out_dir`.
+
+        Input paths inside `out_dir` (simulated raw exports) are written relative to it, so
+        two builds of the same input give the same log wherever they were staged.
+        """
+        for meta in self.inputs.values():
+            path = Path(meta["file"])
+            if path.is_absolute() and path.is_relative_to(out_dir.resolve()):
+                meta["file"] = str(path.relative_to(out_dir.resolve()))
         out_dir.mkdir(parents=True, exist_ok=True)
         recon = out_dir / "reconciliation.csv"
         self.reconciliation_frame().to_csv(recon, index=False, lineterminator="\n")

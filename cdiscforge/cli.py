@@ -1,0 +1,185 @@
+"""The `cdiscforge` command: build, simulate, validate.
+
+Exit codes: 0 success; 1 validation found error-level findings (nothing published);
+2 bad input, bad spec or bad usage. Errors are printed as one located message, never a
+traceback. On a terminal each stage shows a rich progress line; otherwise plain lines.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cdiscforge.errors import CdiscforgeError
+from cdiscforge.studies import DEFAULT_STUDY, study_dir
+
+
+class _Reporter:
+    """Stage progress: a rich status line on a terminal, plain timestamped lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.start = time.perf_counter()
+        self._status = None
+        if self.tty:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+            self._status = self.console.status("starting")
+            self._status.start()
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self._status is not None:
+            self._status.update(f"[bold]{message}[/] ({elapsed:.1f}s)")
+        else:
+            click.echo(f"[{elapsed:6.1f}s] {message}", err=True)
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def _fail(exc: CdiscforgeError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _resolve_spec(study: str | None, spec: Path | None) -> tuple[Path, str]:
+    if study and spec:
+        raise click.UsageError("give --study or --spec, not both")
+    if spec is not None:
+        return spec, spec.name
+    name = (study or DEFAULT_STUDY).lower()
+    return study_dir(name), name
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cdiscforge")
+def main() -> None:
+    """cdiscforge: raw EDC exports to validated SDTM and ADaM (XPT v5, define.xml,
+    Dataset-JSON), driven by YAML specs."""
+
+
+@main.command()
+@click.option("--study", help=f"A bundled study (default {DEFAULT_STUDY}).")
+@click.option(
+    "--spec",
+    "spec",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A study spec folder (holding study.yaml) instead of a bundled study.",
+)
+@click.option(
+    "--raw",
+    "raw",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of raw exports; without it the study's simulator makes them.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default outputs/<study>).",
+)
+def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | None) -> None:
+    """Build SDTM and ADaM from raw exports, validate, and publish XPT, define.xml,
+    Dataset-JSON, tables, the validation report and the build log."""
+    from cdiscforge.build import run_build
+
+    reporter = _Reporter()
+    try:
+        spec_dir, name = _resolve_spec(study, spec)
+        if raw is not None and not raw.is_dir():
+            raise CdiscforgeError(f"raw export folder not found: {raw}")
+        out_dir = out or Path("outputs") / name
+        result = run_build(spec_dir, out_dir, raw, progress=reporter)
+    except CdiscforgeError as exc:
+        reporter.stop()
+        _fail(exc)
+        return
+    reporter.stop()
+    n_sdtm = sum(1 for d in result.datasets.values() if not d.name.startswith("AD"))
+    click.echo(
+        f"built {len(result.datasets)} datasets ({n_sdtm} SDTM, {len(result.datasets) - n_sdtm} "
+        f"ADaM), {len(result.log.warnings)} warnings, validation clean -> {result.out_dir}"
+    )
+
+
+@main.command()
+@click.option("--study", default=DEFAULT_STUDY, show_default=True, help="A bundled study.")
+@click.option(
+    "--spec",
+    "spec",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A study spec folder instead of a bundled study.",
+)
+@click.option(
+    "--subjects", type=click.IntRange(min=1), help="Enrolled subjects (default: profile)."
+)
+@click.option("--seed", type=int, help="Random seed (default: profile).")
+@click.option("--clean", is_flag=True, help="Switch every kind of real-world mess off.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the raw exports into.",
+)
+def simulate(
+    study: str, spec: Path | None, subjects: int | None, seed: int | None, clean: bool, out: Path
+) -> None:
+    """Write a study's simulated raw EDC and lab exports (deterministic for a seed)."""
+    from cdiscforge.simulate import simulate as run
+
+    try:
+        spec_dir, _ = _resolve_spec(None if spec else study, spec)
+        start = time.perf_counter()
+        result = run(spec_dir, out, subjects=subjects, seed=seed, mess=not clean)
+    except CdiscforgeError as exc:
+        _fail(exc)
+        return
+    for form, path in result.files.items():
+        click.echo(f"{path}  {result.rows[form]} rows")
+    click.echo(f"simulated {len(result.files)} files in {time.perf_counter() - start:.1f}s")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--report",
+    "report",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write report.html and results.json (default DIRECTORY/validation).",
+)
+def validate(directory: Path, report: Path | None) -> None:
+    """Validate the XPT files in DIRECTORY (ours or anyone's); exit 1 on error findings."""
+    from validation import validate_directory, write_report
+
+    try:
+        result = validate_directory(directory)
+    except CdiscforgeError as exc:
+        _fail(exc)
+        return
+    target = report or directory / "validation"
+    try:
+        html, _ = write_report(result, target)
+    except OSError:  # a read-only folder (e.g. reference data): fall back to the cwd
+        target = Path("validation") / directory.name
+        html, _ = write_report(result, target)
+    counts: dict[str, int] = {}
+    for f in result.findings:
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    summary = ", ".join(f"{n} {sev}" for sev, n in sorted(counts.items())) or "no findings"
+    click.echo(
+        f"validated {len(result.datasets)} datasets in {result.timings.get('total', 0):.1f}s:"
+        f" {summary}. Report: {html}"
+    )
+    if result.has_errors:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
