@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 VarType = Literal["Char", "Num"]
 ORIGINS = ("Collected", "Derived", "Assigned", "Protocol", "Predecessor", "Not Available")
@@ -114,11 +115,11 @@ class Dataset:
 
 def char_max_bytes(series: pd.Series) -> int:
     """Longest value in UTF-8 bytes, ignoring missing values (vectorised via pyarrow)."""
-    s = series.dropna()
-    if s.empty:
+    if series.dropna().empty:
         return 0
-    lengths = s.astype("string[pyarrow]").str.encode("utf-8").str.len()
-    return int(np.nanmax(lengths.to_numpy(dtype="float64", na_value=np.nan)))
+    array = pa.array(series.astype("string[pyarrow]"), from_pandas=True)
+    longest = pc.max(pc.binary_length(array)).as_py()
+    return int(longest or 0)
 
 
 @dataclass
