@@ -31,10 +31,13 @@ class VisitnumParams(Params):
     table: str = "visits"
     unscheduled: str = "UNS"  # labels starting with this are unscheduled
     step: float = 0.01
+    # The dataset whose visit numbers unscheduled records on the same date reuse (SV), so
+    # LB, MK ... agree with SV; it is built first. Null: number them within this dataset.
+    unscheduled_from: str | None = "SV"
     ref_fields = ("folder", "date")
 
     def domains(self) -> set[str]:
-        return set()
+        return {self.unscheduled_from} if self.unscheduled_from else set()
 
 
 @rule("visitnum", VisitnumParams)
@@ -42,9 +45,10 @@ def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
     """VISITNUM from the trial visits table (TV), matched on the collected visit label.
 
     Cases, in order: a scheduled label -> the table's VISITNUM; an unscheduled label (starts
-    with `unscheduled`) -> the VISITNUM SV gave that subject's visit on the same date, when
-    SV is built; otherwise the last scheduled visit of the subject before that date (in this
-    dataset) + `step` x n, n counting that subject's unscheduled dates after that visit;
+    with `unscheduled`) -> the VISITNUM `unscheduled_from` (SV) gave that subject's visit on
+    the same date (SV is built first: the rule declares it); otherwise the last scheduled
+    visit of the subject before that date (in this dataset) + `step` x n, n counting that
+    subject's unscheduled dates after that visit;
     any other label -> input error naming the row and value.
     """
     table = ctx.study.table(p.table)
@@ -65,11 +69,11 @@ def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
         return nums
     usubjid = ctx.ref("USUBJID")
     day = ctx.ref(p.date).astype("string").str.slice(0, 10)
-    if "SV" in ctx.domains and ctx.dataset != "SV":
-        sv = ctx.domains["SV"].frame
-        sv_key = (
-            sv["USUBJID"].astype("string") + "|" + sv["SVSTDTC"].astype("string").str.slice(0, 10)
-        )
+    src = p.unscheduled_from
+    if src and src in ctx.domains and ctx.dataset != src:
+        sv = ctx.domains[src].frame
+        sv_day = sv[f"{src}STDTC"].astype("string").str.slice(0, 10)
+        sv_key = sv["USUBJID"].astype("string") + "|" + sv_day
         sv_map = dict(zip(sv_key, sv["VISITNUM"].astype(float), strict=False))
         from_sv = (usubjid + "|" + day).map(sv_map).astype("Float64")
         nums = nums.mask(unsched, from_sv)

@@ -434,9 +434,13 @@ def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
         del tcol
     if right.duplicated(tkeys).any():
         raise SpecError(ctx.spec_file, ctx.variable, f"table {p.table!r} keys are not unique")
-    merged = left.reset_index().merge(right, on=tkeys, how="left").set_index("index")
+    merged = (
+        left.reset_index().merge(right, on=tkeys, how="left", indicator=True).set_index("index")
+    )
     values = merged["__value"].reindex(ctx.out.index)
-    unmatched = left.notna().all(axis=1) & values.isna()
+    # A key found in the table whose column is empty (e.g. no LBSCAT) is a match, not a miss.
+    found = (merged["_merge"] == "both").reindex(ctx.out.index).fillna(False).astype(bool)
+    unmatched = left.notna().all(axis=1) & ~found
     if unmatched.any():
         first_ref = next(iter(p.match.values()))
         if p.unmatched == "error":
@@ -564,17 +568,25 @@ def usubjid(ctx: RuleContext, p: UsubjidParams) -> pd.Series:
 
 class SeqParams(Params):
     by: list[str]
-    ref_fields = ("by",)
+    within: list[str] = ["USUBJID"]
+    ref_fields = ("by", "within")
 
 
 @rule("seq", SeqParams, final=True)
 def seq(ctx: RuleContext, p: SeqParams) -> pd.Series:
-    """--SEQ: 1..n within USUBJID after sorting by `by` (stable; the record set is final).
+    """--SEQ: 1..n within `within` (default USUBJID) after sorting by `by` (stable; the
+    record set is final). Trial-summary sequences number within another key (TSSEQ within
+    TSPARMCD); `within: []` numbers the whole dataset.
 
-    Example: `{name: AESEQ, rule: seq, by: [AESTDTC, AETERM]}`.
+    Example: `{name: AESEQ, rule: seq, by: [AESTDTC, AETERM]}`;
+    `{name: TSSEQ, rule: seq, by: [], within: [TSPARMCD]}`.
     """
-    order = ctx.out.sort_values(["USUBJID", *p.by], kind="stable", na_position="last")
-    numbers = order.groupby("USUBJID", sort=False).cumcount() + 1
+    keys = [*p.within, *p.by]
+    order = ctx.out.sort_values(keys, kind="stable", na_position="last") if keys else ctx.out
+    if not p.within:
+        numbers = pd.Series(np.arange(1, len(order) + 1), index=order.index)
+        return numbers.reindex(ctx.out.index).astype("Float64")
+    numbers = order.groupby(p.within, sort=False, dropna=False).cumcount() + 1
     return numbers.reindex(ctx.out.index).astype("Float64")
 
 
@@ -728,4 +740,27 @@ def ct_code(ctx: RuleContext, p: CtCodeParams) -> pd.Series:
         terms = ct_module.codelist(str(name)).terms
         mapping = dict(zip(terms["value"], terms["code"], strict=True))
         out = out.mask(rows, values[rows].map(mapping))
+    return out
+
+
+class CtVersionParams(Params):
+    when: Condition | None = None
+
+    def raw_columns(self) -> list[str]:
+        refs = self.when.refs() if self.when is not None else []
+        return [r[4:] for r in refs if r.startswith("raw.")]
+
+
+@rule("ct_version", CtVersionParams, origin="Assigned")
+def ct_version(ctx: RuleContext, p: CtVersionParams) -> pd.Series:
+    """The SDTM CT version the build codes against (e.g. TSVCDVER), so the value follows the
+    bundled terminology instead of being typed into a spec.
+
+    Cases, in order: `when` given and false -> null; otherwise the CT version (`2025-03-28`).
+    Example: `{name: TSVCDVER, rule: ct_version, when: {col: TSVCDREF, eq: CDISC CT}}`.
+    """
+    index = ctx.out.index
+    out = pd.Series(ct_module.sdtm_ct_version(), index=index, dtype="string")
+    if p.when is not None:
+        out = out.where(p.when.evaluate(ctx).to_numpy(dtype=bool))
     return out
