@@ -648,14 +648,19 @@ class ClinicalGenerator(ChunkGenerator):
         value = rows["value"].to_numpy() / to_std
         result = fixed(value, decimals).to_numpy(dtype=object)
         if censor:
-            lloq = cat.limits("lloq")[t] * scale
-            uloq = cat.limits("uloq")[t] * scale
-            low = value < lloq
-            high = value > uloq
-            result[low] = np.char.add("<", [limit_text(x) for x in lloq[low]]) if low.any() else []
-            result[high] = (
-                np.char.add(">", [limit_text(x) for x in uloq[high]]) if high.any() else []
-            )
+            # limits printed once per test and unit, then picked per row
+            for key, sign in (("lloq", "<"), ("uloq", ">")):
+                limit = cat.limits(key)
+                labels = np.array(
+                    [
+                        [f"{sign}{limit_text(x * f0[i] / f)}" for f in (f0[i], f1[i])]
+                        for i, x in enumerate(limit)
+                    ],
+                    dtype=object,
+                )
+                bound = limit[t] * scale
+                beyond = value < bound if key == "lloq" else value > bound
+                result[beyond] = labels[t[beyond], np.minimum(u[beyond], 1)]
         sex = (c.sex[rows["s"].to_numpy()] == "Male").astype(np.int64)
         ref_lo = cat.ref("low")[t, sex] * scale
         ref_hi = cat.ref("high")[t, sex] * scale
