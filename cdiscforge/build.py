@@ -117,7 +117,8 @@ def _build(
         first = errors[0]
         raise ValidationFailed(
             f"validation found {len(errors)} error-level finding(s); nothing was published. "
-            f"First: {first.rule_id} {first.dataset}.{first.variable}: {first.message}. "
+            f"First: {first.rule_id} {first.dataset} {','.join(first.variables)}: "
+            f"{first.message}. "
             f"Report: {out_dir / 'validation' / 'report.html'}"
         )
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cdiscforge import standards
 from cdiscforge.errors import SpecError
-from cdiscforge.model import StudyInfo, Variable
+from cdiscforge.model import ORIGINS, StudyInfo, Variable
 from cdiscforge.raw import ColumnSpec, FormSpec
 from cdiscforge.rules import RULES, Condition, Params, RuleDef
 
@@ -85,6 +85,30 @@ class StudyMeta(_Strict):
     protocol: str
     sponsor: str = ""
     creation_datetime: str = "2020-01-01T00:00:00"
+
+
+class VariableMeta(BaseModel):
+    """Type check of a variable's metadata keys (rule parameters are checked by the rule)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    label: str | None = None
+    type: Literal["Char", "Num"] | None = None
+    length: int | None = Field(None, ge=1, le=200)
+    origin: Literal[ORIGINS] | None = None  # type: ignore[valid-type]
+    source: str | None = None
+    codelist: str | None = None
+    format: str | None = None
+    significant_digits: int | None = Field(None, ge=0)
+    method: str | None = None
+    comment: str | None = None
+    predecessor: str | None = None
+    crf_pages: list[str | int] = []
+    range: tuple[float | None, float | None] | None = None
+    keep: bool = True
+    core: Literal["Req", "Exp", "Perm", "Cond"] | None = None
+    role: str | None = None
 
 
 class TableRef(_Strict):
@@ -444,6 +468,7 @@ class StudySpec:
             raise SpecError(path, where, "a variable needs a 'name'")
         name = str(entry["name"])
         where = f"{where}({name})"
+        _validated(VariableMeta, entry, path, where)
         rdef, params = self._rule(entry, path, where) if "rule" in entry else (None, None)
         igrow = ig.loc[name] if name in ig.index else None
         label = entry.get("label") or (igrow["label"] if igrow is not None else None)
