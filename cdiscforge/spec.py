@@ -470,7 +470,7 @@ class StudySpec:
         where = f"{where}({name})"
         _validated(VariableMeta, entry, path, where)
         rdef, params = self._rule(entry, path, where) if "rule" in entry else (None, None)
-        igrow = ig.loc[name] if name in ig.index else None
+        igrow = standards.ig_row(ig, name)
         label = entry.get("label") or (igrow["label"] if igrow is not None else None)
         vtype = entry.get("type") or (igrow["type"] if igrow is not None else None)
         helper = name.startswith("_")

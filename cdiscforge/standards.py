@@ -8,6 +8,7 @@ and IG labels, so the two can never disagree.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
@@ -104,3 +105,29 @@ def adam_variables(structure: str) -> pd.DataFrame:
     table = adamig_variables()
     rows = table[table["dataset"] == structure].drop_duplicates("name")
     return rows.set_index("name", drop=False)
+
+
+def _placeholder_pattern(name: str) -> re.Pattern[str] | None:
+    """ADaMIG names with placeholders (TRTxxP, AGEGRy, ANLzzFL, APHASEw) as a regex."""
+    if not any(c.islower() for c in name):
+        return None
+    pattern = re.sub(r"[a-z]+", lambda m: rf"\d{{1,{len(m.group())}}}", name)
+    return re.compile(f"^{pattern}$")
+
+
+def ig_row(table: pd.DataFrame, name: str) -> pd.Series | None:
+    """The IG row describing `name`, matching ADaMIG placeholder names (AGEGR1 -> AGEGRy)."""
+    if name in table.index:
+        return table.loc[name]
+    for ig_name in table.index:
+        pattern = _placeholder_pattern(str(ig_name))
+        if pattern is not None and pattern.match(name):
+            row = table.loc[ig_name].copy()
+            digits = "".join(
+                re.findall(r"\d+", name[len(re.match(r"[A-Z]*", str(ig_name)).group()) :])
+            )
+            row["label"] = (
+                re.sub(r"\b[xyzw]+\b", digits, str(row["label"])) if digits else row["label"]
+            )
+            return row
+    return None
