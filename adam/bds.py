@@ -1,0 +1,364 @@
+"""BDS derivations: analysis windows, baseline, change from baseline, analysis flags.
+
+Each derivation has a plain function (Series in, Series out; tested on hand-made cases) and a
+rule wrapper the ADaM specs call. Grouped derivations (ABLFL, BASE, CHG, ANL01FL, windows that
+defer to ABLFL) are `final` rules: they run on the stacked record set of the dataset, in spec
+order, so a spec lists ADY, ABLFL, AVISITN/AVISIT, BASE, CHG, PCHG, ANL01FL in that order.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from cdiscforge.errors import SpecError
+from cdiscforge.rules import Condition, Params, RuleContext, rule
+from cdiscforge.spec import load_yaml
+
+# --- analysis windows --------------------------------------------------------------------------
+
+
+@cache
+def _windows_file(path: Path, key: str) -> pd.DataFrame:
+    data = load_yaml(path)
+    rows = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise SpecError(path, key, "expected a non-empty list of analysis windows")
+    frame = pd.DataFrame(rows)
+    need = {"AVISITN", "AVISIT", "target", "low", "high"}
+    if need - set(frame.columns):
+        raise SpecError(path, key, f"each window needs {sorted(need)}")
+    frame = frame.sort_values("low", kind="stable").reset_index(drop=True)
+    overlap = (frame["low"].iloc[1:].to_numpy() <= frame["high"].iloc[:-1].to_numpy()).any()
+    if overlap:
+        raise SpecError(path, key, "analysis windows overlap: a day must fall in one window")
+    return frame
+
+
+def windows_table(ctx: RuleContext, file: str, key: str) -> pd.DataFrame:
+    """The analysis windows (AVISITN, AVISIT, target, low, high; days relative to treatment
+    start) declared in the study's spec folder."""
+    return _windows_file(ctx.study.folder / file, key)
+
+
+def assign_window(day: pd.Series, windows: pd.DataFrame) -> pd.Series:
+    """Index of the window row whose [low, high] holds `day` (both ends inclusive); -1 if none."""
+    values = pd.to_numeric(day, errors="coerce").astype("Float64").to_numpy(na_value=np.nan)
+    lows = windows["low"].to_numpy(dtype=float)
+    highs = windows["high"].to_numpy(dtype=float)
+    pos = np.searchsorted(lows, values, side="right") - 1
+    ok = (pos >= 0) & ~np.isnan(values)
+    ok &= values <= highs[np.clip(pos, 0, None)]
+    return pd.Series(np.where(ok, pos, -1), index=day.index)
+
+
+class WindowParams(Params):
+    day: str = "ADY"
+    output: Literal["AVISITN", "AVISIT"] = "AVISITN"
+    file: str = "tables.yaml"
+    key: str = "windows"
+    baseline_flag: str | None = None  # e.g. ABLFL: its record goes to `baseline_visit`
+    baseline_visit: float | None = None
+    ref_fields = ("day", "baseline_flag")
+
+
+@rule("window", WindowParams, final=True)
+def window(ctx: RuleContext, p: WindowParams) -> pd.Series:
+    """AVISITN / AVISIT from analysis windows on the relative day (spec: target, low, high).
+
+    Cases, in order: the record flagged `baseline_flag` (ABLFL = Y) -> the `baseline_visit`
+    window, whatever its day; a day inside a window -> that window; a day outside every window
+    or missing -> null (counted in the build log; such records are not analysed by visit).
+    Which of two records in one window is analysed is ANL01FL's rule (`analysis_flag`).
+
+    Example: `{name: AVISITN, rule: window, output: AVISITN, baseline_flag: ABLFL,
+    baseline_visit: 0}`.
+    """
+    table = windows_table(ctx, p.file, p.key)
+    pos = assign_window(ctx.ref(p.day), table)
+    if p.baseline_flag:
+        if p.baseline_visit is None:
+            raise SpecError(ctx.spec_file, ctx.variable, "baseline_flag needs baseline_visit")
+        base_pos = np.flatnonzero(table["AVISITN"].astype(float).to_numpy() == p.baseline_visit)
+        if base_pos.size != 1:
+            raise SpecError(ctx.spec_file, ctx.variable, "baseline_visit is not one window")
+        flagged = (ctx.ref(p.baseline_flag) == "Y").fillna(False).to_numpy(dtype=bool)
+        pos = pos.mask(flagged, int(base_pos[0]))
+    column = table[p.output].to_numpy(dtype=object)
+    values = pd.Series(np.where(pos >= 0, column[pos.clip(lower=0)], None), index=pos.index)
+    outside = pos < 0
+    if outside.any() and p.output == "AVISITN":
+        ctx.log.info(
+            "adam",
+            ctx.dataset,
+            "records outside every analysis window: AVISIT/AVISITN null",
+            variable=ctx.variable,
+            count=int(outside.sum()),
+        )
+    if p.output == "AVISITN":
+        return pd.to_numeric(values, errors="coerce").astype("Float64")
+    return values.astype("string")
+
+
+# --- baseline ----------------------------------------------------------------------------------
+
+
+def baseline_flag(
+    frame: pd.DataFrame,
+    by: list[str],
+    date: str,
+    reference: str,
+    value: str,
+    tie: Literal["last", "first"] = "last",
+) -> pd.Series:
+    """ABLFL: Y on one record per `by` group, null elsewhere.
+
+    Cases, in order: records with a missing `value` or `date` are never baseline; records dated
+    after `reference` (treatment start; the same date counts as before: assessments on the
+    infusion day are pre-dose) are never baseline; of the rest, the latest date wins; two on
+    that date -> the last (`tie: last`) or first in record order. No candidate -> no baseline
+    (BASE and CHG stay null for the group).
+    """
+    when = pd.to_datetime(frame[date]).dt.normalize()
+    ref = pd.to_datetime(frame[reference]).dt.normalize()
+    ok = frame[value].notna() & when.notna() & ref.notna() & (when <= ref).fillna(False)
+    cand = frame.loc[ok.to_numpy(dtype=bool), by].copy()
+    cand["__t"] = when[ok]
+    cand["__i"] = np.arange(len(frame))[ok.to_numpy(dtype=bool)]
+    cand = cand.sort_values([*by, "__t", "__i"], kind="stable")
+    picked = cand.groupby(by, dropna=False).tail(1) if tie == "last" else None
+    if tie == "first":
+        last_day = cand.groupby(by, dropna=False)["__t"].transform("max")
+        picked = cand[cand["__t"] == last_day].groupby(by, dropna=False).head(1)
+    out = pd.Series(pd.NA, index=frame.index, dtype="string")
+    out.iloc[picked["__i"].to_numpy()] = "Y"  # type: ignore[index]
+    return out
+
+
+class AblflParams(Params):
+    by: list[str] = ["USUBJID", "PARAMCD"]
+    date: str = "ADT"
+    reference: str = "TRTSDT"
+    value: str = "AVAL"
+    tie: Literal["last", "first"] = "last"
+    ref_fields = ("by", "date", "reference", "value")
+
+
+@rule("ablfl", AblflParams, final=True)
+def ablfl(ctx: RuleContext, p: AblflParams) -> pd.Series:
+    """ABLFL: the last non-missing `value` dated on or before `reference`, per `by`
+    (cases in `baseline_flag`). Example: `{name: ABLFL, rule: ablfl}`."""
+    return baseline_flag(ctx.out, p.by, p.date, p.reference, p.value, p.tie)
+
+
+def baseline_value(frame: pd.DataFrame, by: list[str], flag: str, var: str) -> pd.Series:
+    """The `var` of the group's flagged (`flag` = Y) record on every record of the group."""
+    flagged = frame[(frame[flag] == "Y").fillna(False).to_numpy(dtype=bool)]
+    if flagged.duplicated(by).any():
+        raise ValueError(f"more than one {flag} = Y record in a {by} group")
+    right = flagged[[*by, var]].rename(columns={var: "__base"})
+    merged = frame[by].merge(right, on=by, how="left")
+    return pd.Series(merged["__base"].to_numpy(), index=frame.index)
+
+
+class BaseParams(Params):
+    by: list[str] = ["USUBJID", "PARAMCD"]
+    flag: str = "ABLFL"
+    var: str = "AVAL"
+    ref_fields = ("by", "flag", "var")
+
+
+@rule("base", BaseParams, final=True)
+def base(ctx: RuleContext, p: BaseParams) -> pd.Series:
+    """BASE (or BNRIND with `var: ANRIND`): `var` of the group's ABLFL = Y record; null for a
+    group without baseline. Example: `{name: BNRIND, rule: base, var: ANRIND}`."""
+    try:
+        return baseline_value(ctx.out, p.by, p.flag, p.var)
+    except ValueError as exc:
+        raise SpecError(ctx.spec_file, ctx.variable, str(exc)) from exc
+
+
+def change(value: pd.Series, base_value: pd.Series, post: pd.Series) -> pd.Series:
+    """AVAL - BASE on post-baseline records (`post` True), null elsewhere or when missing."""
+    diff = pd.to_numeric(value).astype("Float64") - pd.to_numeric(base_value).astype("Float64")
+    return diff.where(post.fillna(False).astype(bool))
+
+
+def percent_change(chg: pd.Series, base_value: pd.Series) -> pd.Series:
+    """100 x CHG / BASE; null when BASE is 0 or missing (no percent change from zero)."""
+    b = pd.to_numeric(base_value).astype("Float64")
+    return (100 * pd.to_numeric(chg).astype("Float64") / b).where(b != 0)
+
+
+class ChgParams(Params):
+    var: str = "AVAL"
+    base: str = "BASE"
+    post: Condition  # which records are post-baseline, e.g. {col: ADY, gt: 1}
+    ref_fields = ("var", "base")
+
+
+@rule("chg", ChgParams, final=True)
+def chg(ctx: RuleContext, p: ChgParams) -> pd.Series:
+    """CHG = AVAL - BASE on post-baseline records (the spec's `post` condition), else null.
+
+    Example: `{name: CHG, rule: chg, post: {col: ADY, gt: 1}}`."""
+    return change(ctx.ref(p.var), ctx.ref(p.base), p.post.evaluate(ctx))
+
+
+class PchgParams(Params):
+    chg: str = "CHG"
+    base: str = "BASE"
+    ref_fields = ("chg", "base")
+
+
+@rule("pchg", PchgParams, final=True)
+def pchg(ctx: RuleContext, p: PchgParams) -> pd.Series:
+    """PCHG = 100 x CHG / BASE; null when BASE = 0 (counted in the build log)."""
+    b = pd.to_numeric(ctx.ref(p.base)).astype("Float64")
+    zero = (b == 0).fillna(False) & ctx.ref(p.chg).notna()
+    if zero.any():
+        ctx.log.info(
+            "adam", ctx.dataset, "BASE = 0: PCHG null", variable=ctx.variable, count=int(zero.sum())
+        )
+    return percent_change(ctx.ref(p.chg), b)
+
+
+# --- analysis record flag ----------------------------------------------------------------------
+
+
+def analysis_flag(
+    frame: pd.DataFrame,
+    by: list[str],
+    visit: str,
+    day: str,
+    value: str,
+    target: pd.Series,
+    baseline: str | None = None,
+    tie: Literal["later", "earlier"] = "later",
+) -> pd.Series:
+    """ANL01FL: Y on the one record analysed per `by` group and analysis visit.
+
+    Cases, in order: no visit (outside every window) or missing `value` -> null; the baseline
+    record (`baseline` = Y) is the one analysed in its window; otherwise the record whose `day`
+    is closest to the window's target day; equally close -> the later (`tie: later`) or
+    earlier day; still tied (same day) -> the last in record order.
+    """
+    ok = frame[visit].notna() & frame[value].notna()
+    keys = [*by, visit]
+    cand = frame.loc[ok.to_numpy(dtype=bool), keys].copy()
+    d = pd.to_numeric(frame[day], errors="coerce").astype("Float64")[ok]
+    cand["__base"] = (frame[baseline] == "Y").fillna(False).astype(int)[ok] if baseline else 0
+    cand["__dist"] = (d - pd.to_numeric(target)[ok]).abs().fillna(np.inf)
+    cand["__dir"] = d.fillna(0) if tie == "later" else -d.fillna(0)
+    cand["__i"] = np.arange(len(frame))[ok.to_numpy(dtype=bool)]
+    cand["__neg"] = -cand["__dist"]
+    cand = cand.sort_values([*keys, "__base", "__neg", "__dir", "__i"], kind="stable")
+    picked = cand.groupby(keys, dropna=False).tail(1)
+    out = pd.Series(pd.NA, index=frame.index, dtype="string")
+    out.iloc[picked["__i"].to_numpy()] = "Y"
+    return out
+
+
+class AnlflParams(Params):
+    by: list[str] = ["USUBJID", "PARAMCD"]
+    visit: str = "AVISITN"
+    day: str = "ADY"
+    value: str = "AVAL"
+    baseline: str | None = "ABLFL"
+    tie: Literal["later", "earlier"] = "later"
+    file: str = "tables.yaml"
+    key: str = "windows"
+    ref_fields = ("by", "visit", "day", "value", "baseline")
+
+
+@rule("analysis_flag", AnlflParams, final=True)
+def analysis_flag_rule(ctx: RuleContext, p: AnlflParams) -> pd.Series:
+    """ANL01FL: one analysed record per subject, parameter and analysis visit (the rule for two
+    records in one window: closest to the window's target day, `tie` decides equal distances;
+    cases in `analysis_flag`). Records not chosen are counted in the build log.
+
+    Example: `{name: ANL01FL, rule: analysis_flag, tie: later}`."""
+    table = windows_table(ctx, p.file, p.key)
+    targets = dict(zip(table["AVISITN"].astype(float), table["target"].astype(float), strict=True))
+    visit = pd.to_numeric(ctx.ref(p.visit), errors="coerce").astype("Float64")
+    target = visit.map(lambda v: targets.get(float(v), np.nan) if pd.notna(v) else np.nan)
+    flag = analysis_flag(
+        ctx.out, p.by, p.visit, p.day, p.value, target.astype(float), p.baseline, p.tie
+    )
+    extra = visit.notna() & ctx.ref(p.value).notna() & flag.isna()
+    if extra.any():
+        ctx.log.info(
+            "adam",
+            ctx.dataset,
+            f"two or more records in one analysis window: the one closest to the target day "
+            f"analysed (ANL01FL), tie -> {p.tie}",
+            variable=ctx.variable,
+            count=int(extra.sum()),
+        )
+    return flag
+
+
+# --- analysis values ---------------------------------------------------------------------------
+
+
+class CensoredParams(Params):
+    char: str  # the character result (LBSTRESC), may be "<0.5" / ">200"
+    num: str  # the numeric result (LBSTRESN): null for qualified results
+    below: Literal["half", "limit", "null"] = "half"
+    above: Literal["limit", "null"] = "limit"
+    ref_fields = ("char", "num")
+
+
+def censored_value(
+    char: pd.Series, num: pd.Series, below: str = "half", above: str = "limit"
+) -> pd.Series:
+    """AVAL from a result that may be outside the assay limits: plain numbers as they are;
+    `<x` -> x/2 (`below: half`), x (`limit`) or null; `>x` -> x (`above: limit`) or null."""
+    text = char.astype("string").str.strip()
+    limit = pd.to_numeric(text.str.extract(r"^[<>]=?\s*([-+]?[\d.]+)$", expand=False))
+    value = pd.to_numeric(num, errors="coerce").astype("Float64")
+    lt = text.str.startswith("<").fillna(False) & limit.notna()
+    gt = text.str.startswith(">").fillna(False) & limit.notna()
+    lo = {"half": limit / 2, "limit": limit, "null": limit * np.nan}[below]
+    hi = limit if above == "limit" else limit * np.nan
+    value = value.mask(lt, lo.astype("Float64")).mask(gt, hi.astype("Float64"))
+    return value
+
+
+@rule("censored_value", CensoredParams)
+def censored_value_rule(ctx: RuleContext, p: CensoredParams) -> pd.Series:
+    """AVAL from --STRESN, with results below/above the assay limits replaced by the spec's
+    rule (counted in the build log). Example: `{name: AVAL, rule: censored_value,
+    char: raw.LBSTRESC, num: raw.LBSTRESN, below: half}`."""
+    char = ctx.ref(p.char)
+    out = censored_value(char, ctx.ref(p.num), p.below, p.above)
+    qualified = char.astype("string").str.strip().str.match(r"^[<>]").fillna(False)
+    if qualified.any():
+        ctx.log.info(
+            "adam",
+            ctx.dataset,
+            f"results outside the assay limits: <x -> {p.below}, >x -> {p.above}",
+            variable=ctx.variable,
+            count=int(qualified.sum()),
+        )
+    return out
+
+
+class MergeParams(Params):
+    dataset: str = "ADSL"
+    var: str | None = None  # default: the variable's own name
+
+    def domains(self) -> set[str]:
+        return {self.dataset}
+
+
+@rule("merge_adsl", MergeParams, origin="Predecessor")
+def merge_adsl(ctx: RuleContext, p: MergeParams) -> pd.Series:
+    """A subject-level variable of ADSL (or `dataset`) on every record, by USUBJID.
+
+    Example: `{name: TRTSDT, rule: merge_adsl, predecessor: ADSL.TRTSDT}`."""
+    return ctx.subject_values(p.dataset, p.var or ctx.variable)

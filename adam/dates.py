@@ -1,0 +1,227 @@
+"""ADaM numeric dates: ISO 8601 text to dates, imputation of partial dates, relative days.
+
+ADaM analysis dates (ADT, ASTDT, TRTSDT ...) are numeric: datetime64 values in the frame with
+a DATE9./DATETIME20. format; the XPT writer turns them into SAS dates. Imputation is the one
+place a partial SDTM date becomes a full analysis date, so its cases are stated in order and
+every imputed value is flagged (--DTF) and counted in the build log.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from cdiscforge.errors import SpecError
+from cdiscforge.rules import Params, RuleContext, rule
+
+DAY = np.timedelta64(1, "D")
+
+
+def iso_to_date(iso: pd.Series, *, keep_time: bool = False) -> pd.Series:
+    """Complete ISO 8601 dates (YYYY-MM-DD[Thh:mm[:ss]]) as datetime64; partial/missing -> NaT.
+
+    Dates are floored to midnight unless `keep_time` (for --DTM variables)."""
+    text = iso.astype("string").str.strip()
+    full = text.where(text.str.len() >= 10)
+    if not keep_time:
+        full = full.str.slice(0, 10)
+    values = pd.to_datetime(full.str.replace("T", " "), format="mixed", errors="coerce")
+    return values.astype("datetime64[ns]")
+
+
+def _parts(iso: pd.Series) -> pd.DataFrame:
+    text = iso.astype("string").str.strip()
+    parts = text.str.extract(r"^(?P<y>\d{4})(?:-(?P<m>\d{2}))?(?:-(?P<d>\d{2}))?")
+    return parts.apply(pd.to_numeric, errors="coerce")
+
+
+def impute_dates(
+    iso: pd.Series,
+    *,
+    fill: Literal["first", "last"],
+    min_date: pd.Series | None = None,
+    max_date: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Impute partial ISO 8601 dates; returns columns `date` (datetime64) and `flag` (D/M/None).
+
+    Cases, in the order applied (admiral's `derive_vars_dt` with highest imputation "M"):
+    1. complete date -> itself, flag null (a time part is ignored);
+    2. no year (missing or unparseable) -> null, flag null (never imputed);
+    3. year and month known -> the month's first day (`fill: first`) or last day (`last`),
+       flag D; year only -> 1 January or 31 December, flag M;
+    4. `min_date` (e.g. treatment start): if it lies in the range of dates the partial date
+       could be, the imputed date is `min_date` (so an AE starting "in the infusion month" is
+       not placed before the infusion);
+    5. `max_date` (e.g. end of study): if it lies in the possible range, the imputed date is
+       never after it (an end date "in the last month" does not run past study end).
+
+    >>> impute_dates(pd.Series(["2019-03", "2019"]), fill="first")["flag"].tolist()
+    ['D', 'M']
+    """
+    parts = _parts(iso)
+    year, month, day = parts["y"], parts["m"], parts["d"]
+    has_year = year.notna()
+    first_m = month.fillna(1)
+    last_m = month.fillna(12)
+    lo = pd.to_datetime(
+        pd.DataFrame({"year": year.fillna(2000), "month": first_m.fillna(1), "day": 1}),
+        errors="coerce",
+    )
+    hi_month_start = pd.to_datetime(
+        pd.DataFrame({"year": year.fillna(2000), "month": last_m, "day": 1}), errors="coerce"
+    )
+    hi = hi_month_start + pd.to_timedelta(hi_month_start.dt.days_in_month - 1, unit="D")
+    complete = has_year & month.notna() & day.notna()
+    exact = iso_to_date(iso)
+    lo = lo.where(~complete, exact).where(has_year)
+    hi = hi.where(~complete, exact).where(has_year)
+    imputed = (lo if fill == "first" else hi).copy()
+    partial = has_year & ~complete
+    if min_date is not None:
+        m = pd.to_datetime(min_date).dt.normalize()
+        inside = partial & (m >= lo).fillna(False) & (m <= hi).fillna(False)
+        imputed = imputed.mask(inside & (imputed < m).fillna(False), m)
+    if max_date is not None:
+        m = pd.to_datetime(max_date).dt.normalize()
+        inside = partial & (m >= lo).fillna(False) & (m <= hi).fillna(False)
+        imputed = imputed.mask(inside & (imputed > m).fillna(False), m)
+    flag = pd.Series(pd.NA, index=iso.index, dtype="string")
+    flag = flag.mask(partial & month.notna(), "D").mask(partial & month.isna(), "M")
+    return pd.DataFrame({"date": imputed.astype("datetime64[ns]"), "flag": flag})
+
+
+def relative_day(date: pd.Series, reference: pd.Series) -> pd.Series:
+    """Study day of `date` relative to `reference` (both datetime64): +1 on/after, no day 0."""
+    d = pd.to_datetime(date).dt.normalize()
+    r = pd.to_datetime(reference).dt.normalize()
+    days = ((d - r) / DAY).astype("Float64")
+    return days.mask(days >= 0, days + 1)
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+class NumericDateParams(Params):
+    var: str | None = None  # an ISO 8601 variable of the record source or computed earlier
+    dataset: str | None = None  # ... or a per-subject variable of another dataset (DM)
+    column: str | None = None
+    time: bool = False  # keep the time part (for --DTM)
+    ref_fields = ("var",)
+
+    def domains(self) -> set[str]:
+        return {self.dataset} if self.dataset else set()
+
+
+@rule("numeric_date", NumericDateParams)
+def numeric_date(ctx: RuleContext, p: NumericDateParams) -> pd.Series:
+    """A numeric analysis date (or datetime with `time: true`) from a complete ISO 8601 value.
+
+    Source: `var` (a source column written `raw.NAME`, or a variable computed earlier), or
+    `dataset` + `column` for a per-subject value (e.g. TRTSDT from DM.RFXSTDTC). Partial dates
+    give null here: use `impute_date` when the spec imputes them.
+
+    Example: `{name: TRTSDT, rule: numeric_date, dataset: DM, column: RFXSTDTC}`.
+    """
+    if p.dataset:
+        if not p.column:
+            raise SpecError(ctx.spec_file, ctx.variable, "numeric_date with dataset needs column")
+        values = ctx.subject_values(p.dataset, p.column)
+    elif p.var:
+        values = ctx.ref(p.var)
+    else:
+        raise SpecError(ctx.spec_file, ctx.variable, "give 'var' or 'dataset' + 'column'")
+    return iso_to_date(values, keep_time=p.time)
+
+
+class ImputeDateParams(Params):
+    var: str  # the partial ISO 8601 variable (AESTDTC)
+    fill: Literal["first", "last"]
+    min_date: str | None = None  # a numeric date variable (TRTSDT)
+    max_date: str | None = None
+    output: Literal["date", "flag"] = "date"
+    ref_fields = ("var", "min_date", "max_date")
+
+
+@rule("impute_date", ImputeDateParams)
+def impute_date(ctx: RuleContext, p: ImputeDateParams) -> pd.Series:
+    """Analysis date from a possibly partial ISO 8601 date (`output: date`), or its
+    imputation flag --DTF (`output: flag`: D day imputed, M month and day imputed).
+
+    The cases are those of `impute_dates`, in order: complete -> as is; no year -> null;
+    partial -> first/last possible day (`fill`), moved to `min_date` / capped at `max_date`
+    when those fall inside the possible range. Each imputation is counted in the build log.
+
+    Example: `{name: ASTDT, rule: impute_date, var: AESTDTC, fill: first, min_date: TRTSDT}`.
+    """
+    iso = ctx.ref(p.var)
+    got = impute_dates(
+        iso,
+        fill=p.fill,
+        min_date=ctx.ref(p.min_date) if p.min_date else None,
+        max_date=ctx.ref(p.max_date) if p.max_date else None,
+    )
+    if p.output == "flag":
+        return got["flag"]
+    imputed = got["flag"].notna()
+    if imputed.any():
+        ctx.log.info(
+            "adam",
+            ctx.dataset,
+            f"partial {p.var} imputed ({p.fill} possible day"
+            + (f", not before {p.min_date}" if p.min_date else "")
+            + (f", not after {p.max_date}" if p.max_date else "")
+            + ")",
+            variable=ctx.variable,
+            count=int(imputed.sum()),
+            examples=iso[imputed].astype(str).unique().tolist()[:3],
+        )
+    unknown = iso.notna() & got["date"].isna()
+    if unknown.any():
+        ctx.log.warn(
+            "adam",
+            ctx.dataset,
+            f"{p.var} without a year: analysis date left null",
+            variable=ctx.variable,
+            count=int(unknown.sum()),
+        )
+    return got["date"]
+
+
+class RelativeDayParams(Params):
+    date: str
+    reference: str = "TRTSDT"
+    ref_fields = ("date", "reference")
+
+
+@rule("relative_day", RelativeDayParams)
+def relative_day_rule(ctx: RuleContext, p: RelativeDayParams) -> pd.Series:
+    """ADY / ASTDY: days from `reference` (default TRTSDT) to `date`, +1 on/after, no day 0.
+
+    Null when either date is missing. Example: `{name: ADY, rule: relative_day, date: ADT}`.
+    """
+    return relative_day(ctx.ref(p.date), ctx.ref(p.reference))
+
+
+class DateDiffParams(Params):
+    start: str
+    end: str
+    unit: Literal["days", "weeks", "years"] = "days"
+    add_one: bool = False  # inclusive count of days (durations: same day = 1 day)
+    decimals: int | None = None
+    ref_fields = ("start", "end")
+
+
+@rule("date_diff", DateDiffParams)
+def date_diff(ctx: RuleContext, p: DateDiffParams) -> pd.Series:
+    """`end - start` in days (+1 with `add_one`), weeks (/7) or years (/365.25), rounded to
+    `decimals`; null when either date is missing.
+
+    Example: `{name: ADURN, rule: date_diff, start: ASTDT, end: AENDT, add_one: true}`.
+    """
+    start = pd.to_datetime(ctx.ref(p.start)).dt.normalize()
+    end = pd.to_datetime(ctx.ref(p.end)).dt.normalize()
+    days = ((end - start) / DAY).astype("Float64") + (1 if p.add_one else 0)
+    value = days / {"days": 1.0, "weeks": 7.0, "years": 365.25}[p.unit]
+    return value.round(p.decimals) if p.decimals is not None else value

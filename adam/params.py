@@ -1,0 +1,122 @@
+"""Derived parameters: new BDS records summarising an SDTM findings dataset (derive_param_*).
+
+SJC66 / TJC68 are counts of joints with result 'Y' per subject and visit from MK. The spec
+states which records count, which result is positive, and what happens to joints that were not
+evaluable: `zero` (count only the positives: a replaced joint cannot be swollen), `prorate`
+(count x assessed / evaluable, rounded, null below `min_evaluable`), or `missing` (any joint
+not evaluable makes the count null).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from cdiscforge.engine import generator
+from cdiscforge.errors import SpecError
+from cdiscforge.rules import Condition, Params, RuleContext
+from cdiscforge.rules.basic import _context_on
+
+
+class CountParam(Params):
+    PARAMCD: str
+    PARAM: str
+    where: Condition
+
+
+class CountParams(Params):
+    datasets: list[str]  # the one SDTM dataset read (listed so the build orders it first)
+    by: list[str]  # e.g. [USUBJID, VISITNUM, VISIT, MKDTC]: one count per group
+    result: str  # e.g. MKSTRESC
+    positive: list[str] = ["Y"]
+    not_evaluable: Condition  # which records are joints not evaluable
+    not_evaluable_rule: Literal["zero", "prorate", "missing"]
+    min_evaluable: int = 1
+    seq: str | None = None  # --SEQ of the source (first SEQ of the group kept as a trace)
+    parameters: list[CountParam]
+
+
+def count_positive(
+    frame: pd.DataFrame,
+    by: list[str],
+    positive: pd.Series,
+    not_evaluable: pd.Series,
+    rule: str,
+    min_evaluable: int = 1,
+) -> pd.DataFrame:
+    """Per `by` group: N_ASSESSED, N_NE, N_POS and AVAL by the not-evaluable `rule`
+    (module docstring). Groups keep their `by` values; order follows `by`."""
+    work = frame[by].copy()
+    work["__pos"] = (positive.fillna(False) & ~not_evaluable.fillna(False)).astype(int).to_numpy()
+    work["__ne"] = not_evaluable.fillna(False).astype(int).to_numpy()
+    work["__n"] = 1
+    agg = work.groupby(by, dropna=False, sort=True)[["__pos", "__ne", "__n"]].sum().reset_index()
+    agg = agg.rename(columns={"__pos": "N_POS", "__ne": "N_NE", "__n": "N_ASSESSED"})
+    evaluable = agg["N_ASSESSED"] - agg["N_NE"]
+    count = agg["N_POS"].astype("Float64")
+    if rule == "prorate":
+        scaled = (count * agg["N_ASSESSED"] / evaluable.where(evaluable > 0)).round(0)
+        count = scaled.where(evaluable >= min_evaluable).astype("Float64")
+    elif rule == "missing":
+        count = count.where(agg["N_NE"] == 0)
+    agg["AVAL"] = count
+    return agg
+
+
+@generator("count_records")
+def count_records(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+    """Parameter records counting positive results of an SDTM dataset (SJC66, TJC68 from MK).
+
+    One record per parameter and `by` group with columns: the `by` variables, PARAMCD, PARAM,
+    AVAL, N_ASSESSED, N_NE, N_POS, SRCDOM, SRCVAR and SRCSEQ (the first --SEQ of the group:
+    the derived sum's documented trace is "all records of the group", stated in the spec).
+    """
+    try:
+        p = CountParams.model_validate(params)
+    except Exception as exc:  # pydantic error: name the spec
+        raise SpecError(ctx.spec_file, "records.params", str(exc).splitlines()[0]) from exc
+    if len(p.datasets) != 1:
+        raise SpecError(ctx.spec_file, "records.params.datasets", "name exactly one dataset")
+    name = p.datasets[0]
+    frame = ctx.domain(name).frame.reset_index(drop=True)
+    sub = _context_on(ctx, frame, name)
+    missing = [c for c in [*p.by, p.result] if c not in frame.columns]
+    if missing:
+        raise SpecError(ctx.spec_file, "records.params", f"{name} has no {missing}")
+    result = frame[p.result].astype("string").str.strip().str.upper()
+    positive = result.isin([v.upper() for v in p.positive])
+    ne = p.not_evaluable.evaluate(sub)
+    out = []
+    for param in p.parameters:
+        rows = param.where.evaluate(sub).to_numpy(dtype=bool)
+        if not rows.any():
+            ctx.log.warn("adam", ctx.dataset, f"no {name} records for {param.PARAMCD}")
+            continue
+        part = frame[rows]
+        agg = count_positive(
+            part, p.by, positive[rows], ne[rows], p.not_evaluable_rule, p.min_evaluable
+        )
+        agg.insert(len(p.by), "PARAMCD", param.PARAMCD)
+        agg.insert(len(p.by) + 1, "PARAM", param.PARAM)
+        agg["SRCDOM"] = name
+        agg["SRCVAR"] = p.result
+        if p.seq:
+            first = part.groupby(p.by, dropna=False, sort=True)[p.seq].min().to_numpy()
+            agg["SRCSEQ"] = first
+        else:
+            agg["SRCSEQ"] = np.nan
+        ne_groups = int((agg["N_NE"] > 0).sum())
+        if ne_groups:
+            ctx.log.info(
+                "adam",
+                ctx.dataset,
+                f"{param.PARAMCD}: joints not evaluable in {ne_groups} count(s); rule "
+                f"'{p.not_evaluable_rule}' applied",
+                count=ne_groups,
+            )
+        out.append(agg)
+    if not out:
+        return pd.DataFrame(columns=[*p.by, "PARAMCD", "PARAM", "AVAL"])
+    return pd.concat(out, ignore_index=True)
