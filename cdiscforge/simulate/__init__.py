@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from cdiscforge.errors import CdiscforgeError
@@ -41,7 +42,7 @@ class SimulationResult:
     mess: dict[str, bool] = field(default_factory=dict)
 
 
-def _mess_rng(gen: ClinicalGenerator, kind: str):
+def _mess_rng(gen: ClinicalGenerator, kind: str) -> np.random.Generator:
     return gen.rng(MESS_STREAM, MESS_KINDS.index(kind))
 
 

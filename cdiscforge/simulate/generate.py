@@ -176,10 +176,7 @@ class ChunkGenerator:
         enrolled = np.ones(n, dtype=bool)
         enrolled[rng.permutation(n)[: plan.n_failed]] = False
 
-        first = _days(sim["enrolment"]["first_consent"])
-        span = (_days(sim["enrolment"]["last_consent"]) - first).astype(np.int64)
-        position = (numbers - 1) / max(plan.total_screened - 1, 1)
-        icdat = first + np.floor(position * span).astype("timedelta64[D]")
+        icdat = self._consent_dates(n)
         scrndat = icdat + rng.integers(0, 4, size=n).astype("timedelta64[D]")
 
         demo = sim["demographics"]
@@ -196,12 +193,16 @@ class ChunkGenerator:
     def _folder_of_first_visit(self) -> str:
         return min(self.visits.values(), key=lambda v: v["VISITNUM"])["edc_folder"]
 
-    def _consent(self, c: Cohort) -> np.ndarray:
+    def _consent_dates(self, n: int) -> np.ndarray:
+        """Consent dates spread evenly over the enrolment period, in subject-number order."""
         first = _days(self.sim["enrolment"]["first_consent"])
         span = (_days(self.sim["enrolment"]["last_consent"]) - first).astype(np.int64)
-        numbers = np.arange(self.plan.screened_start, self.plan.screened_start + len(c.subject))
+        numbers = np.arange(self.plan.screened_start, self.plan.screened_start + n)
         position = numbers / max(self.plan.total_screened - 1, 1)
         return first + np.floor(position * span).astype("timedelta64[D]")
+
+    def _consent(self, c: Cohort) -> np.ndarray:
+        return self._consent_dates(len(c.subject))
 
     def enrolment(self, c: Cohort) -> pd.DataFrame:
         rng = self.rng(SUBJECTS, 1)
