@@ -19,6 +19,8 @@ from validation.catalogue import rule
 from validation.findings import Check, Finding, plain
 from validation.suites import SuitePlan, helper_label
 
+PRESENCE_RULES = ("CF-DS-0001", "CF-DS-0003")
+
 
 @cache
 def _gx() -> ModuleType:
@@ -53,8 +55,6 @@ def _context() -> Any:
 def _message(description: str, rule_id: str, count: int, values: list[Any]) -> str:
     title = rule(rule_id).title
     shown = ", ".join(repr(plain(v)) for v in values[:5])
-    if rule_id in ("CF-DS-0001", "CF-DS-0003"):
-        return f"{title}: {description.split(' ')[0]}"
     tail = f" (e.g. {shown})" if shown else ""
     return f"{title}: {count} record(s) fail '{description}'{tail}"
 
@@ -101,14 +101,13 @@ def run_suites(
             batch = batch_def.get_batch(batch_parameters={"dataframe": plan.frame})
             outcome = batch.validate(suite, result_format=result_format)
             for res in outcome.results:
-                findings_or_none, check = _interpret(plan.dataset, res, max_examples)
+                found, check = _interpret(plan.dataset, res, max_examples)
                 checks.append(check)
-                if findings_or_none is not None:
-                    findings.append(findings_or_none)
+                findings.extend(found)
     return findings, checks
 
 
-def _interpret(dataset: str, res: Any, max_examples: int) -> tuple[Finding | None, Check]:
+def _interpret(dataset: str, res: Any, max_examples: int) -> tuple[list[Finding], Check]:
     meta = res.expectation_config.meta or {}
     rule_id = meta["rule_id"]
     variables = tuple(meta.get("variables", ()))
@@ -119,16 +118,17 @@ def _interpret(dataset: str, res: Any, max_examples: int) -> tuple[Finding | Non
         check = Check(
             rule_id, dataset, variables, description, "not applicable", "great_expectations", reason
         )
-        return None, check
+        return [], check
     status = "pass" if res.success else "fail"
     check = Check(rule_id, dataset, variables, description, status, "great_expectations")
     if res.success:
-        return None, check
+        return [], check
     result = dict(res.result or {})
-    if rule_id in ("CF-DS-0001", "CF-DS-0003"):
-        count = 1
-    else:
-        count = int(result.get("unexpected_count") or 0)
+    if rule_id in PRESENCE_RULES:
+        missing = result.get("details", {}).get("mismatched", {}).get("missing", [])
+        title = rule(rule_id).title
+        return [Finding.of(rule_id, dataset, [v], 1, f"{title}: {v}") for v in missing], check
+    count = int(result.get("unexpected_count") or 0)
     values = result.get("partial_unexpected_list") or []
     finding = Finding.of(
         rule_id,
@@ -138,4 +138,4 @@ def _interpret(dataset: str, res: Any, max_examples: int) -> tuple[Finding | Non
         _message(description, rule_id, count, values),
         _examples(result, max_examples),
     )
-    return finding, check
+    return [finding], check

@@ -271,9 +271,11 @@ def sd_epoch(study: Study) -> Iterable[Outcome]:
         if se is None:
             yield not_applicable("CF-SD-0007", ds.name, "EPOCH in subject's SE", "SE is absent")
         elif "USUBJID" in f.columns:
+            # An EPOCH outside the trial design is CF-SD-0006's finding; not reported twice.
+            known = f["EPOCH"].isin(ta["EPOCH"].dropna()) if ta is not None else True
             pairs = pd.MultiIndex.from_frame(se[["USUBJID", "EPOCH"]].dropna())
             have = pd.MultiIndex.from_frame(f[["USUBJID", "EPOCH"]].astype("object"))
-            bad = pd.Series(~have.isin(pairs), index=f.index) & f["EPOCH"].notna()
+            bad = pd.Series(~have.isin(pairs), index=f.index) & f["EPOCH"].notna() & known
             yield outcome(
                 study,
                 "CF-SD-0007",

@@ -171,30 +171,34 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
             )
         )
 
-    for _, row in ig.iterrows():  # IG metadata rows, not data rows
-        var, core = row["name"], row["core"]
-        if core == "Req":
+    # Presence: one table-level expectation per core status; the runner reports each missing
+    # variable as its own finding. ADaMIG placeholders (TRTxxP, ANLzzFL) name no one variable.
+    standard_names = ig["name"][ig["name"].str.isupper()] if not ig.empty else ig["name"]
+    for core, rule_id in (("Req", "CF-DS-0001"), ("Exp", "CF-DS-0003")):
+        wanted = [n for n in standard_names[ig["core"] == core]] if not ig.empty else []
+        if wanted:
             exps.append(
                 _expect(
-                    "ExpectColumnToExist", "CF-DS-0001", [var], f"{var} (Req) present", column=var
+                    "ExpectTableColumnsToMatchSet",
+                    rule_id,
+                    wanted,
+                    f"{len(wanted)} {core} variables present",
+                    column_set=wanted,
+                    exact_match=False,
                 )
             )
-            if var in names:
-                exps.append(
-                    _expect(
-                        "ExpectColumnValuesToNotBeNull",
-                        "CF-DS-0002",
-                        [var],
-                        f"{var} (Req) never null",
-                        column=var,
-                    )
-                )
-        elif core == "Exp":
-            exps.append(
-                _expect(
-                    "ExpectColumnToExist", "CF-DS-0003", [var], f"{var} (Exp) present", column=var
-                )
+    for var in (
+        [n for n in standard_names[ig["core"] == "Req"] if n in names] if not ig.empty else []
+    ):
+        exps.append(
+            _expect(
+                "ExpectColumnValuesToNotBeNull",
+                "CF-DS-0002",
+                [var],
+                f"{var} (Req) never null",
+                column=var,
             )
+        )
     if ig.empty:
         not_applicable(
             "CF-DS-0001",
