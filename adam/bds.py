@@ -95,7 +95,7 @@ def window(ctx: RuleContext, p: WindowParams) -> pd.Series:
         ctx.log.info(
             "adam",
             ctx.dataset,
-            "records outside every analysis window: AVISIT/AVISITN null",
+            "records outside every analysis window or without a relative day: AVISIT/AVISITN null",
             variable=ctx.variable,
             count=int(outside.sum()),
         )
