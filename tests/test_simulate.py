@@ -231,3 +231,32 @@ def test_broken_profile_names_file_and_key(tmp_path: Path) -> None:
 def test_unknown_mess_kind_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="unknown mess kinds"):
         simulate(STUDY, tmp_path, mess={"typos": True})
+
+
+def test_mess_rate_outside_0_1_is_a_spec_error(tmp_path: Path) -> None:
+    study = _profile_copy(tmp_path)
+    sim = study / "simulation.yaml"
+    sim.write_text(sim.read_text().replace("rate: 0.0005", "rate: 5"))
+    with pytest.raises(SpecError) as err:
+        simulate(study, tmp_path / "out")
+    assert err.value.key_path == "mess.duplicate_lab_record.rate"
+
+
+def test_failed_run_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cdiscforge.simulate as sim_pkg
+
+    study = _profile_copy(tmp_path)
+    sim = study / "simulation.yaml"
+    sim.write_text(sim.read_text().replace("chunk_subjects: 500", "chunk_subjects: 5"))
+    real = sim_pkg.generate_chunk
+
+    def fail_on_second_chunk(profile, plan, seed, switches):  # type: ignore[no-untyped-def]
+        if plan.index == 1:
+            raise RuntimeError("disk full")
+        return real(profile, plan, seed, switches)
+
+    monkeypatch.setattr(sim_pkg, "generate_chunk", fail_on_second_chunk)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="disk full"):
+        simulate(study, out, subjects=15)
+    assert list(out.iterdir()) == []  # neither finished exports nor temporary files

@@ -98,6 +98,24 @@ def _check_quantiles(points: Any, path: Path, key_path: str) -> None:
         )
 
 
+def _check_rate(value: Any, path: Path, key_path: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise SpecError(path, key_path, f"a rate must be a number from 0 to 1, got {value!r}")
+
+
+def _check_mess_kind(cfg: Any, path: Path, key_path: str) -> None:
+    """Rates are probabilities and minimums are counts: a typo here would silently skew data."""
+    if not isinstance(cfg, Mapping):
+        raise SpecError(path, key_path, "must be a mapping with at least `enabled`")
+    if "rate" in cfg:
+        _check_rate(cfg["rate"], path, f"{key_path}.rate")
+    for column, rate in (cfg.get("rates") or {}).items():
+        _check_rate(rate, path, f"{key_path}.rates.{column}")
+    minimum = cfg.get("minimum", 0)
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0:
+        raise SpecError(path, f"{key_path}.minimum", f"must be a count >= 0, got {minimum!r}")
+
+
 def load_profile(study_dir: Path) -> Profile:
     """Read the five specs of a study and check the cross-references the simulator relies on.
 
@@ -134,6 +152,8 @@ def load_profile(study_dir: Path) -> Profile:
         _get(sim, sp, key)
     for kind in MESS_KINDS:
         _get(sim, sp, f"mess.{kind}.enabled")
+    for kind in MESS_KINDS:
+        _check_mess_kind(sim["mess"][kind], sp, f"mess.{kind}")
     unknown = sorted(set(sim["mess"]) - set(MESS_KINDS))
     if unknown:
         raise SpecError(sp, "mess", f"unknown mess kinds {unknown}; known: {list(MESS_KINDS)}")
