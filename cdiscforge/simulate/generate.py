@@ -618,6 +618,7 @@ class ClinicalGenerator(ChunkGenerator):
                 for code, value in failure.get("screening_labs", {}).items():
                     rows = (pick[s_idx] == f_i) & (samples["folder"] == first).to_numpy()
                     values[rows, codes.index(code)] = value
+        self._meet_lab_entry_criterion(c, samples, values, eps, codes, first)
 
         n_rows = len(samples) * n_t
         rows = pd.DataFrame(
@@ -633,6 +634,39 @@ class ClinicalGenerator(ChunkGenerator):
             }
         )
         return rows.sort_values(["s", "date", "vnum", "test"], kind="stable", ignore_index=True)
+
+    def _meet_lab_entry_criterion(
+        self,
+        c: Cohort,
+        samples: pd.DataFrame,
+        values: np.ndarray,
+        eps: np.ndarray,
+        codes: list[str],
+        first: str,
+    ) -> None:
+        """Enrolled subjects pass the lab entry criterion at screening (any of several tests).
+
+        Where none holds, the first test is set just above its threshold, scaled by the
+        sample's own noise draw so no new random numbers shift the clean streams. Only
+        screening values change: baseline and later values (the calibrated ones) stay put.
+        """
+        rules = self.sim["enrolment"].get("screening_lab_entry_any") or []
+        if not rules:
+            return
+        s_idx = samples["s"].to_numpy()
+        rows = np.flatnonzero((samples["folder"] == first).to_numpy() & c.enrolled[s_idx])
+        male = c.sex[s_idx[rows]] == "Male"
+        met = np.zeros(len(rows), dtype=bool)
+        thresholds = []
+        for rule in rules:
+            above = rule["above"]
+            limit = np.where(male, above["M"], above["F"]) if isinstance(above, dict) else above
+            limit = np.broadcast_to(np.asarray(limit, dtype=float), rows.shape)
+            thresholds.append(limit)
+            met |= values[rows, codes.index(rule["LBTESTCD"])] > limit
+        col = codes.index(rules[0]["LBTESTCD"])
+        fix = rows[~met]
+        values[fix, col] = thresholds[0][~met] * (1.05 + 0.5 * ndtr(eps[fix, col]))
 
     def lab_form(self, c: Cohort, rows: pd.DataFrame, *, censor: bool) -> pd.DataFrame:
         """Lab transfer text: vendor code/name/unit, result as printed, unit-converted range."""
