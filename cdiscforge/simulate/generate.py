@@ -121,7 +121,7 @@ class Cohort:
 
     subject: np.ndarray  # SUBJECT ids, screened order
     enrolled: np.ndarray  # bool per screened subject
-    sex: np.ndarray  # "Female"/"Male" per screened subject
+    sex: np.ndarray  # EDC sex text per screened subject (edc_text female / male)
     scrndat: np.ndarray  # datetime64[D]
     day1: np.ndarray  # infusion date per enrolled subject
     visit_dates: dict[str, np.ndarray] = field(default_factory=dict)  # folder -> per enrolled
@@ -143,6 +143,7 @@ class ChunkGenerator:
         self.study = str(self.sim["study_id"])
         self.site = str(self.sim["site"]["number"])
         self.visits = {v["edc_folder"]: v for v in profile.design["visits"]}
+        self.text = self.sim["edc_text"]
 
     def rng(self, *path: int) -> np.random.Generator:
         return stream(self.seed, self.plan.index, *path)
@@ -183,7 +184,9 @@ class ChunkGenerator:
         sex = np.empty(n, dtype=object)
         sex[enrolled] = allocate(rng, plan.n_enrolled, demo["sex"])
         female = float(demo.get("screen_failure_sex_female", 0.5))
-        sex[~enrolled] = np.where(rng.random(plan.n_failed) < female, "Female", "Male")
+        sex[~enrolled] = np.where(
+            rng.random(plan.n_failed) < female, self.text["female"], self.text["male"]
+        )
 
         screen = self.visits[self._folder_of_first_visit()]
         jitter = rng.integers(-screen["window_before"], screen["window_after"] + 1, plan.n_enrolled)
@@ -218,7 +221,7 @@ class ChunkGenerator:
             c.subject,
             SCRNDAT=edc_date(c.scrndat),
             ICDAT=edc_date(self._consent(c)),
-            ENROLLED=np.where(c.enrolled, "Y", "N"),
+            ENROLLED=np.where(c.enrolled, self.text["yes"], self.text["no"]),
             IEFAILID=pd.Series(np.where(c.enrolled, None, failid), dtype="str"),
             SFREAS=pd.Series(np.where(c.enrolled, None, reason), dtype="str"),
         )
@@ -256,13 +259,14 @@ class ChunkGenerator:
         years = from_quantiles(rng.random(n), ra["years_since_diagnosis"])
         diag = self._consent(c) - np.floor(years * 365.25).astype("timedelta64[D]")
         texts = np.array(ra["prior_dmard_text"], dtype=object)
+        pos, neg = self.text["positive"], self.text["negative"]
         return self._frame(
             "ra_history",
             n,
             c.subject,
             RADIAGDAT=edc_date(diag),
-            RFSTAT=np.where(rng.random(n) < ra["rf_positive"], "Positive", "Negative"),
-            ACCPSTAT=np.where(rng.random(n) < ra["accp_positive"], "Positive", "Negative"),
+            RFSTAT=np.where(rng.random(n) < ra["rf_positive"], pos, neg),
+            ACCPSTAT=np.where(rng.random(n) < ra["accp_positive"], pos, neg),
             PRIORDMARD=texts[rng.integers(0, len(texts), n)],
         )
 
@@ -398,6 +402,7 @@ class ChunkGenerator:
         n = self.plan.n_enrolled
         n_j = len(joints)
         swell_ok = np.array([j["swollen"] for j in joints])
+        kinds = [self.text["swollen"], self.text["tender"]]  # assessment 0 and 1
         tender_ok = np.array([j["tender"] for j in joints])
 
         z = rng.standard_normal((n, 2))
@@ -408,9 +413,7 @@ class ChunkGenerator:
         base_t = np.rint(from_quantiles(u[:, 1], cfg["baseline_tender_quantiles"]))
         factor = np.exp(rng.normal(0.0, cfg["subject_sd"], n))
         non_resp_share = cfg["non_responder_fraction"]
-        non_resp = np.stack(
-            [rng.random(n) < non_resp_share[k] for k in ("Swollen", "Tender")], axis=1
-        )
+        non_resp = np.stack([rng.random(n) < non_resp_share[k] for k in kinds], axis=1)
 
         ids = [j["id"] for j in joints]
         replaced = np.zeros((n, n_j), dtype=bool)
@@ -441,7 +444,7 @@ class ChunkGenerator:
         slot_kind = np.array([a for j in range(n_j) for a in (0, 1) if (swell_ok, tender_ok)[a][j]])
 
         remaining = cfg["remaining_fraction"]
-        level = [float(cfg["non_responder_level"][k]) for k in ("Swollen", "Tender")]
+        level = [float(cfg["non_responder_level"][k]) for k in kinds]
         visit_parts = []
         for folder in self.ordered_folders():
             if self.visits[folder]["target_day"] < 1:
@@ -484,7 +487,7 @@ class ChunkGenerator:
 
         labels = np.array([j["label"] for j in self.p.joints], dtype=object)
         date_text = edc_date(date_col).to_numpy()
-        reason = cfg.get("joint_replacement_reason", "Not evaluable")
+        reason = cfg["joint_replacement_reason"]
         return self._frame(
             "joints",
             n_sv * n_slot,
@@ -492,8 +495,11 @@ class ChunkGenerator:
             FOLDER=np.repeat(folder_col, n_slot),
             ASMDAT=np.repeat(date_text, n_slot),
             JOINT=labels[row_j],
-            ASSESSMENT=np.array(["Swollen", "Tender"], dtype=object)[row_k],
-            RESULT=np.array(["Y", "N", "Not evaluable"], dtype=object)[result_code],
+            ASSESSMENT=np.array(kinds, dtype=object)[row_k],
+            RESULT=np.array(
+                [self.text["joint_present"], self.text["joint_absent"], self.text["not_evaluable"]],
+                dtype=object,
+            )[result_code],
             NEREAS=pd.Series(np.where(not_eval, reason, None), dtype="str"),
         )
 
@@ -553,7 +559,7 @@ class ClinicalGenerator(ChunkGenerator):
         codes = [t["LBTESTCD"] for t in self.catalogue.tests]
         n_t = len(codes)
         n_s = len(c.subject)
-        male = c.sex == "Male"
+        male = c.sex == self.text["male"]
 
         base = np.empty((n_s, n_t))
         z = rng.standard_normal((n_s, n_t))
@@ -655,7 +661,7 @@ class ClinicalGenerator(ChunkGenerator):
             return
         s_idx = samples["s"].to_numpy()
         rows = np.flatnonzero((samples["folder"] == first).to_numpy() & c.enrolled[s_idx])
-        male = c.sex[s_idx[rows]] == "Male"
+        male = c.sex[s_idx[rows]] == self.text["male"]
         met = np.zeros(len(rows), dtype=bool)
         thresholds = []
         for rule in rules:
@@ -696,7 +702,7 @@ class ClinicalGenerator(ChunkGenerator):
                 bound = limit[t] * scale
                 beyond = value < bound if key == "lloq" else value > bound
                 result[beyond] = labels[t[beyond], np.minimum(u[beyond], 1)]
-        sex = (c.sex[rows["s"].to_numpy()] == "Male").astype(np.int64)
+        sex = (c.sex[rows["s"].to_numpy()] == self.text["male"]).astype(np.int64)
         ref_lo = cat.ref("low")[t, sex] * scale
         ref_hi = cat.ref("high")[t, sex] * scale
         unit_text = np.where(u == 0, cat.unit(0, "unit")[t], cat.unit(1, "unit")[t])
@@ -779,7 +785,7 @@ class ClinicalGenerator(ChunkGenerator):
             coding[f"{level}_CODE"] = np.array([str(x[level][1]) for x in terms], dtype=object)[
                 term
             ]
-        no = np.full(m, "N", dtype=object)
+        no = np.full(m, self.text["no"], dtype=object)
         return self._frame(
             "adverse_events",
             m,
@@ -789,7 +795,7 @@ class ClinicalGenerator(ChunkGenerator):
             **coding,
             AESTDAT=edc_date(start),
             AEENDAT=edc_date(end),
-            AEONGO=np.where(ongoing, "Y", "N"),
+            AEONGO=np.where(ongoing, self.text["yes"], self.text["no"]),
             AESEV=severity,
             AESER=no,
             AESDTH=no,
@@ -801,5 +807,5 @@ class ClinicalGenerator(ChunkGenerator):
             AEREL=relation,
             AERELPR=relation_pr,
             AEACN=cfg["action"],
-            AEOUT=np.where(ongoing, "Not recovered/Not resolved", "Recovered/Resolved"),
+            AEOUT=np.where(ongoing, self.text["ae_not_resolved"], self.text["ae_resolved"]),
         )

@@ -30,6 +30,23 @@ MESS_KINDS = (
 )
 """Every kind of mess the generator knows; the profile must configure each one."""
 
+EDC_TEXT_KEYS = (
+    "yes",
+    "no",
+    "positive",
+    "negative",
+    "female",
+    "male",
+    "swollen",
+    "tender",
+    "joint_present",
+    "joint_absent",
+    "not_evaluable",
+    "ae_resolved",
+    "ae_not_resolved",
+)
+"""How the EDC words coded answers; the generator writes only these texts."""
+
 SPEC_FILES = ("simulation", "trial_design", "raw_forms", "lab_tests", "joints")
 
 
@@ -148,8 +165,11 @@ def load_profile(study_dir: Path) -> Profile:
         "labs.sample_folders",
         "adverse_events.terms",
         "mess",
+        "joint_counts.joint_replacement_reason",
     ):
         _get(sim, sp, key)
+    for key in EDC_TEXT_KEYS:
+        _get(sim, sp, f"edc_text.{key}")
     for kind in MESS_KINDS:
         _get(sim, sp, f"mess.{kind}.enabled")
     for kind in MESS_KINDS:
