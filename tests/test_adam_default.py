@@ -1,0 +1,96 @@
+"""ADaM end to end on the default 15-subject export: traceability, joint counts recomputed
+from SDTM MK without the ADaM code, the efficacy table's published targets, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import adam  # noqa: F401  (registers the ADaM rules)
+import sdtm  # noqa: F401
+from adam.tables import write_efficacy_tables
+from cdiscforge.buildlog import BuildLog
+from cdiscforge.engine import RawStore, build_stage
+from cdiscforge.model import Dataset
+from cdiscforge.spec import StudySpec, load_study
+
+
+@pytest.fixture(scope="module")
+def built(seed_spec: Path, default_raw: Path) -> tuple[StudySpec, dict[str, Dataset]]:
+    study = load_study(seed_spec)
+    log = BuildLog()
+    sd = build_stage(study, "sdtm", RawStore(study, default_raw, log), log)
+    ad = build_stage(study, "adam", None, log, upstream=sd)
+    return study, {**sd, **ad}
+
+
+def test_adam_datasets_are_built_with_one_adsl_record_per_dm_subject(built) -> None:
+    _, ds = built
+    assert {"ADSL", "ADEFF", "ADLB", "ADAE"} <= set(ds)
+    assert sorted(ds["ADSL"].frame["USUBJID"]) == sorted(ds["DM"].frame["USUBJID"])
+    assert set(ds["ADEFF"].frame["PARAMCD"]) == {"SJC66", "TJC68", "CRP", "ESR", "IL6", "TNFA"}
+    assert set(ds["ADLB"].frame["PARAMCD"]) == set(ds["LB"].frame["LBTESTCD"])
+
+
+def test_every_adam_variable_says_where_it_comes_from(built) -> None:
+    _, ds = built
+    for name in ("ADSL", "ADEFF", "ADLB", "ADAE"):
+        for v in ds[name].variables:
+            traced = (v.origin == "Predecessor" and v.predecessor) or (
+                v.origin == "Derived" and v.method
+            )
+            assert traced or v.origin == "Assigned", f"{name}.{v.name} ({v.origin}) has no trace"
+
+
+def test_joint_counts_recomputed_from_mk(built) -> None:
+    """Independent of the ADaM code: count MKSTRESC = 'Y' per subject, visit and test."""
+    _, ds = built
+    mk = ds["MK"].frame
+    yes = mk.assign(y=(mk["MKSTRESC"] == "Y").fillna(False).astype(int))
+    expected = yes.groupby(["USUBJID", "VISITNUM", "MKTESTCD"])["y"].sum()
+    eff = ds["ADEFF"].frame
+    eff = eff[eff["PARAMCD"].isin(["SJC66", "TJC68"])]
+    subjects = sorted(eff["USUBJID"].unique())[:4]
+    checked = 0
+    for _, row in eff[eff["USUBJID"].isin(subjects)].iterrows():
+        code = "SWLLIND" if row["PARAMCD"] == "SJC66" else "TNDRIND"
+        mk_rows = mk[(mk["USUBJID"] == row["USUBJID"]) & (mk["MKTESTCD"] == code)]
+        visit = mk_rows.loc[mk_rows["MKDTC"].str.slice(0, 10) == str(row["ADT"].date()), "VISITNUM"]
+        assert row["AVAL"] == expected[(row["USUBJID"], visit.iloc[0], code)]
+        checked += 1
+    assert checked >= 20
+
+
+def test_baseline_change_and_one_analysis_record_per_visit(built) -> None:
+    _, ds = built
+    eff = ds["ADEFF"].frame
+    base = eff[eff["ABLFL"] == "Y"]
+    assert not base.duplicated(["USUBJID", "PARAMCD"]).any()
+    post = eff[eff["CHG"].notna()]
+    assert ((post["AVAL"] - post["BASE"] - post["CHG"]).abs() < 1e-9).all()
+    anl = eff[eff["ANL01FL"] == "Y"]
+    assert not anl.duplicated(["USUBJID", "PARAMCD", "AVISITN"]).any()
+    adsl = ds["ADSL"].frame.set_index("USUBJID")
+    sj = base[base["PARAMCD"] == "SJC66"].set_index("USUBJID")["AVAL"]
+    assert (adsl.loc[sj.index, "BSJC66"] == sj).all()
+
+
+def test_efficacy_table_meets_the_paper_and_is_deterministic(built, tmp_path: Path) -> None:
+    study, ds = built
+    paths = write_efficacy_tables(ds, study, tmp_path / "a")
+    again = write_efficacy_tables(ds, study, tmp_path / "b")
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
+    t = pd.read_csv(paths[0], dtype={"AVISIT": str})
+    row = t.set_index(["PARAMCD", "AVISITN"])
+    sj, tj = row.loc[("SJC66", 52)], row.loc[("TJC68", 52)]
+    assert 0.75 <= sj["ES"] <= 0.95 and sj["P"] < 0.01
+    assert 0.85 <= tj["ES"] <= 1.0 and tj["P"] < 0.001
+    for week in (4, 52):
+        crp = row.loc[("CRP", week)]
+        assert 0.25 <= crp["ES"] <= 0.45 and crp["P"] > 0.05
+    for p in ("TNFA", "ESR"):
+        assert (t.loc[t["PARAMCD"] == p, "P"] > 0.05).loc[t["AVISITN"].isin([4, 52])].all()
+    html = paths[1].read_text()
+    assert "<svg" in html and "<polyline" in html and "SJC66" in html
