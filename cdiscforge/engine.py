@@ -343,8 +343,18 @@ def _ascii(
     return records
 
 
+# Symbols NFKD does not decompose, spelled as a reviewer would type them.
+_ASCII_SPELLINGS = str.maketrans({
+    "®": "(R)", "©": "(C)", "™": "(TM)", "°": " deg", "µ": "u", "ß": "ss", "æ": "ae",
+    "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE", "–": "-", "—": "-", "‘": "'",
+    "’": "'", "“": '"', "”": '"', "…": "...", "×": "x", "±": "+/-", "≤": "<=", "≥": ">=",
+})  # fmt: skip
+
+
 def _to_ascii(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
+    """Accents dropped (café -> cafe), common symbols spelled out (® -> (R)); anything else
+    becomes '?', which the log shows beside the original."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_ASCII_SPELLINGS))
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return plain.encode("ascii", "replace").decode("ascii")
 
