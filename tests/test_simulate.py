@@ -260,3 +260,39 @@ def test_failed_run_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(RuntimeError, match="disk full"):
         simulate(study, out, subjects=15)
     assert list(out.iterdir()) == []  # neither finished exports nor temporary files
+
+
+def test_dates_and_times_follow_the_contract_formats(messy: Path) -> None:
+    forms = yaml.safe_load((STUDY / "raw_forms.yaml").read_text(encoding="utf-8"))["forms"]
+    shapes = {
+        "%d-%b-%Y": r"^(\d{2}|UN)-([A-Z]{3})-\d{4}$|^UNK-UNK-\d{4}$",
+        "%Y-%m-%d": r"^\d{4}-\d{2}-\d{2}$",
+        "%H:%M": r"^([01]\d|2[0-3]):[0-5]\d$",
+    }
+    checked = 0
+    for form, spec in forms.items():
+        frame = read(messy, form)
+        for column, meta in spec["columns"].items():
+            if meta["type"] in ("date", "time"):
+                values = frame.loc[frame[column] != "", column]
+                bad = values[~values.str.match(shapes[meta["format"]])]
+                assert bad.empty, (form, column, bad.head().tolist())
+                checked += len(values)
+    assert checked > 10_000
+
+
+def test_csv_quoting_round_trips_awkward_text(tmp_path: Path) -> None:
+    from cdiscforge.simulate.formats import csv_bytes
+
+    frame = pd.DataFrame(
+        {
+            "A": pd.Series(['say "hi"', "a,b", "line\nbreak", None, "café"], dtype="str"),
+            "B": pd.Series(["1", "", " lead", "trail ", "x"], dtype="str"),
+        }
+    )
+    path = tmp_path / "t.csv"
+    path.write_bytes(csv_bytes(frame, header=True))
+    back = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert back["A"].tolist() == ['say "hi"', "a,b", "line\nbreak", "", "café"]
+    assert back["B"].tolist() == ["1", "", " lead", "trail ", "x"]
+    assert path.read_bytes().startswith(b"A,B\n") and b'"a,b"' in path.read_bytes()
