@@ -296,3 +296,15 @@ def test_csv_quoting_round_trips_awkward_text(tmp_path: Path) -> None:
     assert back["A"].tolist() == ['say "hi"', "a,b", "line\nbreak", "", "café"]
     assert back["B"].tolist() == ["1", "", " lead", "trail ", "x"]
     assert path.read_bytes().startswith(b"A,B\n") and b'"a,b"' in path.read_bytes()
+
+
+def test_form_without_a_generator_is_a_spec_error(tmp_path: Path) -> None:
+    study = _profile_copy(tmp_path)
+    forms = study / "raw_forms.yaml"
+    forms.write_text(
+        forms.read_text(encoding="utf-8") + "  vitals:\n    file: vitals.csv\n    columns: {}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError) as err:
+        simulate(study, tmp_path / "out")
+    assert err.value.key_path == "forms.vitals" and "raw_forms.yaml" in err.value.file

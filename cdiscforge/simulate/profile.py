@@ -47,6 +47,20 @@ EDC_TEXT_KEYS = (
 )
 """How the EDC words coded answers; the generator writes only these texts."""
 
+SIMULATED_FORMS = (
+    "enrolment",
+    "demographics",
+    "ra_history",
+    "liposuction",
+    "infusion",
+    "visits",
+    "joints",
+    "lab",
+    "adverse_events",
+    "disposition",
+)
+"""Form kinds the generator can write; raw_forms.yaml may declare any subset of them."""
+
 SPEC_FILES = ("simulation", "trial_design", "raw_forms", "lab_tests", "joints")
 
 
@@ -209,7 +223,15 @@ def load_profile(study_dir: Path) -> Profile:
     for key in ("baseline_swollen_quantiles", "baseline_tender_quantiles"):
         _check_quantiles(_get(sim, sp, f"joint_counts.{key}"), sp, f"joint_counts.{key}")
 
-    _get(forms, paths["raw_forms"], "forms")
+    declared = _get(forms, paths["raw_forms"], "forms")
+    unknown_forms = sorted(set(declared) - set(SIMULATED_FORMS))
+    if unknown_forms:
+        raise SpecError(
+            paths["raw_forms"],
+            f"forms.{unknown_forms[0]}",
+            f"the simulator has no generator for forms {unknown_forms}; "
+            f"it writes {list(SIMULATED_FORMS)}",
+        )
     return Profile(study_dir, sim, design, forms, labs, joints)
 
 
