@@ -202,7 +202,7 @@ def test_reconciliation_balances_for_every_raw_file(built: Built, default_raw: P
     assert lab["rejected"] == sent_twice and "duplicate lab record" in lab["reasons"]
     assert lab["written"] == len(out["LB"].frame) == len(raw_lab) - sent_twice
     dup = [e for e in log.warnings if e.dataset == "LB" and "duplicate" in e.message]
-    assert dup and dup[0].count == sent_twice and len(dup[0].examples) == sent_twice
+    assert dup and dup[0].count == sent_twice and 1 <= len(dup[0].examples) <= sent_twice
     enrol = recon[(recon["source"] == "enrolment") & (recon["dataset"] == "DS")]
     screened = len(out["DM"].frame)
     assert sorted(enrol["read"]) == [screened, screened]
