@@ -310,3 +310,20 @@ def test_adding_a_lab_test_and_a_visit_is_a_spec_change(tmp_path: Path, seed_spe
     assert row(out["TV"], VISITNUM=8.5)["VISIT"] == "WEEK 39"
     sv = row(out["SV"], USUBJID=U1, VISIT="WEEK 39")
     assert (sv["VISITNUM"], sv["SVSTDY"]) == (8.5, 274)
+
+
+def test_unscheduled_lab_without_sv_visit_is_numbered_and_reported(
+    tmp_path: Path, seed_spec: Path
+) -> None:
+    spec = sdtm_only_copy(seed_spec, tmp_path / "spec")
+    files = dict(RAW)
+    files["lab.csv"] += (
+        '101-001,A8,UNSCHED,2018-11-12,08:00,CLAB01,CRP,"C-Reactive Protein, Quant",3.0,mg/L,0.0,4.9,Serum\n'
+    )
+    out, log = build(spec, write_raw(tmp_path / "raw", files))
+    crp = row(out["LB"], LBREFID="A8")
+    # SV has no visit on 12 Nov: after that subject's last planned lab visit (WEEK 1, 4)
+    # and its unscheduled sample of 5 Nov (4.01, from SV), the second unscheduled one: 4.02
+    assert (crp["VISITNUM"], crp["VISIT"]) == (4.02, "UNSCHEDULED 4.02")
+    warned = [e for e in log.warnings if e.dataset == "LB" and "no SV visit" in e.message]
+    assert warned and warned[0].count == 1
