@@ -123,24 +123,53 @@ def _expect(cls_name: str, rule_id: str, variables: list[str], description: str,
     return getattr(gxe, cls_name)(meta=meta, **kwargs)
 
 
+@dataclass(frozen=True)
+class _ValueSet:
+    """The values a variable may take: one codelist, or the union of the IG's codelists."""
+
+    short_name: str
+    code: str
+    extensible: bool
+    values: frozenset[str]
+
+
 def _codelist(var: Variable, ig_row: pd.Series | None) -> tuple[Any, str]:
-    """The CT codelist for a variable (spec's codelist, else the IG's) or a reason why none."""
-    name = var.codelist
-    if not name and ig_row is not None:
-        codes = [c.strip() for c in str(ig_row["codelist_codes"]).split(";") if c.strip()]
-        if len(codes) > 1:
-            return None, f"IG names several codelists ({', '.join(codes)}); spec names none"
-        name = codes[0] if codes else None
-    if not name:
+    """The CT value set for a variable or a reason why none.
+
+    The spec's codelist, else the IG's. Where the IG names several codelists for one variable
+    (DSDECOD: NCOMPLT, PROTMLST, OTHEVENT, chosen per record by DSCAT), a value is accepted
+    if it is in any of them, and the check is extensible if any of them is.
+    """
+    from cdiscforge import ct
+
+    ig_codes = []
+    if ig_row is not None:
+        ig_codes = [c.strip() for c in str(ig_row["codelist_codes"]).split(";") if c.strip()]
+    names = [var.codelist] if var.codelist else []
+    if len(ig_codes) > 1:
+        names = list(dict.fromkeys([*names, *ig_codes]))
+    elif not names:
+        names = ig_codes
+    if not names:
         return None, ""
     try:
-        from cdiscforge import ct
-    except ImportError:
-        return None, f"codelist {name}: cdiscforge.ct is not available"
-    try:
-        return ct.codelist(name), ""
+        lists = [ct.codelist(n) for n in names]
     except (KeyError, LookupError, CdiscforgeError) as exc:
-        return None, f"codelist {name} not in the shipped CT ({exc})"
+        return None, f"codelist {names} not in the shipped CT ({exc})"
+    if len(lists) == 1:
+        return lists[0], ""
+    return _ValueSet(
+        " | ".join(c.short_name for c in lists),
+        ", ".join(c.code for c in lists),
+        any(c.extensible for c in lists),
+        frozenset().union(*(c.values for c in lists)),
+    ), ""
+
+
+# Codelists that describe character results only (e.g. LBSTRESC C102580: POSITIVE, TRACE):
+# a numeric result is not a codelist value, so only non-numeric values are checked.
+_CHARACTER_RESULT_CODELISTS = {"C102580"}
+_NUMERIC_RESULT = r"^\s*[<>]?=?\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
 def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> SuitePlan:
@@ -215,13 +244,20 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
             if codelist is not None:
                 rule_id = "CF-DS-0005" if codelist.extensible else "CF-DS-0004"
                 kind = "extensible" if codelist.extensible else "non-extensible"
+                column = v
+                description = f"{v} in {kind} codelist {codelist.short_name} ({codelist.code})"
+                if codelist.code in _CHARACTER_RESULT_CODELISTS:
+                    column = f"{HELPER_PREFIX}{v}_NON_NUMERIC"
+                    text = frame[v].astype("string")
+                    frame[column] = text.where(~text.str.match(_NUMERIC_RESULT).fillna(True))
+                    description += " (non-numeric results)"
                 exps.append(
                     _expect(
                         "ExpectColumnValuesToBeInSet",
                         rule_id,
                         [v],
-                        f"{v} in {kind} codelist {codelist.short_name} ({codelist.code})",
-                        column=v,
+                        description,
+                        column=column,
                         value_set=sorted(codelist.values),
                     )
                 )
