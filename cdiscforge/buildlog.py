@@ -120,6 +120,11 @@ class BuildLog:
             ex = f" e.g. {e.examples[:3]}" if e.examples else ""
             lines.append(f"  {e.level.upper():7} {e.stage:10} {where}: {e.message}{count}{ex}")
         log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if self.timings:
+            # Seconds vary between runs: kept apart so build.log stays reproducible.
+            (out_dir / "timings.json").write_text(
+                json.dumps(self.timings, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+            )
         (out_dir / "build_events.json").write_text(
             json.dumps([asdict(e) for e in self.events], indent=1, default=str) + "\n",
             encoding="utf-8",

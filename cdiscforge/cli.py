@@ -106,6 +106,7 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
         f"built {len(result.datasets)} datasets ({n_sdtm} SDTM, {len(result.datasets) - n_sdtm} "
         f"ADaM), {len(result.log.warnings)} warnings, validation clean -> {result.out_dir}"
     )
+    click.echo("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
 
 
 @main.command()

@@ -56,7 +56,7 @@ def test_second_build_is_byte_identical(built: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     compared = 0
     for first in sorted(built.rglob("*")):
-        if first.is_file():
+        if first.is_file() and first.name != "timings.json":  # seconds differ by design
             second = again / first.relative_to(built)
             assert second.read_bytes() == first.read_bytes(), first.relative_to(built)
             compared += 1
