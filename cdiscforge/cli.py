@@ -164,12 +164,9 @@ def validate(directory: Path, report: Path | None) -> None:
     except CdiscforgeError as exc:
         _fail(exc)
         return
-    target = report or directory / "validation"
-    try:
-        html, _ = write_report(result, target)
-    except OSError:  # a read-only folder (e.g. reference data): fall back to the cwd
-        target = Path("validation") / directory.name
-        html, _ = write_report(result, target)
+    # Never write into the folder being validated (it may be someone else's data).
+    target = report or Path("validation") / directory.resolve().name
+    html, _ = write_report(result, target)
     counts: dict[str, int] = {}
     for f in result.findings:
         counts[f.severity] = counts.get(f.severity, 0) + 1

@@ -151,3 +151,14 @@ def test_simulate_command_writes_every_form(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "raw" / "demographics.csv").is_file()
     assert "simulated" in result.output
+
+
+def test_validate_pilot_reports_into_cwd_not_into_the_data(tmp_path: Path) -> None:
+    pilot = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cdiscpilot01" / "sdtm"
+    before = sorted(p.name for p in pilot.iterdir())
+    result = _run("validate", pilot, cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr
+    assert "validated 26 datasets" in result.stdout
+    report = tmp_path / "validation" / "sdtm"
+    assert (report / "report.html").is_file() and (report / "results.json").is_file()
+    assert sorted(p.name for p in pilot.iterdir()) == before

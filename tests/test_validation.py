@@ -16,7 +16,7 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.standards import adam_variables, domain_variables
 from validation import RULES, ValidationOptions, validate_datasets, validate_directory, write_report
 
-PILOT_SDTM = Path("/work/shared/reference/cdiscpilot01/sdtm")
+PILOT_SDTM = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cdiscpilot01" / "sdtm"
 STUDY = "CF01"
 SUBJECTS = ["CF01-01-001", "CF01-01-002", "CF01-01-003"]
 
