@@ -158,7 +158,8 @@ def plot_svg(
     x: analysis visits (equally spaced, labelled with AVISIT); y: AVAL from 0 to the largest
     upper quartile. Each parameter: a line through the medians and a band from Q1 to Q3.
     """
-    margin = {"l": 48, "r": 16, "t": 16, "b": 48}
+    # The right margin leaves room for the last visit label, centred on its tick.
+    margin = {"l": 48, "r": 40, "t": 16, "b": 48}
     visits = cfg.plot_visits
     series = []
     top = 0.0
