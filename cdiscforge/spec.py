@@ -492,7 +492,7 @@ class StudySpec:
             codelist=entry.get("codelist") or (getattr(params, "codelist", None)),
             format=entry.get("format"),
             significant_digits=entry.get("significant_digits"),
-            method=entry.get("method"),
+            method=entry.get("method") or _rule_method(origin, rdef, params),
             comment=entry.get("comment"),
             predecessor=entry.get("predecessor"),
             role=entry.get("role") or (igrow["role"] if igrow is not None else None),
@@ -542,6 +542,17 @@ class StudySpec:
             rule_params = overrides.get(var.name, (var.rule, var.params))[1]
             if rule_params is not None:
                 check(rule_params.raw_columns(), var.key_path)
+
+
+def _rule_method(origin: str, rdef: RuleDef | None, params: Params | None) -> str | None:
+    """A derivation's method text when the spec writes none: the rule's one-line contract
+    and its parameters, so define.xml never shows a Derived variable without a method."""
+    if origin != "Derived" or rdef is None or params is None:
+        return None
+    summary = " ".join(rdef.doc.split("\n\n")[0].split())
+    shown = params.model_dump(by_alias=True, exclude_defaults=True, exclude_none=True)
+    args = "; ".join(f"{k}={v}" for k, v in shown.items())
+    return f"Rule {rdef.name}({args}): {summary}" if args else f"Rule {rdef.name}: {summary}"
 
 
 def load_study(folder: Path) -> StudySpec:
