@@ -75,9 +75,6 @@ def _build(
     say: Progress,
     timings: dict[str, float],
 ) -> BuildResult:
-    import adam  # noqa: F401  (registers the ADaM derivations)
-    import sdtm  # noqa: F401  (registers the SDTM rules)
-
     say("specs")
     study = load_study(spec_dir)
     log = BuildLog()

@@ -12,6 +12,7 @@ declare, references to tables that do not exist.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -559,4 +560,8 @@ def load_study(folder: Path) -> StudySpec:
     """Load and check every spec of a study folder."""
     if not (folder / "study.yaml").is_file():
         raise SpecError(folder / "study.yaml", "", "no study.yaml in the spec folder")
+    # Each stage package (sdtm/, adam/) registers its own rules into the vocabulary when
+    # imported; a spec may use any of them.
+    for stage in STAGES:
+        importlib.import_module(stage)
     return StudySpec(folder)
