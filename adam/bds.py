@@ -18,6 +18,7 @@ import pandas as pd
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, rule
 from cdiscforge.spec import load_yaml
+from cdiscforge.vectorise import map_distinct
 
 # --- analysis windows --------------------------------------------------------------------------
 
@@ -285,7 +286,7 @@ def analysis_flag_rule(ctx: RuleContext, p: AnlflParams) -> pd.Series:
     table = windows_table(ctx, p.file, p.key)
     targets = dict(zip(table["AVISITN"].astype(float), table["target"].astype(float), strict=True))
     visit = pd.to_numeric(ctx.ref(p.visit), errors="coerce").astype("Float64")
-    target = visit.map(lambda v: targets.get(float(v), np.nan) if pd.notna(v) else np.nan)
+    target = map_distinct(visit, lambda v: targets.get(float(v), np.nan), "Float64")
     flag = analysis_flag(
         ctx.out, p.by, p.visit, p.day, p.value, target.astype(float), p.baseline, p.tie
     )

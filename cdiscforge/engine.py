@@ -25,6 +25,7 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, read_form
 from cdiscforge.rules import RuleContext, Source
 from cdiscforge.spec import DatasetSpec, StudySpec
+from cdiscforge.vectorise import integers_as_text
 
 Generator = Callable[[RuleContext, dict[str, Any]], pd.DataFrame]
 GENERATORS: dict[str, Generator] = {}
@@ -276,10 +277,7 @@ def _typed(values: pd.Series, meta: Variable, ctx: RuleContext) -> pd.Series:
             )
         return nums.astype("Float64")
     if pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values):
-        text = values.astype("Float64").map(
-            lambda v: pd.NA if pd.isna(v) else (str(int(v)) if float(v).is_integer() else repr(v))
-        )
-        return text.astype("string")
+        return integers_as_text(values)
     return values.astype("string")
 
 

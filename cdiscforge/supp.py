@@ -12,6 +12,7 @@ from cdiscforge import standards
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.spec import DatasetSpec, StudySpec
+from cdiscforge.vectorise import integers_as_text
 
 SUPP_VARIABLES = ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QLABEL",
                   "QVAL", "QORIG", "QEVAL"]  # fmt: skip
@@ -107,12 +108,7 @@ def _records(
 ) -> pd.DataFrame:
     n = len(rows)
     if idvar:
-        idval = (
-            rows[idvar]
-            .astype("Float64")
-            .map(lambda v: pd.NA if pd.isna(v) else str(int(v)))
-            .astype("string")
-        )
+        idval = integers_as_text(rows[idvar])
     else:
         idval = pd.Series(pd.NA, index=rows.index, dtype="string")
     return pd.DataFrame(

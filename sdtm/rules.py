@@ -15,6 +15,7 @@ from cdiscforge.engine import generator
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Params, RuleContext, rule
 from cdiscforge.rules.basic import AggregateParams, aggregate
+from cdiscforge.vectorise import map_distinct
 
 
 def _datetime(iso: pd.Series) -> pd.Series:
@@ -127,9 +128,9 @@ def visit(ctx: RuleContext, p: VisitParams) -> pd.Series:
     table = ctx.study.table(p.table)
     nums = ctx.ref(p.num).astype("Float64")
     mapping = dict(zip(table["VISITNUM"].astype(float), table["VISIT"].astype(str), strict=True))
-    names = nums.map(lambda v: mapping.get(float(v)) if pd.notna(v) else pd.NA)
+    names = map_distinct(nums, lambda v: mapping.get(float(v)))
     unplanned = nums.notna() & names.isna()
-    labels = nums.map(lambda v: f"{p.unscheduled_label} {v:.2f}" if pd.notna(v) else pd.NA)
+    labels = map_distinct(nums, lambda v: f"{p.unscheduled_label} {v:.2f}")
     return names.mask(unplanned, labels).astype("string")
 
 
@@ -146,11 +147,8 @@ def visitdy(ctx: RuleContext, p: VisitdyParams) -> pd.Series:
     mapping = dict(
         zip(table["VISITNUM"].astype(float), table["VISITDY"].astype(float), strict=True)
     )
-    return (
-        ctx.ref(p.num)
-        .astype("Float64")
-        .map(lambda v: mapping.get(float(v), pd.NA) if pd.notna(v) else pd.NA)
-        .astype("Float64")
+    return map_distinct(
+        ctx.ref(p.num).astype("Float64"), lambda v: mapping.get(float(v), pd.NA), "Float64"
     )
 
 

@@ -15,6 +15,7 @@ from cdiscforge import ct as ct_module
 from cdiscforge import dates
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
+from cdiscforge.vectorise import map_distinct
 
 Unmatched = Literal["error", "keep", "upper", "null"]
 
@@ -188,7 +189,7 @@ def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
     """
     values = _source(ctx, p.from_, p.var)
     table = {ct_module.normalise_text(k): v for k, v in p.values.items()}
-    key = _text(values).map(lambda v: ct_module.normalise_text(v) if pd.notna(v) else v)
+    key = map_distinct(_text(values), ct_module.normalise_text)
     mapped = key.map(table)
     unmatched = values.notna() & mapped.isna()
     return _apply_unmatched(
@@ -609,8 +610,7 @@ def _split_result(values: pd.Series) -> pd.DataFrame:
 def _format_numbers(nums: pd.Series, decimals: Any) -> pd.Series:
     """Numbers as text without float noise: rounded, trailing zeros stripped."""
     rounded = nums.round(decimals) if isinstance(decimals, int) else nums.round(10)
-    text = rounded.map(lambda v: pd.NA if pd.isna(v) else f"{v:.10f}".rstrip("0").rstrip("."))
-    return text.astype("string")
+    return map_distinct(rounded, lambda v: f"{v:.10f}".rstrip("0").rstrip("."), "string")
 
 
 @rule("result_char", ResultCharParams)
