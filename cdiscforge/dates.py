@@ -9,12 +9,9 @@ error naming the file, row, column and value: the build stops rather than guess.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import pandas as pd
 
-from cdiscforge.errors import InputError
+from cdiscforge.errors import Located, raise_first
 
 MONTHS = {
     m: f"{i:02d}"
@@ -42,18 +39,6 @@ _PATTERNS = {
     "ISO8601": r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2}))?)?$",
 }
 _TIME = r"^(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?$"
-
-
-@dataclass(frozen=True)
-class Located:
-    """Where a series came from, so a bad value can be reported precisely."""
-
-    file: str
-    column: str
-    rows: np.ndarray | None = None  # 1-based data row numbers aligned with the series
-
-    def row_of(self, position: int) -> int:
-        return int(self.rows[position]) if self.rows is not None else position + 1
 
 
 def to_iso8601(
@@ -89,7 +74,7 @@ def to_iso8601(
     # The regex alternatives accept an empty unknown part; a whole non-match leaves all NaN.
     unmatched = text.notna() & ~text.str.match(_PATTERNS[kind]).fillna(False).astype(bool)
     bad = bad | unmatched
-    _raise_first(bad, text, where, f"not a date in format {fmt}")
+    raise_first(bad, text, where, f"not a date in format {fmt}")
 
     year = parts["y"].where(parts["y"].str.fullmatch(r"\d{4}").fillna(False).astype(bool))
     month_raw = parts["m"]
@@ -100,7 +85,7 @@ def to_iso8601(
             & month.isna()
             & ~month_raw.str.fullmatch(UNKNOWN).fillna(True).astype(bool)
         )
-        _raise_first(bad_month, text, where, "unknown month abbreviation")
+        raise_first(bad_month, text, where, "unknown month abbreviation")
     else:
         month = month_raw.where(month_raw.str.fullmatch(r"\d{2}").fillna(False).astype(bool))
     day = parts["d"].where(parts["d"].str.fullmatch(r"\d{1,2}").fillna(False).astype(bool))
@@ -116,9 +101,9 @@ def to_iso8601(
 
     full = out.where(has_d)
     parsed = pd.to_datetime(full, format="%Y-%m-%d", errors="coerce")
-    _raise_first(has_d & parsed.isna(), text, where, "impossible calendar date")
+    raise_first(has_d & parsed.isna(), text, where, "impossible calendar date")
     month_num = pd.to_numeric(month, errors="coerce")
-    _raise_first(has_m & ~month_num.between(1, 12), text, where, "impossible month")
+    raise_first(has_m & ~month_num.between(1, 12), text, where, "impossible month")
 
     if times is not None:
         tw = time_where or where
@@ -130,27 +115,12 @@ def to_iso8601(
         minutes = pd.to_numeric(tparts["mi"], errors="coerce")
         seconds = pd.to_numeric(tparts["s"], errors="coerce")
         tbad = tbad | (hours > 23) | (minutes > 59) | (seconds > 59)
-        _raise_first(tbad.fillna(False).astype(bool), ttext, tw, f"not a time in format {time_fmt}")
+        raise_first(tbad.fillna(False).astype(bool), ttext, tw, f"not a time in format {time_fmt}")
         clock = tparts["h"].str.zfill(2) + ":" + tparts["mi"]
         clock = clock.mask(tparts["s"].notna(), clock + ":" + tparts["s"])
         attach = has_d & clock.notna()
         out = out.mask(attach, out + "T" + clock)
     return out
-
-
-def _raise_first(mask: pd.Series, values: pd.Series, where: Located, problem: str) -> None:
-    mask = mask.fillna(False).astype(bool).to_numpy()
-    if mask.any():
-        pos = int(np.flatnonzero(mask)[0])
-        count = int(mask.sum())
-        more = f" ({count - 1} more rows like it)" if count > 1 else ""
-        raise InputError(
-            where.file,
-            problem + more,
-            row=where.row_of(pos),
-            column=where.column,
-            value=values.iloc[pos],
-        )
 
 
 def iso_to_datetime(iso: pd.Series) -> pd.Series:

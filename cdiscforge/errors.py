@@ -8,7 +8,11 @@ raises for bad input carries those fields, and the CLI maps the class to an exit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 
 class CdiscforgeError(Exception):
@@ -91,3 +95,30 @@ class ValidationFailed(CdiscforgeError):
     """Validation found error-level findings; nothing was published."""
 
     exit_code = 1
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a series came from, so a bad value can be reported precisely."""
+
+    file: str
+    column: str
+    rows: np.ndarray | None = None  # 1-based data row numbers aligned with the series
+
+    def row_of(self, position: int) -> int:
+        return int(self.rows[position]) if self.rows is not None else position + 1
+
+
+def raise_first(mask: pd.Series, values: pd.Series, where: Located, problem: str) -> None:
+    """Raise an InputError at the first True of `mask`, naming file, row, column and value,
+    and how many more rows share the problem (the programmer fixes them all in one pass)."""
+    flags = mask.fillna(False).to_numpy(dtype=bool)
+    if not flags.any():
+        return
+    pos = int(np.flatnonzero(flags)[0])
+    n = int(flags.sum())
+    more = f" ({n - 1} more rows like it)" if n > 1 else ""
+    raise InputError(
+        where.file, problem + more, row=where.row_of(pos), column=where.column,
+        value=values.iloc[pos],
+    )  # fmt: skip

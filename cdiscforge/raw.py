@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from cdiscforge.errors import InputError
+from cdiscforge.errors import InputError, Located, raise_first
 
 ColumnType = Literal["str", "int", "float", "date", "time", "datetime"]
 
@@ -132,25 +132,14 @@ def _check_contract(form: RawForm) -> None:
     for col, cspec in spec.columns.items():
         values = frame[col]
         if cspec.required:
-            _raise_first(form, values.isna(), col, "required value is missing")
+            _raise(form, values.isna(), col, "required value is missing")
         if cspec.type in ("int", "float"):
             num = pd.to_numeric(values, errors="coerce")
-            _raise_first(form, values.notna() & num.isna(), col, f"not a number ({cspec.type})")
+            _raise(form, values.notna() & num.isna(), col, f"not a number ({cspec.type})")
             if cspec.type == "int":
                 frac = num.notna() & (num != np.floor(num.fillna(0)))
-                _raise_first(form, frac, col, "not a whole number (int)")
+                _raise(form, frac, col, "not a whole number (int)")
 
 
-def _raise_first(form: RawForm, mask: pd.Series, column: str, problem: str) -> None:
-    flags = mask.fillna(False).to_numpy(dtype=bool)
-    if flags.any():
-        pos = int(np.flatnonzero(flags)[0])
-        n = int(flags.sum())
-        more = f" ({n - 1} more rows like it)" if n > 1 else ""
-        raise InputError(
-            form.path,
-            problem + more,
-            row=int(form.rows[pos]),
-            column=column,
-            value=form.frame[column].iloc[pos],
-        )
+def _raise(form: RawForm, mask: pd.Series, column: str, problem: str) -> None:
+    raise_first(mask, form.frame[column], Located(str(form.path), column, form.rows), problem)

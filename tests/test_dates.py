@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cdiscforge.dates import Located, study_day, to_iso8601
-from cdiscforge.errors import InputError
+from cdiscforge.dates import study_day, to_iso8601
+from cdiscforge.errors import InputError, Located
 
 WHERE = Located("ae.csv", "AESTDAT")
 

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from cdiscforge.dates import Located
-from cdiscforge.errors import InputError, SpecError
+from cdiscforge.errors import Located, SpecError, raise_first
 
 if TYPE_CHECKING:
     from cdiscforge.buildlog import BuildLog
@@ -163,19 +162,8 @@ class RuleContext:
 
     def input_error(self, mask: pd.Series, column: str, values: pd.Series, problem: str) -> None:
         """Raise an InputError at the first True of `mask` (source row, column, value)."""
-        flags = mask.fillna(False).to_numpy(dtype=bool)
-        if not flags.any():
-            return
-        pos = int(np.flatnonzero(flags)[0])
-        n = int(flags.sum())
-        where = self.located(column)
-        raise InputError(
-            where.file,
-            f"{self.dataset}.{self.variable}: {problem}"
-            + (f" ({n - 1} more rows like it)" if n > 1 else ""),
-            row=where.row_of(pos),
-            column=column,
-            value=values.iloc[pos],
+        raise_first(
+            mask, values, self.located(column), f"{self.dataset}.{self.variable}: {problem}"
         )
 
 

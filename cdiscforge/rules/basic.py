@@ -13,7 +13,7 @@ from pydantic import Field
 
 from cdiscforge import ct as ct_module
 from cdiscforge import dates
-from cdiscforge.errors import SpecError
+from cdiscforge.errors import Located, SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
 from cdiscforge.vectorise import map_distinct
 
@@ -505,7 +505,7 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
             values = dates.to_iso8601(
                 source.frame[p.date],
                 source.date_formats[p.date],
-                dates.Located(source.file, p.date, source.rows),
+                Located(source.file, p.date, source.rows),
                 times=source.frame[p.time] if p.time else None,
             )
         elif p.column:
