@@ -43,6 +43,7 @@ def impute_dates(
     fill: Literal["first", "last"],
     min_date: pd.Series | None = None,
     max_date: pd.Series | None = None,
+    not_after: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Impute partial ISO 8601 dates; returns columns `date` (datetime64) and `flag` (D/M/None).
 
@@ -56,6 +57,9 @@ def impute_dates(
        not placed before the infusion);
     5. `max_date` (e.g. end of study): if it lies in the possible range, the imputed date is
        never after it (an end date "in the last month" does not run past study end).
+    `not_after` (e.g. the AE's end date) first cuts the possible range (a start date cannot
+    follow the end), so steps 3-5 only choose dates that could be true; when the cut range
+    is empty (inconsistent data) it is ignored.
 
     >>> impute_dates(pd.Series(["2019-03", "2019"]), fill="first")["flag"].tolist()
     ['D', 'M']
@@ -77,8 +81,12 @@ def impute_dates(
     exact = iso_to_date(iso)
     lo = lo.where(~complete, exact).where(has_year)
     hi = hi.where(~complete, exact).where(has_year)
-    imputed = (lo if fill == "first" else hi).copy()
     partial = has_year & ~complete
+    if not_after is not None:
+        cap = pd.to_datetime(not_after).dt.normalize()
+        cut = partial & (cap < hi).fillna(False) & (cap >= lo).fillna(False)
+        hi = hi.mask(cut, cap)
+    imputed = (lo if fill == "first" else hi).copy()
     if min_date is not None:
         m = pd.to_datetime(min_date).dt.normalize()
         inside = partial & (m >= lo).fillna(False) & (m <= hi).fillna(False)
@@ -140,8 +148,9 @@ class ImputeDateParams(Params):
     fill: Literal["first", "last"]
     min_date: str | None = None  # a numeric date variable (TRTSDT)
     max_date: str | None = None
+    not_after: str | None = None  # a numeric date variable the result cannot follow (AENDT)
     output: Literal["date", "flag"] = "date"
-    ref_fields = ("var", "min_date", "max_date")
+    ref_fields = ("var", "min_date", "max_date", "not_after")
 
 
 @rule("impute_date", ImputeDateParams)
@@ -161,6 +170,7 @@ def impute_date(ctx: RuleContext, p: ImputeDateParams) -> pd.Series:
         fill=p.fill,
         min_date=ctx.ref(p.min_date) if p.min_date else None,
         max_date=ctx.ref(p.max_date) if p.max_date else None,
+        not_after=ctx.ref(p.not_after) if p.not_after else None,
     )
     if p.output == "flag":
         return got["flag"]

@@ -156,6 +156,18 @@ def test_start_date_imputation_cases() -> None:
     assert got["flag"].fillna("").tolist() == ["", "D", "M", "", "D", "D", "M"]
 
 
+def test_start_date_never_imputed_after_the_end_date() -> None:
+    # Start known only as "2018", ended 2018-11-12, infusion 2018-11-19: the start cannot be
+    # the infusion date (it would follow the end), so it is the first possible day.
+    # Start "2018-11", ended 2018-11-25 after the infusion: the infusion date is possible.
+    iso = pd.Series(["2018", "2018-11", "2018-11"])
+    end = pd.Series([D("2018-11-12"), D("2018-11-25"), D("2018-11-15")])
+    trt = pd.Series([D("2018-11-19")] * 3)
+    got = impute_dates(iso, fill="first", min_date=trt, not_after=end)
+    assert got["date"].tolist() == [D("2018-01-01"), D("2018-11-19"), D("2018-11-01")]
+    assert got["flag"].tolist() == ["M", "D", "D"]
+
+
 def test_end_date_imputation_is_capped_at_end_of_study() -> None:
     iso = pd.Series(["2019-04", "2019-02", "2019-02-28"])
     eos = pd.Series([D("2019-04-12")] * 3)
