@@ -137,7 +137,7 @@ def write_outputs(
     log: BuildLog,
 ) -> list[Path]:
     """XPT, define.xml, Dataset-JSON and tables for both stages, cross-checked."""
-    from cdiscforge.datasetjson import validate_dataset_json, write_dataset_json
+    from cdiscforge.datasetjson import write_dataset_json
     from cdiscforge.define import crosscheck, write_define
     from cdiscforge.errors import CdiscforgeError
     from cdiscforge.xpt import write_xpt
@@ -176,9 +176,6 @@ def write_outputs(
                 created=study.creation_datetime,
                 define_path=f"../../{stage}/define.xml",
             )
-            problems = validate_dataset_json(path)
-            if problems:
-                raise CdiscforgeError(f"Dataset-JSON {path.name} fails its schema: {problems[0]}")
             files.append(path)
         problems = crosscheck(define, folder, json_dir)
         if problems:

@@ -98,6 +98,27 @@ def test_schema_check_reports_a_wrong_record_count_and_bad_version(tmp_path: Pat
     assert "datasetJSONVersion" in problems
 
 
+@pytest.mark.parametrize(
+    ("bad_row", "problem"),
+    [({"a": 1}, "rows/1 is not an array"), (["x"], "rows/1 is not an array"),
+     (None, "rows/1 is not an array")],
+)  # fmt: skip
+def test_rows_are_checked_beyond_the_schema(tmp_path: Path, bad_row: object, problem: str) -> None:
+    out = write_dataset_json(_adlb(), tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    doc["rows"][1] = bad_row
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    assert any(problem in p for p in validate_dataset_json(out))
+
+
+def test_a_nested_value_in_a_row_is_reported(tmp_path: Path) -> None:
+    out = write_dataset_json(_adlb(), tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    doc["rows"][2][0] = ["nested"]
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    assert any("rows/2 holds a value that is not a scalar" in p for p in validate_dataset_json(out))
+
+
 def test_reference_dm_json_matches_its_xpt() -> None:
     """CDISC's dm.json and dm.xpt (dataset-json-examples) hold the same data."""
     ds = read_dataset_json(REF / "sdtm" / "dm.json")

@@ -138,8 +138,10 @@ def _check_dataset(group: _DefGroup, ds: Dataset, codelists: dict[str, set[str]]
 
 
 def crosscheck(define_path: Path, xpt_dir: Path, json_dir: Path | None = None) -> list[str]:
-    """Problems found comparing define.xml with the XPT (and Dataset-JSON) files; empty if none."""
-    from cdiscforge.datasetjson import read_dataset_json
+    """Problems found comparing define.xml with the XPT (and Dataset-JSON) files; empty if none.
+
+    Each Dataset-JSON file is also checked against its schema (`check_dataset_json`)."""
+    from cdiscforge.datasetjson import check_dataset_json
     from cdiscforge.xpt import read_xpt
 
     define_path, xpt_dir = Path(define_path), Path(xpt_dir)
@@ -166,7 +168,8 @@ def crosscheck(define_path: Path, xpt_dir: Path, json_dir: Path | None = None) -
             if json_path is None:
                 problems.append(f"{group.name}: no Dataset-JSON file {json_name} in {json_dir}")
                 continue
-            rows = len(read_dataset_json(json_path))
+            json_problems, rows = check_dataset_json(json_path)
+            problems.extend(json_problems)
             if rows != len(ds):
                 problems.append(
                     f"{group.name}: {json_path.name} has {rows} rows, {xpt_path.name} has {len(ds)}"
