@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cdiscforge.errors import Located, raise_first
+from cdiscforge.errors import InputError, Located, raise_first
 
 MONTHS = {
     m: f"{i:02d}"
@@ -63,7 +63,38 @@ def to_iso8601(
     >>> to_iso8601(pd.Series(["05-JAN-2019", "UN-JAN-2019", "UNK-UNK-2018"]), "DD-MON-YYYY",
     ...            Located("f.csv", "D")).tolist()
     ['2019-01-05', '2019-01', '2018']
+
+    Collected dates repeat (134 joint rows share a visit date), so each distinct date/time
+    pair is parsed once and the result broadcast; a bad value is then located in the full
+    column, so the error names its first row and how many rows share it.
     """
+    frame = pd.DataFrame({"d": dates.astype("string")})
+    if times is not None:
+        frame["t"] = times.astype("string").to_numpy()
+    distinct = frame.drop_duplicates(ignore_index=True)
+    if len(distinct) == len(frame):
+        return _to_iso8601(dates, fmt, where, times, time_fmt, time_where)
+    try:
+        parsed = _to_iso8601(
+            distinct["d"], fmt, where, distinct["t"] if times is not None else None, time_fmt,
+            time_where,
+        )  # fmt: skip
+    except InputError:
+        # Locate the problem in the whole column (the slow path runs only on bad input).
+        return _to_iso8601(dates, fmt, where, times, time_fmt, time_where)
+    keys = list(frame.columns)
+    looked_up = frame.merge(distinct.assign(iso=parsed.to_numpy()), on=keys, how="left")
+    return pd.Series(looked_up["iso"].to_numpy(), index=dates.index, dtype="string")
+
+
+def _to_iso8601(
+    dates: pd.Series,
+    fmt: str,
+    where: Located,
+    times: pd.Series | None,
+    time_fmt: str,
+    time_where: Located | None,
+) -> pd.Series:
     kind = DATE_FORMATS.get(fmt)
     if kind is None:
         raise ValueError(f"unknown date format {fmt!r}; known: {sorted(DATE_FORMATS)}")

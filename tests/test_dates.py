@@ -51,3 +51,17 @@ def test_study_day_has_no_day_zero_and_ignores_partials() -> None:
     ref = pd.Series(["2019-01-05T09:00"] * 5)
     dtc = pd.Series(["2019-01-05", "2019-01-04T10:00", "2019-01", "2019-01-06", None])
     assert study_day(dtc, ref).tolist() == [1, -1, pd.NA, 2, pd.NA]
+
+
+def test_repeated_dates_parsed_once_give_the_same_answer_and_locate_errors() -> None:
+    dates = pd.Series(["05-JAN-2019", "UN-JAN-2019", None, "05-JAN-2019"] * 50)
+    times = pd.Series(["10:30", "", None, "11:00"] * 50)
+    out = to_iso8601(dates, "DD-MON-YYYY", WHERE, times=times)
+    assert out.iloc[:4].tolist()[:2] == ["2019-01-05T10:30", "2019-01"]
+    assert pd.isna(out.iloc[2]) and out.iloc[3] == "2019-01-05T11:00"
+    assert out.tolist() == out.iloc[:4].tolist() * 50
+    bad = dates.copy()
+    bad.iloc[[7, 9]] = "31-FEB-2019"
+    with pytest.raises(InputError) as err:
+        to_iso8601(bad, "DD-MON-YYYY", WHERE)
+    assert err.value.row == 8 and "1 more rows like it" in str(err.value)

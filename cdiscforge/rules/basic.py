@@ -397,7 +397,8 @@ def _tidy(series: pd.Series) -> pd.Series:
     non_null = series.dropna()
     if non_null.empty:
         return series
-    if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in non_null):
+    kind = pd.api.types.infer_dtype(non_null, skipna=True)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
         return pd.to_numeric(series, errors="coerce").astype("Float64")
     return series.astype("string")
 
@@ -462,8 +463,8 @@ def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
 
 
 def _norm(series: pd.Series) -> pd.Series:
-    text = series.astype("string").str.strip().str.upper()
-    return text.str.replace(r"\s+", " ", regex=True)
+    """Lookup keys compared case- and whitespace-insensitively (as CT matching does)."""
+    return map_distinct(series.astype("string"), ct_module.normalise_text, "string")
 
 
 class AggregateParams(Params):
@@ -602,9 +603,16 @@ _QUALIFIED = r"^\s*(?P<q>[<>]=?)?\s*(?P<n>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d
 
 
 def _split_result(values: pd.Series) -> pd.DataFrame:
-    parts = _text(values).str.extract(_QUALIFIED)
-    parts["num"] = pd.to_numeric(parts["n"], errors="coerce")
-    return parts
+    """Qualifier (`<`, `>=` ...) and number of each result; parsed once per distinct value."""
+    text = _text(values)
+    distinct = pd.Series(text.dropna().unique(), dtype="string")
+    parts = distinct.str.extract(_QUALIFIED)
+    parts.index = distinct.to_numpy()
+    out = pd.DataFrame(
+        {"q": text.map(parts["q"]), "n": text.map(parts["n"])}, index=values.index
+    ).astype("string")
+    out["num"] = pd.to_numeric(out["n"], errors="coerce")
+    return out
 
 
 def _format_numbers(nums: pd.Series, decimals: Any) -> pd.Series:
