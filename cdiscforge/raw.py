@@ -116,13 +116,13 @@ def _read_text_table(path: Path) -> pd.DataFrame:
             encoding="utf-8",
         )
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text: {exc}") from exc
+        raise _not_utf8(path) from exc
     except Exception:
         # pyarrow's parser does not say which line broke; the C parser does.
         try:
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
         except UnicodeDecodeError as exc:
-            raise InputError(path, f"not UTF-8 text: {exc}") from exc
+            raise _not_utf8(path) from exc
         except (pd.errors.ParserError, ValueError) as exc:
             raise InputError(path, f"malformed CSV: {exc}") from exc
 
@@ -143,3 +143,20 @@ def _check_contract(form: RawForm) -> None:
 
 def _raise(form: RawForm, mask: pd.Series, column: str, problem: str) -> None:
     raise_first(mask, form.frame[column], Located(str(form.path), column, form.rows), problem)
+
+
+def _not_utf8(path: Path) -> InputError:
+    """Name the first data row holding bytes that are not UTF-8 (e.g. a Latin-1 export)."""
+    with path.open("rb") as fh:
+        for line_no, line in enumerate(fh):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = line[max(0, exc.start - 10) : exc.end + 10]
+                return InputError(
+                    path,
+                    "not UTF-8 text (re-export as UTF-8; Latin-1/Windows-1252 is the usual "
+                    f"cause): bytes {bad!r}",
+                    row=line_no,
+                )
+    return InputError(path, "not UTF-8 text")

@@ -1,0 +1,80 @@
+"""Hostile raw exports: each gives one located error (file, row, column, value), never a guess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cdiscforge.errors import InputError
+from cdiscforge.raw import read_form
+from cdiscforge.spec import load_study
+
+HEADER = "STUDY,SITENUMBER,SUBJECT,FOLDER,VISDAT"
+GOOD = ["NCT03691909,101,101-001,SCREEN,27-SEP-2018", "NCT03691909,101,101-001,LIPO,20-OCT-2018"]
+
+
+@pytest.fixture(scope="module")
+def visits_form(seed_spec: Path):
+    return load_study(seed_spec).forms["visits"]
+
+
+def _write(tmp_path: Path, lines: list[str] | bytes) -> Path:
+    path = tmp_path / "visits.csv"
+    if isinstance(lines, bytes):
+        path.write_bytes(lines)
+    else:
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_good_export_reads_as_text_with_row_numbers(tmp_path: Path, visits_form) -> None:
+    form = read_form(visits_form, _write(tmp_path, [HEADER, *GOOD]))
+    assert len(form) == 2 and form.rows.tolist() == [1, 2]
+    assert form.frame["SITENUMBER"].tolist() == ["101", "101"]  # text: leading zeros safe
+
+
+@pytest.mark.parametrize(
+    ("content", "row", "column", "fragment"),
+    [
+        ([], None, None, "malformed CSV"),
+        ([HEADER.replace(",VISDAT", ""), "a,b,c,d"], 0, None, "['VISDAT']"),
+        ([HEADER + ",EXTRA", GOOD[0] + ",x"], 0, "EXTRA", "not in the raw-form contract"),
+        ([HEADER, GOOD[0], "NCT03691909,101,,WEEK1,01-JAN-2019"], 2, "SUBJECT", "required"),
+        ([HEADER, GOOD[0], GOOD[1] + ",oops"], None, None, "line 3"),
+    ],
+)
+def test_malformed_exports_are_located(
+    tmp_path: Path, visits_form, content: list[str], row, column, fragment: str
+) -> None:
+    folder = _write(tmp_path, content)
+    with pytest.raises(InputError) as err:
+        read_form(visits_form, folder)
+    assert err.value.file.endswith("visits.csv")
+    assert err.value.row == row and err.value.column == column
+    assert fragment in str(err.value)
+
+
+def test_latin1_export_names_the_row(tmp_path: Path, visits_form) -> None:
+    text = "\n".join([HEADER, GOOD[0], "NCT03691909,101,101-002,SCREEN,27-SEP-2018 café"]) + "\n"
+    with pytest.raises(InputError) as err:
+        read_form(visits_form, _write(tmp_path, text.encode("latin-1")))
+    assert err.value.row == 2 and "not UTF-8" in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path: Path, visits_form) -> None:
+    with pytest.raises(InputError, match="raw export for form 'visits' not found"):
+        read_form(visits_form, tmp_path)
+
+
+def test_number_column_holding_text(tmp_path: Path, seed_spec: Path) -> None:
+    form = load_study(seed_spec).forms["liposuction"]
+    lines = [
+        "STUDY,SITENUMBER,SUBJECT,FOLDER,PRSTDAT,PRSTTIM,PRLOC,FATVOL",
+        "NCT03691909,101,101-001,LIPO,20-OCT-2018,08:40,Abdomen,102",
+        "NCT03691909,101,101-004,LIPO,28-NOV-2018,08:10,Abdomen,lots",
+    ]
+    (tmp_path / "liposuction.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_form(form, tmp_path)
+    assert (err.value.row, err.value.column, err.value.value) == (2, "FATVOL", "lots")
