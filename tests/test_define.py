@@ -436,3 +436,14 @@ def test_define_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "Demographics" in text and "Laboratory Test Results" in text
     assert png.stat().st_size > 10_000
     print(f"screenshot: {png}")
+
+
+def test_codelist_of_an_all_null_variable_lists_the_ct_terms(tmp_path: Path) -> None:
+    """A CodeList needs an item: when no value occurs (no joint NOT DONE), all CT terms."""
+    adsl = _adsl()
+    adsl.frame["SAFFL"] = pd.Series([None, None], dtype="string")
+    out = write_define([adsl], tmp_path / "define.xml", study=STUDY, standard="ADaM",
+                       created=CREATED)  # fmt: skip
+    assert validate_define(out) == []
+    items = _parse(out).findall(".//odm:CodeList[@OID='CL.NY']/odm:EnumeratedItem", NS)
+    assert sorted(i.get("CodedValue") for i in items) == ["N", "NA", "U", "Y"]

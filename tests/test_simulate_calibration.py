@@ -17,7 +17,7 @@ import yaml
 from cdiscforge.simulate import simulate
 from cdiscforge.stats import SignedRankResult, wilcoxon_signed_rank
 
-INFLAMMATION = ("TNF", "INTLK6", "ESR")  # unchanged at weeks 4 and 52; safety labs at week 52
+INFLAMMATION = ("TNF", "INTLK6", "ESR")  # unchanged at every visit; safety labs at week 52
 FOLLOW_UP = ["WEEK1", "WEEK4", "WEEK8", "WEEK12", "WEEK26", "WEEK52"]
 
 
@@ -86,10 +86,12 @@ def calibration_failures(out: Path, lab_catalogue: Path) -> list[str]:
         crp = labs[("CRP", visit)]
         if not (0.25 <= crp.es_rank_biserial <= 0.45 and crp.p > 0.05):
             fails.append(f"CRP {visit} ES {crp.es_rank_biserial:.3f} p {crp.p:.4g}")
-        for (test, v), r in labs.items():
-            checked = test in INFLAMMATION or visit == "WEEK 52"
-            if v == visit and test != "CRP" and checked and not r.p > 0.05:
-                fails.append(f"{test} {visit} p {r.p:.4g}")
+    # "TNF-alpha, IL-6 and ESR remained unchanged": at every follow-up visit. Safety labs
+    # "remained largely unchanged": at week 52 (with ~90 tests, some early p < 0.05 by chance).
+    for (test, visit), r in labs.items():
+        checked = test in INFLAMMATION or (visit == "WEEK 52" and test != "CRP")
+        if checked and not r.p > 0.05:
+            fails.append(f"{test} {visit} p {r.p:.4g}")
     return fails
 
 

@@ -9,9 +9,11 @@ bytes.
 
 Codelist policy: each CodeList lists the terms that occur in the data (for every codelist,
 extensible or not, large or small), in CT order, then sponsor extensions sorted; this is what
-the FDA Technical Conformance Guide asks reviewers to see. A code variable whose decode partner
-is in the same dataset (LBTESTCD/LBTEST, PARAMCD/PARAM, ARMCD/ARM) gets CodeListItems with the
-decodes taken from the data; others get EnumeratedItems.
+the FDA Technical Conformance Guide asks reviewers to see. A codelist none of whose terms
+occur (a variable null in this build) lists all its CT terms, as the schema needs one item.
+A code variable whose decode partner is in the same dataset (LBTESTCD/LBTEST, PARAMCD/PARAM,
+ARMCD/ARM) gets CodeListItems with the decodes taken from the data; others get
+EnumeratedItems.
 """
 
 from __future__ import annotations
@@ -465,6 +467,10 @@ class _Builder:
                 in_ct = [v for v in ct_order if v in use.values]
                 extra = sorted(use.values - set(ct_order))
                 ordered = in_ct + extra
+                if not ordered:
+                    # No value occurs in this build's data (e.g. no joint was NOT DONE): a
+                    # CodeList needs at least one item, so it lists the whole CT codelist.
+                    ordered = ct_order
             else:
                 ordered = sorted(use.values)
             items = []
