@@ -294,9 +294,9 @@ def _dedupe(
     dropped = order[dup]
     for i, count in dropped["__block"].value_counts().items():
         recon[int(i)].rejected[rule.reason] = int(count)
+    shown = dropped[[*rule.by, "__row"]].head(5).rename(columns={"__row": "raw row"})
     examples = [
-        {k: (None if pd.isna(v) else v) for k, v in r.items()}
-        for r in dropped[[*rule.by, "__row"]].head(5).to_dict("records")
+        {k: (None if pd.isna(v) else v) for k, v in r.items()} for r in shown.to_dict("records")
     ]
     log.warn(
         spec.stage,
