@@ -92,13 +92,10 @@ def window(ctx: RuleContext, p: WindowParams) -> pd.Series:
     column = table[p.output].to_numpy(dtype=object)
     values = pd.Series(np.where(pos >= 0, column[pos.clip(lower=0)], None), index=pos.index)
     outside = pos < 0
-    if outside.any() and p.output == "AVISITN":
-        ctx.log.info(
-            "adam",
-            ctx.dataset,
+    if p.output == "AVISITN":
+        ctx.report(
+            outside,
             "records outside every analysis window or without a relative day: AVISIT/AVISITN null",
-            variable=ctx.variable,
-            count=int(outside.sum()),
         )
     if p.output == "AVISITN":
         return pd.to_numeric(values, errors="coerce").astype("Float64")
@@ -221,10 +218,7 @@ def pchg(ctx: RuleContext, p: PchgParams) -> pd.Series:
     """PCHG = 100 x CHG / BASE; null when BASE = 0 (counted in the build log)."""
     b = pd.to_numeric(ctx.ref(p.base)).astype("Float64")
     zero = (b == 0).fillna(False) & ctx.ref(p.chg).notna()
-    if zero.any():
-        ctx.log.info(
-            "adam", ctx.dataset, "BASE = 0: PCHG null", variable=ctx.variable, count=int(zero.sum())
-        )
+    ctx.report(zero, "BASE = 0: PCHG null")
     return percent_change(ctx.ref(p.chg), b)
 
 
@@ -291,15 +285,11 @@ def analysis_flag_rule(ctx: RuleContext, p: AnlflParams) -> pd.Series:
         ctx.out, p.by, p.visit, p.day, p.value, target.astype(float), p.baseline, p.tie
     )
     extra = visit.notna() & ctx.ref(p.value).notna() & flag.isna()
-    if extra.any():
-        ctx.log.info(
-            "adam",
-            ctx.dataset,
-            f"two or more records in one analysis window: the one closest to the target day "
-            f"analysed (ANL01FL), tie -> {p.tie}",
-            variable=ctx.variable,
-            count=int(extra.sum()),
-        )
+    ctx.report(
+        extra,
+        "two or more records in one analysis window: the one closest to the target day "
+        f"analysed (ANL01FL), tie -> {p.tie}",
+    )
     return flag
 
 
@@ -338,14 +328,7 @@ def censored_value_rule(ctx: RuleContext, p: CensoredParams) -> pd.Series:
     char = ctx.ref(p.char)
     out = censored_value(char, ctx.ref(p.num), p.below, p.above)
     qualified = char.astype("string").str.strip().str.match(r"^[<>]").fillna(False)
-    if qualified.any():
-        ctx.log.info(
-            "adam",
-            ctx.dataset,
-            f"results outside the assay limits: <x -> {p.below}, >x -> {p.above}",
-            variable=ctx.variable,
-            count=int(qualified.sum()),
-        )
+    ctx.report(qualified, f"results outside the assay limits: <x -> {p.below}, >x -> {p.above}")
     return out
 
 

@@ -175,27 +175,16 @@ def impute_date(ctx: RuleContext, p: ImputeDateParams) -> pd.Series:
     if p.output == "flag":
         return got["flag"]
     imputed = got["flag"].notna()
-    if imputed.any():
-        ctx.log.info(
-            "adam",
-            ctx.dataset,
-            f"partial {p.var} imputed ({p.fill} possible day"
-            + (f", not before {p.min_date}" if p.min_date else "")
-            + (f", not after {p.max_date}" if p.max_date else "")
-            + ")",
-            variable=ctx.variable,
-            count=int(imputed.sum()),
-            examples=iso[imputed].astype(str).unique().tolist()[:3],
-        )
+    bounds = "".join(
+        f", {word} {ref}"
+        for word, ref in (("not before", p.min_date), ("not after", p.max_date),
+                          ("never after", p.not_after))
+        if ref
+    )  # fmt: skip
+    ctx.report(imputed, f"partial {p.var} imputed ({p.fill} possible day{bounds})",
+               examples=iso[imputed].astype(str).unique().tolist()[:3])  # fmt: skip
     unknown = iso.notna() & got["date"].isna()
-    if unknown.any():
-        ctx.log.warn(
-            "adam",
-            ctx.dataset,
-            f"{p.var} without a year: analysis date left null",
-            variable=ctx.variable,
-            count=int(unknown.sum()),
-        )
+    ctx.report(unknown, f"{p.var} without a year: analysis date left null", warn=True)
     return got["date"]
 
 

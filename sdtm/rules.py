@@ -79,16 +79,14 @@ def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
         from_sv = (usubjid + "|" + day).map(sv_map).astype("Float64")
         nums = nums.mask(unsched, from_sv)
         unsched = unsched & nums.isna()
-        if unsched.any():  # the record's date has no visit in SV: say so, then number it here
-            ctx.log.warn(
-                ctx.study.stage_of(ctx.dataset),
-                ctx.dataset,
-                f"unscheduled record(s) with no {src} visit on the same date: numbered after "
-                "the subject's previous planned visit in this dataset",
-                variable=ctx.variable,
-                count=int(unsched.sum()),
-                examples=(usubjid + " " + day)[unsched].unique().tolist()[:3],
-            )
+        # The record's date has no visit in SV: say so, then number it here.
+        ctx.report(
+            unsched,
+            f"unscheduled record(s) with no {src} visit on the same date: numbered after the "
+            "subject's previous planned visit in this dataset",
+            warn=True,
+            examples=(usubjid + " " + day)[unsched].unique().tolist()[:3],
+        )
     if unsched.any():
         nums = nums.mask(unsched, _after_previous(usubjid, day, nums, unsched, p.step))
     return nums

@@ -160,6 +160,17 @@ class RuleContext:
         mapping = pd.Series(other[column].to_numpy(), index=other["USUBJID"].to_numpy())
         return self.ref("USUBJID").map(mapping)
 
+    def report(
+        self, mask: pd.Series, message: str, *, warn: bool = False, examples: list | None = None
+    ) -> None:
+        """Log `message` for the records where `mask` holds (none: nothing is logged), with
+        their count, under this dataset and variable: how rules say what they changed."""
+        count = int(mask.fillna(False).astype(bool).sum())
+        if count:
+            log = self.log.warn if warn else self.log.info
+            log(self.study.stage_of(self.dataset), self.dataset, message, variable=self.variable,
+                count=count, examples=examples or [])  # fmt: skip
+
     def input_error(self, mask: pd.Series, column: str, values: pd.Series, problem: str) -> None:
         """Raise an InputError at the first True of `mask` (source row, column, value)."""
         raise_first(

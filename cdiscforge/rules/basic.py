@@ -156,14 +156,8 @@ def _apply_unmatched(
         ctx.input_error(unmatched, column, values, f"value not in {what}")
     examples = sorted(values[unmatched].astype(str).unique().tolist())[:5]
     action = {"keep": "kept as collected", "upper": "kept upper-cased", "null": "set to null"}
-    ctx.log.warn(
-        "sdtm" if ctx.study is None else ctx.study.stage_of(ctx.dataset),
-        ctx.dataset,
-        f"{int(unmatched.sum())} value(s) not in {what}: {action[policy]}",
-        variable=ctx.variable,
-        count=int(unmatched.sum()),
-        examples=examples,
-    )
+    ctx.report(unmatched, f"value(s) not in {what}: {action[policy]}", warn=True,
+               examples=examples)  # fmt: skip
     if policy == "keep":
         return mapped.mask(unmatched, _text(values).str.strip())
     if policy == "upper":
@@ -229,25 +223,10 @@ def iso8601(ctx: RuleContext, p: Iso8601Params) -> pd.Series:
         time_where=ctx.located(p.time) if p.time else None,
     )
     partial = out.notna() & (out.str.len() < 10)
-    if partial.any():
-        ctx.log.info(
-            ctx.study.stage_of(ctx.dataset),
-            ctx.dataset,
-            "partial date kept partial (not imputed)",
-            variable=ctx.variable,
-            count=int(partial.sum()),
-            examples=ctx.raw(p.date)[partial].astype(str).unique().tolist()[:3],
-        )
+    ctx.report(partial, "partial date kept partial (not imputed)",
+               examples=ctx.raw(p.date)[partial].astype(str).unique().tolist()[:3])  # fmt: skip
     if times is not None:
-        dropped = times.notna() & partial
-        if dropped.any():
-            ctx.log.warn(
-                ctx.study.stage_of(ctx.dataset),
-                ctx.dataset,
-                "time dropped because its date is partial",
-                variable=ctx.variable,
-                count=int(dropped.sum()),
-            )
+        ctx.report(times.notna() & partial, "time dropped because its date is partial", warn=True)
     return out
 
 
@@ -452,13 +431,7 @@ def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
                 ctx.ref(first_ref),
                 f"no match in table {p.table!r}",
             )
-        ctx.log.warn(
-            ctx.study.stage_of(ctx.dataset),
-            ctx.dataset,
-            f"no match in table {p.table!r}: set to null",
-            variable=ctx.variable,
-            count=int(unmatched.sum()),
-        )
+        ctx.report(unmatched, f"no match in table {p.table!r}: set to null", warn=True)
     return _tidy(values.astype(object))
 
 
@@ -712,14 +685,8 @@ def age(ctx: RuleContext, p: AgeParams) -> pd.Series:
     if ambiguous.any():
         if p.partial == "lower":
             result = result.mask(ambiguous, youngest)
-        ctx.log.warn(
-            ctx.study.stage_of(ctx.dataset),
-            ctx.dataset,
-            "age not exact from a partial birth date: "
-            + ("lower possible age used" if p.partial == "lower" else "left null"),
-            variable=ctx.variable,
-            count=int(ambiguous.sum()),
-        )
+        used = "lower possible age used" if p.partial == "lower" else "left null"
+        ctx.report(ambiguous, f"age not exact from a partial birth date: {used}", warn=True)
     return result
 
 
