@@ -270,8 +270,10 @@ def test_cdisc_reference_define_is_valid() -> None:
 def test_write_define_fails_the_build_on_a_schema_error(tmp_path: Path) -> None:
     dm = _dm()
     dm.variables[3].origin = "Guessed"
-    with pytest.raises(CdiscforgeError, match=r"define\.xml line \d+: .*'Guessed'"):
+    with pytest.raises(CdiscforgeError, match=r"define\.xml line \d+: .*'Guessed'") as err:
         write_define([dm], tmp_path / "define.xml", study=STUDY, standard="SDTM", created=CREATED)
+    # the offending line itself is quoted (a build's staging folder does not survive it)
+    assert '> <def:Origin Type="Guessed"' in str(err.value)
 
 
 def test_write_define_rejects_a_creation_time_that_is_not_iso(tmp_path: Path) -> None:

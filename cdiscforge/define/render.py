@@ -648,8 +648,9 @@ def write_define(
 ) -> Path:
     """Write define.xml (and define2-1.xsl beside it) and check it against the 2.1 XSD.
 
-    The file is written even when the schema check fails, so the reviewer of a failed build can
-    open it at the line named in the error; the build still fails, with `CdiscforgeError`.
+    The file is written even when the schema check fails, and the error quotes each offending
+    line, so the reviewer of a failed build sees what is wrong even after the build removed its
+    staging folder; the build still fails, with `CdiscforgeError`.
     """
     out_path = Path(out_path)
     model = build_define_model(datasets, study=study, standard=standard, created=created)
@@ -659,7 +660,16 @@ def write_define(
     shutil.copyfile(stylesheet_path(), out_path.parent / STYLESHEET_NAME)
     errors = schema_errors(text.encode("utf-8"), str(out_path))
     if errors:
-        shown = "\n  ".join(errors[:10])
+        # Quote each offending line: a failed build's staging folder does not survive it.
+        lines = text.splitlines()
+
+        def quoted(error: str) -> str:
+            found = re.search(r"line (\d+):", error)
+            if not found or not 0 < int(found.group(1)) <= len(lines):
+                return error
+            return f"{error}\n    > {lines[int(found.group(1)) - 1].strip()[:160]}"
+
+        shown = "\n  ".join(quoted(e) for e in errors[:10])
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise CdiscforgeError(
             f"{out_path} fails the Define-XML 2.1 schema ({len(errors)} error(s)):\n  {shown}{more}"
