@@ -20,10 +20,12 @@ Conventions (the same as `cdiscforge.xpt`, so XPT and JSON read back to the same
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import jsonschema
 import numpy as np
@@ -264,42 +266,243 @@ def validate_dataset_json(path: Path) -> list[str]:
     return check_dataset_json(path)[0]
 
 
-def check_dataset_json(path: Path) -> tuple[list[str], int]:
+class _Malformed(Exception):
+    """The file is not well-formed JSON; the message says what and where."""
+
+
+class _JsonStream:
+    """A rolling window over a JSON text file, decoded one value at a time.
+
+    `check_dataset_json` walks the top-level object with it so that only one member, or one
+    row, is ever decoded at once: a json.load of a 200 MB Dataset-JSON file makes ~25
+    million Python objects. The buffer keeps the unread text; when a value is cut at the end
+    of the buffer, the next chunk is appended and the value decoded again.
+    """
+
+    def __init__(self, fh: TextIO, chunk_chars: int) -> None:
+        self._fh = fh
+        self._chunk = max(1, chunk_chars)
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+        self._dropped = 0  # characters before buf[0]
+        self._dropped_lines = 0  # newlines in them
+        self._last_newline = -1  # absolute position of the last newline dropped
+        self.where = ""  # what is being read, for error messages ("rows/12")
+
+    def _more(self) -> bool:
+        """Drop the text already consumed, append the next chunk; False (and the buffer
+        untouched) at end of file."""
+        if self.eof:
+            return False
+        text = self._fh.read(self._chunk)
+        if not text:
+            self.eof = True
+            return False
+        if self.pos:
+            newline = self.buf.rfind("\n", 0, self.pos)
+            if newline >= 0:
+                self._last_newline = self._dropped + newline
+                self._dropped_lines += self.buf.count("\n", 0, self.pos)
+            self._dropped += self.pos
+            self.buf = self.buf[self.pos :]
+            self.pos = 0
+        self.buf += text
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not JSON whitespace ("" at end of file), skipping to it."""
+        while True:
+            self.pos = _JSON_WS.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._more():
+                return ""
+
+    def expect(self, chars: str, what: str) -> str:
+        """Consume the next character, which must be one of `chars`."""
+        char = self.peek()
+        if not char or char not in chars:
+            found = repr(char) if char else "end of file"
+            raise self.error(f"expected {what}, found {found}", self.pos)
+        self.pos += 1
+        return char
+
+    def value(self) -> Any:
+        """Decode the JSON value at the current position (whitespace already skipped)."""
+        while True:
+            try:
+                value, end = _DECODE(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                # More text can complete a value cut at the end of the buffer; a string not
+                # closed within it may go on in the next chunk. Anything else is an error.
+                cut = exc.pos >= len(self.buf) - _TOKEN_MARGIN or exc.msg.startswith(
+                    "Unterminated string"
+                )
+                if cut and self._more():
+                    continue
+                raise self.error(exc.msg, exc.pos) from None
+            # A number ending exactly at the end of the buffer may go on in the next chunk.
+            if end < len(self.buf) or not self._more():
+                self.pos = end
+                return value
+
+    def error(self, message: str, pos: int) -> _Malformed:
+        absolute = self._dropped + pos
+        line = self._dropped_lines + self.buf.count("\n", 0, pos) + 1
+        newline = self.buf.rfind("\n", 0, pos)
+        column = pos - newline if newline >= 0 else absolute - self._last_newline
+        where = f" in {self.where}" if self.where else ""
+        return _Malformed(f"{message}{where}: line {line} column {column} (char {absolute})")
+
+
+_DECODE = json.JSONDecoder().raw_decode
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+# An error this close to the end of the buffer may be a token cut by the chunk boundary (a
+# number "1." waiting for its digits, "tru" for its "e"); no number or literal is this long.
+_TOKEN_MARGIN = 1024
+CHECK_CHUNK_CHARS = 1 << 20
+_NESTED = frozenset({list, dict})
+
+
+@dataclass
+class _RowTally:
+    """What `check_dataset_json` needs to know of the rows, gathered without keeping them.
+
+    `columns` may come after `rows` (key order is free), so the width is not known while
+    the rows stream by: the first row of each length, and the first row of each length
+    holding a nested value, are kept instead, and judged once the width is known.
+    """
+
+    is_array: bool = True
+    count: int = 0
+    first_not_list: int | None = None
+    first_of_length: dict[int, int] = field(default_factory=dict)
+    first_nested_of_length: dict[int, int] = field(default_factory=dict)
+
+    def add(self, row: Any) -> None:
+        if type(row) is list:
+            n = len(row)
+            if n not in self.first_of_length:
+                self.first_of_length[n] = self.count
+            if n not in self.first_nested_of_length and not _NESTED.isdisjoint(map(type, row)):
+                self.first_nested_of_length[n] = self.count
+        elif self.first_not_list is None:
+            self.first_not_list = self.count
+        self.count += 1
+
+    def problem(self, width: int) -> str | None:
+        """The first row that is not an array of `width` scalars, as the old check said it."""
+        wrong = [i for n, i in self.first_of_length.items() if n != width]
+        if self.first_not_list is not None:
+            wrong.append(self.first_not_list)
+        first_wrong = min(wrong, default=None)
+        nested = self.first_nested_of_length.get(width)
+        if first_wrong is not None and (nested is None or first_wrong < nested):
+            return f"rows/{first_wrong} is not an array of {width} values"
+        if nested is not None:
+            return f"rows/{nested} holds a value that is not a scalar"
+        return None
+
+
+def _stream_rows(stream: _JsonStream, tally: _RowTally) -> None:
+    """Read the value of `rows`, one row at a time, into `tally`."""
+    if stream.peek() != "[":
+        stream.where = "rows"
+        stream.value()  # not an array: decoded only to move past it
+        tally.is_array = False
+        return
+    stream.pos += 1
+    if stream.peek() == "]":
+        stream.pos += 1
+        return
+    while True:
+        stream.where = f"rows/{tally.count}"
+        stream.peek()
+        tally.add(stream.value())
+        if stream.expect(",]", "',' or ']' after a row") == "]":
+            return
+
+
+def _read_members(path: Path, chunk_chars: int) -> tuple[dict[str, Any] | None, _RowTally]:
+    """The top-level members of a Dataset-JSON file except `rows`, and a tally of its rows.
+
+    None for the members if the top level is not an object. Raises `_Malformed`.
+    """
+    members: dict[str, Any] = {}
+    tally = _RowTally()
+    with path.open("r", encoding="utf-8") as fh:
+        stream = _JsonStream(fh, chunk_chars)
+        first = stream.peek()
+        if first != "{":
+            if first and first in '["-0123456789tfn':
+                return None, tally  # JSON, but not an object
+            raise stream.error("expected '{' at the start of the file", stream.pos)
+        stream.pos += 1
+        if stream.peek() == "}":
+            stream.pos += 1
+        else:
+            while True:
+                if stream.peek() != '"':
+                    raise stream.error("expected a member name in double quotes", stream.pos)
+                stream.where = ""
+                key = stream.value()
+                stream.expect(":", f"':' after {key!r}")
+                stream.peek()
+                if key == "rows":
+                    tally = _RowTally()  # a repeated key: the last one wins, as in json.load
+                    _stream_rows(stream, tally)
+                    members["rows"] = []
+                else:
+                    stream.where = key
+                    members[key] = stream.value()
+                stream.where = ""
+                if stream.expect(",}", "',' or '}' after a member") == "}":
+                    break
+        stream.where = ""
+        if stream.peek():
+            raise stream.error("extra data after the top-level object", stream.pos)
+    return members, tally
+
+
+def check_dataset_json(
+    path: Path, *, chunk_chars: int = CHECK_CHUNK_CHARS
+) -> tuple[list[str], int]:
     """Problems of a Dataset-JSON file against the 1.1 schema and its own counts, and its
     number of rows (read once, so the build's cross-check parses each file once).
 
+    The file is streamed in chunks of `chunk_chars` characters: members other than `rows`
+    (small) are decoded whole, rows one at a time and not kept, so memory does not grow with
+    the file (a 10,000-subject MK is over 2 GB of JSON). Key order and whitespace are free.
     The JSON schema is applied to the document with its rows set aside, because for rows the
     1.1 schema asks only that each is an array (jsonschema spent over a minute per million
     rows proving that); the rows are then checked here, more strictly than the schema:
     each is an array of one scalar (string, number, boolean or null) per column, and
-    `records` equals their number.
+    `records` equals their number. A file that is not well-formed JSON is one problem
+    saying where, and 0 rows.
     """
     path = Path(path)
     try:
-        with path.open("r", encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
+        doc, tally = _read_members(path, chunk_chars)
+    except _Malformed as exc:
         return [f"{path}: not readable JSON: {exc}"], 0
-    rows = doc.get("rows", []) if isinstance(doc, dict) else []
-    head = {**doc, "rows": []} if isinstance(doc, dict) and "rows" in doc else doc
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path}: not readable JSON: {exc}"], 0
+    if doc is None:
+        return [f"{path}: (top level): is not a JSON object"], 0
     problems = []
-    for err in sorted(_validator().iter_errors(head), key=lambda e: list(e.absolute_path)):
+    for err in sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path)):
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         problems.append(f"{path}: {where}: {err.message}")
-    if not isinstance(rows, list):
+    if not tally.is_array:
         return [*problems, f"{path}: rows: is not an array"], 0
-    if isinstance(doc, dict) and doc.get("records") != len(rows):
-        problems.append(f"{path}: records is {doc.get('records')} but there are {len(rows)} rows")
-    width = len(doc.get("columns", [])) if isinstance(doc, dict) else 0
-    scalar = (str, int, float, bool, type(None))
-    for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != width:
-            problems.append(f"{path}: rows/{i} is not an array of {width} values")
-            break
-        if not all(isinstance(v, scalar) for v in row):
-            problems.append(f"{path}: rows/{i} holds a value that is not a scalar")
-            break
-    return problems, len(rows)
+    if doc.get("records") != tally.count:
+        problems.append(f"{path}: records is {doc.get('records')} but there are {tally.count} rows")
+    columns = doc.get("columns", [])
+    row_problem = tally.problem(len(columns) if isinstance(columns, list) else 0)
+    if row_problem:
+        problems.append(f"{path}: {row_problem}")
+    return problems, tally.count
 
 
 def require_valid_dataset_json(path: Path) -> None:

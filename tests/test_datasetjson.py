@@ -10,7 +10,12 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from cdiscforge.datasetjson import read_dataset_json, validate_dataset_json, write_dataset_json
+from cdiscforge.datasetjson import (
+    check_dataset_json,
+    read_dataset_json,
+    validate_dataset_json,
+    write_dataset_json,
+)
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, StudyInfo, Variable
 
@@ -117,6 +122,96 @@ def test_a_nested_value_in_a_row_is_reported(tmp_path: Path) -> None:
     doc["rows"][2][0] = ["nested"]
     out.write_text(json.dumps(doc), encoding="utf-8")
     assert any("rows/2 holds a value that is not a scalar" in p for p in validate_dataset_json(out))
+
+
+def _adlb_doc(tmp_path: Path) -> dict:
+    out = write_dataset_json(_adlb(), tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 2, 3, 5, 8, 13, 64, 1 << 20])
+def test_pretty_printed_file_checks_clean_whatever_the_chunk_size(
+    tmp_path: Path, chunk_chars: int
+) -> None:
+    """Other writers indent; a tiny chunk cuts every token (numbers, strings, null, the
+    records count) at some boundary, and the streaming check must still see the same file."""
+    out = tmp_path / "pretty.json"
+    out.write_text(json.dumps(_adlb_doc(tmp_path), indent=2), encoding="utf-8")
+    assert check_dataset_json(out, chunk_chars=chunk_chars) == ([], 3)
+
+
+@pytest.mark.parametrize("chunk_chars", range(1, 40))
+def test_compact_rows_cut_at_every_position_still_parse(tmp_path: Path, chunk_chars: int) -> None:
+    """Twelve rows, so that "records":12 is also cut between its digits at some size."""
+    ds = _adlb()
+    ds.frame = pd.concat([ds.frame] * 4, ignore_index=True)
+    out = write_dataset_json(ds, tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    assert check_dataset_json(out, chunk_chars=chunk_chars) == ([], 12)
+
+
+def test_rows_before_columns_check_clean_and_rows_are_still_judged(tmp_path: Path) -> None:
+    doc = _adlb_doc(tmp_path)
+    first = {"rows": doc.pop("rows")}
+    out = tmp_path / "rows_first.json"
+    out.write_text(json.dumps({**first, **doc}, indent=1), encoding="utf-8")
+    assert out.read_text(encoding="utf-8").startswith('{\n "rows"')
+    assert check_dataset_json(out, chunk_chars=16) == ([], 3)
+    # The width is only known after the rows: a short row and a later nested one are judged
+    # then, in row order, as when the rows come last.
+    first["rows"][1] = first["rows"][1][:-1]
+    first["rows"][2][0] = ["nested"]
+    out.write_text(json.dumps({**first, **doc}), encoding="utf-8")
+    problems, rows = check_dataset_json(out, chunk_chars=16)
+    assert rows == 3
+    assert problems == [f"{out}: rows/1 is not an array of 6 values"]
+
+
+def test_nested_value_before_a_short_row_is_the_one_reported(tmp_path: Path) -> None:
+    doc = _adlb_doc(tmp_path)
+    doc["rows"][0][3] = {"x": 1}
+    doc["rows"][2] = doc["rows"][2][:2]
+    out = tmp_path / "adlb.json"
+    out.write_text(json.dumps({"rows": doc.pop("rows"), **doc}), encoding="utf-8")
+    assert check_dataset_json(out)[0] == [f"{out}: rows/0 holds a value that is not a scalar"]
+
+
+@pytest.mark.parametrize("chunk_chars", [7, 1 << 20])
+@pytest.mark.parametrize(
+    ("cut", "message"),
+    [
+        (lambda t: t[: t.index('"rows"') + 40], "in rows/"),  # truncated inside the rows
+        (lambda t: t[:-2], "expected ',' or '}'"),  # the closing "}" lost
+        (lambda t: t[:30], "line 1 column"),  # truncated in the header
+        (lambda t: t.replace("],[", "][", 1), "expected ',' or ']' after a row"),
+        (lambda t: t + "{}", "extra data after the top-level object"),
+        (lambda t: "", "expected '{'"),
+        (lambda t: t.replace('"records":3', '"records":3.', 1), "found '.'"),
+    ],
+)  # fmt: skip
+def test_malformed_json_is_reported_with_its_place_not_raised(
+    tmp_path: Path, cut: object, message: str, chunk_chars: int
+) -> None:
+    out = write_dataset_json(_adlb(), tmp_path / "adlb.json", study=STUDY, created=CREATED)
+    out.write_text(cut(out.read_text(encoding="utf-8")), encoding="utf-8")  # type: ignore[operator]
+    problems, rows = check_dataset_json(out, chunk_chars=chunk_chars)
+    assert rows == 0
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{out}: not readable JSON: ")
+    assert message in problems[0]
+
+
+def test_json_that_is_not_an_object_is_reported(tmp_path: Path) -> None:
+    out = tmp_path / "list.json"
+    out.write_text("  [1, 2]", encoding="utf-8")
+    assert check_dataset_json(out) == ([f"{out}: (top level): is not a JSON object"], 0)
+
+
+def test_rows_that_are_not_an_array_are_reported(tmp_path: Path) -> None:
+    doc = _adlb_doc(tmp_path)
+    doc["rows"] = {"a": [1]}
+    out = tmp_path / "adlb.json"
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    assert check_dataset_json(out) == ([f"{out}: rows: is not an array"], 0)
 
 
 def test_reference_dm_json_matches_its_xpt() -> None:
