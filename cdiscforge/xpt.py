@@ -28,6 +28,7 @@ Decisions a reviewer should know (each is tested):
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -137,18 +138,165 @@ def read_xpt(path: Path, *, encoding: str | None = None) -> Dataset:
     else:
         frame, meta = _read_with_pyreadstat(path, encoding)
 
-    variables: list[Variable] = []
-    columns: dict[str, pd.Series] = {}
+    variables = _variables(meta)
+    columns = {v.name: _to_column(frame[v.name], v) for v in variables}
+    out = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    return Dataset(
+        name=meta.table_name or path.stem.upper(),
+        label=meta.file_label or "",
+        frame=out,
+        variables=variables,
+    )
+
+
+def read_xpt_variables(path: Path) -> list[Variable]:
+    """The variables of an XPT file as `read_xpt` describes them, without reading any data.
+
+    For checks that compare names, types and lengths (define.xml's cross-check) on files too
+    big to hold in memory; `iter_xpt_chunks` reads the values.
+    """
+    path = Path(path)
+    try:
+        _, meta = _read_with_pyreadstat(path, None, metadataonly=True)
+    except UnicodeDecodeError:
+        _, meta = _read_with_pyreadstat(path, "windows-1252", metadataonly=True)
+    return _variables(meta)
+
+
+DEFAULT_CHUNK_ROWS = 100_000
+_MEMBER_HEADER = b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!"
+_NAMESTR_HEADER = b"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!"
+_OBS_HEADER = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
+
+
+def iter_xpt_chunks(
+    path: Path,
+    columns: list[str],
+    *,
+    encoding: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """The named columns of an XPT file, about `chunk_rows` observations at a time, converted
+    as `read_xpt` converts them; the chunks' lengths add up to `read_xpt`'s row count (an empty
+    `columns` gives empty frames of the right lengths, to count rows).
+
+    pyreadstat does the reading (decoding, IBM doubles, missing values), but its own
+    row_offset re-reads every skipped observation one by one (~1 us each: chunking a
+    9-million-row MK that way is quadratic, minutes), so each chunk is given to it as a
+    file-like view holding the file's header and that chunk's observations only. readstat
+    drops all-blank observations at the end of what it reads (it cannot tell them from the
+    padding of the last card), so a chunk is never cut after a blank observation, only the
+    file's end is. `encoding` None is UTF-8 and raises UnicodeDecodeError if the text is not;
+    a caller wanting `read_xpt`'s Windows-1252 fallback starts again with that encoding.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        obs_start, row_length = _observation_layout(fh, path)
+        if row_length == 0:
+            return
+        total = (os.fstat(fh.fileno()).st_size - obs_start) // row_length
+        blank = b" " * row_length
+        # With no columns asked for, the first one is read, for the count.
+        wanted = list(columns) or [v.name for v in read_xpt_variables(path)[:1]]
+        first = 0
+        while first < total:
+            stop = min(total, first + max(1, chunk_rows))
+            while stop < total:
+                fh.seek(obs_start + (stop - 1) * row_length)
+                if fh.read(row_length) != blank:
+                    break
+                stop += 1
+            view = _XptView(fh, obs_start, obs_start + first * row_length, stop - first, row_length)
+            frame, meta = _read_with_pyreadstat(path, encoding, source=view, usecols=wanted)
+            by_name = {v.name: v for v in _variables(meta)}
+            yield pd.DataFrame(
+                {name: _to_column(frame[name], by_name[name]) for name in columns},
+                index=pd.RangeIndex(len(frame)),
+            )
+            first = stop
+
+
+def _observation_layout(fh: Any, path: Path) -> tuple[int, int]:
+    """Byte offset of the first observation and the observation length, from the headers.
+
+    Walks the 80-byte header cards to the NAMESTR records (their size is in the member
+    header: 140 bytes, 136 on VAX), takes the row length from their positions and lengths,
+    and checks that the OBS header card follows them.
+    """
+    namestr_size = 140
+    offset = 0
+    while True:
+        card = fh.read(80)
+        offset += 80
+        if len(card) < 80:
+            raise InputError(path, "cannot read as SAS XPT v5: no NAMESTR header record")
+        if card.startswith(_MEMBER_HEADER):
+            namestr_size = int(card[74:78])
+        if card.startswith(_NAMESTR_HEADER):
+            break
+    count = int(card[54:58])
+    records = fh.read(count * namestr_size)
+    row_length = 0
+    for i in range(count):
+        record = records[i * namestr_size : (i + 1) * namestr_size]
+        (length,) = struct.unpack(">h", record[4:6])
+        (position,) = struct.unpack(">i", record[84:88])
+        row_length = max(row_length, position + length)
+    offset += -(-count * namestr_size // 80) * 80
+    fh.seek(offset)
+    if not fh.read(80).startswith(_OBS_HEADER):
+        raise InputError(path, "cannot read as SAS XPT v5: no OBS header after the NAMESTRs")
+    return offset + 80, row_length
+
+
+class _XptView(io.RawIOBase):
+    """A read-only file of an XPT file's header followed by `rows` of its observations
+    starting at byte `start`: what pyreadstat is given to read one chunk."""
+
+    def __init__(self, fh: Any, header: int, start: int, rows: int, row_length: int) -> None:
+        super().__init__()
+        self._fh = fh
+        self._header = header
+        self._start = start
+        self._size = header + rows * row_length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and self._pos < self._size:
+            if self._pos < self._header:
+                source, available = self._pos, self._header - self._pos
+            else:
+                source, available = self._start + self._pos - self._header, self._size - self._pos
+            self._fh.seek(source)
+            got = self._fh.readinto(view[done : done + min(available, len(view) - done)])
+            if not got:
+                break
+            done += got
+            self._pos += got
+        return done
+
+
+def _variables(meta: Any) -> list[Variable]:
+    variables = []
     for name in meta.column_names:
         is_char = meta.readstat_variable_types[name] == "string"
         fmt = _safe_parse_format(meta.original_variable_types.get(name))
-        column = frame[name]
-        if is_char:
-            column = column.astype("str")
-            column = column.mask(column == "")
-        else:
-            column = _numbers_to_column(column.to_numpy(dtype="float64"), fmt)
-        columns[name] = column
         variables.append(
             Variable(
                 name=name,
@@ -159,18 +307,27 @@ def read_xpt(path: Path, *, encoding: str | None = None) -> Dataset:
                 format=str(fmt) if fmt else None,
             )
         )
-    out = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
-    return Dataset(
-        name=meta.table_name or path.stem.upper(),
-        label=meta.file_label or "",
-        frame=out,
-        variables=variables,
-    )
+    return variables
 
 
-def _read_with_pyreadstat(path: Path, encoding: str | None) -> tuple[pd.DataFrame, object]:
+def _to_column(column: pd.Series, var: Variable) -> pd.Series:
+    """A column as pyreadstat read it, as `read_xpt` returns it: blanks missing, dates dated."""
+    if var.is_char:
+        text = column.astype("str")
+        return text.mask(text == "")
+    return _numbers_to_column(column.to_numpy(dtype="float64"), _safe_parse_format(var.format))
+
+
+def _read_with_pyreadstat(
+    path: Path, encoding: str | None, *, source: Any = None, **options: Any
+) -> tuple[pd.DataFrame, Any]:
     try:
-        return pyreadstat.read_xport(str(path), encoding=encoding, disable_datetime_conversion=True)
+        return pyreadstat.read_xport(
+            str(path) if source is None else source,
+            encoding=encoding,
+            disable_datetime_conversion=True,
+            **options,
+        )
     except UnicodeDecodeError:
         raise
     except Exception as exc:  # pyreadstat raises its own, undocumented classes

@@ -327,6 +327,64 @@ def test_crosscheck_reports_each_kind_of_drift(tmp_path: Path) -> None:
     assert len(problems) == 4
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3])
+def test_crosscheck_reads_codelist_values_across_chunks(tmp_path: Path, chunk_rows: int) -> None:
+    """The values outside a codelist are found whichever chunk holds them (here the last row
+    and the first), and the XPT row count is the sum of the chunks."""
+    dm, lb = _dm(), _lb()
+    define, xpt_dir, json_dir = _write_package(tmp_path, [dm, lb])
+    assert crosscheck(define, xpt_dir, json_dir, chunk_rows=chunk_rows) == []
+    drifted = _dm()
+    drifted.frame.loc[2, "SEX"] = "X"
+    drifted.frame.loc[0, "SEX"] = "Y"
+    drifted.variable("SEX").length = 1
+    write_xpt(drifted, xpt_dir / "dm.xpt", created=datetime(2026, 1, 15))
+    short = Dataset(lb.name, lb.label, lb.frame.iloc[:3], lb.variables, keys=lb.keys)
+    write_dataset_json(short, json_dir / "lb.json", study=STUDY, created=CREATED)
+    assert crosscheck(define, xpt_dir, json_dir, chunk_rows=chunk_rows) == [
+        "DM (dm.xpt): SEX has values not in CodeList CL.SEX: 'X', 'Y'",
+        "LB: lb.json has 3 rows, lb.xpt has 4",
+    ]
+
+
+@pytest.mark.parametrize(("name", "encoding"), [("dm.xpt", None), ("ts.xpt", "windows-1252")])
+def test_xpt_chunks_of_a_sas_written_file_are_read_xpt_in_pieces(
+    name: str, encoding: str | None
+) -> None:
+    """CDISC pilot files (written by SAS; TS is Windows-1252): header, row length and values
+    as read_xpt reads them, seven rows at a time."""
+    from cdiscforge.xpt import iter_xpt_chunks, read_xpt, read_xpt_variables
+
+    path = REF / "cdiscpilot01" / "sdtm" / name
+    whole = read_xpt(path)
+    assert read_xpt_variables(path) == whole.variables
+    names = [v.name for v in whole.variables]
+    chunks = list(iter_xpt_chunks(path, names, encoding=encoding, chunk_rows=7))
+    assert len(chunks) == -(-len(whole) // 7)
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole.frame)
+    if encoding:
+        with pytest.raises(UnicodeDecodeError):
+            list(iter_xpt_chunks(path, ["TSVAL"], chunk_rows=7))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 100])
+def test_xpt_chunks_keep_blank_observations_inside_the_file(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    """readstat drops all-blank observations at the end of what it reads, so a chunk must not
+    end on one; at the end of the file they are the last card's padding and are dropped."""
+    from cdiscforge.xpt import iter_xpt_chunks, read_xpt
+
+    frame = pd.DataFrame({"A": ["x", "", None, "", "y"], "B": ["1", None, "", "", "2"]})
+    blank = Dataset("BL", "Blank rows", frame, [Variable("A", "A"), Variable("B", "B")])
+    path = write_xpt(blank, tmp_path / "bl.xpt", created=datetime(2026, 1, 15))
+    whole = read_xpt(path)
+    assert len(whole) == 5  # rows 1-3 blank; the 35 two-byte "rows" of padding are not rows
+    chunks = list(iter_xpt_chunks(path, ["A", "B"], chunk_rows=chunk_rows))
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole.frame)
+    assert sum(len(c) for c in iter_xpt_chunks(path, [], chunk_rows=chunk_rows)) == 5
+
+
 def test_supp_qval_value_level_metadata_takes_each_qorig(tmp_path: Path) -> None:
     frame = pd.DataFrame(
         {

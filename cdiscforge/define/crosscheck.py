@@ -6,6 +6,11 @@ drifted) and report, one line per problem: an XPT without an ItemGroupDef or the
 variables missing on either side, a define Length or DataType that disagrees with the XPT,
 a CodeListRef to no CodeList or data values the codelist does not list, and a Dataset-JSON
 file whose row count differs from its XPT.
+
+They run in memory that does not grow with the data (a 10,000-subject study has ~12 million
+SDTM records): each XPT's variables come from its header, only the columns that have a
+CodeList are read, in chunks, keeping their distinct values, and Dataset-JSON files are
+streamed (`check_dataset_json`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 from lxml import etree
 
-from cdiscforge.model import Dataset
+from cdiscforge.model import Variable
+from cdiscforge.xpt import DEFAULT_CHUNK_ROWS
 
 NS = {
     "odm": "http://www.cdisc.org/ns/odm/v1.3",
@@ -95,10 +101,48 @@ def _data_values(series: pd.Series) -> set[str]:
     return set(text[text != ""].unique().tolist())
 
 
-def _check_dataset(group: _DefGroup, ds: Dataset, codelists: dict[str, set[str]]) -> list[str]:
+def _scan_xpt(path: Path, names: list[str], chunk_rows: int) -> tuple[int, dict[str, set[str]]]:
+    """Row count of an XPT and the distinct values (as `_data_values` spells them) of `names`,
+    read a chunk at a time; text is UTF-8 or else Windows-1252, as `read_xpt` reads it."""
+    from cdiscforge.xpt import iter_xpt_chunks
+
+    for encoding in (None, "windows-1252"):
+        rows = 0
+        values: dict[str, set[str]] = {name: set() for name in names}
+        try:
+            for chunk in iter_xpt_chunks(path, names, encoding=encoding, chunk_rows=chunk_rows):
+                rows += len(chunk)
+                for name in names:
+                    values[name] |= _data_values(chunk[name])
+        except UnicodeDecodeError:
+            if encoding is not None:
+                raise
+            continue
+        return rows, values
+    raise AssertionError("unreachable")
+
+
+def _checked_codelists(
+    group: _DefGroup, xpt_vars: dict[str, Variable], codelists: dict[str, set[str]]
+) -> list[str]:
+    """Variables whose values `_check_dataset` compares with a codelist: the only data read."""
+    return [
+        item.name
+        for item in group.items
+        if item.codelist_oid in codelists and item.name in xpt_vars
+    ]
+
+
+def _check_dataset(
+    group: _DefGroup,
+    xpt_vars: dict[str, Variable],
+    values: dict[str, set[str]],
+    codelists: dict[str, set[str]],
+) -> list[str]:
+    """Problems of one XPT (its `xpt_vars`, and the distinct `values` of the variables
+    `_checked_codelists` names) against its ItemGroupDef."""
     problems = []
     where = f"{group.name} ({group.href})"
-    xpt_vars = {v.name: v for v in ds.variables}
     def_names = [i.name for i in group.items]
     for missing in [n for n in def_names if n not in xpt_vars]:
         problems.append(f"{where}: define.xml has variable {missing}, the XPT does not")
@@ -126,7 +170,7 @@ def _check_dataset(group: _DefGroup, ds: Dataset, codelists: dict[str, set[str]]
                     "which define.xml does not contain"
                 )
                 continue
-            unlisted = sorted(_data_values(ds.frame[item.name]) - codelists[item.codelist_oid])
+            unlisted = sorted(values[item.name] - codelists[item.codelist_oid])
             if unlisted:
                 shown = ", ".join(repr(v) for v in unlisted[:_MAX_VALUES_SHOWN])
                 more = f" and {len(unlisted) - _MAX_VALUES_SHOWN} more" if len(unlisted) > 5 else ""
@@ -137,12 +181,19 @@ def _check_dataset(group: _DefGroup, ds: Dataset, codelists: dict[str, set[str]]
     return problems
 
 
-def crosscheck(define_path: Path, xpt_dir: Path, json_dir: Path | None = None) -> list[str]:
+def crosscheck(
+    define_path: Path,
+    xpt_dir: Path,
+    json_dir: Path | None = None,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> list[str]:
     """Problems found comparing define.xml with the XPT (and Dataset-JSON) files; empty if none.
 
-    Each Dataset-JSON file is also checked against its schema (`check_dataset_json`)."""
+    Each Dataset-JSON file is also checked against its schema (`check_dataset_json`). XPT
+    values are read `chunk_rows` observations at a time (see the module docstring)."""
     from cdiscforge.datasetjson import check_dataset_json
-    from cdiscforge.xpt import read_xpt
+    from cdiscforge.xpt import read_xpt_variables
 
     define_path, xpt_dir = Path(define_path), Path(xpt_dir)
     groups, codelists = _read_define(define_path)
@@ -160,8 +211,12 @@ def crosscheck(define_path: Path, xpt_dir: Path, json_dir: Path | None = None) -
                 f"which is not in {xpt_dir}"
             )
             continue
-        ds = read_xpt(xpt_path)
-        problems.extend(_check_dataset(group, ds, codelists))
+        xpt_vars = {v.name: v for v in read_xpt_variables(xpt_path)}
+        names = _checked_codelists(group, xpt_vars, codelists)
+        n_rows, values = 0, {}
+        if names or json_dir is not None:  # the row count is only compared with the JSON
+            n_rows, values = _scan_xpt(xpt_path, names, chunk_rows)
+        problems.extend(_check_dataset(group, xpt_vars, values, codelists))
         if json_dir is not None:
             json_name = f"{Path(group.href).stem.lower()}.json"
             json_path = jsons.get(json_name)
@@ -170,9 +225,9 @@ def crosscheck(define_path: Path, xpt_dir: Path, json_dir: Path | None = None) -
                 continue
             json_problems, rows = check_dataset_json(json_path)
             problems.extend(json_problems)
-            if rows != len(ds):
+            if rows != n_rows:
                 problems.append(
-                    f"{group.name}: {json_path.name} has {rows} rows, {xpt_path.name} has {len(ds)}"
+                    f"{group.name}: {json_path.name} has {rows} rows, {xpt_path.name} has {n_rows}"
                 )
     if json_dir is not None:
         stems = {Path(g.href).stem.lower() for g in groups}
