@@ -22,7 +22,7 @@ import pandas as pd
 from lxml import etree
 
 from cdiscforge.model import Variable
-from cdiscforge.xpt import DEFAULT_CHUNK_ROWS
+from cdiscforge.xpt import DEFAULT_CHUNK_ROWS, iter_xpt_chunks
 
 NS = {
     "odm": "http://www.cdisc.org/ns/odm/v1.3",
@@ -104,8 +104,6 @@ def _data_values(series: pd.Series) -> set[str]:
 def _scan_xpt(path: Path, names: list[str], chunk_rows: int) -> tuple[int, dict[str, set[str]]]:
     """Row count of an XPT and the distinct values (as `_data_values` spells them) of `names`,
     read a chunk at a time; text is UTF-8 or else Windows-1252, as `read_xpt` reads it."""
-    from cdiscforge.xpt import iter_xpt_chunks
-
     for encoding in (None, "windows-1252"):
         rows = 0
         values: dict[str, set[str]] = {name: set() for name in names}
@@ -126,11 +124,8 @@ def _checked_codelists(
     group: _DefGroup, xpt_vars: dict[str, Variable], codelists: dict[str, set[str]]
 ) -> list[str]:
     """Variables whose values `_check_dataset` compares with a codelist: the only data read."""
-    return [
-        item.name
-        for item in group.items
-        if item.codelist_oid in codelists and item.name in xpt_vars
-    ]
+    names = [i.name for i in group.items if i.codelist_oid in codelists and i.name in xpt_vars]
+    return list(dict.fromkeys(names))  # an ItemRef repeated in define.xml is read once
 
 
 def _check_dataset(
