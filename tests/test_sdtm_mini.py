@@ -192,7 +192,8 @@ def test_mini_lb(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
     crp_scr = row(lb, USUBJID=U1, LBREFID="A1")
     assert (crp_scr["LBLOBXFL"], crp_scr["LBDY"], crp_scr["VISITNUM"]) == (None, -49, 1)
     bili = row(lb, USUBJID=U1, LBTESTCD="BILI")
-    assert (bili["LBSTRESC"], bili["LBSTRESN"], bili["LBSTRESU"]) == ("8.552", 8.552, "umol/L")
+    # 0.5 mg/dL x 17.104 = 8.552 umol/L, rounded to the catalogue's 0 decimals in umol/L
+    assert (bili["LBSTRESC"], bili["LBSTRESN"], bili["LBSTRESU"]) == ("9", 9, "umol/L")
     assert (bili["LBCAT"], bili["LBSCAT"], bili["LBSPEC"]) == ("CHEMISTRY", "HEPATIC", "SERUM")
     assert sorted(lb.frame.loc[lb.frame["USUBJID"] == U1, "LBSEQ"]) == [1, 2, 3, 4]
     recon = log.reconciliation_frame()
@@ -284,7 +285,8 @@ def test_adding_a_lab_test_and_a_visit_is_a_spec_change(tmp_path: Path, seed_spe
         {"vendor_code": "GLUF", "vendor_name": "Glucose, Fasting", "LBTESTCD": "GLUC",
          "LBTEST": "Glucose", "LBCAT": "CHEMISTRY", "LBSPEC": "SERUM",
          "vendor_specimen": "Serum", "standard_unit": "mmol/L",
-         "units": [{"unit": "mg/dL", "to_standard": 0.0555, "labs": ["CLAB01"]}],
+         "units": [{"unit": "mg/dL", "to_standard": 0.0555, "std_decimals": 3,
+                    "labs": ["CLAB01"]}],
          "decimals": 0, "ref_range": {"low": 65, "high": 99}}
     )  # fmt: skip
     catalogue.write_text(yaml.safe_dump(data, sort_keys=False))

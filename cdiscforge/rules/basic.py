@@ -567,9 +567,9 @@ def seq(ctx: RuleContext, p: SeqParams) -> pd.Series:
 
 class ResultCharParams(Params):
     var: str
-    factor: float | str | None = None
-    decimals: int | str | None = None
-    ref_fields = ("var",)
+    factor: float | str | None = None  # a number or a per-record reference
+    decimals: int | str | None = None  # a number or a per-record reference
+    ref_fields = ("var", "factor", "decimals")
 
 
 _QUALIFIED = r"^\s*(?P<q>[<>]=?)?\s*(?P<n>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
@@ -588,23 +588,35 @@ def _split_result(values: pd.Series) -> pd.DataFrame:
     return out
 
 
-def _format_numbers(nums: pd.Series, decimals: Any) -> pd.Series:
-    """Numbers as text without float noise: rounded, trailing zeros stripped."""
-    rounded = nums.round(decimals) if isinstance(decimals, int) else nums.round(10)
+def _format_numbers(nums: pd.Series, decimals: int | pd.Series | None) -> pd.Series:
+    """Numbers as text without float noise: rounded to `decimals` (one number, or one per
+    record; missing: 10), trailing zeros stripped."""
+    if isinstance(decimals, pd.Series):
+        places = pd.to_numeric(decimals, errors="coerce").fillna(10).astype(int)
+        rounded = nums.copy()
+        for d in places.unique():
+            rows = places == d
+            rounded[rows] = nums[rows].round(int(d))
+    else:
+        rounded = nums.round(decimals if decimals is not None else 10)
     return map_distinct(rounded, lambda v: f"{v:.10f}".rstrip("0").rstrip("."), "string")
 
 
 @rule("result_char", ResultCharParams)
 def result_char(ctx: RuleContext, p: ResultCharParams) -> pd.Series:
-    """--STRESC from --ORRES: numbers converted with `factor` and formatted; a `<0.5`-style
-    result keeps its qualifier with the converted limit; other text is kept as collected.
+    """--STRESC from --ORRES: numbers converted with `factor`, rounded to `decimals` and
+    formatted without trailing zeros; a `<0.5`-style result keeps its qualifier with the
+    converted limit; other text is kept as collected (upper-cased).
+
+    Example: `{name: LBSTRESC, rule: result_char, var: LBORRES, factor: _FACTOR,
+    decimals: _STDDEC}` (factor and decimals per record, from the lab catalogue).
     """
     values = ctx.ref(p.var)
     parts = _split_result(values)
     factor = _factor(ctx, p.factor)
     converted = parts["num"].astype("Float64") * factor
-    decimals = p.decimals
-    text = _format_numbers(converted, decimals if isinstance(decimals, int) else None)
+    decimals = ctx.ref(p.decimals) if isinstance(p.decimals, str) else p.decimals
+    text = _format_numbers(converted, decimals)
     qual = parts["q"].fillna("")
     out = _text(values).str.strip().str.upper()
     numeric = parts["num"].notna() & converted.notna()
