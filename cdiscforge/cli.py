@@ -64,14 +64,18 @@ def main() -> None:
     Dataset-JSON), driven by YAML specs."""
 
 
-@main.command()
-@click.option("--study", help=f"A bundled study (default {DEFAULT_STUDY}).")
-@click.option(
+_study_option = click.option("--study", help=f"A bundled study (default {DEFAULT_STUDY}).")
+_spec_option = click.option(
     "--spec",
     "spec",
     type=click.Path(file_okay=False, path_type=Path),
     help="A study spec folder (holding study.yaml) instead of a bundled study.",
 )
+
+
+@main.command()
+@_study_option
+@_spec_option
 @click.option(
     "--raw",
     "raw",
@@ -110,13 +114,8 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
 
 
 @main.command()
-@click.option("--study", default=DEFAULT_STUDY, show_default=True, help="A bundled study.")
-@click.option(
-    "--spec",
-    "spec",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="A study spec folder instead of a bundled study.",
-)
+@_study_option
+@_spec_option
 @click.option(
     "--subjects", type=click.IntRange(min=1), help="Enrolled subjects (default: profile)."
 )
@@ -130,13 +129,18 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
     help="Folder to write the raw exports into.",
 )
 def simulate(
-    study: str, spec: Path | None, subjects: int | None, seed: int | None, clean: bool, out: Path
+    study: str | None,
+    spec: Path | None,
+    subjects: int | None,
+    seed: int | None,
+    clean: bool,
+    out: Path,
 ) -> None:
     """Write a study's simulated raw EDC and lab exports (deterministic for a seed)."""
     from cdiscforge.simulate import simulate as run
 
     try:
-        spec_dir, _ = _resolve_spec(None if spec else study, spec)
+        spec_dir, _ = _resolve_spec(study, spec)
         start = time.perf_counter()
         result = run(spec_dir, out, subjects=subjects, seed=seed, mess=not clean)
     except CdiscforgeError as exc:
