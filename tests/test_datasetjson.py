@@ -19,7 +19,8 @@ from cdiscforge.datasetjson import (
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, StudyInfo, Variable
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "dataset-json-examples"
+# Small copies of CDISC's Dataset-JSON examples (tests/fixtures/README.md names the source).
+REF = Path(__file__).resolve().parent / "fixtures" / "dataset-json-examples"
 CREATED = "2026-01-15T09:30:00"
 STUDY = StudyInfo(
     studyid="NCT03691909", name="NCT03691909", description="MSC in RA", protocol="NCT03691909"

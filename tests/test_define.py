@@ -23,7 +23,9 @@ from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, StudyInfo, Variable
 from cdiscforge.xpt import write_xpt
 
-# shared/ sits beside the repository, on a developer's machine and in CI alike.
+# Small copies of public reference files (tests/fixtures/README.md names their sources).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The full reference folder beside the repository, when present (tests needing it skip).
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 NS = {
     "odm": "http://www.cdisc.org/ns/odm/v1.3",
@@ -254,17 +256,36 @@ def test_adam_derived_method_predecessor_and_date_format(tmp_path: Path) -> None
     assert [i.get("CodedValue") for i in ny.findall("odm:EnumeratedItem", NS)] == ["Y"]
 
 
-def test_define_with_standard_name_typo_is_rejected_with_a_located_message() -> None:
-    typo = REF / "dataset-json-examples" / "sdtm" / "define-with-typo.xml"
-    errors = validate_define(typo)
+def _assert_standard_typo_located(errors: list[str], line: int) -> None:
     assert errors, "the typo define must fail the schema"
-    assert "line 63" in errors[0]
+    assert f"line {line}" in errors[0]
     assert "def:Standard" in errors[0] and "'STDTMIG'" in errors[0]
     assert "{http" not in errors[0]
 
 
+def test_define_with_standard_name_typo_is_rejected_with_a_located_message(
+    tmp_path: Path,
+) -> None:
+    """The CDISC example define with its IG's Standard Name misspelt, as CDISC's own
+    define-with-typo.xml has it: the schema error names the line."""
+    good = (FIXTURES / "define-examples" / "defineV21-SDTM.xml").read_text(encoding="utf-8")
+    lines = good.splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if "<def:Standard " in ln and 'Name="SDTMIG"' in ln)
+    lines[at] = lines[at].replace('Name="SDTMIG"', 'Name="STDTMIG"', 1)
+    typo = tmp_path / "define-typo.xml"
+    typo.write_text("".join(lines), encoding="utf-8")
+    _assert_standard_typo_located(validate_define(typo), at + 1)
+
+
+def test_cdisc_define_with_typo_from_the_reference_folder_is_rejected() -> None:
+    typo = REF / "dataset-json-examples" / "sdtm" / "define-with-typo.xml"
+    if not typo.is_file():
+        pytest.skip("shared/reference (CDISC Dataset-JSON examples) not beside the repository")
+    _assert_standard_typo_located(validate_define(typo), 63)
+
+
 def test_cdisc_reference_define_is_valid() -> None:
-    assert validate_define(REF / "define-examples" / "defineV21-SDTM.xml") == []
+    assert validate_define(FIXTURES / "define-examples" / "defineV21-SDTM.xml") == []
 
 
 def test_write_define_fails_the_build_on_a_schema_error(tmp_path: Path) -> None:
@@ -355,7 +376,7 @@ def test_xpt_chunks_of_a_sas_written_file_are_read_xpt_in_pieces(
     as read_xpt reads them, seven rows at a time."""
     from cdiscforge.xpt import iter_xpt_chunks, read_xpt, read_xpt_variables
 
-    path = REF / "cdiscpilot01" / "sdtm" / name
+    path = FIXTURES / "cdiscpilot01" / "sdtm" / name
     whole = read_xpt(path)
     assert read_xpt_variables(path) == whole.variables
     names = [v.name for v in whole.variables]
@@ -417,16 +438,30 @@ def test_supp_qval_value_level_metadata_takes_each_qorig(tmp_path: Path) -> None
     assert ittfl.find("def:Origin", NS).get("Type") == "Derived"
 
 
-PILOT = ["dm.xpt", "ae.xpt", "suppdm.xpt", "ts.xpt", "ta.xpt", "relrec.xpt", "lbur.xpt"]
+PILOT_FIXTURES = ["dm.xpt", "suppdm.xpt", "ts.xpt", "ta.xpt", "relrec.xpt"]
+PILOT_FULL = [*PILOT_FIXTURES, "ae.xpt", "lbur.xpt"]
 
 
-def test_cdisc_pilot_xpts_give_a_valid_define_and_a_clean_crosscheck(tmp_path: Path) -> None:
-    """Real SDTM files (CDISC pilot, shared/reference/cdiscpilot01), metadata from the XPTs."""
+@pytest.mark.parametrize(
+    ("folder", "names"),
+    [
+        (FIXTURES / "cdiscpilot01" / "sdtm", PILOT_FIXTURES),
+        (REF / "cdiscpilot01" / "sdtm", PILOT_FULL),
+    ],
+    ids=["fixtures", "reference"],
+)
+def test_cdisc_pilot_xpts_give_a_valid_define_and_a_clean_crosscheck(
+    tmp_path: Path, folder: Path, names: list[str]
+) -> None:
+    """Real SDTM files (CDISC pilot), metadata from the XPTs: the small copies under
+    tests/fixtures always, the larger AE and LBUR too when shared/reference is beside us."""
     from cdiscforge.xpt import read_xpt
 
+    if not all((folder / n).is_file() for n in names):
+        pytest.skip(f"CDISC pilot files {names} not all present in {folder}")
     datasets = []
-    for name in PILOT:
-        shutil.copyfile(REF / "cdiscpilot01" / "sdtm" / name, tmp_path / name)
+    for name in names:
+        shutil.copyfile(folder / name, tmp_path / name)
         ds = read_xpt(tmp_path / name)
         if ds.name.startswith("SUPP"):
             ds.value_level_by = "QNAM"
@@ -444,7 +479,9 @@ def test_cdisc_pilot_xpts_give_a_valid_define_and_a_clean_crosscheck(tmp_path: P
         ig.get("Name"): ig.find("def:Class", NS).get("Name")
         for ig in doc.findall(".//odm:ItemGroupDef", NS)
     }
-    assert classes["LBUR"] == "FINDINGS" and classes["TA"] == "TRIAL DESIGN"
+    assert classes["TA"] == "TRIAL DESIGN" and classes["DM"] == "SPECIAL PURPOSE"
+    if "LBUR" in classes:
+        assert classes["LBUR"] == "FINDINGS"
     ta = doc.find(".//odm:ItemGroupDef[@OID='IG.TA']", NS)
     assert ta.get("IsReferenceData") == "Yes"
 
