@@ -49,10 +49,13 @@ def run_build(
     raw_dir: Path | None = None,
     *,
     progress: Progress | None = None,
+    on_note: Progress | None = None,
 ) -> BuildResult:
     """Build a study into `out_dir` (see the module docstring for what is published when).
 
     Raises OutputRefused (exit 2) before building when `out_dir` is not ours to write.
+    `on_note` hears at once what the build log will also say about the folder (a stale
+    lock taken over), so a build that fails later still told the user.
     """
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
@@ -61,6 +64,8 @@ def run_build(
     published = [False]
     with outputs.OutputLock(root) as lock:
         state = outputs.inspect(root)  # again, now that no other build can change it
+        for note in lock.notes:
+            (on_note or say)(note)
         staging = outputs.staging_path(root)
         try:
             outputs.remove_tree(staging)  # a leftover of an earlier process with our pid

@@ -108,7 +108,13 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
             if raw is not None and not raw.is_dir():
                 raise CdiscforgeError(f"raw export folder not found: {raw}")
             out_dir = out or Path("outputs") / name
-            result = run_build(spec_dir, out_dir, raw, progress=reporter)
+            result = run_build(
+                spec_dir,
+                out_dir,
+                raw,
+                progress=reporter,
+                on_note=lambda note: click.echo(f"note: {note}", err=True),
+            )
         except CdiscforgeError as exc:
             reporter.stop()
             _fail(exc)
@@ -124,8 +130,6 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
             click.echo(f"error: build interrupted by {exc.signame}; {state}", err=True)
             sys.exit(exc.exit_code)
         reporter.stop()
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
     if result.kept:
         click.echo(
             f"kept {len(result.kept)} file(s) of yours in {result.out_dir} untouched "
