@@ -64,6 +64,7 @@ def run_build(
     published = [False]
     with outputs.OutputLock(root) as lock:
         state = outputs.inspect(root)  # again, now that no other build can change it
+        lock.notes += outputs.clear_leftovers(root)
         for note in lock.notes:
             (on_note or say)(note)
         staging = outputs.staging_path(root)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -419,6 +420,31 @@ def _read_holder(path: Path) -> dict[str, Any]:
 
 def staging_path(root: Path) -> Path:
     return root.parent / f".{root.name}.staging-{os.getpid()}"
+
+
+def clear_leftovers(root: Path) -> list[str]:
+    """Under the lock: remove staging folders of builds killed (SIGKILL, power loss) before
+    they could clean up, and point at backups a swap killed half-way left. Returns notes.
+
+    Only hidden folders named by our own pattern for this output folder are touched; a
+    staging folder holds nothing but a build's own output. A backup may hold the only copy
+    of a previous file, so it is reported, never removed.
+    """
+    notes: list[str] = []
+    for kind in ("staging", "backup", "failed-backup"):
+        prefix = f".{root.name}.{kind}-"
+        for path in sorted(root.parent.glob(glob.escape(prefix) + "*")):
+            if not (path.name[len(prefix) :].isdigit() and path.is_dir()):
+                continue
+            if kind == "staging":
+                remove_tree(path)
+                notes.append(f"removed {path}, left by an earlier build that was killed")
+            else:
+                notes.append(
+                    f"{path} was left by a build killed while publishing: it holds previous "
+                    "versions of files cdiscforge wrote; delete it once you do not need them"
+                )
+    return notes
 
 
 def _backup_path(target: Path) -> Path:

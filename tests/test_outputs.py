@@ -293,6 +293,9 @@ def rebuild(
     dead.wait()
     lock = tmp / ".out.cdiscforge.lock"
     lock.write_text(json.dumps({"pid": dead.pid, "started": "2026-01-02T03:04:05+00:00"}))
+    killed = tmp / ".out.staging-999999"  # what a `kill -9` of an earlier build leaves
+    (killed / "sdtm").mkdir(parents=True)
+    (killed / "sdtm" / "dm.xpt").write_bytes(b"half written")
     stderr = tmp / "first.err"
     first = _popen("build", "--raw", default_raw, "--out", out, stderr=stderr)
     _wait_for(lambda: f'"pid": {first.pid}' in (lock.read_text() if lock.exists() else ""))
@@ -356,6 +359,50 @@ def test_stale_lock_is_taken_over_and_logged(rebuild: dict[str, object]) -> None
     assert said in rebuild["first_stderr"]  # type: ignore[operator]
     assert said in (out / "build.log").read_text()
     assert not (out.parent / ".out.cdiscforge.lock").exists()
+
+
+def test_leftover_staging_of_a_killed_build_is_removed_and_logged(
+    rebuild: dict[str, object],
+) -> None:
+    out: Path = rebuild["out"]  # type: ignore[assignment]
+    killed = out.resolve().parent / ".out.staging-999999"
+    said = f"removed {killed}, left by an earlier build that was killed"
+    assert said in (out / "build.log").read_text() and not killed.exists()
+
+
+def test_leftover_backup_is_reported_never_removed(tmp_path: Path) -> None:
+    from cdiscforge.outputs import clear_leftovers
+
+    backup = tmp_path / ".out.backup-4242"
+    backup.mkdir()
+    (backup / "dm.xpt").write_bytes(b"previous")
+    (tmp_path / ".out.staging-notapid").mkdir()  # not our pattern: never touched
+    notes = clear_leftovers(tmp_path / "out")
+    assert notes == [
+        f"{backup} was left by a build killed while publishing: it holds previous versions "
+        "of files cdiscforge wrote; delete it once you do not need them"
+    ]
+    assert (backup / "dm.xpt").read_bytes() == b"previous"
+    assert (tmp_path / ".out.staging-notapid").is_dir()
+
+
+def test_a_crash_mid_build_keeps_previous_output_and_leaves_no_staging(
+    previous: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed_spec: Path
+) -> None:
+    """Any exception, not only ours: here the writer fails after validation passed."""
+    import cdiscforge.build as build
+
+    out = _copy(previous, tmp_path / "out")
+    before = _snapshot(out)
+
+    def crash(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("writer crashed (simulated)")
+
+    monkeypatch.setattr(build, "write_outputs", crash)
+    with pytest.raises(RuntimeError, match="simulated"):
+        build.run_build(seed_spec, out)
+    assert _snapshot(out) == before
+    assert not _leftovers(tmp_path)
 
 
 # --------------------------------------------------------------------------- signals
