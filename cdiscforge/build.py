@@ -62,21 +62,24 @@ def run_build(
     root = outputs.check_target(out_dir, spec_dir=spec_dir, raw_dir=raw_dir)
     outputs.check_writable(outputs.inspect(root))
     published = [False]
-    with outputs.OutputLock(root) as lock:
-        state = outputs.inspect(root)  # again, now that no other build can change it
-        lock.notes += outputs.clear_leftovers(root)
-        for note in lock.notes:
-            (on_note or say)(note)
-        staging = outputs.staging_path(root)
-        try:
-            outputs.remove_tree(staging)  # a leftover of an earlier process with our pid
-            staging.mkdir()
-            return _build(spec_dir, state, staging, raw_dir, say, timings, lock.notes, published)
-        except outputs.Interrupted as exc:
-            exc.published = published[0]
-            raise
-        finally:
-            outputs.remove_tree(staging)
+    try:
+        with outputs.OutputLock(root) as lock:
+            state = outputs.inspect(root)  # again, now that no other build can change it
+            lock.notes += outputs.clear_leftovers(root)
+            for note in lock.notes:
+                (on_note or say)(note)
+            staging = outputs.staging_path(root)
+            try:
+                outputs.remove_tree(staging)  # a leftover of an earlier process with our pid
+                staging.mkdir()
+                return _build(
+                    spec_dir, state, staging, raw_dir, say, timings, lock.notes, published
+                )
+            finally:
+                outputs.remove_tree(staging)
+    except outputs.Interrupted as exc:  # also one deferred until a swap or clean-up ended
+        exc.published = published[0]
+        raise
 
 
 def _timed(timings: dict[str, float], name: str, fn: Callable[[], object]) -> object:
@@ -133,7 +136,7 @@ def _build(
         ),
     )
     datasets: dict[str, Dataset] = {**sdtm_sets, **adam_sets}  # type: ignore[dict-item]
-    inputs = _input_hashes(spec_dir, raw_dir, staging, log)
+    inputs = _input_hashes(spec_dir, raw_dir, staging, out_dir, log)
 
     say("validate")
     from validation import validate_datasets, write_report
@@ -187,12 +190,27 @@ def _build(
     )
 
 
-def _input_hashes(spec_dir: Path, raw_dir: Path, staging: Path, log: BuildLog) -> dict[str, Any]:
-    """sha256 of every spec file and every raw file the build read (relative names only)."""
+def _input_hashes(
+    spec_dir: Path, raw_dir: Path, staging: Path, out_dir: Path, log: BuildLog
+) -> dict[str, Any]:
+    """sha256 of every spec file and every raw file the build read (relative names only).
+
+    Hidden files and anything inside the output folder or staging (should they sit in the
+    spec folder) are left out, so the hashes describe the specs alone.
+    """
+    spec_root = spec_dir.resolve()
+    skip = (out_dir, staging.resolve())
+    spec_files = [
+        p
+        for p in sorted(spec_root.rglob("*"))
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(spec_root).parts)
+        and not any(p.is_relative_to(s) for s in skip)
+    ]
     raw_root = raw_dir.resolve()
     read = [Path(meta["file"]).resolve() for meta in log.inputs.values()]
     return {
-        "spec": outputs.tree_hashes(spec_dir.resolve()),
+        "spec": outputs.tree_hashes(spec_root, spec_files),
         "raw": outputs.tree_hashes(raw_root, read),
         "raw_simulated": raw_root.is_relative_to(staging.resolve()),
     }

@@ -54,6 +54,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -318,7 +319,9 @@ def inspect(root: Path) -> OutputState:
         )
         raise OutputRefused(
             f"refusing to build into {root}: it is not empty ({shown}) and holds no "
-            f"{MANIFEST}, so no cdiscforge build wrote it. {_WHAT_TO_DO}"
+            f"{MANIFEST}, so no cdiscforge build wrote it. {_WHAT_TO_DO} (A folder written by a "
+            "cdiscforge older than the manifest has none: if that is all it holds, delete it "
+            "yourself.)"
         )
     return OutputState(root, manifest, failed, foreign)
 
@@ -366,6 +369,11 @@ class OutputLock:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
                 holder = _read_holder(self.path)
+                for _ in range(20):  # the holder may be between its flock and its write
+                    if holder:
+                        break
+                    time.sleep(0.05)
+                    holder = _read_holder(self.path)
                 raise OutputRefused(
                     f"another cdiscforge build (pid {holder.get('pid', '?')}, started "
                     f"{holder.get('started', '?')}) is writing into {self.root}; wait for it to "

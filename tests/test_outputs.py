@@ -389,16 +389,17 @@ def test_leftover_backup_is_reported_never_removed(tmp_path: Path) -> None:
 def test_a_crash_mid_build_keeps_previous_output_and_leaves_no_staging(
     previous: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed_spec: Path
 ) -> None:
-    """Any exception, not only ours: here the writer fails after validation passed."""
+    """Any exception, not only ours: here validation itself crashes, after SDTM and ADaM."""
     import cdiscforge.build as build
+    import validation
 
     out = _copy(previous, tmp_path / "out")
     before = _snapshot(out)
 
     def crash(*_args: object, **_kw: object) -> None:
-        raise RuntimeError("writer crashed (simulated)")
+        raise RuntimeError("validation crashed (simulated)")
 
-    monkeypatch.setattr(build, "write_outputs", crash)
+    monkeypatch.setattr(validation, "validate_datasets", crash)
     with pytest.raises(RuntimeError, match="simulated"):
         build.run_build(seed_spec, out)
     assert _snapshot(out) == before
