@@ -334,11 +334,18 @@ def check_writable(state: OutputState) -> None:
         existing = existing.parent
     for folder in sorted({existing, *state.owned_dirs}):
         if not os.access(folder, os.W_OK | os.X_OK):
-            where = "the output folder" if folder == root else f"{folder}"
+            if folder == root:
+                where = f"the output folder {root} is read-only"
+            elif root.is_relative_to(folder):
+                where = (
+                    f"{folder} is read-only, and the output folder {root.name}, its staging "
+                    "folder and its lock go there"
+                )
+            else:
+                where = f"{folder} inside the output folder {root} is read-only"
             raise OutputRefused(
-                f"cannot write the output: {where} ({folder}) is read-only; cdiscforge needs "
-                f"to write into {root} and beside it (staging folder and lock). Nothing was "
-                "built or changed. Make it writable, or give --out another folder."
+                f"cannot write the output: {where}. Nothing was built or changed. Make it "
+                "writable, or give --out another folder."
             )
 
 

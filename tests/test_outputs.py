@@ -211,7 +211,12 @@ def test_read_only_out_or_parent_is_refused_before_building(
     with _read_only(locked):
         result = _run("build", "--out", out)
     assert result.returncode == 2, result.stderr
-    assert f"({locked.resolve()}) is read-only" in result.stderr
+    said = {
+        "out": f"the output folder {out.resolve()} is read-only",
+        "sdtm": f"{locked.resolve()} inside the output folder {out.resolve()} is read-only",
+        "parent": f"{parent.resolve()} is read-only, and the output folder out, its staging",
+    }[which]
+    assert f"error: cannot write the output: {said}" in result.stderr
     assert "Nothing was built or changed" in result.stderr
     assert "] specs" not in result.stderr and "Traceback" not in result.stderr
     assert _snapshot(parent) == before and not _leftovers(parent)
@@ -479,3 +484,25 @@ def test_swap_rolls_back_when_a_move_fails(tmp_path: Path, monkeypatch: pytest.M
         target / "old_only.txt"
     ).exists()
     assert (target / "user.txt").read_text() == "mine\n"
+
+
+def test_swap_refuses_to_land_on_a_file_no_manifest_lists(tmp_path: Path) -> None:
+    """A user's file where the new build would write: refused, nothing moved."""
+    import cdiscforge.outputs as outputs
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "a.txt").write_text("old\n")
+    outputs.write_manifest(target, inputs={})
+    old_manifest = Manifest.read(target)
+    (target / "raw").mkdir()
+    (target / "raw" / "demographics.csv").write_text("the user's own export\n")
+    staged = tmp_path / "staged"
+    (staged / "raw").mkdir(parents=True)
+    (staged / "a.txt").write_text("new\n")
+    (staged / "raw" / "demographics.csv").write_text("simulated\n")
+    outputs.write_manifest(staged, inputs={})
+    before = _snapshot(target)
+    with pytest.raises(OutputRefused, match=r"the build writes raw/demographics\.csv"):
+        swap_in(staged, target, old_manifest)
+    assert _snapshot(target) == before and (staged / "a.txt").is_file()
