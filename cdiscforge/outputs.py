@@ -29,7 +29,11 @@ output folder (same file system, so every move below is a `rename(2)`, atomic pe
 5. the backup, emptied directories and staging are removed.
 
 Any exception in steps 1-4 rolls back: new files are removed, backed-up files are moved
-back and the old manifest restored, so the folder is byte-identical to before. SIGINT and
+back and the old manifest restored, so the folder is byte-identical to before. (Atomic
+here means all or nothing for the build; a reader opening files during the milliseconds
+of the renames may see some old and some new files, and the intent manifest says so.)
+Publishing whole subfolders instead would be no more atomic across the folder and would
+have to move a user's files kept inside `sdtm/`. SIGINT and
 SIGTERM are blocked while the swap and the clean-up run (a signal arriving then is
 delivered right after), so a Ctrl-C cannot stop a swap half-way.
 
