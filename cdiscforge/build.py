@@ -1,24 +1,26 @@
 """One build: raw exports -> SDTM -> ADaM -> validation -> files, published atomically.
 
-Everything is written into a staging folder beside the output folder. Only when every
-stage succeeded and validation found no error-level finding is the staging folder renamed
-into place (the previous output is removed only then), so a reader of `<out>` never sees a
-half-written or unvalidated submission. When validation fails, `<out>` receives the
-validation report and the build log, and no datasets: nothing that could be mistaken for
-final. Any other failure leaves `<out>` as it was.
+Before anything runs, the output folder is checked (`cdiscforge.outputs`: a folder we own,
+or an empty or new one; writable) and locked against a second build. Everything is then
+written into a staging folder beside it. Only when every stage succeeded and validation
+found no error-level finding are the new files swapped in, replacing exactly the files the
+previous build's manifest lists: the user's own files in the folder stay, and a reader
+never sees a half-written or unvalidated submission. When validation fails, its report and
+the build log go to `<out>/failed/` and the previous package stays byte-identical. Any
+other failure, Ctrl-C or SIGTERM leaves `<out>` as it was and no staging folder behind.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from cdiscforge import ct
+from cdiscforge import ct, outputs
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.errors import ValidationFailed
@@ -26,6 +28,7 @@ from cdiscforge.model import Dataset
 from cdiscforge.spec import StudySpec, load_study
 
 Progress = Callable[[str], None]
+_LISTED = 50  # user files named one by one in the log; the rest counted
 
 
 @dataclass
@@ -36,6 +39,8 @@ class BuildResult:
     validation: object | None = None
     files: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)  # files in out_dir no build of ours wrote
+    notes: list[str] = field(default_factory=list)  # e.g. a stale lock taken over
 
 
 def run_build(
@@ -44,20 +49,37 @@ def run_build(
     raw_dir: Path | None = None,
     *,
     progress: Progress | None = None,
+    on_note: Progress | None = None,
 ) -> BuildResult:
-    """Build a study into `out_dir` (see the module docstring for what is published when)."""
+    """Build a study into `out_dir` (see the module docstring for what is published when).
+
+    Raises OutputRefused (exit 2) before building when `out_dir` is not ours to write.
+    `on_note` hears at once what the build log will also say about the folder (a stale
+    lock taken over), so a build that fails later still told the user.
+    """
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
-    out_dir = out_dir.resolve()
-    staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    root = outputs.check_target(out_dir, spec_dir=spec_dir, raw_dir=raw_dir)
+    outputs.check_writable(outputs.inspect(root))
+    published = [False]
     try:
-        return _build(spec_dir, out_dir, staging, raw_dir, say, timings)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        with outputs.OutputLock(root) as lock:
+            state = outputs.inspect(root)  # again, now that no other build can change it
+            lock.notes += outputs.clear_leftovers(root)
+            for note in lock.notes:
+                (on_note or say)(note)
+            staging = outputs.staging_path(root)
+            try:
+                outputs.remove_tree(staging)  # a leftover of an earlier process with our pid
+                staging.mkdir()
+                return _build(
+                    spec_dir, state, staging, raw_dir, say, timings, lock.notes, published
+                )
+            finally:
+                outputs.remove_tree(staging)
+    except outputs.Interrupted as exc:  # also one deferred until a swap or clean-up ended
+        exc.published = published[0]
+        raise
 
 
 def _timed(timings: dict[str, float], name: str, fn: Callable[[], object]) -> object:
@@ -69,15 +91,29 @@ def _timed(timings: dict[str, float], name: str, fn: Callable[[], object]) -> ob
 
 def _build(
     spec_dir: Path,
-    out_dir: Path,
+    state: outputs.OutputState,
     staging: Path,
     raw_dir: Path | None,
     say: Progress,
     timings: dict[str, float],
+    notes: list[str],
+    published: list[bool],
 ) -> BuildResult:
+    out_dir = state.root
     say("specs")
     study = load_study(spec_dir)
     log = BuildLog()
+    for note in notes:
+        log.warn("output", "", note)
+    if state.foreign:
+        names = ", ".join(state.foreign[:_LISTED])
+        more = f" and {len(state.foreign) - _LISTED} more" if len(state.foreign) > _LISTED else ""
+        log.info(
+            "output",
+            "",
+            f"kept {len(state.foreign)} file(s) in the output folder that cdiscforge did not "
+            f"write, untouched: {names}{more}",
+        )
     if raw_dir is None:
         say("simulate")
         from cdiscforge.simulate import simulate
@@ -100,6 +136,7 @@ def _build(
         ),
     )
     datasets: dict[str, Dataset] = {**sdtm_sets, **adam_sets}  # type: ignore[dict-item]
+    inputs = _input_hashes(spec_dir, raw_dir, staging, out_dir, log)
 
     say("validate")
     from validation import validate_datasets, write_report
@@ -109,14 +146,26 @@ def _build(
     if result.has_errors:  # type: ignore[attr-defined]
         log.timings.update(timings)
         log.write(staging)
-        _publish_report_only(staging, out_dir)
+        outputs.write_manifest(staging, inputs=inputs)
+        failed = out_dir / outputs.FAILED
+        outputs.swap_in(
+            staging,
+            failed,
+            state.failed,
+            backup=out_dir.parent / f".{out_dir.name}.failed-backup-{os.getpid()}",
+        )
         errors = [f for f in result.findings if f.severity == "error"]  # type: ignore[attr-defined]
         first = errors[0]
+        kept = (
+            f"the previous output in {out_dir} is unchanged"
+            if state.manifest is not None
+            else "no datasets were published"
+        )
         raise ValidationFailed(
-            f"validation found {len(errors)} error-level finding(s); nothing was published. "
+            f"validation found {len(errors)} error-level finding(s); {kept}. "
             f"First: {first.rule_id} {first.dataset} {','.join(first.variables)}: "
             f"{first.message}. "
-            f"Report: {out_dir / 'validation' / 'report.html'}"
+            f"Report: {failed / 'validation' / 'report.html'}; log: {failed / 'build.log'}"
         )
 
     say("write")
@@ -125,8 +174,46 @@ def _build(
     )
     log.timings.update(timings)
     log.write(staging)
-    _publish(staging, out_dir)
-    return BuildResult(out_dir, datasets, log, result, files, timings)  # type: ignore[arg-type]
+    outputs.write_manifest(staging, inputs=inputs)
+    outputs.swap_in(staging, out_dir, state.manifest)
+    published[0] = True
+    outputs.remove_owned(out_dir / outputs.FAILED, state.failed)  # superseded by this build
+    return BuildResult(
+        out_dir,
+        datasets,
+        log,
+        result,
+        files,
+        timings,
+        state.foreign,
+        notes,  # type: ignore[arg-type]
+    )
+
+
+def _input_hashes(
+    spec_dir: Path, raw_dir: Path, staging: Path, out_dir: Path, log: BuildLog
+) -> dict[str, Any]:
+    """sha256 of every spec file and every raw file the build read (relative names only).
+
+    Hidden files and anything inside the output folder or staging (should they sit in the
+    spec folder) are left out, so the hashes describe the specs alone.
+    """
+    spec_root = spec_dir.resolve()
+    skip = (out_dir, staging.resolve())
+    spec_files = [
+        p
+        for p in sorted(spec_root.rglob("*"))
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(spec_root).parts)
+        and not any(p.is_relative_to(s) for s in skip)
+    ]
+    raw_root = raw_dir.resolve()
+    read = [Path(meta["file"]).resolve() for meta in log.inputs.values()]
+    return {
+        "spec": outputs.tree_hashes(spec_root, spec_files),
+        "raw": outputs.tree_hashes(raw_root, read),
+        "raw_simulated": raw_root.is_relative_to(staging.resolve()),
+    }
 
 
 def write_outputs(
@@ -192,20 +279,3 @@ def write_outputs(
 
         files += write_efficacy_tables(adam_sets, study, root / "tables")
     return files
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Swap the staging folder into place: the old output is removed only after success."""
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _publish_report_only(staging: Path, out_dir: Path) -> None:
-    """A failed validation: publish the report and log, never the datasets."""
-    for stage in ("sdtm", "adam", "datasetjson", "tables"):
-        shutil.rmtree(staging / stage, ignore_errors=True)
-    _publish(staging, out_dir)

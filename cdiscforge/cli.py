@@ -1,8 +1,10 @@
 """The `cdiscforge` command: build, simulate, validate.
 
-Exit codes: 0 success; 1 validation found error-level findings (nothing published);
-2 bad input, bad spec or bad usage. Errors are printed as one located message, never a
-traceback. On a terminal each stage shows a rich progress line; otherwise plain lines.
+Exit codes: 0 success; 1 validation found error-level findings (the previous output kept,
+the report in <out>/failed/); 2 bad input, bad spec, bad usage or an output folder that is
+not ours to write; 130 / 143 interrupted by SIGINT / SIGTERM (nothing published). Errors
+are printed as one located message, never a traceback. On a terminal each stage shows a
+rich progress line; otherwise plain lines.
 """
 
 from __future__ import annotations
@@ -90,21 +92,49 @@ _spec_option = click.option(
 )
 def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | None) -> None:
     """Build SDTM and ADaM from raw exports, validate, and publish XPT, define.xml,
-    Dataset-JSON, tables, the validation report and the build log."""
-    from cdiscforge.build import run_build
+    Dataset-JSON, tables, the validation report and the build log.
 
-    reporter = _Reporter()
-    try:
-        spec_dir, name = _resolve_spec(study, spec)
-        if raw is not None and not raw.is_dir():
-            raise CdiscforgeError(f"raw export folder not found: {raw}")
-        out_dir = out or Path("outputs") / name
-        result = run_build(spec_dir, out_dir, raw, progress=reporter)
-    except CdiscforgeError as exc:
+    --out must be new, empty, or a folder an earlier build wrote (its
+    cdiscforge-manifest.json): only the files that manifest lists are replaced."""
+    from cdiscforge.outputs import Interrupted, handle_signals
+
+    with handle_signals():  # SIGINT / SIGTERM unwind through the clean-up, exit 130 / 143
+        reporter = _Reporter()
+        out_dir = out
+        try:
+            from cdiscforge.build import run_build
+
+            spec_dir, name = _resolve_spec(study, spec)
+            if raw is not None and not raw.is_dir():
+                raise CdiscforgeError(f"raw export folder not found: {raw}")
+            out_dir = out or Path("outputs") / name
+            result = run_build(
+                spec_dir,
+                out_dir,
+                raw,
+                progress=reporter,
+                on_note=lambda note: click.echo(f"note: {note}", err=True),
+            )
+        except CdiscforgeError as exc:
+            reporter.stop()
+            _fail(exc)
+            return
+        except Interrupted as exc:
+            reporter.stop()
+            where = out_dir.resolve() if out_dir is not None else "the output folder"
+            state = (
+                f"the new output had been published to {where}"
+                if exc.published
+                else f"nothing was published and {where} is as it was"
+            )
+            click.echo(f"error: build interrupted by {exc.signame}; {state}", err=True)
+            sys.exit(exc.exit_code)
         reporter.stop()
-        _fail(exc)
-        return
-    reporter.stop()
+    if result.kept:
+        click.echo(
+            f"kept {len(result.kept)} file(s) of yours in {result.out_dir} untouched "
+            "(named in build.log)"
+        )
     n_sdtm = sum(1 for d in result.datasets.values() if not d.name.startswith("AD"))
     click.echo(
         f"built {len(result.datasets)} datasets ({n_sdtm} SDTM, {len(result.datasets) - n_sdtm} "

@@ -115,8 +115,9 @@ def test_validation_error_exits_1_and_publishes_only_the_report(
     result = _run("build", "--spec", spec, "--raw", raw, "--out", out)
     assert result.returncode == 1, result.stderr
     assert "SEX" in result.stderr
-    assert (out / "validation" / "report.html").is_file()
-    assert (out / "build.log").is_file()
+    # No previous output: the report and the log go to out/failed/, no datasets anywhere.
+    assert (out / "failed" / "validation" / "report.html").is_file()
+    assert (out / "failed" / "build.log").is_file()
     assert not list(out.rglob("*.xpt")) and not (out / "sdtm").exists()
 
 
