@@ -107,6 +107,7 @@ class ValidationFailed(CdiscforgeError):
 
 
 MAX_ERRORS_PER_FILE = 50
+TRACK_UNLISTED = 100_000
 
 
 class InputErrors(InputError):
@@ -156,6 +157,9 @@ class ErrorCollector:
         self._errors: dict[tuple[str, int | None, str | None], InputError] = {}
         self._per_file: dict[str, int] = {}
         self._records: set[tuple[str, int | None]] = set()
+        # Cells past the cap, remembered (up to TRACK_UNLISTED per file) so that a cell two
+        # checks find is counted once.
+        self._unlisted: dict[str, set[tuple[int | None, str | None]]] = {}
         self.more: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -174,11 +178,20 @@ class ErrorCollector:
         if key in self._errors or (secondary and (err.file, err.row) in self._records):
             return
         if self._per_file.get(err.file, 0) >= self.limit:
-            self.more[err.file] = self.more.get(err.file, 0) + 1
+            if not secondary:
+                self._count_unlisted(err.file, err.row, err.column)
             return
         self._per_file[err.file] = self._per_file.get(err.file, 0) + 1
         self._errors[key] = err
         self._records.add((err.file, err.row))
+
+    def _count_unlisted(self, file: str, row: int | None, column: str | None) -> None:
+        seen = self._unlisted.setdefault(file, set())
+        if (row, column) in seen or (file, row, column) in self._errors:
+            return
+        if len(seen) < TRACK_UNLISTED:
+            seen.add((row, column))
+        self.more[file] = self.more.get(file, 0) + 1
 
     def add_rows(
         self,
@@ -190,8 +203,8 @@ class ErrorCollector:
         *,
         secondary: bool = False,
     ) -> None:
-        """One error per row, until the file's cap; rows past it are only counted (they may
-        include cells another check already reported: the count says "about")."""
+        """One error per row until the file's cap; rows past it are counted, each cell once
+        (beyond TRACK_UNLISTED remembered cells the count is approximate: "about")."""
         per_row = not isinstance(problems, str)
         taken = 0
         for i in range(len(rows)):
@@ -203,8 +216,14 @@ class ErrorCollector:
             problem = str(problems[i]) if per_row else str(problems)
             err = InputError(file, problem, row=int(rows[i]), column=column, value=value)
             self.add(err, secondary=secondary)
-        if len(rows) > taken:
-            self.more[file] = self.more.get(file, 0) + len(rows) - taken
+        if secondary or len(rows) == taken:
+            return
+        room = max(TRACK_UNLISTED - len(self._unlisted.get(file, ())), 0)
+        rest = rows[taken:]
+        for row in rest[:room].tolist():
+            self._count_unlisted(file, int(row), column)
+        if len(rest) > room:
+            self.more[file] = self.more.get(file, 0) + len(rest) - room
 
     @property
     def errors(self) -> list[InputError]:

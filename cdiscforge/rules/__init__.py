@@ -176,9 +176,11 @@ class RuleContext:
         `column`: the raw column whose value is wrong, and its value). Inside the engine's
         stage every such record is collected and the rule goes on: it must give those
         records a value (null) so the stage can finish and report all errors at once."""
-        raise_first(
-            mask, values, self.located(column), f"{self.dataset}.{self.variable}: {problem}"
-        )
+        # A column that is not raw (a variable computed from raw values) is reported only for
+        # records without an error yet: the bad raw cell it came from is the one to fix.
+        derived = self.source is None or column not in self.source.frame.columns
+        problem = f"{self.dataset}.{self.variable}: {problem}"
+        raise_first(mask, values, self.located(column), problem, secondary=derived)
 
 
 # --- conditions: a small structured vocabulary, never evaluated code ----------------------
