@@ -212,7 +212,8 @@ class ErrorCollector:
                 break
             taken = i + 1
             value = values[i]
-            value = None if value is None or value is pd.NA else value
+            if not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value):
+                value = None  # missing: NaN, NA or None
             problem = str(problems[i]) if per_row else str(problems)
             err = InputError(file, problem, row=int(rows[i]), column=column, value=value)
             self.add(err, secondary=secondary)

@@ -265,3 +265,26 @@ def test_unknown_extra_file_and_line_breaks_are_logged_and_build_succeeds(
     assert "not declared in the raw-form contract" in log and "concomitant_meds.csv" in log
     assert "line break or tab inside a value replaced by one space" in log
     assert "enrolment.csv row 2" in log
+
+
+def test_unreadable_forms_are_reported_with_every_other_forms_errors(
+    sim_raw: Path, tmp_path: Path
+) -> None:
+    raw = _plant(
+        sim_raw,
+        tmp_path,
+        {
+            "visits": lambda frame: frame.drop(columns=["VISDAT"]),  # header change
+            "enrolment": _set("SFREAS", 2, "Haemoglobin\x00 8.1 g/dL"),
+        },
+    )
+    (raw / "disposition.csv").unlink()
+    out = tmp_path / "out"
+    result = _run("build", "--raw", raw, "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not out.exists()
+    text = result.stderr
+    assert "3 input errors in 3 file(s)" in text
+    assert "raw export for form 'disposition' not found" in text
+    assert re.search(r"visits\.csv, row 0: column\(s\) \['VISDAT'\] declared", text)
+    assert re.search(r"enrolment\.csv, row 2, column SFREAS, value .*control character", text)
+    assert "sdtm DM" not in text  # reported after the raw check, before any mapping
