@@ -269,16 +269,19 @@ def _check_text(form: RawForm) -> None:
     frame = form.frame
     for col in frame.columns:
         s = frame[col]
-        control = s.str.contains(CONTROL, regex=True).fillna(False).astype(bool)
-        _raise(
-            form,
-            control,
-            col,
-            "control character in text (NUL or another C0 control): it must not reach a "
-            "submission dataset; fix the export",
-        )
-        breaks = s.str.contains(LINE_BREAK, regex=True).fillna(False).astype(bool)
-        if breaks.any():
+        # Checked on the distinct values (a form repeats itself); rows only when one is hit.
+        distinct = pd.Series(s.dropna().unique(), dtype="string")
+        if distinct.str.contains(CONTROL, regex=True).any():
+            control = s.str.contains(CONTROL, regex=True).fillna(False).astype(bool)
+            _raise(
+                form,
+                control,
+                col,
+                "control character in text (NUL or another C0 control): it must not reach a "
+                "submission dataset; fix the export",
+            )
+        if distinct.str.contains(LINE_BREAK, regex=True).any():
+            breaks = s.str.contains(LINE_BREAK, regex=True).fillna(False).astype(bool)
             s = s.mask(breaks, s.str.replace(r"[\t\r\n]+", " ", regex=True))
             hit = form.rows[breaks.to_numpy()]
             form.notes.append(
@@ -346,13 +349,24 @@ def _check_contract(form: RawForm, date_formats: dict[str, str], deduped: bool) 
 
 
 def _span(iso: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Earliest and latest day a (possibly partial) ISO date can be, as comparable text."""
-    text = iso.astype("string").str.slice(0, 10)
+    """Earliest and latest day a (possibly partial) ISO date can be, as comparable text
+    (worked out per distinct date and broadcast)."""
+    codes, uniques = pd.factorize(iso.astype("string").str.slice(0, 10))
+    text = pd.Series(uniques, dtype="string")
     year = (text.str.len() == 4).fillna(False).astype(bool)
     month = (text.str.len() == 7).fillna(False).astype(bool)
     early = text.mask(year, text + "-01-01").mask(month, text + "-01")
     late = text.mask(year, text + "-12-31").mask(month, text + "-31")
-    return early, late
+
+    def broadcast(values: pd.Series) -> pd.Series:
+        out = values.take(np.where(codes < 0, 0, codes))
+        out.index = iso.index
+        return out.mask(codes < 0)
+
+    if not len(text):
+        empty = pd.Series(pd.NA, index=iso.index, dtype="string")
+        return empty, empty
+    return broadcast(early), broadcast(late)
 
 
 def _check_key(form: RawForm) -> None:
