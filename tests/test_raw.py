@@ -156,3 +156,22 @@ def test_cross_form_check_must_name_a_declared_form(tmp_path: Path, seed_spec: P
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(SpecError, match="no form 'consent'"):
         load_study(spec)
+
+
+def test_collecting_reports_what_stopped_the_run_and_lets_interrupts_through() -> None:
+    import pandas as pd
+
+    from cdiscforge.errors import Located, raise_first
+
+    bad = pd.Series([False, True, True])
+    values = pd.Series(["a", "b", "c"])
+    with pytest.raises(InputErrors) as err, collecting():
+        raise_first(bad, values, Located("f.csv", "X", None), "bad X")
+        raise ValueError("later failure")  # a consequence of the bad values, say
+    assert [(e.row, e.value) for e in err.value.errors] == [(2, "b"), (3, "c")]
+    assert "the build stopped after these: ValueError('later failure')" in str(err.value)
+    with pytest.raises(KeyboardInterrupt), collecting():
+        raise_first(bad, values, Located("f.csv", "X", None), "bad X")
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError), collecting():  # nothing collected: the error as it is
+        raise ValueError("a bug")
