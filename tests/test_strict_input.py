@@ -174,8 +174,9 @@ def test_duplicated_form_keys_are_errors_every_duplicate_located(
         return pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
 
     def second_infusion(frame: pd.DataFrame) -> pd.DataFrame:
-        extra = frame.iloc[[1]].copy()
-        extra["EXSTDAT"] = extra["EXENDAT"] = "01-JUL-2019"  # would move RFENDTC
+        extra = frame.iloc[[1]].copy()  # another folder, a later date: would move RFENDTC
+        extra["FOLDER"] = "WEEK4"
+        extra["EXSTDAT"] = extra["EXENDAT"] = "01-JUL-2019"
         return pd.concat([frame, extra], ignore_index=True)
 
     raw = _plant(sim_raw, tmp_path, {"disposition": repeat_first, "infusion": second_infusion})
@@ -184,7 +185,7 @@ def test_duplicated_form_keys_are_errors_every_duplicate_located(
     errors = _rejected(raw, tmp_path)
     ds = _find(errors, "disposition.csv", n_ds + 1, "SUBJECT")
     assert "duplicate record key SUBJECT" in ds["problem"] and "same as row 1" in ds["problem"]
-    ex = _find(errors, "infusion.csv", n_ex + 1, "SUBJECT+FOLDER")
+    ex = _find(errors, "infusion.csv", n_ex + 1, "SUBJECT")
     assert "same as row 2" in ex["problem"]
     assert len(errors) == 2, errors
 
