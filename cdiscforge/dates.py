@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cdiscforge.errors import InputError, Located, raise_first
+from cdiscforge.errors import InputError, Located, raise_first, raising
 
 MONTHS = {
     m: f"{i:02d}"
@@ -75,10 +75,11 @@ def to_iso8601(
     if len(distinct) == len(frame):
         return _to_iso8601(dates, fmt, where, times, time_fmt, time_where)
     try:
-        parsed = _to_iso8601(
-            distinct["d"], fmt, where, distinct["t"] if times is not None else None, time_fmt,
-            time_where,
-        )  # fmt: skip
+        with raising():  # positions in `distinct` are not rows: never collect from here
+            parsed = _to_iso8601(
+                distinct["d"], fmt, where, distinct["t"] if times is not None else None,
+                time_fmt, time_where,
+            )  # fmt: skip
     except InputError:
         # Locate the problem in the whole column (the slow path runs only on bad input).
         return _to_iso8601(dates, fmt, where, times, time_fmt, time_where)
@@ -135,6 +136,11 @@ def _to_iso8601(
     raise_first(has_d & parsed.isna(), text, where, "impossible calendar date")
     month_num = pd.to_numeric(month, errors="coerce")
     raise_first(has_m & ~month_num.between(1, 12), text, where, "impossible month")
+    # Reached with bad values only while errors are being collected: those become null.
+    invalid = bad | (has_d & parsed.isna()) | (has_m & ~month_num.between(1, 12))
+    if kind == "DD-MON-YYYY":
+        invalid = invalid | bad_month
+    out = out.mask(invalid.fillna(False).astype(bool))
 
     if times is not None:
         tw = time_where or where
@@ -149,6 +155,7 @@ def _to_iso8601(
         raise_first(tbad.fillna(False).astype(bool), ttext, tw, f"not a time in format {time_fmt}")
         clock = tparts["h"].str.zfill(2) + ":" + tparts["mi"]
         clock = clock.mask(tparts["s"].notna(), clock + ":" + tparts["s"])
+        clock = clock.mask(tbad.fillna(False).astype(bool))
         attach = has_d & clock.notna()
         out = out.mask(attach, out + "T" + clock)
     return out

@@ -20,9 +20,17 @@ import numpy as np
 import pandas as pd
 
 from cdiscforge.buildlog import BuildLog, Reconciliation
-from cdiscforge.errors import CdiscforgeError, InputError, SpecError
+from cdiscforge.errors import (
+    CdiscforgeError,
+    InputError,
+    SpecError,
+    collecting,
+    collector,
+    raise_first,
+    report,
+)
 from cdiscforge.model import Dataset, Variable
-from cdiscforge.raw import RawForm, read_form
+from cdiscforge.raw import RawForm, check_relations, read_form
 from cdiscforge.rules import RuleContext, Source
 from cdiscforge.spec import DatasetSpec, StudySpec
 from cdiscforge.vectorise import integers_as_text
@@ -50,13 +58,59 @@ class RawStore:
         self.raw_dir = raw_dir
         self.log = log
         self._forms: dict[str, RawForm] = {}
+        # Forms a dataset de-duplicates by a stated rule: a repeated key is its business.
+        self._deduped = {
+            block.source
+            for spec in study.datasets.values()
+            if spec.dedupe is not None
+            for block in spec.records
+            if block.source
+        }
 
     def form(self, name: str) -> RawForm:
         if name not in self._forms:
-            form = read_form(self.study.forms[name], self.raw_dir)
+            form = read_form(
+                self.study.forms[name],
+                self.raw_dir,
+                date_formats=self.study.date_formats(name),
+                deduped=name in self._deduped,
+            )
             self._forms[name] = form
             self.log.input_file(name, form.path, len(form))
+            for message, column, count, examples in form.notes:
+                self.log.warn("raw", name, message, variable=column, count=count,
+                              examples=examples)  # fmt: skip
         return self._forms[name]
+
+    def check_all(self) -> None:
+        """Read and check every form the contract declares, before any mapping, so the
+        problems of all files come together; name files in the raw folder that the contract
+        does not declare (not read: a misnamed export would otherwise vanish unnoticed).
+        A form that cannot be read at all (missing, malformed, wrong header) stops the build
+        here, with every other form's problems; cell-level problems are collected and the
+        mapping goes on, so its own located errors join them."""
+        broken = False
+        for name in self.study.forms:
+            try:
+                self.form(name)
+            except InputError as exc:
+                report(exc)
+                broken = True
+        declared = {spec.file for spec in self.study.forms.values()}
+        if self.raw_dir.is_dir():
+            extra = sorted(p.name for p in self.raw_dir.iterdir() if p.name not in declared)
+            if extra:
+                self.log.warn(
+                    "raw", "", f"{len(extra)} file(s) in the raw folder {self.raw_dir} are not "
+                    "declared in the raw-form contract (raw_forms.yaml) and were not read",
+                    count=len(extra), examples=extra[:50],
+                )  # fmt: skip
+        if broken:
+            found = collector()
+            if found is not None:
+                found.raise_if_any()
+            return
+        check_relations(self._forms)
 
     def source(self, name: str) -> Source:
         form = self.form(name)
@@ -100,15 +154,21 @@ def build_stage(
     upstream: dict[str, Dataset] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Dataset]:
-    """Build every dataset of a stage; returns them by name (SUPP-- included)."""
+    """Build every dataset of a stage; returns them by name (SUPP-- included).
+
+    Every located input error of the stage (and, with raw exports, of reading and checking
+    all of them first) is collected and raised together at the end (errors.collecting)."""
     domains: dict[str, Dataset] = dict(upstream or {})
     built: dict[str, Dataset] = {}
-    for name in build_order(study, stage):
-        if progress:
-            progress(name)
-        for ds in build_dataset(study.datasets[name], study, store, domains, log):
-            domains[ds.name] = ds
-            built[ds.name] = ds
+    with collecting():
+        if store is not None:
+            store.check_all()
+        for name in build_order(study, stage):
+            if progress:
+                progress(name)
+            for ds in build_dataset(study.datasets[name], study, store, domains, log):
+                domains[ds.name] = ds
+                built[ds.name] = ds
     return built
 
 
@@ -265,16 +325,14 @@ def _typed(values: pd.Series, meta: Variable, ctx: RuleContext) -> pd.Series:
             return values
         nums = pd.to_numeric(values, errors="coerce")
         bad = values.notna() & nums.isna()
-        if bad.any():
-            where = ctx.located(meta.name)
-            pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(
-                where.file,
-                f"{ctx.dataset}.{meta.name} is numeric",
-                row=where.row_of(pos) if ctx.source is not None else None,
-                column=meta.name,
-                value=values.iloc[pos],
-            )
+        infinite = nums.notna() & np.isinf(nums.astype("float64").fillna(0))
+        for mask, problem in ((bad, "is numeric"), (infinite, "is not a finite number")):
+            if mask.any():
+                where = ctx.located(meta.name)
+                # secondary: a bad raw cell it derives from was reported already
+                text = f"{ctx.dataset}.{meta.name} {problem}"
+                raise_first(mask, values, where, text, secondary=True)
+        nums = nums.mask(infinite)
         return nums.astype("Float64")
     if pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values):
         return integers_as_text(values)
@@ -323,10 +381,17 @@ def _ascii(
         if not non_ascii.any():
             continue
         if study.config.ascii != "transliterate":
-            bad = int(np.flatnonzero(non_ascii.to_numpy())[0])
-            raise InputError(
-                spec.name, "non-ASCII text", row=bad + 1, column=var.name, value=col.iloc[bad]
-            )
+            for bad in np.flatnonzero(non_ascii.to_numpy())[:50].tolist():
+                report(
+                    InputError(
+                        spec.name,
+                        "non-ASCII text",
+                        row=bad + 1,
+                        column=var.name,
+                        value=col.iloc[bad],
+                    )
+                )
+            continue
         originals = col[non_ascii].unique().tolist()
         mapping = {v: _to_ascii(v) for v in originals}
         records[var.name] = col.mask(non_ascii, col[non_ascii].map(mapping))

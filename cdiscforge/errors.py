@@ -4,11 +4,20 @@ A statistical programmer fixing a failed build needs to know *where*: which file
 path in a spec, which row and column of a raw export, which value. Every error cdiscforge
 raises for bad input carries those fields, and the CLI maps the class to an exit code
 (2 for bad input, spec or usage; 1 for a failed validation).
+
+Bad input is reported all at once: inside a `collecting()` block (the engine opens one around
+reading the raw exports and the whole SDTM stage) every located input error is recorded
+instead of raised, the code goes on with the bad value (a rule returns null for it), and the
+block raises one `InputErrors` at its end listing them all, sorted by file and row, at most
+`MAX_ERRORS_PER_FILE` per file with a count of the rest. Outside such a block the same calls
+raise the first error, as a library caller expects.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -97,6 +106,218 @@ class ValidationFailed(CdiscforgeError):
     exit_code = 1
 
 
+MAX_ERRORS_PER_FILE = 50
+TRACK_UNLISTED = 100_000
+
+
+class InputErrors(InputError):
+    """Every located input error one build found, so they are all fixed in one pass.
+
+    An InputError itself (file, row, column and value are the first one's), so code catching
+    InputError sees it too. `errors` lists them sorted by file and row; `more` counts, per
+    file, the errors past the per-file cap; `stopped` says what ended the stage early, when
+    something did (a later failure that the bad values above may have caused).
+    """
+
+    def __init__(
+        self, errors: list[InputError], more: dict[str, int] | None = None, stopped: str = ""
+    ) -> None:
+        self.errors = errors
+        self.more = dict(more or {})
+        self.stopped = stopped
+        first = errors[0]
+        self.file, self.row, self.column = first.file, first.row, first.column
+        self.value, self.problem = first.value, first.problem
+        extra = sum(self.more.values())
+        files = sorted({e.file for e in errors} | set(self.more))
+        count = f"{len(errors)} input errors" + (f" (and about {extra} more)" if extra else "")
+        lines = [f"{count} in {len(files)} file(s); nothing was published:"]
+        for file in files:
+            lines += [f"  {e}" for e in errors if e.file == file]
+            if self.more.get(file):
+                lines.append(
+                    f"  ... and about {self.more[file]} more input errors in {file} (not listed)"
+                )
+        if stopped:
+            lines.append(f"  (the build stopped after these: {stopped})")
+        CdiscforgeError.__init__(self, "\n".join(lines))
+
+
+def _sort_key(err: InputError) -> tuple[str, int, str]:
+    return (err.file, err.row if err.row is not None else -1, err.column or "")
+
+
+class ErrorCollector:
+    """Located input errors of one run: deduplicated by (file, row, column), the first
+    problem found for a cell kept (a bad raw value is not reported again by the rule that
+    maps it), capped per file."""
+
+    def __init__(self, limit_per_file: int = MAX_ERRORS_PER_FILE) -> None:
+        self.limit = limit_per_file
+        self._errors: dict[tuple[str, int | None, str | None], InputError] = {}
+        self._per_file: dict[str, int] = {}
+        self._records: set[tuple[str, int | None]] = set()
+        # Cells past the cap, remembered (up to TRACK_UNLISTED per file) so that a cell two
+        # checks find is counted once.
+        self._unlisted: dict[str, set[tuple[int | None, str | None]]] = {}
+        self.more: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._errors) + sum(self.more.values())
+
+    def add(self, err: InputError, *, secondary: bool = False) -> None:
+        """Record `err`; `secondary`: a consequence of a value already reported for the same
+        record (a derived variable of a bad raw cell), kept only if that record has none."""
+        if isinstance(err, InputErrors):
+            for sub in err.errors:
+                self.add(sub)
+            for file, n in err.more.items():
+                self.more[file] = self.more.get(file, 0) + n
+            return
+        key = (err.file, err.row, err.column)
+        if key in self._errors or (secondary and (err.file, err.row) in self._records):
+            return
+        if self._per_file.get(err.file, 0) >= self.limit:
+            if not secondary:
+                self._count_unlisted(err.file, err.row, err.column)
+            return
+        self._per_file[err.file] = self._per_file.get(err.file, 0) + 1
+        self._errors[key] = err
+        self._records.add((err.file, err.row))
+
+    def _count_unlisted(self, file: str, row: int | None, column: str | None) -> None:
+        seen = self._unlisted.setdefault(file, set())
+        if (row, column) in seen or (file, row, column) in self._errors:
+            return
+        if len(seen) < TRACK_UNLISTED:
+            seen.add((row, column))
+        self.more[file] = self.more.get(file, 0) + 1
+
+    def add_rows(
+        self,
+        file: str,
+        rows: np.ndarray,
+        column: str | None,
+        values: np.ndarray,
+        problems: str | np.ndarray,
+        *,
+        secondary: bool = False,
+    ) -> None:
+        """One error per row until the file's cap; rows past it are counted, each cell once
+        (beyond TRACK_UNLISTED remembered cells the count is approximate: "about")."""
+        per_row = not isinstance(problems, str)
+        taken = 0
+        for i in range(len(rows)):
+            if self._per_file.get(file, 0) >= self.limit:
+                break
+            taken = i + 1
+            value = values[i]
+            if not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value):
+                value = None  # missing: NaN, NA or None
+            problem = str(problems[i]) if per_row else str(problems)
+            err = InputError(file, problem, row=int(rows[i]), column=column, value=value)
+            self.add(err, secondary=secondary)
+        if secondary or len(rows) == taken:
+            return
+        room = max(TRACK_UNLISTED - len(self._unlisted.get(file, ())), 0)
+        rest = rows[taken:]
+        for row in rest[:room].tolist():
+            self._count_unlisted(file, int(row), column)
+        if len(rest) > room:
+            self.more[file] = self.more.get(file, 0) + len(rest) - room
+
+    @property
+    def errors(self) -> list[InputError]:
+        return sorted(self._errors.values(), key=_sort_key)
+
+    def combined(self, stopped: BaseException | None = None) -> InputError:
+        """One error as itself, several as one InputErrors (with what stopped the run)."""
+        errors = self.errors
+        note = ""
+        if stopped is not None:
+            note = str(stopped) if isinstance(stopped, CdiscforgeError) else repr(stopped)
+        if len(errors) == 1 and not self.more and not note:
+            return errors[0]
+        if not errors:  # only counted errors (cap 0): name the files
+            file = next(iter(self.more))
+            errors = [InputError(file, "too many input errors")]
+        return InputErrors(errors, self.more, note)
+
+    def raise_if_any(self) -> None:
+        if len(self):
+            raise self.combined()
+
+
+_ACTIVE: ContextVar[ErrorCollector | None] = ContextVar("cdiscforge_errors", default=None)
+
+
+class collecting:
+    """`with collecting() as found:` records located input errors instead of raising them,
+    and raises them all as one error when the block ends. Nested blocks share the outermost
+    collector (only it raises). An exception ending the block early after errors were
+    collected is reported with them: an InputError joins the list, anything else is named as
+    what stopped the build (the bad values found so far are the likely cause)."""
+
+    def __init__(self, limit_per_file: int = MAX_ERRORS_PER_FILE) -> None:
+        self.limit = limit_per_file
+        self.collector: ErrorCollector
+        self._token: Any = None
+
+    def __enter__(self) -> ErrorCollector:
+        outer = _ACTIVE.get()
+        if outer is not None:
+            self.collector = outer
+        else:
+            self.collector = ErrorCollector(self.limit)
+            self._token = _ACTIVE.set(self.collector)
+        return self.collector
+
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if self._token is None:
+            return False
+        _ACTIVE.reset(self._token)
+        self._token = None
+        found = self.collector
+        if exc is None:
+            found.raise_if_any()
+            return False
+        if not isinstance(exc, Exception) or not len(found):
+            return False  # Ctrl-C, SystemExit; or nothing collected: propagate as it is
+        if isinstance(exc, InputError):
+            found.add(exc)
+            raise found.combined() from exc
+        raise found.combined(stopped=exc) from exc
+
+
+class raising:
+    """Within `with raising():` input errors are raised at once even inside `collecting()`:
+    for code that tries a fast path and falls back on the first error (dates.py)."""
+
+    def __enter__(self) -> None:
+        self._token = _ACTIVE.set(None)
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.reset(self._token)
+
+
+def collector() -> ErrorCollector | None:
+    """The active collector, if any."""
+    return _ACTIVE.get()
+
+
+def report(err: InputError) -> None:
+    """Record `err` in the active collector, or raise it when none is active."""
+    found = _ACTIVE.get()
+    if found is None:
+        raise err
+    found.add(err)
+
+
 @dataclass(frozen=True)
 class Located:
     """Where a series came from, so a bad value can be reported precisely."""
@@ -108,15 +329,38 @@ class Located:
     def row_of(self, position: int) -> int:
         return int(self.rows[position]) if self.rows is not None else position + 1
 
+    def rows_of(self, positions: np.ndarray) -> np.ndarray:
+        if self.rows is not None:
+            return np.asarray(self.rows)[positions]
+        return positions + 1
 
-def raise_first(mask: pd.Series, values: pd.Series, where: Located, problem: str) -> None:
-    """Raise an InputError at the first True of `mask`, naming file, row, column and value,
-    and how many more rows share the problem (the programmer fixes them all in one pass)."""
+
+def raise_first(
+    mask: pd.Series,
+    values: pd.Series,
+    where: Located,
+    problem: str,
+    *,
+    secondary: bool = False,
+) -> None:
+    """Report the rows where `mask` holds, naming file, row, column and value.
+
+    Inside `collecting()` every such row is recorded (the caller goes on: it must give the
+    bad records a value, usually null); outside it the first row is raised, with how many
+    more rows share the problem (the programmer fixes them all in one pass). `secondary`:
+    see ErrorCollector.add."""
     flags = mask.fillna(False).to_numpy(dtype=bool)
     if not flags.any():
         return
-    pos = int(np.flatnonzero(flags)[0])
-    n = int(flags.sum())
+    positions = np.flatnonzero(flags)
+    found = _ACTIVE.get()
+    if found is not None:
+        vals = values.to_numpy(dtype=object)[positions]
+        rows = where.rows_of(positions)
+        found.add_rows(where.file, rows, where.column, vals, problem, secondary=secondary)
+        return
+    pos = int(positions[0])
+    n = len(positions)
     more = f" ({n - 1} more rows like it)" if n > 1 else ""
     raise InputError(
         where.file, problem + more, row=where.row_of(pos), column=where.column,

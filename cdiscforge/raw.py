@@ -2,10 +2,28 @@
 
 A raw export is read as text (every column a string): types are the mapping rules' business,
 and reading as text never loses a leading zero or turns `NA` into a missing value. What the
-contract promises is checked here, with the file, row and column of the first problem:
-the file exists, its header has exactly the declared columns, required columns are filled,
-numeric columns hold numbers. Duplicate records are not an error here: the domain spec's
-`dedupe` step resolves them by a stated rule and reports each one.
+contract (raw_forms.yaml) promises is checked here, every problem of a file located by file,
+row, column and value and reported together (errors.collecting):
+
+- the file exists, is UTF-8 CSV (or SAS), and its header has exactly the declared columns
+  (file-level: the form cannot be read further);
+- at least `min_rows` data rows (default 1: a header-only export is far more often a failed
+  export than a form nobody filled in; a form that may truly be empty says `min_rows: 0`,
+  and is then logged as empty);
+- required columns are filled; int/float columns hold finite numbers (`inf`, `1e400`, `NaN`
+  spelled out are errors: XPT cannot hold them); date columns hold dates in their declared
+  format; `min`/`max` bounds on numbers and dates (literal values; a partial date is out of
+  bounds only when all of its possible days are);
+- no control characters in any text: NUL and the other C0 controls (and DEL) are errors;
+  line breaks and tabs (CR/LF inside a quoted field: a site pressed Enter in a free-text
+  box) are normalised to one space and logged per record, because the text means the same
+  on one line and XPT/SAS listings and define.xml break on a raw line break;
+- the form's `key` is unique, unless a dataset reading the form de-duplicates it by a stated
+  rule (`dedupe` in the domain spec: the known double send of a lab record), which then
+  reports each dropped record with its raw row;
+- `checks:` between dates: `{column: A, not_before: B}` within a record, or against another
+  form by subject, `{column: VISDAT, not_before: {form: enrolment, column: ICDAT}}`
+  (`not_after` likewise); a violation names both values.
 
 Row numbers in messages are 1-based data rows (the header is row 0), as a programmer counts
 them in a spreadsheet view of the export.
@@ -13,16 +31,24 @@ them in a spreadsheet view of the export.
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from cdiscforge.errors import InputError, Located, raise_first
+from cdiscforge.errors import InputError, Located, SpecError, collecting, raise_first, report
 
 ColumnType = Literal["str", "int", "float", "date", "time", "datetime"]
+# Keys a raw_forms.yaml column / form may carry (the spec loader rejects any other key).
+COLUMN_KEYS = frozenset({"type", "required", "format", "description", "min", "max"})
+FORM_KEYS = frozenset({"file", "columns", "key", "subject", "description", "min_rows", "checks"})
+CHECK_OPS = ("not_before", "not_after")
+# C0 controls and DEL, except tab, LF and CR (whitespace, normalised to a space instead).
+CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
+LINE_BREAK = r"[\t\r\n]"
 
 
 @dataclass(frozen=True)
@@ -32,6 +58,19 @@ class ColumnSpec:
     required: bool = False
     format: str | None = None
     description: str = ""
+    min: float | str | None = None  # a number, or an ISO date YYYY-MM-DD for a date column
+    max: float | str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """`column` must not be before (`not_before`) / after (`not_after`) `other_column`, of the
+    same record or, with `other_form`, of the same subject's record(s) in that form."""
+
+    column: str
+    op: Literal["not_before", "not_after"]
+    other_column: str
+    other_form: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +83,8 @@ class FormSpec:
     key: tuple[str, ...] = ()
     subject: str = "SUBJECT"
     description: str = ""
+    min_rows: int = 1
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass
@@ -54,6 +95,9 @@ class RawForm:
     path: Path
     frame: pd.DataFrame
     rows: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))
+    iso: dict[str, pd.Series] = field(repr=False, default_factory=dict)  # date columns
+    # Warnings for the build log: (message, column, count, examples).
+    notes: list[tuple[str, str, int, list[Any]]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -63,8 +107,101 @@ class RawForm:
         return len(self.frame)
 
 
-def read_form(spec: FormSpec, raw_dir: Path) -> RawForm:
-    """Read one raw export and check it against its contract (see module docstring)."""
+# --- the contract's vocabulary, parsed for the spec loader -----------------------------------
+
+
+def column_extras(path: Path, where: str, cdef: dict[str, Any]) -> dict[str, Any]:
+    """`min`/`max` of a raw_forms.yaml column, checked against its type: numbers for
+    int/float, ISO dates (YYYY-MM-DD) for date columns."""
+    out: dict[str, Any] = {}
+    ctype = cdef.get("type", "str")
+    for bound in ("min", "max"):
+        if cdef.get(bound) is None:
+            continue
+        value = cdef[bound]
+        if ctype in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpecError(path, f"{where}.{bound}", f"expected a number, got {value!r}")
+            out[bound] = float(value)
+        elif ctype == "date":
+            if isinstance(value, _dt.date):
+                value = value.isoformat()
+            try:
+                _dt.date.fromisoformat(str(value))
+            except ValueError:
+                raise SpecError(
+                    path, f"{where}.{bound}", f"expected a date YYYY-MM-DD, got {value!r}"
+                ) from None
+            out[bound] = str(value)
+        else:
+            raise SpecError(path, f"{where}.{bound}", f"no bounds on a {ctype} column")
+    return out
+
+
+def form_extras(
+    path: Path, where: str, form: dict[str, Any], columns: dict[str, ColumnSpec]
+) -> dict[str, Any]:
+    """`min_rows` and `checks` of a raw_forms.yaml form (see the module docstring)."""
+    min_rows = form.get("min_rows", 1)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0:
+        raise SpecError(path, f"{where}.min_rows", f"expected a whole number >= 0: {min_rows!r}")
+    checks: list[Check] = []
+    raw_checks = form.get("checks") or []
+    if not isinstance(raw_checks, list):
+        raise SpecError(path, f"{where}.checks", "expected a list of checks")
+    for i, item in enumerate(raw_checks):
+        at = f"{where}.checks[{i}]"
+        ops = [op for op in CHECK_OPS if isinstance(item, dict) and op in item]
+        if not isinstance(item, dict) or len(ops) != 1 or set(item) != {"column", ops[0]}:
+            raise SpecError(
+                path, at, "expected {column: COL, not_before|not_after: COL or {form, column}}"
+            )
+        column, other = item["column"], item[ops[0]]
+        if column not in columns:
+            raise SpecError(path, f"{at}.column", f"{column!r} is not a column of the form")
+        if isinstance(other, str):
+            if other not in columns:
+                raise SpecError(path, f"{at}.{ops[0]}", f"{other!r} is not a column of the form")
+            checks.append(Check(column, ops[0], other))  # type: ignore[arg-type]
+        elif isinstance(other, dict) and set(other) == {"form", "column"}:
+            checks.append(Check(column, ops[0], str(other["column"]), str(other["form"])))  # type: ignore[arg-type]
+        else:
+            raise SpecError(path, f"{at}.{ops[0]}", "expected a column or {form, column}")
+    return {"min_rows": min_rows, "checks": tuple(checks)}
+
+
+def check_references(path: Path, forms: dict[str, FormSpec]) -> None:
+    """Cross-form checks name a form and column of the contract, compared by subject."""
+    for form in forms.values():
+        for i, check in enumerate(form.checks):
+            if check.other_form is None:
+                continue
+            at = f"forms.{form.name}.checks[{i}]"
+            other = forms.get(check.other_form)
+            if other is None:
+                raise SpecError(path, at, f"no form {check.other_form!r} in the contract")
+            if check.other_column not in other.columns:
+                raise SpecError(
+                    path, at, f"{check.other_column!r} is not a column of {check.other_form!r}"
+                )
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def read_form(
+    spec: FormSpec,
+    raw_dir: Path,
+    *,
+    date_formats: dict[str, str] | None = None,
+    deduped: bool = False,
+) -> RawForm:
+    """Read one raw export and check it against its contract (see the module docstring).
+
+    A file-level problem (missing, not UTF-8, malformed, wrong header) is raised at once;
+    every cell-level problem is reported through errors.collecting (all of them when a
+    collector is active, the first otherwise). `deduped`: a dataset de-duplicates this form
+    by a stated rule, so a repeated key is left to it."""
     path = raw_dir / spec.file
     if not path.is_file():
         raise InputError(path, f"raw export for form {spec.name!r} not found")
@@ -85,13 +222,11 @@ def read_form(spec: FormSpec, raw_dir: Path) -> RawForm:
             column=unknown[0],
         )
     frame = frame[list(spec.columns)]
-    # Trailing/leading blanks are noise in every EDC export; an all-blank cell is missing.
-    for col in frame.columns:
-        s = frame[col].str.strip()
-        frame[col] = s.mask(s == "")
     rows = np.arange(1, len(frame) + 1, dtype=np.int64)
     form = RawForm(spec=spec, path=path, frame=frame, rows=rows)
-    _check_contract(form)
+    with collecting():  # every problem of this file (joins the caller's collector, if any)
+        _check_text(form)
+        _check_contract(form, date_formats or {}, deduped)
     return form
 
 
@@ -118,7 +253,8 @@ def _read_text_table(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise _not_utf8(path) from exc
     except Exception:
-        # pyarrow's parser does not say which line broke; the C parser does.
+        # pyarrow's parser does not say which line broke (nor reads a line break inside a
+        # quoted field); the C parser does.
         try:
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
         except UnicodeDecodeError as exc:
@@ -127,8 +263,53 @@ def _read_text_table(path: Path) -> pd.DataFrame:
             raise InputError(path, f"malformed CSV: {exc}") from exc
 
 
-def _check_contract(form: RawForm) -> None:
+def _check_text(form: RawForm) -> None:
+    """Control characters are errors; line breaks/tabs become a space (logged per record);
+    blanks around a value are noise in every EDC export, and an all-blank cell is missing."""
+    frame = form.frame
+    for col in frame.columns:
+        s = frame[col]
+        # Checked on the distinct values (a form repeats itself); rows only when one is hit.
+        distinct = pd.Series(s.dropna().unique(), dtype="string")
+        if distinct.str.contains(CONTROL, regex=True).any():
+            control = s.str.contains(CONTROL, regex=True).fillna(False).astype(bool)
+            _raise(
+                form,
+                control,
+                col,
+                "control character in text (NUL or another C0 control): it must not reach a "
+                "submission dataset; fix the export",
+            )
+        if distinct.str.contains(LINE_BREAK, regex=True).any():
+            breaks = s.str.contains(LINE_BREAK, regex=True).fillna(False).astype(bool)
+            s = s.mask(breaks, s.str.replace(r"[\t\r\n]+", " ", regex=True))
+            hit = form.rows[breaks.to_numpy()]
+            form.notes.append(
+                (
+                    "line break or tab inside a value replaced by one space",
+                    col,
+                    int(breaks.sum()),
+                    [f"{form.path.name} row {r}" for r in hit[:50].tolist()],
+                )
+            )
+        s = s.str.strip()
+        frame[col] = s.mask(s == "")
+
+
+def _check_contract(form: RawForm, date_formats: dict[str, str], deduped: bool) -> None:
     frame, spec = form.frame, form.spec
+    if len(frame) < spec.min_rows:
+        report(
+            InputError(
+                form.path,
+                f"{len(frame)} data row(s); the contract requires at least {spec.min_rows} "
+                f"for form {spec.name!r} (min_rows in raw_forms.yaml; an empty export is "
+                "usually a failed export)",
+                row=0,
+            )
+        )
+    elif len(frame) == 0:
+        form.notes.append((f"form {spec.name!r} is empty (min_rows: 0 allows it)", "", 0, []))
     for col, cspec in spec.columns.items():
         values = frame[col]
         if cspec.required:
@@ -136,13 +317,153 @@ def _check_contract(form: RawForm) -> None:
         if cspec.type in ("int", "float"):
             num = pd.to_numeric(values, errors="coerce")
             _raise(form, values.notna() & num.isna(), col, f"not a number ({cspec.type})")
+            _raise(
+                form,
+                num.notna() & np.isinf(num.fillna(0)),
+                col,
+                f"not a finite number ({cspec.type}): XPT cannot hold it",
+            )
+            finite = num.where(~np.isinf(num.fillna(0)))
             if cspec.type == "int":
-                frac = num.notna() & (num != np.floor(num.fillna(0)))
+                frac = finite.notna() & (finite != np.floor(finite.fillna(0)))
                 _raise(form, frac, col, "not a whole number (int)")
+            if cspec.min is not None:
+                _raise(form, finite < cspec.min, col, f"below the declared minimum {cspec.min:g}")
+            if cspec.max is not None:
+                _raise(form, finite > cspec.max, col, f"above the declared maximum {cspec.max:g}")
+        elif cspec.type == "date" and col in date_formats:
+            from cdiscforge.dates import to_iso8601
+
+            iso = to_iso8601(values, date_formats[col], Located(str(form.path), col, form.rows))
+            form.iso[col] = iso
+            early, late = _span(iso)
+            if cspec.min is not None:
+                _raise(form, late < str(cspec.min), col, f"before the plausible {cspec.min}")
+            if cspec.max is not None:
+                _raise(form, early > str(cspec.max), col, f"after the plausible {cspec.max}")
+    if spec.key and not deduped:
+        _check_key(form)
+    for check in spec.checks:
+        if check.other_form is None:
+            _compare(form, check, form.iso.get(check.other_column), None)
+
+
+def _span(iso: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Earliest and latest day a (possibly partial) ISO date can be, as comparable text
+    (worked out per distinct date and broadcast)."""
+    codes, uniques = pd.factorize(iso.astype("string").str.slice(0, 10))
+    text = pd.Series(uniques, dtype="string")
+    year = (text.str.len() == 4).fillna(False).astype(bool)
+    month = (text.str.len() == 7).fillna(False).astype(bool)
+    early = text.mask(year, text + "-01-01").mask(month, text + "-01")
+    late = text.mask(year, text + "-12-31").mask(month, text + "-31")
+
+    def broadcast(values: pd.Series) -> pd.Series:
+        out = values.take(np.where(codes < 0, 0, codes))
+        out.index = iso.index
+        return out.mask(codes < 0)
+
+    if not len(text):
+        empty = pd.Series(pd.NA, index=iso.index, dtype="string")
+        return empty, empty
+    return broadcast(early), broadcast(late)
+
+
+def _check_key(form: RawForm) -> None:
+    """Every record repeating an earlier record's key, with the first record's row."""
+    key = list(form.spec.key)
+    frame = form.frame
+    dup = frame.duplicated(key, keep="first").to_numpy()
+    if not dup.any():
+        return
+    rows = pd.Series(form.rows, index=frame.index)
+    first = rows.groupby([frame[k] for k in key], dropna=False, sort=False).transform("min")
+    shown = frame[key].astype("string").fillna("").agg("/".join, axis=1)
+    problems = (
+        f"duplicate record key {'/'.join(key)} (declared unique in raw_forms.yaml): same as row "
+        + first.astype("string")
+    )
+    _raise_rows(form, dup, "+".join(key), shown, problems)
+
+
+def check_relations(forms: dict[str, RawForm]) -> None:
+    """Cross-form `checks:` (every form read): compared by subject (see module docstring)."""
+    for form in forms.values():
+        for check in form.spec.checks:
+            if check.other_form is None or check.other_form not in forms:
+                continue
+            other = forms[check.other_form]
+            if check.other_column not in other.iso:
+                continue
+            early, late = _span(other.iso[check.other_column])
+            bound = early if check.op == "not_before" else late
+            subj = other.frame[other.spec.subject].astype("string")
+            frame = pd.DataFrame({"s": subj.to_numpy(), "b": bound.to_numpy()}).dropna()
+            agg = frame.groupby("s")["b"].min() if check.op == "not_before" else None
+            if agg is None:
+                agg = frame.groupby("s")["b"].max()
+            raw = pd.DataFrame(
+                {"s": subj.to_numpy(), "v": other.frame[check.other_column].to_numpy()}
+            ).dropna()
+            raw_by = raw.drop_duplicates("s").set_index("s")["v"]
+            mine = form.frame[form.spec.subject].astype("string")
+            _compare(form, check, mine.map(agg), other, mine.map(raw_by))
+
+
+def _compare(
+    form: RawForm,
+    check: Check,
+    other_iso: pd.Series | None,
+    other: RawForm | None,
+    other_raw: pd.Series | None = None,
+) -> None:
+    """`column` not before / not after the other value: an error only when certain (every
+    day a partial date can be is on the wrong side)."""
+    mine = form.iso.get(check.column)
+    if mine is None or other_iso is None:
+        return
+    early, late = _span(mine)
+    if other is None:  # same record: the other column's span
+        o_early, o_late = _span(other_iso)
+        other_raw = form.frame[check.other_column]
+        name = check.other_column
+    else:  # already the subject's earliest (not_before) / latest (not_after) day
+        o_early = o_late = other_iso.astype("string")
+        name = f"{other.spec.name}.{check.other_column} of the same subject"
+    if check.op == "not_before":
+        bad, word = late < o_early, "before"
+    else:
+        bad, word = early > o_late, "after"
+    bad = bad.fillna(False).astype(bool).to_numpy()
+    if not bad.any():
+        return
+    assert other_raw is not None
+    problems = f"{check.column} is {word} {name} (" + other_raw.astype("string").fillna("") + ")"
+    _raise_rows(form, bad, check.column, form.frame[check.column], problems)
 
 
 def _raise(form: RawForm, mask: pd.Series, column: str, problem: str) -> None:
     raise_first(mask, form.frame[column], Located(str(form.path), column, form.rows), problem)
+
+
+def _raise_rows(
+    form: RawForm, mask: np.ndarray, column: str, values: pd.Series, problems: pd.Series
+) -> None:
+    """Like _raise, with a problem text per record (naming the other value)."""
+    from cdiscforge.errors import collector
+
+    positions = np.flatnonzero(mask)
+    found = collector()
+    texts = problems.to_numpy(dtype=object)[positions]
+    vals = values.to_numpy(dtype=object)[positions]
+    if found is not None:
+        found.add_rows(str(form.path), form.rows[positions], column, vals, texts)
+        return
+    more = f" ({len(positions) - 1} more rows like it)" if len(positions) > 1 else ""
+    raise InputError(
+        form.path, str(texts[0]) + more, row=int(form.rows[positions[0]]), column=column,
+        value=vals[0],
+    )  # fmt: skip
 
 
 def _not_utf8(path: Path) -> InputError:

@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cdiscforge import standards
 from cdiscforge.errors import SpecError
 from cdiscforge.model import ORIGINS, StudyInfo, Variable
-from cdiscforge.raw import ColumnSpec, FormSpec
+from cdiscforge.raw import (
+    COLUMN_KEYS,
+    ColumnSpec,
+    FormSpec,
+    check_references,
+    column_extras,
+    form_extras,
+)
 from cdiscforge.rules import RULES, Condition, Params, RuleDef
 
 VARIABLE_META = {
@@ -303,7 +310,7 @@ class StudySpec:
             cols: dict[str, ColumnSpec] = {}
             for col, cdef in form["columns"].items():
                 cdef = cdef or {}
-                allowed = {"type", "required", "format", "description"}
+                allowed = COLUMN_KEYS
                 extra = set(cdef) - allowed
                 if extra:
                     raise SpecError(
@@ -324,6 +331,7 @@ class StudySpec:
                     bool(cdef.get("required")),
                     cdef.get("format"),
                     cdef.get("description", ""),
+                    **column_extras(path, f"{where}.columns.{col}", cdef),
                 )
             subject = form.get("subject") or next(
                 (c for c in ("SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols), None
@@ -335,7 +343,9 @@ class StudySpec:
                 tuple(form.get("key", [])),
                 subject or "SUBJECT",
                 form.get("description", ""),
+                **form_extras(path, where, form, cols),
             )
+        check_references(path, out)
         return out
 
     def date_formats(self, form: str) -> dict[str, str]:

@@ -1,12 +1,16 @@
-"""Hostile raw exports: each gives one located error (file, row, column, value), never a guess."""
+"""Hostile raw exports: located errors (file, row, column, value), never a guess.
+
+Outside a `collecting()` block the first error is raised; inside it (as the engine reads)
+every error of the file is reported together."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
-from cdiscforge.errors import InputError
+from cdiscforge.errors import InputError, InputErrors, SpecError, collecting
 from cdiscforge.raw import read_form
 from cdiscforge.spec import load_study
 
@@ -78,3 +82,96 @@ def test_number_column_holding_text(tmp_path: Path, seed_spec: Path) -> None:
     with pytest.raises(InputError) as err:
         read_form(form, tmp_path)
     assert (err.value.row, err.value.column, err.value.value) == (2, "FATVOL", "lots")
+
+
+def test_every_error_of_a_file_in_one_error_sorted_by_row(tmp_path: Path, visits_form) -> None:
+    lines = [
+        HEADER,
+        "NCT03691909,101,101-001,SCREEN,31-FEB-2018",
+        GOOD[1],
+        "NCT03691909,101,,WEEK1,01-JAN-2019",
+        "NCT03691909,101,101-002,WEE\x01K1,01-JAN-2099",
+        GOOD[1],
+    ]
+    with pytest.raises(InputErrors) as err, collecting():
+        read_form(visits_form, _write(tmp_path, lines), date_formats={"VISDAT": "%d-%b-%Y"})
+    got = [(e.row, e.column, e.value) for e in err.value.errors]
+    assert got == [
+        (1, "VISDAT", "31-FEB-2018"),
+        (3, "SUBJECT", None),
+        (4, "FOLDER", "WEE\x01K1"),
+        (4, "VISDAT", "01-JAN-2099"),
+        (5, "SUBJECT+FOLDER", "101-001/LIPO"),
+    ]
+    text = str(err.value)
+    assert text.startswith("5 input errors in 1 file(s)")
+    assert "same as row 2" in text and "after the plausible 2021-12-31" in text
+    assert isinstance(err.value, InputError) and err.value.row == 1  # the first, for callers
+
+
+def test_line_breaks_become_one_space_and_are_noted(tmp_path: Path, visits_form) -> None:
+    content = HEADER + "\n" + GOOD[0] + "\n" + 'NCT03691909,101,101-001,"LI\r\nPO",20-OCT-2018\n'
+    (tmp_path / "visits.csv").write_text(content, encoding="utf-8", newline="")
+    form = read_form(visits_form, tmp_path)
+    assert form.frame["FOLDER"].tolist() == ["SCREEN", "LI PO"]
+    assert form.notes == [
+        ("line break or tab inside a value replaced by one space", "FOLDER", 1,
+         ["visits.csv row 2"]),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("column", "bound", "fragment"),
+    [
+        ("SUBJECT", {"min": 1}, "no bounds on a str column"),
+        ("VISDAT", {"max": "next year"}, "expected a date YYYY-MM-DD"),
+    ],
+)
+def test_bad_bounds_are_spec_errors(
+    tmp_path: Path, seed_spec: Path, column: str, bound: dict, fragment: str
+) -> None:
+    import shutil
+
+    spec = tmp_path / "spec"
+    shutil.copytree(seed_spec, spec)
+    path = spec / "raw_forms.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["forms"]["visits"]["columns"][column].update(bound)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError, match=fragment) as err:
+        load_study(spec)
+    assert f"forms.visits.columns.{column}" in str(err.value)
+
+
+def test_cross_form_check_must_name_a_declared_form(tmp_path: Path, seed_spec: Path) -> None:
+    import shutil
+
+    spec = tmp_path / "spec"
+    shutil.copytree(seed_spec, spec)
+    path = spec / "raw_forms.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["forms"]["visits"]["checks"] = [
+        {"column": "VISDAT", "not_before": {"form": "consent", "column": "ICDAT"}}
+    ]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError, match="no form 'consent'"):
+        load_study(spec)
+
+
+def test_collecting_reports_what_stopped_the_run_and_lets_interrupts_through() -> None:
+    import pandas as pd
+
+    from cdiscforge.errors import Located, raise_first
+
+    bad = pd.Series([False, True, True])
+    values = pd.Series(["a", "b", "c"])
+    with pytest.raises(InputErrors) as err, collecting():
+        raise_first(bad, values, Located("f.csv", "X", None), "bad X")
+        raise ValueError("later failure")  # a consequence of the bad values, say
+    assert [(e.row, e.value) for e in err.value.errors] == [(2, "b"), (3, "c")]
+    assert "the build stopped after these: ValueError('later failure')" in str(err.value)
+    with pytest.raises(KeyboardInterrupt), collecting():
+        raise_first(bad, values, Located("f.csv", "X", None), "bad X")
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError), collecting():  # nothing collected: the error as it is
+        raise ValueError("a bug")

@@ -172,10 +172,15 @@ class RuleContext:
                 count=count, examples=examples or [])  # fmt: skip
 
     def input_error(self, mask: pd.Series, column: str, values: pd.Series, problem: str) -> None:
-        """Raise an InputError at the first True of `mask` (source row, column, value)."""
-        raise_first(
-            mask, values, self.located(column), f"{self.dataset}.{self.variable}: {problem}"
-        )
+        """Report the records where `mask` holds as located input errors (source file, row,
+        `column`: the raw column whose value is wrong, and its value). Inside the engine's
+        stage every such record is collected and the rule goes on: it must give those
+        records a value (null) so the stage can finish and report all errors at once."""
+        # A column that is not raw (a variable computed from raw values) is reported only for
+        # records without an error yet: the bad raw cell it came from is the one to fix.
+        derived = self.source is None or column not in self.source.frame.columns
+        problem = f"{self.dataset}.{self.variable}: {problem}"
+        raise_first(mask, values, self.located(column), problem, secondary=derived)
 
 
 # --- conditions: a small structured vocabulary, never evaluated code ----------------------

@@ -154,6 +154,7 @@ def _apply_unmatched(
         return mapped
     if policy == "error":
         ctx.input_error(unmatched, column, values, f"value not in {what}")
+        return mapped  # reached only while errors are collected: unmatched records are null
     examples = sorted(values[unmatched].astype(str).unique().tolist())[:5]
     action = {"keep": "kept as collected", "upper": "kept upper-cased", "null": "set to null"}
     ctx.report(unmatched, f"value(s) not in {what}: {action[policy]}", warn=True,
@@ -423,16 +424,62 @@ def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
     found = (merged["_merge"] == "both").reindex(ctx.out.index).fillna(False).astype(bool)
     unmatched = left.notna().all(axis=1) & ~found
     if unmatched.any():
-        first_ref = next(iter(p.match.values()))
         if p.unmatched == "error":
-            ctx.input_error(
-                unmatched,
-                first_ref.removeprefix("raw."),
-                ctx.ref(first_ref),
-                f"no match in table {p.table!r}",
-            )
+            _blame_lookup_keys(ctx, p, left, right, tkeys, unmatched)
+            return _tidy(values.astype(object))
         ctx.report(unmatched, f"no match in table {p.table!r}: set to null", warn=True)
     return _tidy(values.astype(object))
+
+
+def _blame_lookup_keys(
+    ctx: RuleContext,
+    p: LookupParams,
+    left: pd.DataFrame,
+    right: pd.DataFrame,
+    tkeys: list[str],
+    unmatched: pd.Series,
+) -> None:
+    """Name the key column whose value is wrong: keys are tried in the spec's `match` order,
+    and a record is blamed on the first key whose value (with the keys before it) is not in
+    the table. A lab unit missing from the catalogue for a known test is the unit column's
+    error, not the test code's."""
+    refs = list(p.match.values())
+    blamed = pd.Series(False, index=left.index)
+    for i, ref in enumerate(refs):
+        keys = tkeys[: i + 1]
+        known = right[keys].drop_duplicates().assign(__known=True)
+        hit = left[keys].reset_index().merge(known, on=keys, how="left").set_index("index")
+        found = hit["__known"].reindex(left.index).fillna(False).astype(bool)
+        miss = unmatched & ~blamed & ~found
+        if i == len(refs) - 1:
+            miss = unmatched & ~blamed  # every key known alone, not together: the last
+        if miss.any():
+            _blame(ctx, p.table, list(p.match)[i], ref, refs[:i], miss)
+        blamed |= miss
+
+
+def _blame(
+    ctx: RuleContext, table: str, tcol: str, ref: str, earlier: list[str], miss: pd.Series
+) -> None:
+    """One located error per record of `miss` on `ref`'s column, the message naming the
+    earlier key values it was looked up with (per distinct combination of them)."""
+    if not earlier:
+        ctx.input_error(
+            miss, ref.removeprefix("raw."), ctx.ref(ref), f"not in table {table!r} ({tcol})"
+        )
+        return
+    keys = pd.DataFrame({r: ctx.ref(r).astype("string") for r in earlier})[miss]
+    for combo, group in keys.groupby(earlier, dropna=False, sort=True):
+        values = combo if isinstance(combo, tuple) else (combo,)
+        named = ", ".join(
+            f"{r.removeprefix('raw.')} {v!r}" for r, v in zip(earlier, values, strict=True)
+        )
+        mask = pd.Series(False, index=miss.index)
+        mask[group.index] = True
+        ctx.input_error(
+            mask, ref.removeprefix("raw."), ctx.ref(ref),
+            f"not in table {table!r} ({tcol}) for {named}",
+        )  # fmt: skip
 
 
 def _norm(series: pd.Series) -> pd.Series:
