@@ -32,6 +32,7 @@ class ColumnSpec:
     required: bool = False
     format: str | None = None
     description: str = ""
+    values: tuple[str, ...] = ()  # a coded column's only allowed codes (e.g. Y, N)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,11 @@ def _check_contract(form: RawForm) -> None:
         values = frame[col]
         if cspec.required:
             _raise(form, values.isna(), col, "required value is missing")
+        if cspec.values:
+            # A coded answer outside its codes (ZZZ in a Y/N field) must stop the build: a
+            # rule testing `eq: Y` would otherwise read it as N without a word.
+            allowed = list(cspec.values)
+            _raise(form, values.notna() & ~values.isin(allowed), col, f"not one of {allowed}")
         if cspec.type in ("int", "float"):
             num = pd.to_numeric(values, errors="coerce")
             _raise(form, values.notna() & num.isna(), col, f"not a number ({cspec.type})")

@@ -400,7 +400,7 @@ class StudySpec:
             cdef = cdef or {}
             if not isinstance(cdef, dict):
                 raise SpecError(path, f"{where}.columns.{col}", "expected a mapping (type ...)")
-            allowed = {"type", "required", "format", "description"}
+            allowed = {"type", "required", "format", "description", "values"}
             extra = set(cdef) - allowed
             if extra:
                 raise SpecError(path, f"{where}.columns.{col}.{sorted(extra)[0]}", "unknown key")
@@ -413,12 +413,18 @@ class StudySpec:
                 "datetime",
             ):
                 raise SpecError(path, f"{where}.columns.{col}.type", "unknown column type")
+            codes = cdef.get("values", [])
+            if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+                raise SpecError(
+                    path, f"{where}.columns.{col}.values", "must be a list of code texts"
+                )
             cols[col] = ColumnSpec(
                 col,
                 cdef.get("type", "str"),
                 bool(cdef.get("required")),
                 cdef.get("format"),
                 cdef.get("description", ""),
+                tuple(codes),
             )
         key = form.get("key", [])
         if not isinstance(key, list) or any(k not in cols for k in key):
