@@ -307,6 +307,7 @@ class StudySpec:
         found = _Collect()
         self.forms: dict[str, FormSpec] = {}
         self._forms_ok = False
+        self._broken_forms: set[str] = set()
         with found.part():
             self.forms = self._load_forms(found)
             self._forms_ok = True
@@ -378,7 +379,6 @@ class StudySpec:
         if not isinstance(forms, dict):
             raise SpecError(path, "forms", "expected a mapping of form name to form")
         out: dict[str, FormSpec] = {}
-        self._broken_forms: set[str] = set()
         for name, form in forms.items():
             with found.part():
                 self._broken_forms.add(name)
@@ -463,8 +463,10 @@ class StudySpec:
             node = node[part]
         if not isinstance(node, list):
             raise SpecError(path, ref.path, "expected a list of records")
-        rows, wheres = _table_rows(path, ref, node)
-        _check_table(path, name, ref, rows, wheres)
+        found = _Collect()
+        rows, wheres = _table_rows(path, ref, node, found)
+        _check_table(path, name, ref, rows, wheres, found)
+        found.raise_any()
         frame = pd.json_normalize(rows, sep="_") if rows else pd.DataFrame()
         self._tables[name] = frame
         return frame
@@ -480,10 +482,9 @@ class StudySpec:
         raw = load_yaml(path)
         spec: DatasetFile = _validated(DatasetFile, raw, path, "")
         name = spec.dataset
+        if not DATASET_NAME_RE.match(name):  # the IG defaults hang on it: stop here
+            raise SpecError(path, "dataset", f"{name!r}: a dataset name is {DATASET_NAME_RULE}")
         found = _Collect()
-        with found.part():
-            if not DATASET_NAME_RE.match(name):
-                raise SpecError(path, "dataset", f"{name!r}: a dataset name is {DATASET_NAME_RULE}")
         with found.part():
             if spec.supp and len(f"SUPP{name}") > 8:
                 raise SpecError(path, "supp", f"SUPP{name} would be longer than 8 characters")
@@ -693,11 +694,10 @@ class StudySpec:
 
 
 def _table_rows(
-    path: Path, ref: TableRef, node: list[Any]
+    path: Path, ref: TableRef, node: list[Any], found: _Collect
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """A table's rows (exploded items merged with their parent) and each row's key path;
     items that are not mappings and keys outside the declared columns are spec errors."""
-    found = _Collect()
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
     for i, item in enumerate(node):
@@ -705,7 +705,8 @@ def _table_rows(
         with found.part():
             if not isinstance(item, dict):
                 raise SpecError(path, where, "expected a mapping (one table row)")
-            _check_keys(path, where, item, ref.columns)
+            with found.part():  # the row is still checked (a misspelt key: a missing one)
+                _check_keys(path, where, item, ref.columns)
             if not ref.explode:
                 rows.append(item)
                 wheres.append(where)
@@ -719,10 +720,10 @@ def _table_rows(
                 with found.part():
                     if not isinstance(sub, dict):
                         raise SpecError(path, sub_where, "expected a mapping")
-                    _check_keys(path, sub_where, sub, ref.explode_columns)
+                    with found.part():
+                        _check_keys(path, sub_where, sub, ref.explode_columns)
                     rows.append({**base, **sub})
                     wheres.append(sub_where)
-    found.raise_any()
     return rows, wheres
 
 
@@ -741,13 +742,17 @@ def _blank(value: Any) -> bool:
 
 
 def _check_table(
-    path: Path, name: str, ref: TableRef, rows: list[dict[str, Any]], wheres: list[str]
+    path: Path,
+    name: str,
+    ref: TableRef,
+    rows: list[dict[str, Any]],
+    wheres: list[str],
+    found: _Collect,
 ) -> None:
     """The row checks a table declares (required, unique, positive, integers, codelists),
     every failing row collected with its key path."""
     from cdiscforge import ct as ct_module
 
-    found = _Collect()
     seen: dict[tuple[str, ...], str] = {}
     for row, where in zip(rows, wheres, strict=True):
         for col in ref.required:
@@ -790,7 +795,6 @@ def _check_table(
                         path, where, f"{ref.unique} {list(key)} repeats {seen[key]} in {name!r}"
                     )
                 seen[key] = where
-    found.raise_any()
 
 
 def _rule_method(origin: str, rdef: RuleDef | None, params: Params | None) -> str | None:

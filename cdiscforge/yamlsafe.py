@@ -90,13 +90,15 @@ class GuardedLoader(yaml.SafeLoader):
     def _refuse(self, problem: str, mark: Any) -> SpecYAMLError:
         return SpecYAMLError(problem, mark, _key_path(self._path))
 
-    def _grow(self, total: int, child: Node) -> int:
+    def _grow(self, total: int, child: Node, mark: Any) -> int:
+        """`total` plus the expanded size of `child` (written at `mark`: for an alias, where
+        the alias is, not the node it names), refused past MAX_NODES."""
         total += self._size.get(id(child), 1)
         if total > MAX_NODES:
             raise self._refuse(
                 f"the document expands to more than {MAX_NODES:,} nodes through its aliases "
                 "(an alias bomb?); a spec never needs that many",
-                child.start_mark,
+                mark,
             )
         return total
 
@@ -151,10 +153,11 @@ class GuardedLoader(yaml.SafeLoader):
         total, index = 1, 0
         while not self.check_event(SequenceEndEvent):
             self._path.append(index)
+            mark = self.peek_event().start_mark
             child = self.compose_node(node, index)
-            self._path.pop()
             node.value.append(child)
-            total = self._grow(total, child)
+            total = self._grow(total, child, mark)
+            self._path.pop()
             index += 1
         node.end_mark = self.get_event().end_mark
         self._size[id(node)] = total
@@ -185,10 +188,11 @@ class GuardedLoader(yaml.SafeLoader):
                     )
                 seen[name] = key.start_mark
             self._path.append(name if name is not None else "?")
+            mark = self.peek_event().start_mark
             value = self.compose_node(node, key)
-            self._path.pop()
             node.value.append((key, value))
-            total = self._grow(self._grow(total, key), value)
+            total = self._grow(self._grow(total, key, key.start_mark), value, mark)
+            self._path.pop()
         node.end_mark = self.get_event().end_mark
         self._size[id(node)] = total
         return node
