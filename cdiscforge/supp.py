@@ -182,7 +182,9 @@ def _log_split(
     what: str,
 ) -> None:
     """One warning naming every record whose text was split (USUBJID, --SEQ, pieces)."""
-    log.warn(spec.stage, f"SUPP{spec.name}", *split_message(records, pieces, name, seq_var, what))
+    message, examples = split_message(records, pieces, name, seq_var, what)
+    log.warn(spec.stage, f"SUPP{spec.name}", message, variable=name,
+             count=int(pieces["row"].nunique()), examples=examples)  # fmt: skip
 
 
 def split_message(
