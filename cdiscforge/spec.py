@@ -46,7 +46,6 @@ DATASET_NAME_RE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
 DATASET_NAME_RULE = "1-8 upper-case letters and digits, starting with a letter"
 VARIABLE_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,7}$")
 VARIABLE_NAME_RULE = "1-8 upper-case letters, digits or _, starting with a letter"
-MAX_SPEC_ERRORS = 100  # listed in one combined error; the rest are counted
 
 
 class _Collect:
@@ -436,7 +435,7 @@ class StudySpec:
             name,
             form["file"],
             cols,
-            tuple(form.get("key", [])),
+            tuple(key),
             subject or "SUBJECT",
             form.get("description", ""),
         )
@@ -538,7 +537,6 @@ class StudySpec:
         for i, entry in enumerate(spec.variables):
             with found.part():
                 variables.append(self._variable(entry, ig, path, f"variables[{i}]", stage))
-        all_good = len(variables) == len(spec.variables)
         with found.part():
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
@@ -557,10 +555,9 @@ class StudySpec:
                     rules[vname] = self._rule(entry, path, where)
                     block_ok = True
             block_rules.append(rules)
-            checkable = block.source in self.forms and i in good_blocks and all_good and block_ok
-            if block.source and checkable:
-                with found.part():
-                    self._check_raw_columns(path, i, block, variables, rules)
+            # A broken variable or block rule is reported already; the others are checked.
+            if block.source and block.source in self.forms and i in good_blocks and block_ok:
+                self._check_raw_columns(path, i, block, variables, rules, found)
         for key in spec.keys:
             with found.part():
                 if key not in names:
@@ -670,7 +667,10 @@ class StudySpec:
         block: Block,
         variables: list[VariableSpec],
         overrides: dict[str, tuple[RuleDef, Params]],
+        found: _Collect,
     ) -> None:
+        """Every raw column a block's filter and rules name is in its form (each variable
+        checked on its own, so all unknown columns are reported at once)."""
         form = self.forms[block.source]  # type: ignore[index]
         known = set(form.columns)
 
@@ -684,13 +684,14 @@ class StudySpec:
                     )
 
         if block.filter is not None:
-            check(
-                [r[4:] for r in block.filter.refs() if r.startswith("raw.")], f"records[{i}].filter"
-            )
+            with found.part():
+                refs = [r[4:] for r in block.filter.refs() if r.startswith("raw.")]
+                check(refs, f"records[{i}].filter")
         for var in variables:
             rule_params = overrides.get(var.name, (var.rule, var.params))[1]
             if rule_params is not None:
-                check(rule_params.raw_columns(), var.key_path)
+                with found.part():
+                    check(rule_params.raw_columns(), var.key_path)
 
 
 def _table_rows(

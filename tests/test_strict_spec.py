@@ -224,6 +224,8 @@ def test_all_spec_errors_of_a_folder_in_one_run(spec: Path, tmp_path: Path) -> N
     _edit(dm, lambda d: _var(d, "SEX").update(bogus=1))
     _edit(dm, lambda d: _var(d, "RACE").update(rule="guess"))
     _edit(ae, lambda d: d.update(label="y" * 41))
+    _edit(ae, lambda d: _var(d, "AESEV").update({"from": "NOPE1"}))
+    _edit(ae, lambda d: _var(d, "AESER").update({"from": "NOPE2"}))
     labs = spec / "lab_tests.yaml"
     hgb = "to_standard: 10.0, std_decimals: 0, labs"
     labs.write_text(labs.read_text().replace(hgb, hgb.replace("to_standard", "to_standrd"), 1))
@@ -235,6 +237,7 @@ def test_all_spec_errors_of_a_folder_in_one_run(spec: Path, tmp_path: Path) -> N
     assert ("ae.yaml", "label") in found
     assert ("lab_tests.yaml", "to_standrd") in found
     message = str(err.value)
+    assert "unknown raw column 'NOPE1'" in message and "unknown raw column 'NOPE2'" in message
     assert message.startswith(f"{len(err.value.errors)} spec errors:\n")
     assert all(f"  {e}" in message.split("\n") for e in err.value.errors)
     out = tmp_path / "out"
