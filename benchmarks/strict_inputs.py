@@ -4,8 +4,9 @@
 
 Measures, each in a fresh subprocess (so peak RSS is the case's own): loading the bundled
 study (the baseline), rejecting a billion-laughs alias bomb, YAML nested 5,000 and 200,000
-levels deep, and splitting one 1 MB and one 10 MB text value into SUPP-- pieces
-(`cdiscforge.supp.split_series`). Prints seconds and peak resident memory per case.
+levels deep, splitting one 1 MB and one 10 MB text value into SUPP-- pieces
+(`cdiscforge.supp.split_series`), and the build's whole path for such an AETERM (engine split
+plus SUPPAE records). Prints seconds and peak resident memory per case.
 """
 
 from __future__ import annotations
@@ -54,10 +55,27 @@ CASE = textwrap.dedent(
         words = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod "
                  "tempor incididunt ut labore et dolore magna aliqua ").split()
         text = " ".join(words[i % len(words)] for i in range(arg // 5))[:arg]
-        values = pd.Series([text, "short"], dtype="string")
-        start = time.perf_counter()
-        first, rest = split_series(values)
-        outcome = f"{len(rest) + 1} pieces"
+        if kind == "split":
+            values = pd.Series([text, "short"], dtype="string")
+            start = time.perf_counter()
+            first, rest = split_series(values)
+            outcome = f"{len(rest) + 1} pieces"
+        else:  # the build's path: AETERM split by the engine, SUPPAE built from the pieces
+            from cdiscforge.buildlog import BuildLog
+            from cdiscforge.engine import _split_long_text
+            from cdiscforge.supp import build_supp
+            study = load_study(Path(sys.argv[3]))
+            spec = study.datasets["AE"]
+            records = pd.DataFrame({"STUDYID": ["S"], "USUBJID": ["S-1"], "AESEQ": [1.0],
+                                    "AETERM": pd.Series([text], dtype="string"),
+                                    "_AERELPR": ["x"]})
+            build_supp(spec, study, records.head(0), {"_AERELPR": records["_AERELPR"].head(0)},
+                       {}, BuildLog())  # warm the SDTMIG metadata cache
+            start = time.perf_counter()
+            overflow = _split_long_text(spec, records, BuildLog())
+            supp = build_supp(spec, study, records, {"_AERELPR": records["_AERELPR"]},
+                              overflow, BuildLog())
+            outcome = f"{len(supp.frame)} SUPPAE records"
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_mib": peak, "outcome": outcome}))
@@ -85,6 +103,8 @@ def main() -> None:
         ("nested 200,000 deep", "deep", 200_000),
         ("split a 1 MB value", "split", 1_000_000),
         ("split a 10 MB value", "split", 10_000_000),
+        ("AETERM 1 MB -> SUPPAE", "supp", 1_000_000),
+        ("AETERM 10 MB -> SUPPAE", "supp", 10_000_000),
     ]
     print(f"{'case':32} {'seconds':>9} {'peak MiB':>9}  outcome")
     for label, kind, arg in cases:
