@@ -305,10 +305,9 @@ class StudySpec:
         self.config: StudyFile = _validated(StudyFile, load_yaml(self.file), self.file, "")
         found = _Collect()
         self.forms: dict[str, FormSpec] = {}
-        self._forms_ok = False
-        self._broken_forms: set[str] = set()
+        self._forms_ok = False  # a broken contract: its datasets' form checks are skipped
         with found.part():
-            self.forms = self._load_forms(found)
+            self.forms = self._load_forms()
             self._forms_ok = True
         self._tables: dict[str, pd.DataFrame] = {}
         for name in self.config.tables:
@@ -369,9 +368,7 @@ class StudySpec:
 
     # --- raw-form contract --------------------------------------------------------------------
 
-    def _load_forms(self, found: _Collect) -> dict[str, FormSpec]:
-        """The raw-form contract; a broken form is collected and left out (its datasets'
-        raw-column checks are then skipped rather than repeated as noise)."""
+    def _load_forms(self) -> dict[str, FormSpec]:
         path = self.folder / self.config.raw_forms
         data = load_yaml(path)
         forms = data.get("forms", data) if isinstance(data, dict) else None
@@ -379,66 +376,47 @@ class StudySpec:
             raise SpecError(path, "forms", "expected a mapping of form name to form")
         out: dict[str, FormSpec] = {}
         for name, form in forms.items():
-            with found.part():
-                self._broken_forms.add(name)
-                out[name] = self._load_form(path, name, form)
-                self._broken_forms.discard(name)
-        return out
-
-    def _load_form(self, path: Path, name: str, form: Any) -> FormSpec:
-        where = f"forms.{name}"
-        if not isinstance(form, dict) or "file" not in form or "columns" not in form:
-            raise SpecError(path, where, "a form needs 'file' and 'columns'")
-        extra_form = set(form) - {"file", "columns", "key", "subject", "description"}
-        if extra_form:
-            raise SpecError(path, f"{where}.{sorted(extra_form, key=str)[0]}", "unknown key")
-        if not isinstance(form["columns"], dict):
-            raise SpecError(path, f"{where}.columns", "expected a mapping of column to type")
-        cols: dict[str, ColumnSpec] = {}
-        for col, cdef in form["columns"].items():
-            cdef = cdef or {}
-            if not isinstance(cdef, dict):
-                raise SpecError(path, f"{where}.columns.{col}", "expected a mapping (type ...)")
-            allowed = {"type", "required", "format", "description", "values"}
-            extra = set(cdef) - allowed
-            if extra:
-                raise SpecError(path, f"{where}.columns.{col}.{sorted(extra)[0]}", "unknown key")
-            if cdef.get("type", "str") not in (
-                "str",
-                "int",
-                "float",
-                "date",
-                "time",
-                "datetime",
-            ):
-                raise SpecError(path, f"{where}.columns.{col}.type", "unknown column type")
-            codes = cdef.get("values", [])
-            if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
-                raise SpecError(
-                    path, f"{where}.columns.{col}.values", "must be a list of code texts"
+            where = f"forms.{name}"
+            if not isinstance(form, dict) or "file" not in form or "columns" not in form:
+                raise SpecError(path, where, "a form needs 'file' and 'columns'")
+            cols: dict[str, ColumnSpec] = {}
+            for col, cdef in form["columns"].items():
+                cdef = cdef or {}
+                allowed = {"type", "required", "format", "description", "values"}
+                extra = set(cdef) - allowed
+                if extra:
+                    raise SpecError(
+                        path, f"{where}.columns.{col}.{sorted(extra)[0]}", "unknown key"
+                    )
+                if cdef.get("type", "str") not in (
+                    "str",
+                    "int",
+                    "float",
+                    "date",
+                    "time",
+                    "datetime",
+                ):
+                    raise SpecError(path, f"{where}.columns.{col}.type", "unknown column type")
+                cols[col] = ColumnSpec(
+                    col,
+                    cdef.get("type", "str"),
+                    bool(cdef.get("required")),
+                    cdef.get("format"),
+                    cdef.get("description", ""),
+                    values=_codes(path, f"{where}.columns.{col}.values", cdef.get("values", [])),
                 )
-            cols[col] = ColumnSpec(
-                col,
-                cdef.get("type", "str"),
-                bool(cdef.get("required")),
-                cdef.get("format"),
-                cdef.get("description", ""),
-                tuple(codes),
+            subject = form.get("subject") or next(
+                (c for c in ("SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols), None
             )
-        key = form.get("key", [])
-        if not isinstance(key, list) or any(k not in cols for k in key):
-            raise SpecError(path, f"{where}.key", "must list columns of the form")
-        subject = form.get("subject") or next(
-            (c for c in ("SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols), None
-        )
-        return FormSpec(
-            name,
-            form["file"],
-            cols,
-            tuple(key),
-            subject or "SUBJECT",
-            form.get("description", ""),
-        )
+            out[name] = FormSpec(
+                name,
+                form["file"],
+                cols,
+                tuple(form.get("key", [])),
+                subject or "SUBJECT",
+                form.get("description", ""),
+            )
+        return out
 
     def date_formats(self, form: str) -> dict[str, str]:
         spec = self.forms[form]
@@ -519,8 +497,8 @@ class StudySpec:
                         "give exactly one of source, table, dataset or generator",
                     )
                 if block.source and block.source not in self.forms:
-                    if block.source in self._broken_forms or not self._forms_ok:
-                        continue  # the form's own error is already reported
+                    if not self._forms_ok:
+                        continue  # the contract's own error is already reported
                     raise SpecError(
                         path,
                         f"records[{i}].source",
@@ -692,6 +670,13 @@ class StudySpec:
             if rule_params is not None:
                 with found.part():
                     check(rule_params.raw_columns(), var.key_path)
+
+
+def _codes(path: Path, where: str, codes: Any) -> tuple[str, ...]:
+    """A raw column's `values`: the only codes it may hold (e.g. [Y, N])."""
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+        raise SpecError(path, where, "must be a list of code texts")
+    return tuple(codes)
 
 
 def _table_rows(
