@@ -427,8 +427,11 @@ def _split_long_text(
 ) -> dict[str, pd.DataFrame]:
     """Character values over 200 bytes: split per SDTMIG 4.5.3.2 into the parent variable
     (first 200 characters, at a word boundary) and SUPP-- records QNAM = <VAR>1, <VAR>2 ...
-    Only SDTM general-observation text is split this way; elsewhere the XPT writer refuses
-    the value with a located error, so nothing is truncated silently."""
+    (`cdiscforge.supp` is the one home of the convention). Only SDTM general-observation
+    text is split this way; elsewhere the XPT writer refuses the value with a located error,
+    so nothing is truncated silently. Each split record is named in the log."""
+    from cdiscforge.supp import split_message, split_series
+
     overflow: dict[str, pd.DataFrame] = {}
     if spec.stage != "sdtm":
         return overflow
@@ -436,33 +439,14 @@ def _split_long_text(
         if not var.keep or var.meta.type != "Char" or var.name not in records:
             continue
         col = records[var.name].astype("string")
-        long = col.notna() & (col.str.len() > MAX_CHAR_BYTES)
-        if not long.any():
+        if not (col.str.len() > MAX_CHAR_BYTES).any():
             continue
-        pieces = col[long].map(_chunks)
-        records.loc[long, var.name] = pieces.map(lambda p: p[0])
-        rest = pieces.map(lambda p: p[1:]).explode()
-        part = rest.groupby(level=0).cumcount() + 1
-        overflow[var.name] = pd.DataFrame(
-            {"row": rest.index, "part": part.to_numpy(), "value": rest.to_numpy()}
+        first, rest = split_series(col, MAX_CHAR_BYTES)
+        records[var.name] = first
+        overflow[var.name] = rest
+        message, examples = split_message(
+            records, rest, var.name, f"{spec.name}SEQ", f"text of {var.name}"
         )
-        log.warn(
-            spec.stage,
-            spec.name,
-            f"text over {MAX_CHAR_BYTES} characters split into {var.name} and SUPP"
-            f"{spec.name} QNAM {var.name}1.. (SDTMIG 4.5.3.2)",
-            variable=var.name,
-            count=int(long.sum()),
-        )
+        log.warn(spec.stage, spec.name, message, variable=var.name,
+                 count=int(rest["row"].nunique()), examples=examples)  # fmt: skip
     return overflow
-
-
-def _chunks(text: str, size: int = MAX_CHAR_BYTES) -> list[str]:
-    out: list[str] = []
-    while len(text) > size:
-        cut = text.rfind(" ", 0, size + 1)
-        cut = cut if cut > 0 else size
-        out.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    out.append(text)
-    return out

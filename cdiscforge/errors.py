@@ -46,6 +46,34 @@ class SpecError(CdiscforgeError):
         super().__init__(f"spec error in {where}: {problem}")
 
 
+class SpecErrors(SpecError):
+    """Every problem one load of a spec folder found, so they are all fixed in one pass.
+
+    A SpecError itself (file, key_path and problem are the first one's), so code and tests
+    catching SpecError see it too; the message lists each error on its own line, at most
+    `limit` of them, with the count of the rest.
+    """
+
+    def __init__(self, errors: list[SpecError], limit: int = 100) -> None:
+        flat: list[SpecError] = []
+        for err in errors:
+            flat.extend(err.errors if isinstance(err, SpecErrors) else [err])
+        self.errors = flat
+        first = flat[0]
+        self.file, self.key_path, self.problem = first.file, first.key_path, first.problem
+        lines = [f"  {err}" for err in flat[:limit]]
+        if len(flat) > limit:
+            lines.append(f"  ... and {len(flat) - limit} more spec errors")
+        CdiscforgeError.__init__(self, f"{len(flat)} spec errors:\n" + "\n".join(lines))
+
+    @staticmethod
+    def combine(errors: list[SpecError]) -> SpecError:
+        """One error as itself (its message unchanged), several as one SpecErrors."""
+        if len(errors) == 1 and not isinstance(errors[0], SpecErrors):
+            return errors[0]
+        return SpecErrors(errors)
+
+
 class InputError(CdiscforgeError):
     """Raw input is bad: names the file, the 1-based data row, the column and the value."""
 

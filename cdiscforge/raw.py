@@ -43,7 +43,7 @@ from cdiscforge.errors import InputError, Located, SpecError, collecting, raise_
 
 ColumnType = Literal["str", "int", "float", "date", "time", "datetime"]
 # Keys a raw_forms.yaml column / form may carry (the spec loader rejects any other key).
-COLUMN_KEYS = frozenset({"type", "required", "format", "description", "min", "max"})
+COLUMN_KEYS = frozenset({"type", "required", "format", "description", "min", "max", "values"})
 FORM_KEYS = frozenset({"file", "columns", "key", "subject", "description", "min_rows", "checks"})
 CHECK_OPS = ("not_before", "not_after")
 # C0 controls and DEL, except tab, LF and CR (whitespace, normalised to a space instead).
@@ -60,6 +60,7 @@ class ColumnSpec:
     description: str = ""
     min: float | str | None = None  # a number, or an ISO date YYYY-MM-DD for a date column
     max: float | str | None = None
+    values: tuple[str, ...] = ()  # a coded column's only allowed codes (e.g. Y, N)
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,11 @@ def _check_contract(form: RawForm, date_formats: dict[str, str], deduped: bool) 
         values = frame[col]
         if cspec.required:
             _raise(form, values.isna(), col, "required value is missing")
+        if cspec.values:
+            # A coded answer outside its codes (ZZZ in a Y/N field) must stop the build: a
+            # rule testing `eq: Y` would otherwise read it as N without a word.
+            allowed = list(cspec.values)
+            _raise(form, values.notna() & ~values.isin(allowed), col, f"not one of {allowed}")
         if cspec.type in ("int", "float"):
             num = pd.to_numeric(values, errors="coerce")
             _raise(form, values.notna() & num.isna(), col, f"not a number ({cspec.type})")

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -24,8 +27,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cdiscforge import standards
-from cdiscforge.errors import SpecError
+from cdiscforge import standards, yamlsafe
+from cdiscforge.errors import CdiscforgeError, SpecError, SpecErrors
 from cdiscforge.model import ORIGINS, StudyInfo, Variable
 from cdiscforge.raw import (
     COLUMN_KEYS,
@@ -36,6 +39,7 @@ from cdiscforge.raw import (
     form_extras,
 )
 from cdiscforge.rules import RULES, Condition, Params, RuleDef
+from cdiscforge.xpt import MAX_LABEL
 
 VARIABLE_META = {
     "name", "label", "type", "length", "origin", "source", "codelist", "format",
@@ -43,20 +47,71 @@ VARIABLE_META = {
     "rule", "core", "role",
 }  # fmt: skip
 STAGES = ("sdtm", "adam")
+# What the XPT v5 writer and the FDA's rules will refuse, checked when the spec loads
+# (a label of 41 characters is a spec error, not a failed build an hour later).
+DATASET_NAME_RE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
+DATASET_NAME_RULE = "1-8 upper-case letters and digits, starting with a letter"
+VARIABLE_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,7}$")
+VARIABLE_NAME_RULE = "1-8 upper-case letters, digits or _, starting with a letter"
+
+
+class _Collect:
+    """Collects the SpecErrors of independent parts of a spec (files, forms, variables), so
+    one load reports every problem of the folder instead of the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[SpecError] = []
+
+    @contextmanager
+    def part(self) -> Iterator[None]:
+        try:
+            yield
+        except SpecError as exc:
+            self.errors.append(exc)
+
+    def raise_any(self) -> None:
+        if self.errors:
+            raise SpecErrors.combine(self.errors)
+
+
+def check_label(file: Path, where: str, label: str | None, what: str) -> None:
+    """A dataset/variable label the XPT writer would refuse: over 40 characters, not ASCII."""
+    if label is None:
+        return
+    if len(label) > MAX_LABEL:
+        raise SpecError(
+            file, where, f"{what} is {len(label)} characters; XPT v5 allows {MAX_LABEL}: {label!r}"
+        )
+    if not label.isascii():
+        raise SpecError(file, where, f"{what} must be ASCII (XPT v5): {label!r}")
 
 
 def load_yaml(path: Path) -> Any:
-    """yaml.safe_load with the file named in any error."""
+    """A spec file through the guarded loader (cdiscforge.yamlsafe), every failure a
+    SpecError naming the file and where: not UTF-8 (line and byte), not YAML, nested too
+    deep, an alias bomb or a duplicated key (key path, line and column)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return yamlsafe.load_file(path)
     except FileNotFoundError as exc:
         raise SpecError(path, "", "file not found") from exc
-    try:
-        return yaml.safe_load(text)
+    except IsADirectoryError as exc:
+        raise SpecError(path, "", "is a folder, not a YAML file") from exc
+    except yamlsafe.NotUTF8 as exc:
+        raise SpecError(
+            path,
+            f"line {exc.line}, byte {exc.offset}",
+            f"not UTF-8 text (bytes {exc.sample!r}); save the file as UTF-8",
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        key_path = getattr(exc, "key_path", "")
+        if key_path:
+            where = f"{key_path} ({where})" if where else key_path
+        problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yamlsafe.SpecYAMLError):
+            raise SpecError(path, where, problem) from exc
+        raise SpecError(path, where, f"not valid YAML: {problem}") from exc
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -67,17 +122,20 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _validated(model: type[BaseModel], data: Any, file: Path, prefix: str) -> Any:
+    """`model` from `data`; every field error a SpecError (several: one SpecErrors)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        path = _loc((*(p for p in [prefix] if p), *err["loc"])).replace("from_", "from")
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "missing required field"
-        raise SpecError(file, path, msg) from exc
+        found: list[SpecError] = []
+        for err in exc.errors():
+            path = _loc((*(p for p in [prefix] if p), *err["loc"])).replace("from_", "from")
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "missing required field"
+            found.append(SpecError(file, path, msg))
+        raise SpecErrors.combine(found) from exc
     except TypeError as exc:  # e.g. a YAML mapping with a non-text key
         raise SpecError(file, prefix, f"malformed entry: {exc}") from exc
 
@@ -120,9 +178,20 @@ class VariableMeta(BaseModel):
 
 
 class TableRef(_Strict):
+    """A spec table: a list in a study YAML file, with the checks its rows must pass when
+    the spec loads (a catalogue's misspelt key or blank unit is a spec error, never a value
+    silently left unconverted)."""
+
     file: str
     path: str  # top-level key holding the list
     explode: str | None = None  # a nested list to expand into one row per item
+    columns: list[str] | None = None  # the keys an item may have (others: unknown key)
+    explode_columns: list[str] | None = None  # the keys an exploded sub-item may have
+    required: list[str] = []  # filled (not blank) in every row
+    unique: list[str] = []  # together unique per row (compared as lookups compare)
+    positive: list[str] = []  # numbers > 0 where filled
+    integers: list[str] = []  # whole numbers >= 0 where filled
+    codelists: dict[str, str] = {}  # column -> CT codelist its values must be in
 
 
 class StudyFile(_Strict):
@@ -236,23 +305,33 @@ class StudySpec:
     """A loaded, checked study: metadata, raw-form contract, tables and dataset specs."""
 
     def __init__(self, folder: Path) -> None:
+        """Load every file of the folder, collecting the SpecErrors of each independent part
+        (study.yaml first: without it nothing else can be found), then raise them together."""
         self.folder = folder
         self.file = folder / "study.yaml"
         self.config: StudyFile = _validated(StudyFile, load_yaml(self.file), self.file, "")
-        self.forms = self._load_forms()
+        found = _Collect()
+        self.forms: dict[str, FormSpec] = {}
+        self._forms_ok = False  # a broken contract: its datasets' form checks are skipped
+        with found.part():
+            self.forms = self._load_forms()
+            self._forms_ok = True
         self._tables: dict[str, pd.DataFrame] = {}
         for name in self.config.tables:
-            self.table(name)  # load and check every table up front
+            with found.part():
+                self.table(name)  # load and check every table up front
         self.datasets: dict[str, DatasetSpec] = {}
         for stage in STAGES:
             for rel in getattr(self.config, stage):
                 path = folder / rel
                 files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
                 for f in files:
-                    spec = self._load_dataset(f, stage)
-                    if spec.name in self.datasets:
-                        raise SpecError(f, "dataset", f"dataset {spec.name} is defined twice")
-                    self.datasets[spec.name] = spec
+                    with found.part():
+                        spec = self._load_dataset(f, stage)
+                        if spec.name in self.datasets:
+                            raise SpecError(f, "dataset", f"dataset {spec.name} is defined twice")
+                        self.datasets[spec.name] = spec
+        found.raise_any()
 
     # --- study-level facts -------------------------------------------------------------------
 
@@ -332,6 +411,7 @@ class StudySpec:
                     cdef.get("format"),
                     cdef.get("description", ""),
                     **column_extras(path, f"{where}.columns.{col}", cdef),
+                    values=_codes(path, f"{where}.columns.{col}.values", cdef.get("values", [])),
                 )
             subject = form.get("subject") or next(
                 (c for c in ("SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols), None
@@ -370,14 +450,10 @@ class StudySpec:
             node = node[part]
         if not isinstance(node, list):
             raise SpecError(path, ref.path, "expected a list of records")
-        rows: list[dict[str, Any]] = []
-        for item in node:
-            if ref.explode:
-                for sub in item.get(ref.explode) or []:
-                    base = {k: v for k, v in item.items() if k != ref.explode}
-                    rows.append({**base, **sub})
-            else:
-                rows.append(item)
+        found = _Collect()
+        rows, wheres = _table_rows(path, ref, node, found)
+        _check_table(path, name, ref, rows, wheres, found)
+        found.raise_any()
         frame = pd.json_normalize(rows, sep="_") if rows else pd.DataFrame()
         self._tables[name] = frame
         return frame
@@ -388,9 +464,17 @@ class StudySpec:
     # --- dataset specs ------------------------------------------------------------------------
 
     def _load_dataset(self, path: Path, stage: str) -> DatasetSpec:
+        """One dataset spec, every independent problem (name, label, each block, each
+        variable, keys) collected and raised together."""
         raw = load_yaml(path)
         spec: DatasetFile = _validated(DatasetFile, raw, path, "")
         name = spec.dataset
+        if not DATASET_NAME_RE.match(name):  # the IG defaults hang on it: stop here
+            raise SpecError(path, "dataset", f"{name!r}: a dataset name is {DATASET_NAME_RULE}")
+        found = _Collect()
+        with found.part():
+            if spec.supp and len(f"SUPP{name}") > 8:
+                raise SpecError(path, "supp", f"SUPP{name} would be longer than 8 characters")
         if stage == "sdtm":
             ig = standards.domain_variables(name)
             igds = standards.sdtmig_datasets()
@@ -405,46 +489,79 @@ class StudySpec:
             default_label, default_class, default_structure = None, structure, ""
             standard = spec.standard or f"ADaMIG {standards.ADAMIG_VERSION}"
         label = spec.label or default_label
-        if not label:
-            raise SpecError(path, "label", "required (not a standard dataset)")
+        with found.part():
+            if not label:
+                raise SpecError(path, "label", "required (not a standard dataset)")
+            check_label(path, "label", label, "dataset label")
 
+        good_blocks: set[int] = set()
         for i, block in enumerate(spec.records):
-            kinds = [k for k in ("source", "table", "dataset", "generator") if getattr(block, k)]
-            if len(kinds) != 1:
-                raise SpecError(
-                    path, f"records[{i}]", "give exactly one of source, table, dataset or generator"
-                )
-            if block.source and block.source not in self.forms:
-                raise SpecError(
-                    path,
-                    f"records[{i}].source",
-                    f"unknown raw form {block.source!r}; forms: {sorted(self.forms)}",
-                )
-            if block.table and block.table not in self.config.tables:
-                raise SpecError(path, f"records[{i}].table", f"unknown table {block.table!r}")
+            with found.part():
+                kinds = [
+                    k for k in ("source", "table", "dataset", "generator") if getattr(block, k)
+                ]
+                if len(kinds) != 1:
+                    raise SpecError(
+                        path,
+                        f"records[{i}]",
+                        "give exactly one of source, table, dataset or generator",
+                    )
+                if block.source and block.source not in self.forms:
+                    if not self._forms_ok:
+                        continue  # the contract's own error is already reported
+                    raise SpecError(
+                        path,
+                        f"records[{i}].source",
+                        f"unknown raw form {block.source!r}; forms: {sorted(self.forms)}",
+                    )
+                if block.table and block.table not in self.config.tables:
+                    raise SpecError(path, f"records[{i}].table", f"unknown table {block.table!r}")
+                good_blocks.add(i)
 
         variables: list[VariableSpec] = []
+        # Names as written (a variable whose spec is broken still exists for the checks below,
+        # so one broken variable is one error, not one more per reference to it).
+        names = [str(e["name"]) for e in spec.variables if isinstance(e, dict) and "name" in e]
         for i, entry in enumerate(spec.variables):
-            variables.append(self._variable(entry, ig, path, f"variables[{i}]", stage))
-        names = [v.name for v in variables]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise SpecError(path, "variables", f"variables defined twice: {dupes}")
+            with found.part():
+                variables.append(self._variable(entry, ig, path, f"variables[{i}]", stage))
+        with found.part():
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise SpecError(path, "variables", f"variables defined twice: {dupes}")
 
         block_rules: list[dict[str, tuple[RuleDef, Params]]] = []
         for i, block in enumerate(spec.records):
             rules: dict[str, tuple[RuleDef, Params]] = {}
+            block_ok = True
             for vname, entry in block.variables.items():
                 where = f"records[{i}].variables.{vname}"
-                if vname not in names:
-                    raise SpecError(path, where, f"{vname} is not in the dataset's variables")
-                rules[vname] = self._rule(entry, path, where)
+                with found.part():
+                    block_ok = False
+                    if vname not in names:
+                        raise SpecError(path, where, f"{vname} is not in the dataset's variables")
+                    rules[vname] = self._rule(entry, path, where)
+                    block_ok = True
             block_rules.append(rules)
-            if block.source:
-                self._check_raw_columns(path, i, block, variables, rules)
+            # A broken variable or block rule is reported already; the others are checked.
+            if block.source and block.source in self.forms and i in good_blocks and block_ok:
+                self._check_raw_columns(path, i, block, variables, rules, found)
         for key in spec.keys:
-            if key not in names:
-                raise SpecError(path, "keys", f"key variable {key} is not in variables")
+            with found.part():
+                if key not in names:
+                    raise SpecError(path, "keys", f"key variable {key} is not in variables")
+        for j, item in enumerate(spec.supp):
+            with found.part():
+                if not VARIABLE_NAME_RE.match(item.qnam):
+                    raise SpecError(
+                        path, f"supp[{j}].qnam", f"{item.qnam!r}: a QNAM is {VARIABLE_NAME_RULE}"
+                    )
+            with found.part():
+                check_label(path, f"supp[{j}].qlabel", item.qlabel, "QLABEL")
+            with found.part():
+                if item.var not in names:
+                    raise SpecError(path, f"supp[{j}].var", f"{item.var} is not in variables")
+        found.raise_any()
         return DatasetSpec(
             name=name, stage=stage, file=path, label=label,
             klass=spec.klass or default_class, structure=spec.structure or default_structure,
@@ -485,8 +602,14 @@ class StudySpec:
         label = entry.get("label") or (igrow["label"] if igrow is not None else None)
         vtype = entry.get("type") or (igrow["type"] if igrow is not None else None)
         helper = name.startswith("_")
+        if not helper and not VARIABLE_NAME_RE.match(name):
+            raise SpecError(
+                path, f"{where}.name", f"{name!r}: a variable name is {VARIABLE_NAME_RULE}"
+            )
         if not helper and not label:
             raise SpecError(path, f"{where}.label", "required for a variable not in the IG")
+        if not helper:
+            check_label(path, f"{where}.label", label, "variable label")
         if not helper and vtype not in ("Char", "Num"):
             raise SpecError(path, f"{where}.type", "must be Char or Num (not in the IG)")
         origin = entry.get("origin") or (rdef.origin if rdef else "Derived")
@@ -532,7 +655,10 @@ class StudySpec:
         block: Block,
         variables: list[VariableSpec],
         overrides: dict[str, tuple[RuleDef, Params]],
+        found: _Collect,
     ) -> None:
+        """Every raw column a block's filter and rules name is in its form (each variable
+        checked on its own, so all unknown columns are reported at once)."""
         form = self.forms[block.source]  # type: ignore[index]
         known = set(form.columns)
 
@@ -546,13 +672,125 @@ class StudySpec:
                     )
 
         if block.filter is not None:
-            check(
-                [r[4:] for r in block.filter.refs() if r.startswith("raw.")], f"records[{i}].filter"
-            )
+            with found.part():
+                refs = [r[4:] for r in block.filter.refs() if r.startswith("raw.")]
+                check(refs, f"records[{i}].filter")
         for var in variables:
             rule_params = overrides.get(var.name, (var.rule, var.params))[1]
             if rule_params is not None:
-                check(rule_params.raw_columns(), var.key_path)
+                with found.part():
+                    check(rule_params.raw_columns(), var.key_path)
+
+
+def _codes(path: Path, where: str, codes: Any) -> tuple[str, ...]:
+    """A raw column's `values`: the only codes it may hold (e.g. [Y, N])."""
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+        raise SpecError(path, where, "must be a list of code texts")
+    return tuple(codes)
+
+
+def _table_rows(
+    path: Path, ref: TableRef, node: list[Any], found: _Collect
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """A table's rows (exploded items merged with their parent) and each row's key path;
+    items that are not mappings and keys outside the declared columns are spec errors."""
+    rows: list[dict[str, Any]] = []
+    wheres: list[str] = []
+    for i, item in enumerate(node):
+        where = f"{ref.path}[{i}]"
+        with found.part():
+            if not isinstance(item, dict):
+                raise SpecError(path, where, "expected a mapping (one table row)")
+            with found.part():  # the row is still checked (a misspelt key: a missing one)
+                _check_keys(path, where, item, ref.columns)
+            if not ref.explode:
+                rows.append(item)
+                wheres.append(where)
+                continue
+            subs = item.get(ref.explode) or []
+            if not isinstance(subs, list):
+                raise SpecError(path, f"{where}.{ref.explode}", "expected a list")
+            base = {k: v for k, v in item.items() if k != ref.explode}
+            for j, sub in enumerate(subs):
+                sub_where = f"{where}.{ref.explode}[{j}]"
+                with found.part():
+                    if not isinstance(sub, dict):
+                        raise SpecError(path, sub_where, "expected a mapping")
+                    with found.part():
+                        _check_keys(path, sub_where, sub, ref.explode_columns)
+                    rows.append({**base, **sub})
+                    wheres.append(sub_where)
+    return rows, wheres
+
+
+def _check_keys(path: Path, where: str, item: dict[str, Any], allowed: list[str] | None) -> None:
+    if allowed is None:
+        return
+    unknown = sorted(str(k) for k in item if k not in allowed)
+    if unknown:
+        raise SpecError(
+            path, f"{where}.{unknown[0]}", f"unknown key (a misspelling?); allowed: {allowed}"
+        )
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+def _check_table(
+    path: Path,
+    name: str,
+    ref: TableRef,
+    rows: list[dict[str, Any]],
+    wheres: list[str],
+    found: _Collect,
+) -> None:
+    """The row checks a table declares (required, unique, positive, integers, codelists),
+    every failing row collected with its key path."""
+    from cdiscforge import ct as ct_module
+
+    seen: dict[tuple[str, ...], str] = {}
+    for row, where in zip(rows, wheres, strict=True):
+        for col in ref.required:
+            with found.part():
+                if _blank(row.get(col)):
+                    raise SpecError(path, f"{where}.{col}", f"required in table {name!r}")
+        for col in ref.positive:
+            value = row.get(col)
+            with found.part():
+                if value is not None and not (
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+                ):
+                    raise SpecError(path, f"{where}.{col}", f"must be a number > 0: {value!r}")
+        for col in ref.integers:
+            value = row.get(col)
+            with found.part():
+                if value is not None and not (
+                    isinstance(value, int) and not isinstance(value, bool) and value >= 0
+                ):
+                    raise SpecError(path, f"{where}.{col}", f"must be a whole number: {value!r}")
+        for col, listname in ref.codelists.items():
+            value = row.get(col)
+            with found.part():
+                if value is not None and not _blank(value):
+                    try:
+                        cl = ct_module.codelist(listname)
+                    except CdiscforgeError as exc:
+                        raise SpecError(path, f"tables.{name}.codelists", str(exc)) from exc
+                    if str(value) not in cl.values:
+                        raise SpecError(
+                            path,
+                            f"{where}.{col}",
+                            f"{value!r} is not a submission value of codelist {listname}",
+                        )
+        if ref.unique:
+            key = tuple(ct_module.normalise_text(row.get(c)) for c in ref.unique)
+            with found.part():
+                if key in seen:
+                    raise SpecError(
+                        path, where, f"{ref.unique} {list(key)} repeats {seen[key]} in {name!r}"
+                    )
+                seen[key] = where
 
 
 def _rule_method(origin: str, rdef: RuleDef | None, params: Params | None) -> str | None:

@@ -616,7 +616,8 @@ class ResultCharParams(Params):
     var: str
     factor: float | str | None = None  # a number or a per-record reference
     decimals: int | str | None = None  # a number or a per-record reference
-    ref_fields = ("var", "factor", "decimals")
+    unit: str | None = None  # the record's unit (named when its factor is missing)
+    ref_fields = ("var", "factor", "decimals", "unit")
 
 
 _QUALIFIED = r"^\s*(?P<q>[<>]=?)?\s*(?P<n>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
@@ -655,12 +656,27 @@ def result_char(ctx: RuleContext, p: ResultCharParams) -> pd.Series:
     formatted without trailing zeros; a `<0.5`-style result keeps its qualifier with the
     converted limit; other text is kept as collected (upper-cased).
 
+    With a per-record `factor`, a numeric result whose factor is missing (its unit, `unit`,
+    blank or without a conversion) is an input error naming the unit, never copied unconverted.
+
     Example: `{name: LBSTRESC, rule: result_char, var: LBORRES, factor: _FACTOR,
-    decimals: _STDDEC}` (factor and decimals per record, from the lab catalogue).
+    decimals: _STDDEC, unit: raw.UNIT}` (factor and decimals per record, from the lab
+    catalogue).
     """
     values = ctx.ref(p.var)
     parts = _split_result(values)
     factor = _factor(ctx, p.factor)
+    if isinstance(p.factor, str):
+        # A number without a factor would be published unconverted under the standard unit
+        # (HGB 14.3 g/dL as 14.3 g/L): stop, naming the record's unit.
+        column = (p.unit or p.var).removeprefix("raw.")
+        shown = ctx.ref(p.unit) if p.unit else values
+        ctx.input_error(
+            parts["num"].notna() & factor.isna(),
+            column,
+            shown,
+            "a numeric result whose unit has no conversion factor to the standard unit",
+        )
     converted = parts["num"].astype("Float64") * factor
     decimals = ctx.ref(p.decimals) if isinstance(p.decimals, str) else p.decimals
     text = _format_numbers(converted, decimals)

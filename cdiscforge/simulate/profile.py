@@ -14,8 +14,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cdiscforge.errors import SpecError
 
 MESS_KINDS = (
@@ -90,11 +88,9 @@ class Profile:
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise SpecError(path, "", "file not found (the simulator needs it)")
-    try:
-        with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise SpecError(path, "", f"not valid YAML: {exc}") from exc
+    from cdiscforge.spec import load_yaml  # the one guarded spec reader
+
+    return load_yaml(path)
 
 
 def _get(doc: Any, path: Path, key_path: str) -> Any:
