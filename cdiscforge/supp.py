@@ -30,10 +30,17 @@ def build_supp(
     parent = spec.name
     seq_var = f"{parent}SEQ"
     parts: list[pd.DataFrame] = []
+    metas_by_name = {v.name: v.meta for v in spec.variables}
+    # What define.xml says about each QNAM's QVAL (value-level metadata); QORIG is that
+    # origin, so the data and define.xml agree.
+    qualifiers: dict[str, Variable] = {}
     for item in spec.supp:
         value = values[item.var].astype("string")
         has = value.notna() & (value.str.strip() != "")
         idvar = item.idvar or (seq_var if seq_var in records else None)
+        source = metas_by_name[item.var]
+        qorig = define_origin(item.qorig or source.origin)
+        qualifiers[item.qnam] = _qualifier(source, item.qlabel, qorig)
         parts.append(
             _records(
                 records[has],
@@ -42,7 +49,7 @@ def build_supp(
                 item.qnam,
                 item.qlabel,
                 value[has],
-                item.qorig,
+                qorig,
                 item.qeval,
             )
         )
@@ -51,6 +58,8 @@ def build_supp(
         for part, chunk in pieces.groupby("part"):
             rows = records.loc[chunk["row"].to_numpy()]
             qnam = f"{var}{int(part)}"[:8]
+            qorig = define_origin(metas_by_name[var].origin)
+            qualifiers[qnam] = _qualifier(metas_by_name[var], f"{label} {int(part)}"[:40], qorig)
             parts.append(
                 _records(
                     rows,
@@ -59,7 +68,7 @@ def build_supp(
                     qnam,
                     f"{label} {int(part)}"[:40],
                     pd.Series(chunk["value"].to_numpy(), index=rows.index),
-                    "CRF",
+                    qorig,
                     None,
                 )
             )
@@ -93,6 +102,34 @@ def build_supp(
         keys=["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM"],
         standard=spec.standard,
         domain=name,
+        value_level_by="QNAM",
+        qualifiers={q: qualifiers[q] for q in sorted(set(frame["QNAM"].dropna()))},
+    )
+
+
+# SUPP-- QORIG spellings older specs use, as Define-XML 2.1 origin types.
+_QORIG_ALIASES = {"CRF": "Collected", "EDT": "Collected", "ECRF": "Collected"}
+
+
+def define_origin(qorig: str) -> str:
+    """QORIG as a Define-XML 2.1 origin type (CRF -> Collected), so that QORIG and the
+    define.xml origin of the QNAM are the same word."""
+    text = qorig.strip()
+    return _QORIG_ALIASES.get(text.upper(), text[:1].upper() + text[1:])
+
+
+def _qualifier(source: Variable, qlabel: str, qorig: str) -> Variable:
+    """QVAL's metadata for one QNAM: the parent-side variable's origin, source and method."""
+    return Variable(
+        name="QVAL",
+        label=qlabel,
+        type="Char",
+        origin=qorig,
+        source=source.source if qorig == "Collected" else None,
+        method=source.method if qorig == "Derived" else None,
+        comment=source.comment,
+        predecessor=source.predecessor if qorig == "Predecessor" else None,
+        crf_pages=source.crf_pages if qorig == "Collected" else (),
     )
 
 
