@@ -37,7 +37,7 @@ from cdiscforge.model import (
 )
 from cdiscforge.raw import ColumnSpec, FormSpec
 from cdiscforge.rules import RULES, Condition, Params, RuleDef
-from cdiscforge.rules.words import Words, method_text
+from cdiscforge.rules.words import Words, describe_rule, method_text
 
 VARIABLE_META = {
     "name", "label", "type", "length", "origin", "source", "codelist", "format",
@@ -514,7 +514,7 @@ class StudySpec:
         for key in spec.keys:
             if key not in names:
                 raise SpecError(path, "keys", f"key variable {key} is not in variables")
-        self._define_metadata(spec, stage, default_class, variables)
+        self._define_metadata(spec, stage, default_class, variables, block_rules)
         return DatasetSpec(
             name=name, stage=stage, file=path, label=label,
             klass=spec.klass or default_class, structure=spec.structure or default_structure,
@@ -524,7 +524,12 @@ class StudySpec:
         )  # fmt: skip
 
     def _define_metadata(
-        self, spec: DatasetFile, stage: str, default_class: str, variables: list[VariableSpec]
+        self,
+        spec: DatasetFile,
+        stage: str,
+        default_class: str,
+        variables: list[VariableSpec],
+        block_rules: list[dict[str, tuple[RuleDef, Params]]],
     ) -> None:
         """What define.xml says about each variable beyond its own entry: the Source of a
         collected value (the raw form's `source`), Protocol for trial-design content, the
@@ -555,6 +560,15 @@ class StudySpec:
         for var in variables:
             meta = var.meta
             explicit = next((e for e in spec.variables if e.get("name") == var.name), {})
+            per_block = [
+                (block, rules[var.name])
+                for block, rules in zip(spec.records, block_rules, strict=True)
+                if var.name in rules
+            ]
+            if var.rule is None and per_block and "origin" not in explicit:
+                # Set per record block only: the blocks' common origin, else Derived.
+                kinds = {rdef.origin_for(params) for _, (rdef, params) in per_block}
+                meta.origin = kinds.pop() if len(kinds) == 1 else "Derived"
             copied = meta.origin in ("Collected", "Assigned") and var.name != "DOMAIN"
             if design and "origin" not in explicit and copied:
                 # Trial-design content is the protocol's, whether copied or assigned.
@@ -576,6 +590,13 @@ class StudySpec:
                     meta.predecessor = f"{parent}.{column.removeprefix('raw.')}"
             if meta.method is None and meta.origin == "Derived" and var.rule and var.params:
                 meta.method = method_text(var.name, var.rule, var.params, words)
+            elif meta.method is None and meta.origin == "Derived" and per_block:
+                parts = [
+                    f"{describe_rule(rdef, params, words, target=var.name)} for "
+                    f"{_block_words(block)}"
+                    for block, (rdef, params) in per_block
+                ]
+                meta.method = f"{var.name}: {'; '.join(parts)}."
 
     def _rule(self, entry: dict[str, Any], path: Path, where: str) -> tuple[RuleDef, Params]:
         if not isinstance(entry, dict) or "rule" not in entry:
@@ -697,6 +718,15 @@ class StudySpec:
             rule_params = overrides.get(var.name, (var.rule, var.params))[1]
             if rule_params is not None:
                 check(rule_params.raw_columns(), var.key_path)
+
+
+def _block_words(block: Block) -> str:
+    """Which records a block maps, in words: `records from the enrolment form where ...`."""
+    name = str(block.source or block.table or block.dataset or block.generator or "")
+    where = f"records from the {name.replace('_', ' ')}" + (" form" if block.source else "")
+    if block.filter is not None:
+        where += f" where {Words().condition(block.filter)}"
+    return where
 
 
 def _blocks_method(name: str, spec: DatasetFile) -> str | None:

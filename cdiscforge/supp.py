@@ -85,6 +85,7 @@ def build_supp(
             origin="Assigned"
             if n in ("STUDYID", "RDOMAIN", "IDVAR", "QNAM", "QLABEL", "QORIG", "QEVAL")
             else "Derived",
+            method=_METHODS.get(n, "").format(parent=parent) or None,
             role=ig.loc[n, "role"],
             core=ig.loc[n, "core"],
         )
@@ -106,6 +107,15 @@ def build_supp(
         qualifiers={q: qualifiers[q] for q in sorted(set(frame["QNAM"].dropna()))},
     )
 
+
+# define.xml method text of the SUPP-- variables that are not assigned.
+_METHODS = {
+    "USUBJID": "USUBJID of the {parent} record the qualifier belongs to.",
+    "IDVARVAL": "Value of IDVAR in the {parent} record the qualifier belongs to; null for a "
+    "subject-level qualifier.",
+    "QVAL": "The qualifier's value from the {parent} mapping; what each QNAM holds and where it "
+    "comes from is in the value-level metadata.",
+}
 
 # SUPP-- QORIG spellings older specs use, as Define-XML 2.1 origin types.
 _QORIG_ALIASES = {"CRF": "Collected", "EDT": "Collected", "ECRF": "Collected"}

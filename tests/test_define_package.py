@@ -289,3 +289,23 @@ def test_every_rule_describes_itself_without_code() -> None:
     ]
     for name, text in seen.items():
         assert text and not _REPR.search(text), (name, text)
+
+
+def test_every_derived_item_ref_has_a_method(mdv: etree._Element) -> None:
+    items = _items(mdv)
+    missing = []
+    for ig in mdv.findall("odm:ItemGroupDef", NS):
+        for ref in ig.findall("odm:ItemRef", NS):
+            origin = items[ref.get("ItemOID")].find("def:Origin", NS)
+            if origin is not None and origin.get("Type") == "Derived" and not ref.get("MethodOID"):
+                missing.append(ref.get("ItemOID"))
+    assert not missing
+
+
+def test_spec_comments_become_comment_defs(build: Path) -> None:
+    mdv = _mdv(build / "sdtm" / "define.xml")
+    ds = next(ig for ig in mdv.findall("odm:ItemGroupDef", NS) if ig.get("Name") == "DS")
+    oid = ds.get(f"{{{NS['def']}}}CommentOID")
+    comment = next(c for c in mdv.findall("def:CommentDef", NS) if c.get("OID") == oid)
+    text = comment.findtext("odm:Description/odm:TranslatedText", namespaces=NS)
+    assert "protocol milestone" in text and "PROTMLST" in text

@@ -857,7 +857,10 @@ def _say_condition(p: ConditionParams, w: Words) -> str:
 @describes("lookup")
 def _say_lookup(p: LookupParams, w: Words) -> str:
     keys = [f"{col.replace('_', ' ')} equals {w.ref(ref)}" for col, ref in p.match.items()]
-    return f"{p.column.replace('_', ' ')} from {w.table(p.table)}, on the row whose {join(keys)}"
+    column = p.column.replace("_", " ")
+    if w.target.startswith("_"):  # named inside another phrase
+        return f"the {column} value of the row of {w.table(p.table)} whose {join(keys)}"
+    return f"{column} from {w.table(p.table)}, on the row whose {join(keys)}"
 
 
 @describes("aggregate")
@@ -877,7 +880,9 @@ def _say_aggregate(p: AggregateParams, w: Words) -> str:
 @describes("usubjid")
 def _say_usubjid(p: UsubjidParams, w: Words) -> str:
     subject = f"{p.from_} as collected" if p.from_ else "the subject number as collected"
-    return f"STUDYID and {subject}, joined by {w.usubjid_separator}"
+    sep = w.usubjid_separator
+    joined = {"-": "a hyphen", "": "nothing", " ": "a space"}.get(sep, f'"{sep}"')
+    return f"STUDYID and {subject}, joined by {joined}"
 
 
 @describes("seq")
