@@ -309,3 +309,44 @@ def test_spec_comments_become_comment_defs(build: Path) -> None:
     comment = next(c for c in mdv.findall("def:CommentDef", NS) if c.get("OID") == oid)
     text = comment.findtext("odm:Description/odm:TranslatedText", namespaces=NS)
     assert "protocol milestone" in text and "PROTMLST" in text
+
+
+def _spec_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    folder = tmp_path / "spec"
+    shutil.copytree(SPEC, folder)
+    return folder
+
+
+def test_unknown_form_source_is_a_located_spec_error(tmp_path: Path) -> None:
+    import yaml
+
+    from cdiscforge.errors import SpecError
+
+    folder = _spec_copy(tmp_path)
+    path = folder / "raw_forms.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["forms"]["lab"]["source"] = "Nurse"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    with pytest.raises(SpecError) as err:
+        load_study(folder)
+    assert err.value.file.endswith("raw_forms.yaml")
+    assert err.value.key_path == "forms.lab.source" and "Investigator" in err.value.problem
+
+
+def test_unknown_dictionary_is_a_located_spec_error(tmp_path: Path) -> None:
+    import yaml
+
+    from cdiscforge.errors import SpecError
+
+    folder = _spec_copy(tmp_path)
+    path = folder / "sdtm" / "ae.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    term = next(v for v in data["variables"] if v["name"] == "AETERM")
+    term["dictionary"] = "WHODRUG"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    with pytest.raises(SpecError) as err:
+        load_study(folder)
+    assert err.value.file.endswith("ae.yaml")
+    assert err.value.key_path.endswith("(AETERM).dictionary") and "WHODRUG" in err.value.problem
