@@ -147,6 +147,10 @@ class DictionaryMeta(_Strict):
     href: str | None = None
     ref: str | None = None
     variables: list[str] = []
+    # Who codes the values, when not the form's provider: coded terms are Assigned by the
+    # sponsor's coder (Define-XML 2.1), unless a variable's entry says its own origin.
+    origin: Literal["Assigned", "Collected"] | None = None
+    source: Literal[ORIGIN_SOURCES] | None = None  # type: ignore[valid-type]
 
 
 class DocumentMeta(_Strict):
@@ -367,6 +371,7 @@ class StudySpec:
             raise SpecError(path, "forms", "expected a mapping of form name to form")
         out: dict[str, FormSpec] = {}
         self.form_sources: dict[str, str] = {}
+        self.form_pages: dict[str, tuple[str, ...]] = {}  # aCRF pages of a form, if named
         for name, form in forms.items():
             where = f"forms.{name}"
             if not isinstance(form, dict) or "file" not in form or "columns" not in form:
@@ -379,6 +384,11 @@ class StudySpec:
                 )
             if source:
                 self.form_sources[name] = source
+            pages = form.get("crf_pages", [])
+            if not isinstance(pages, list) or not all(isinstance(x, (str, int)) for x in pages):
+                raise SpecError(path, f"{where}.crf_pages", "expected a list of aCRF page numbers")
+            if pages:
+                self.form_pages[name] = tuple(str(x) for x in pages)
             cols: dict[str, ColumnSpec] = {}
             for col, cdef in form["columns"].items():
                 cdef = cdef or {}
@@ -536,6 +546,7 @@ class StudySpec:
         predecessor of an ADaM copy, and method text for derivations without one."""
         forms = [b.source for b in spec.records if b.source]
         source = next((self.form_sources[f] for f in forms if f in self.form_sources), None)
+        pages = next((self.form_pages[f] for f in forms if f in self.form_pages), ())
         design = (spec.klass or default_class).upper() == "TRIAL DESIGN"
         parent = next((b.dataset for b in spec.records if b.dataset), None)
         first = spec.records[0] if spec.records else None
@@ -576,8 +587,14 @@ class StudySpec:
             if derived_only and "origin" not in explicit and meta.origin == "Collected":
                 # Records a generator derives (SE) hold no collected value.
                 meta.origin = "Derived"
+            coder = self.config.dictionaries.get(meta.dictionary or "")
+            if coder and coder.origin and "origin" not in explicit and stage == "sdtm":
+                meta.origin = coder.origin
+                meta.source = meta.source or coder.source
             if meta.origin == "Collected" and meta.source is None:
                 meta.source = source
+            if meta.origin == "Collected" and not meta.crf_pages:
+                meta.crf_pages = pages
             if (
                 stage == "adam"
                 and meta.origin == "Predecessor"

@@ -350,3 +350,42 @@ def test_unknown_dictionary_is_a_located_spec_error(tmp_path: Path) -> None:
         load_study(folder)
     assert err.value.file.endswith("ae.yaml")
     assert err.value.key_path.endswith("(AETERM).dictionary") and "WHODRUG" in err.value.problem
+
+
+def test_coded_terms_are_assigned_by_the_sponsor(build: Path) -> None:
+    """MedDRA terms are the coder's (the study spec's dictionary says so); the verbatim is
+    the investigator's."""
+    items = _items(_mdv(build / "sdtm" / "define.xml"))
+    for oid in ("IT.AE.AEDECOD", "IT.AE.AEPTCD", "IT.AE.AEBODSYS", "IT.MH.MHDECOD"):
+        origin = items[oid].find("def:Origin", NS)
+        assert (origin.get("Type"), origin.get("Source")) == ("Assigned", "Sponsor"), oid
+    verbatim = items["IT.AE.AETERM"].find("def:Origin", NS)
+    assert (verbatim.get("Type"), verbatim.get("Source")) == ("Collected", "Investigator")
+
+
+def test_crf_pages_named_per_form_link_collected_items_to_the_acrf(tmp_path: Path) -> None:
+    import yaml
+
+    from cdiscforge.define import build_define_model, render_define
+    from cdiscforge.model import Dataset, Variable
+
+    folder = _spec_copy(tmp_path)
+    path = folder / "raw_forms.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["forms"]["adverse_events"]["crf_pages"] = [12, 13]
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    study = load_study(folder)
+    term = next(v.meta for v in study.datasets["AE"].variables if v.name == "AETERM")
+    assert term.crf_pages == ("12", "13")
+    frame = pd.DataFrame({"AETERM": pd.Series(["Headache"], dtype="string")})
+    ds = Dataset("AE", "Adverse Events", frame, [Variable(**term.__dict__)], klass="EVENTS",
+                 structure="One record per adverse event per subject", domain="AE")  # fmt: skip
+    info = study.info("2025-03-28", "2025-03-28")
+    xml = render_define(
+        build_define_model([ds], study=info, standard="SDTM", created="2020-09-30T00:00:00")
+    )
+    doc = etree.fromstring(xml.encode("utf-8"))
+    ref = doc.find(".//odm:ItemDef/def:Origin/def:DocumentRef", NS)
+    acrf = doc.find(".//def:AnnotatedCRF/def:DocumentRef", NS).get("leafID")
+    assert ref.get("leafID") == acrf
+    assert ref.find("def:PDFPageRef", NS).get("PageRefs") == "12 13"
