@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cdiscforge import standards
+from cdiscforge import ct, standards
 from cdiscforge.errors import SpecError
 from cdiscforge.model import (
     ORIGINS,
@@ -662,6 +662,14 @@ class StudySpec:
             value_level = tuple(
                 ValueLevel(vlm.by, value, use.codelist, use.label, use.method)
                 for value, use in vlm.values.items()
+            )
+        named = entry.get("codelist")
+        if named and named not in self.config.codelists and not ct.has_codelist(named):
+            raise SpecError(
+                path,
+                f"{where}.codelist",
+                f"unknown codelist {named!r}: neither in the bundled CDISC CT nor a sponsor "
+                f"codelist of study.yaml (codelists: {sorted(self.config.codelists)})",
             )
         dictionary = entry.get("dictionary") or next(
             (k for k, d in self.config.dictionaries.items() if name in d.variables), None

@@ -389,3 +389,19 @@ def test_crf_pages_named_per_form_link_collected_items_to_the_acrf(tmp_path: Pat
     acrf = doc.find(".//def:AnnotatedCRF/def:DocumentRef", NS).get("leafID")
     assert ref.get("leafID") == acrf
     assert ref.find("def:PDFPageRef", NS).get("PageRefs") == "12 13"
+
+
+def test_unknown_codelist_is_a_located_spec_error(tmp_path: Path) -> None:
+    import yaml
+
+    from cdiscforge.errors import SpecError
+
+    folder = _spec_copy(tmp_path)
+    path = folder / "sdtm" / "ae.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    rel = next(v for v in data["variables"] if v["name"] == "AEREL")
+    rel["codelist"] = "AERELX"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    with pytest.raises(SpecError) as err:
+        load_study(folder)
+    assert err.value.key_path.endswith("(AEREL).codelist") and "AERELX" in err.value.problem
