@@ -736,9 +736,10 @@ def _variable_value_level_impl(
             used = Variable(name=var.name, label=var.label, type=var.type, codelist=vl.codelist)
             item.codelist_oid = builder._use_codelist(ds, used, subset)
         builder.model.item_defs.append(item)
+        # Its own method text, else the variable's (a derived value always has a method).
         method_oid = builder._method(
             f"MT.{name}.{oid_part(var.name)}.{oid_part(vl.value)}", f"{name}.{var.name}", vl.method
-        )
+        ) or (f"MT.{name}.{oid_part(var.name)}" if var.method else None)
         refs.append(
             ItemRefDef(item.oid, len(refs) + 1, "No", method_oid=method_oid,
                        where_clause_oid=wc_oid)
