@@ -17,6 +17,7 @@ import pandas as pd
 
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, rule
+from cdiscforge.rules.words import Words, describes
 from cdiscforge.spec import load_yaml
 from cdiscforge.vectorise import map_distinct
 
@@ -346,3 +347,74 @@ def merge_adsl(ctx: RuleContext, p: MergeParams) -> pd.Series:
 
     Example: `{name: TRTSDT, rule: merge_adsl, predecessor: ADSL.TRTSDT}`."""
     return ctx.subject_values(p.dataset, p.var or ctx.variable)
+
+
+# --- method text (cdiscforge.rules.words) ----------------------------------------------------
+
+
+@describes("window")
+def _say_window(p: WindowParams, w: Words) -> str:
+    text = (
+        f"{p.output} of the study's analysis window whose low and high days enclose {w.ref(p.day)}"
+    )
+    if p.baseline_flag and p.baseline_visit is not None:
+        text += (
+            f"; the record with {p.baseline_flag} = Y is the baseline visit {p.baseline_visit:g}"
+        )
+    return text
+
+
+@describes("ablfl")
+def _say_ablfl(p: AblflParams, w: Words) -> str:
+    return (
+        f"Y on the {p.tie} record per {w.refs(p.by)} with a non-missing {w.ref(p.value)} and "
+        f"{w.ref(p.date)} on or before {w.ref(p.reference)}; null on every other record"
+    )
+
+
+@describes("base")
+def _say_base(p: BaseParams, w: Words) -> str:
+    return (
+        f"{w.ref(p.var)} of the record with {w.ref(p.flag)} = Y in the same {w.refs(p.by)}; "
+        "null when there is no such record"
+    )
+
+
+@describes("chg")
+def _say_chg(p: ChgParams, w: Words) -> str:
+    return (
+        f"{w.ref(p.var)} minus {w.ref(p.base)} on post-baseline records, those where "
+        f"{w.condition(p.post)}; null otherwise"
+    )
+
+
+@describes("pchg")
+def _say_pchg(p: PchgParams, w: Words) -> str:
+    return f"100 times {w.ref(p.chg)} divided by {w.ref(p.base)}; null when {w.ref(p.base)} is 0"
+
+
+@describes("analysis_flag")
+def _say_analysis_flag(p: AnlflParams, w: Words) -> str:
+    text = (
+        f"Y on one record per {w.refs(p.by)} and {w.ref(p.visit)} with a non-missing "
+        f"{w.ref(p.value)}: the one whose {w.ref(p.day)} is closest to the analysis window's "
+        f"target day, the {p.tie} one on equal distance"
+    )
+    if p.baseline:
+        text += f"; the baseline record, {w.ref(p.baseline)} = Y, is flagged"
+    return text
+
+
+@describes("censored_value")
+def _say_censored_value(p: CensoredParams, w: Words) -> str:
+    below = {"half": "half the limit", "limit": "the limit", "null": "null"}[p.below]
+    above = {"limit": "the limit", "null": "null"}[p.above]
+    return (
+        f"{w.ref(p.num)}; a result reported as below a limit in {w.ref(p.char)} is set to "
+        f"{below}, one reported as above a limit to {above}"
+    )
+
+
+@describes("merge_adsl")
+def _say_merge_adsl(p: MergeParams, w: Words) -> str:
+    return f"{p.dataset}.{p.var or w.target} of the subject, by USUBJID"

@@ -15,6 +15,7 @@ import pandas as pd
 
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Params, RuleContext, rule
+from cdiscforge.rules.words import Words, describes
 
 DAY = np.timedelta64(1, "D")
 
@@ -224,3 +225,55 @@ def date_diff(ctx: RuleContext, p: DateDiffParams) -> pd.Series:
     days = ((end - start) / DAY).astype("Float64") + (1 if p.add_one else 0)
     value = days / {"days": 1.0, "weeks": 7.0, "years": 365.25}[p.unit]
     return value.round(p.decimals) if p.decimals is not None else value
+
+
+# --- method text (cdiscforge.rules.words) ----------------------------------------------------
+
+
+@describes("numeric_date")
+def _say_numeric_date(p: NumericDateParams, w: Words) -> str:
+    what = w.ref(p.var) if p.var else f"{p.dataset}.{p.column}"
+    kind = "datetime" if p.time else "date"
+    return f"the numeric {kind} of {what}; null when {what} is partial or missing"
+
+
+@describes("impute_date")
+def _say_impute_date(p: ImputeDateParams, w: Words) -> str:
+    if p.output == "flag":
+        return (
+            f"imputation flag of the analysis date from {w.ref(p.var)}: D when the day was "
+            "imputed, M when month and day were imputed, null when the date was complete"
+        )
+    text = (
+        f"{w.ref(p.var)} as a numeric date; a partial date is imputed to the {p.fill} day of "
+        "its month, or of its year when the month is unknown"
+    )
+    if p.min_date:
+        text += f", but to {w.ref(p.min_date)} when that falls in the possible range"
+    if p.max_date:
+        text += f", never after {w.ref(p.max_date)} when that falls in the possible range"
+    if p.not_after:
+        text += f", never after {w.ref(p.not_after)}"
+    return text + "; a date without a year is not imputed"
+
+
+@describes("relative_day")
+def _say_relative_day(p: RelativeDayParams, w: Words) -> str:
+    return (
+        f"days from {w.ref(p.reference)} to {w.ref(p.date)}, plus 1 on or after "
+        f"{w.ref(p.reference)}, so there is no day 0; null when either date is missing"
+    )
+
+
+@describes("date_diff")
+def _say_date_diff(p: DateDiffParams, w: Words) -> str:
+    text = f"{w.ref(p.end)} minus {w.ref(p.start)} in days"
+    if p.add_one:
+        text += " plus 1"
+    if p.unit == "weeks":
+        text += ", divided by 7"
+    elif p.unit == "years":
+        text += ", divided by 365.25"
+    if p.decimals is not None:
+        text += f", rounded to {p.decimals} decimal places"
+    return text + "; null when either date is missing"

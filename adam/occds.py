@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cdiscforge.rules import Condition, Params, RuleContext, rule
+from cdiscforge.rules.words import Words, describes
 
 
 def treatment_emergent(
@@ -99,3 +100,26 @@ def first_occurrence_rule(ctx: RuleContext, p: FirstParams) -> pd.Series:
     by: [USUBJID, AEDECOD], order: [ASTDT, AESEQ], where: {col: TRTEMFL, eq: "Y"}}`."""
     where = p.where.evaluate(ctx) if p.where is not None else None
     return first_occurrence(ctx.out, p.by, p.order, where)
+
+
+# --- method text (cdiscforge.rules.words) ----------------------------------------------------
+
+
+@describes("trtemfl")
+def _say_trtemfl(p: TrtemflParams, w: Words) -> str:
+    text = (
+        f"Y when the subject was treated and the event started on or after {w.ref(p.trt_start)}, "
+        f"comparing dates, or has no {w.ref(p.start)}, unless it ended, {w.ref(p.end)}, before "
+        f"{w.ref(p.trt_start)}"
+    )
+    if p.trt_end and p.window_days is not None:
+        text += f"; null when it started over {p.window_days:g} days after {w.ref(p.trt_end)}"
+    return text + "; null otherwise"
+
+
+@describes("first_occurrence")
+def _say_first_occurrence(p: FirstParams, w: Words) -> str:
+    text = f"Y on the first record per {w.refs(p.by)}, ordered by {w.refs(p.order)}"
+    if p.where is not None:
+        text += f", among records where {w.condition(p.where)}"
+    return text + "; null on every other record"

@@ -226,6 +226,7 @@ def write_outputs(
     """XPT, define.xml, Dataset-JSON and tables for both stages, cross-checked."""
     from cdiscforge.datasetjson import write_dataset_json
     from cdiscforge.define import crosscheck, write_define
+    from cdiscforge.define.crosscheck import missing_documents
     from cdiscforge.errors import CdiscforgeError
     from cdiscforge.xpt import write_xpt
 
@@ -274,6 +275,8 @@ def write_outputs(
             stage.upper(),
             f"define.xml valid and cross-checked against {len(ordered)} XPT and Dataset-JSON files",
         )
+        for missing in missing_documents(define):
+            log.warn("write", stage.upper(), f"{missing}: the sponsor supplies this document")
     if adam_sets:
         from adam.tables import write_efficacy_tables
 

@@ -247,7 +247,7 @@ def build_dataset(
         name=spec.name, label=spec.label, frame=frame, variables=metas, klass=spec.klass,
         structure=spec.structure, keys=list(spec.keys), standard=spec.standard,
         domain=spec.name if spec.stage == "sdtm" else None, comment=spec.comment,
-        value_level_by=spec.value_level_by,
+        value_level_by=spec.value_level_by, subclass=spec.subclass,
     )  # fmt: skip
     log.info(spec.stage, spec.name, f"built: {len(frame)} records, {len(metas)} variables")
     out = [dataset]

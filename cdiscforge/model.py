@@ -20,6 +20,18 @@ VarType = Literal["Char", "Num"]
 ORIGINS = ("Collected", "Derived", "Assigned", "Protocol", "Predecessor", "Not Available")
 
 
+@dataclass(frozen=True)
+class ValueLevel:
+    """Where variable `by` equals `value`, the described variable uses `codelist` (optionally
+    with its own label and method text)."""
+
+    by: str
+    value: str
+    codelist: str | None = None
+    label: str | None = None
+    method: str | None = None
+
+
 @dataclass
 class Variable:
     """Metadata of one variable, in define.xml's vocabulary.
@@ -46,6 +58,12 @@ class Variable:
     crf_pages: tuple[str, ...] = ()
     # Plausible range the spec declares (validation checks it; either end may be None).
     value_range: tuple[float | None, float | None] | None = None
+    # External dictionary (a `Dictionary.key` of the study, e.g. MEDDRA) coding the values;
+    # define.xml gives the variable an ExternalCodeList instead of a CDISC CodeList.
+    dictionary: str | None = None
+    # Value-level definitions (define.xml ValueListDef): where another variable has a value,
+    # this variable uses another codelist (DSDECOD by DSCAT: PROTMLST or NCOMPLT).
+    value_level: tuple[ValueLevel, ...] = ()
 
     @property
     def is_char(self) -> bool:
@@ -69,6 +87,11 @@ class Dataset:
     # Variable whose values split the dataset into value-level metadata in define.xml
     # (LBTESTCD for LB, PARAMCD for BDS datasets); None for none.
     value_level_by: str | None = None
+    # Define-XML 2.1 def:SubClass (ADaM OCCDS: ADVERSE EVENT ...); None for none.
+    subclass: str | None = None
+    # SUPP-- only: what each QNAM's QVAL is (label, type, origin, source, method), for the
+    # value-level metadata define.xml gives QVAL per QNAM.
+    qualifiers: dict[str, Variable] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variables]
@@ -134,3 +157,43 @@ class StudyInfo:
     sdtm_ct_version: str = ""
     adam_ct_version: str = ""
     creation_datetime: str = ""  # ISO 8601, fixed per build so outputs are reproducible
+    # External dictionaries (MedDRA, ISO 3166 ...) and documents (aCRF, reviewer's guides)
+    # the study declares once; define.xml refers to them.
+    dictionaries: tuple[Dictionary, ...] = ()
+    documents: tuple[Document, ...] = ()
+    codelists: tuple[SponsorCodelist, ...] = ()
+
+
+@dataclass(frozen=True)
+class SponsorCodelist:
+    """A sponsor-defined codelist (no CDISC codelist exists, e.g. a causality scale)."""
+
+    key: str
+    name: str
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """An external coding dictionary: define.xml ExternalCodeList (Dictionary, Version, href)."""
+
+    key: str  # what variables name in `dictionary:` (MEDDRA)
+    name: str  # Dictionary attribute (MedDRA)
+    version: str
+    href: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document define.xml links to (def:leaf): the annotated CRF or a supplemental document.
+
+    The files themselves are the sponsor's (cdiscforge writes no PDF); `href` is relative to
+    the define.xml folder. `stages` says which define.xml files list it (sdtm, adam).
+    """
+
+    key: str
+    kind: Literal["AnnotatedCRF", "SupplementalDoc"]
+    title: str
+    href: str
+    stages: tuple[str, ...] = ("sdtm", "adam")

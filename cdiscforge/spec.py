@@ -27,9 +27,17 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cdiscforge import standards, yamlsafe
+from cdiscforge import ct, standards, yamlsafe
 from cdiscforge.errors import CdiscforgeError, SpecError, SpecErrors
-from cdiscforge.model import ORIGINS, StudyInfo, Variable
+from cdiscforge.model import (
+    ORIGINS,
+    Dictionary,
+    Document,
+    SponsorCodelist,
+    StudyInfo,
+    ValueLevel,
+    Variable,
+)
 from cdiscforge.raw import (
     COLUMN_KEYS,
     ColumnSpec,
@@ -39,14 +47,16 @@ from cdiscforge.raw import (
     form_extras,
 )
 from cdiscforge.rules import RULES, Condition, Params, RuleDef
+from cdiscforge.rules.words import Words, describe_rule, method_text
 from cdiscforge.xpt import MAX_LABEL
 
 VARIABLE_META = {
     "name", "label", "type", "length", "origin", "source", "codelist", "format",
     "significant_digits", "method", "comment", "predecessor", "crf_pages", "range", "keep",
-    "rule", "core", "role",
+    "rule", "core", "role", "dictionary", "value_level",
 }  # fmt: skip
 STAGES = ("sdtm", "adam")
+ORIGIN_SOURCES = ("Investigator", "Sponsor", "Subject", "Vendor")  # Define-XML 2.1
 # What the XPT v5 writer and the FDA's rules will refuse, checked when the spec loads
 # (a label of 41 characters is a spec error, not a failed build an hour later).
 DATASET_NAME_RE = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
@@ -175,6 +185,53 @@ class VariableMeta(BaseModel):
     keep: bool = True
     core: Literal["Req", "Exp", "Perm", "Cond"] | None = None
     role: str | None = None
+    dictionary: str | None = None
+    value_level: ValueLevelMeta | None = None
+
+
+class ValueLevelUse(_Strict):
+    codelist: str | None = None
+    label: str | None = None
+    method: str | None = None
+
+
+class ValueLevelMeta(_Strict):
+    """`value_level: {by: DSCAT, values: {PROTOCOL MILESTONE: {codelist: PROTMLST}, ...}}`."""
+
+    by: str
+    values: dict[str, ValueLevelUse]
+
+
+class DictionaryMeta(_Strict):
+    """An external dictionary, declared once (study.yaml `dictionaries`); `variables` names
+    the variables (in any dataset, SDTM and ADaM) it codes, or a variable says
+    `dictionary: KEY` itself."""
+
+    name: str
+    version: str
+    href: str | None = None
+    ref: str | None = None
+    variables: list[str] = []
+    # Who codes the values, when not the form's provider: coded terms are Assigned by the
+    # sponsor's coder (Define-XML 2.1), unless a variable's entry says its own origin.
+    origin: Literal["Assigned", "Collected"] | None = None
+    source: Literal[ORIGIN_SOURCES] | None = None  # type: ignore[valid-type]
+
+
+class DocumentMeta(_Strict):
+    """A document define.xml links to; the sponsor supplies the file at `href`."""
+
+    kind: Literal["AnnotatedCRF", "SupplementalDoc"]
+    title: str
+    href: str
+    stages: list[Literal["sdtm", "adam"]] = ["sdtm", "adam"]
+
+
+class SponsorCodelistMeta(_Strict):
+    """A sponsor-defined codelist (no CDISC codelist exists), its terms in display order."""
+
+    name: str
+    terms: list[str]
 
 
 class TableRef(_Strict):
@@ -204,6 +261,9 @@ class StudyFile(_Strict):
     sdtm: list[str] = []
     adam: list[str] = []
     ts: list[dict[str, Any]] = []
+    dictionaries: dict[str, DictionaryMeta] = {}
+    documents: dict[str, DocumentMeta] = {}
+    codelists: dict[str, SponsorCodelistMeta] = {}
 
 
 class Block(_Strict):
@@ -228,7 +288,7 @@ class SuppItem(_Strict):
     qnam: str
     qlabel: str
     var: str  # a (helper) variable of the parent dataset holding the value
-    qorig: str = "CRF"
+    qorig: str | None = None  # default: the origin of `var` (a Define-XML 2.1 origin type)
     qeval: str | None = None
     idvar: str | None = None  # default: --SEQ
 
@@ -248,6 +308,7 @@ class DatasetFile(_Strict):
     value_level_by: str | None = None
     comment: str | None = None
     adam_structure: str | None = None  # ADSL | BDS | OCCDS
+    subclass: str | None = None  # Define-XML 2.1 def:SubClass (OCCDS: ADVERSE EVENT ...)
 
 
 @dataclass
@@ -283,6 +344,7 @@ class DatasetSpec:
     sort: list[str] = field(default_factory=list)
     value_level_by: str | None = None
     comment: str | None = None
+    subclass: str | None = None
 
     def depends_on(self) -> set[str]:
         """Datasets that must be built before this one (from blocks and rule parameters)."""
@@ -358,6 +420,18 @@ class StudySpec:
             sdtm_ct_version=sdtm_ct,
             adam_ct_version=adam_ct,
             creation_datetime=self.creation_datetime,
+            dictionaries=tuple(
+                Dictionary(key, d.name, d.version, d.href, d.ref)
+                for key, d in self.config.dictionaries.items()
+            ),
+            documents=tuple(
+                Document(key, d.kind, d.title, d.href, tuple(d.stages))
+                for key, d in self.config.documents.items()
+            ),
+            codelists=tuple(
+                SponsorCodelist(key, c.name, tuple(c.terms))
+                for key, c in self.config.codelists.items()
+            ),
         )
 
     def placeholders(self) -> dict[str, str]:
@@ -382,10 +456,25 @@ class StudySpec:
         if not isinstance(forms, dict):
             raise SpecError(path, "forms", "expected a mapping of form name to form")
         out: dict[str, FormSpec] = {}
+        self.form_sources: dict[str, str] = {}
+        self.form_pages: dict[str, tuple[str, ...]] = {}  # aCRF pages of a form, if named
         for name, form in forms.items():
             where = f"forms.{name}"
             if not isinstance(form, dict) or "file" not in form or "columns" not in form:
                 raise SpecError(path, where, "a form needs 'file' and 'columns'")
+            # Who provides the form's data (define.xml def:Origin Source of Collected values).
+            source = form.get("source")
+            if source is not None and source not in ORIGIN_SOURCES:
+                raise SpecError(
+                    path, f"{where}.source", f"must be one of {', '.join(ORIGIN_SOURCES)}"
+                )
+            if source:
+                self.form_sources[name] = source
+            pages = form.get("crf_pages", [])
+            if not isinstance(pages, list) or not all(isinstance(x, (str, int)) for x in pages):
+                raise SpecError(path, f"{where}.crf_pages", "expected a list of aCRF page numbers")
+            if pages:
+                self.form_pages[name] = tuple(str(x) for x in pages)
             cols: dict[str, ColumnSpec] = {}
             for col, cdef in form["columns"].items():
                 cdef = cdef or {}
@@ -562,13 +651,96 @@ class StudySpec:
                 if item.var not in names:
                     raise SpecError(path, f"supp[{j}].var", f"{item.var} is not in variables")
         found.raise_any()
+        self._define_metadata(spec, stage, default_class, variables, block_rules)
         return DatasetSpec(
             name=name, stage=stage, file=path, label=label,
             klass=spec.klass or default_class, structure=spec.structure or default_structure,
             standard=standard, keys=spec.keys, records=spec.records, variables=variables,
             block_rules=block_rules, dedupe=spec.dedupe, supp=spec.supp, sort=spec.sort,
-            value_level_by=spec.value_level_by, comment=spec.comment,
+            value_level_by=spec.value_level_by, comment=spec.comment, subclass=spec.subclass,
         )  # fmt: skip
+
+    def _define_metadata(
+        self,
+        spec: DatasetFile,
+        stage: str,
+        default_class: str,
+        variables: list[VariableSpec],
+        block_rules: list[dict[str, tuple[RuleDef, Params]]],
+    ) -> None:
+        """What define.xml says about each variable beyond its own entry: the Source of a
+        collected value (the raw form's `source`), Protocol for trial-design content, the
+        predecessor of an ADaM copy, and method text for derivations without one."""
+        forms = [b.source for b in spec.records if b.source]
+        source = next((self.form_sources[f] for f in forms if f in self.form_sources), None)
+        pages = next((self.form_pages[f] for f in forms if f in self.form_pages), ())
+        design = (spec.klass or default_class).upper() == "TRIAL DESIGN"
+        parent = next((b.dataset for b in spec.records if b.dataset), None)
+        first = spec.records[0] if spec.records else None
+        kinds = [
+            k for k in ("source", "table", "dataset", "generator") if first and getattr(first, k)
+        ]
+        kind = kinds[0] if kinds else "source"
+        words = Words(
+            helpers={
+                v.name: (v.rule, v.params, v.meta.method or _blocks_method(v.name, spec))
+                for v in variables
+                if v.name.startswith("_")
+            },
+            placeholders=self.placeholders(),
+            usubjid_separator=self.config.usubjid_separator,
+            records=(
+                "form" if kind == "source" else kind,
+                str(getattr(first, kind, "") or "") if first else "",
+            ),
+        )
+        derived_only = not forms and any(b.generator for b in spec.records)
+        for var in variables:
+            meta = var.meta
+            explicit = next((e for e in spec.variables if e.get("name") == var.name), {})
+            per_block = [
+                (block, rules[var.name])
+                for block, rules in zip(spec.records, block_rules, strict=True)
+                if var.name in rules
+            ]
+            if var.rule is None and per_block and "origin" not in explicit:
+                # Set per record block only: the blocks' common origin, else Derived.
+                kinds = {rdef.origin_for(params) for _, (rdef, params) in per_block}
+                meta.origin = kinds.pop() if len(kinds) == 1 else "Derived"
+            copied = meta.origin in ("Collected", "Assigned") and var.name != "DOMAIN"
+            if design and "origin" not in explicit and copied:
+                # Trial-design content is the protocol's, whether copied or assigned.
+                meta.origin = "Protocol"
+            if derived_only and "origin" not in explicit and meta.origin == "Collected":
+                # Records a generator derives (SE) hold no collected value.
+                meta.origin = "Derived"
+            coder = self.config.dictionaries.get(meta.dictionary or "")
+            if coder and coder.origin and "origin" not in explicit and stage == "sdtm":
+                meta.origin = coder.origin
+                meta.source = meta.source or coder.source
+            if meta.origin == "Collected" and meta.source is None:
+                meta.source = source
+            if meta.origin == "Collected" and not meta.crf_pages:
+                meta.crf_pages = pages
+            if (
+                stage == "adam"
+                and meta.origin == "Predecessor"
+                and not meta.predecessor
+                and parent
+                and var.params is not None
+            ):
+                column = getattr(var.params, "from_", None) or getattr(var.params, "var", None)
+                if isinstance(column, str) and not column.startswith("_"):
+                    meta.predecessor = f"{parent}.{column.removeprefix('raw.')}"
+            if meta.method is None and meta.origin == "Derived" and var.rule and var.params:
+                meta.method = method_text(var.name, var.rule, var.params, words)
+            elif meta.method is None and meta.origin == "Derived" and per_block:
+                parts = [
+                    f"{describe_rule(rdef, params, words, target=var.name)} for "
+                    f"{_block_words(block)}"
+                    for block, (rdef, params) in per_block
+                ]
+                meta.method = f"{var.name}: {'; '.join(parts)}."
 
     def _rule(self, entry: dict[str, Any], path: Path, where: str) -> tuple[RuleDef, Params]:
         if not isinstance(entry, dict) or "rule" not in entry:
@@ -612,10 +784,36 @@ class StudySpec:
             check_label(path, f"{where}.label", label, "variable label")
         if not helper and vtype not in ("Char", "Num"):
             raise SpecError(path, f"{where}.type", "must be Char or Num (not in the IG)")
-        origin = entry.get("origin") or (rdef.origin if rdef else "Derived")
+        origin = entry.get("origin") or (rdef.origin_for(params) if rdef else "Derived")
         if stage == "adam" and origin == "Collected":
             origin = "Predecessor"
         rng = entry.get("range")
+        vl = entry.get("value_level")
+        value_level = ()
+        if vl:
+            vlm = _validated(ValueLevelMeta, vl, path, f"{where}.value_level")
+            value_level = tuple(
+                ValueLevel(vlm.by, value, use.codelist, use.label, use.method)
+                for value, use in vlm.values.items()
+            )
+        named = entry.get("codelist")
+        if named and named not in self.config.codelists and not ct.has_codelist(named):
+            raise SpecError(
+                path,
+                f"{where}.codelist",
+                f"unknown codelist {named!r}: neither in the bundled CDISC CT nor a sponsor "
+                f"codelist of study.yaml (codelists: {sorted(self.config.codelists)})",
+            )
+        dictionary = entry.get("dictionary") or next(
+            (k for k, d in self.config.dictionaries.items() if name in d.variables), None
+        )
+        if dictionary and dictionary not in self.config.dictionaries:
+            raise SpecError(
+                path,
+                f"{where}.dictionary",
+                f"unknown dictionary {dictionary!r}; study.yaml dictionaries: "
+                f"{sorted(self.config.dictionaries)}",
+            )
         meta = Variable(
             name=name,
             label=label or name,
@@ -626,13 +824,15 @@ class StudySpec:
             codelist=entry.get("codelist") or (getattr(params, "codelist", None)),
             format=entry.get("format"),
             significant_digits=entry.get("significant_digits"),
-            method=entry.get("method") or _rule_method(origin, rdef, params),
+            method=entry.get("method"),
             comment=entry.get("comment"),
             predecessor=entry.get("predecessor"),
             role=entry.get("role") or (igrow["role"] if igrow is not None else None),
             core=entry.get("core") or (igrow["core"] if igrow is not None else None),
             crf_pages=tuple(str(p) for p in entry.get("crf_pages", [])),
             value_range=tuple(rng) if rng else None,
+            dictionary=dictionary,
+            value_level=value_level,
         )
         unknown_meta = set(entry) - VARIABLE_META - set(rdef.params.model_fields if rdef else ())
         unknown_meta -= {
@@ -793,15 +993,29 @@ def _check_table(
                 seen[key] = where
 
 
-def _rule_method(origin: str, rdef: RuleDef | None, params: Params | None) -> str | None:
-    """A derivation's method text when the spec writes none: the rule's one-line contract
-    and its parameters, so define.xml never shows a Derived variable without a method."""
-    if origin != "Derived" or rdef is None or params is None:
-        return None
-    summary = " ".join(rdef.doc.split("\n\n")[0].split())
-    shown = params.model_dump(by_alias=True, exclude_defaults=True, exclude_none=True)
-    args = "; ".join(f"{k}={v}" for k, v in shown.items())
-    return f"Rule {rdef.name}({args}): {summary}" if args else f"Rule {rdef.name}: {summary}"
+def _block_words(block: Block) -> str:
+    """Which records a block maps, in words: `records from the enrolment form where ...`."""
+    name = str(block.source or block.table or block.dataset or block.generator or "")
+    where = f"records from the {name.replace('_', ' ')}" + (" form" if block.source else "")
+    if block.filter is not None:
+        where += f" where {Words().condition(block.filter)}"
+    return where
+
+
+def _blocks_method(name: str, spec: DatasetFile) -> str | None:
+    """What a helper set per record block holds (DS `_ORDER`: 1 for consent records ...), for
+    method text that names it."""
+    parts = []
+    for block in spec.records:
+        entry = block.variables.get(name)
+        if not entry or entry.get("rule") != "constant":
+            return None
+        where = f"the {str(block.source or block.table or block.dataset or '').replace('_', ' ')}"
+        where += " form" if block.source else ""
+        parts.append(f"{entry.get('value')} for {where}")
+        if block.filter is not None:
+            parts[-1] += f" where {Words().condition(block.filter)}"
+    return f"the source order: {', '.join(parts)}" if parts else None
 
 
 def load_study(folder: Path) -> StudySpec:

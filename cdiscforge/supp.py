@@ -99,45 +99,55 @@ def build_supp(
     seq_idvar = seq_var if seq_var in records else None
     parts: list[pd.DataFrame] = []
     owners: dict[str, str] = {}  # QNAM -> what it holds, to refuse a collision
+    metas_by_name = {v.name: v.meta for v in spec.variables}
+    # What define.xml says about each QNAM's QVAL (value-level metadata); QORIG is that
+    # origin, so the data and define.xml agree.
+    qualifiers: dict[str, Variable] = {}
 
-    def claim(qnams: pd.Series, owner: str) -> None:
+    def claim(qnams: pd.Series, owner: str, meta: Variable) -> None:
         for qnam in pd.unique(qnams.to_numpy()):
             other = owners.setdefault(str(qnam), owner)
             if other != owner:
                 raise SpecError(
                     spec.file, "supp", f"QNAM {qnam} would hold both {other} and {owner}"
                 )
+            qualifiers[str(qnam)] = meta
 
     for item in spec.supp:
         value = values[item.var].astype("string")
         has = value.notna() & (value.str.strip() != "")
         idvar = item.idvar or seq_idvar
+        source = metas_by_name[item.var]
+        qorig = define_origin(item.qorig or source.origin)
+        meta = _qualifier(source, item.qlabel, qorig)
         first, extra = split_series(value[has])
         rows = records[has]
         qnam = pd.Series(item.qnam, index=rows.index, dtype="string")
-        claim(qnam, f"supp item {item.qnam}")
-        parts.append(_records(rows, parent, idvar, qnam, item.qlabel, first, item.qorig,
+        claim(qnam, f"supp item {item.qnam}", meta)
+        parts.append(_records(rows, parent, idvar, qnam, item.qlabel, first, qorig,
                               item.qeval))  # fmt: skip
         if len(extra):
             more = records.loc[extra["row"].to_numpy()]
             names = _qnams(item.qnam, extra["part"])
             names.index = more.index
-            claim(names, f"the pieces of supp item {item.qnam} over {MAX_TEXT} characters")
+            claim(names, f"the pieces of supp item {item.qnam} over {MAX_TEXT} characters", meta)
             parts.append(
                 _records(more, parent, idvar, names, item.qlabel,
                          pd.Series(extra["value"].to_numpy(), index=more.index),
-                         item.qorig, item.qeval)
+                         qorig, item.qeval)
             )  # fmt: skip
             _log_split(log, spec, records, extra, item.qnam, seq_var, f"supp item {item.qnam}")
     for var, pieces in overflow.items():
-        label = spec.variables[[v.name for v in spec.variables].index(var)].meta.label
+        label = metas_by_name[var].label
+        qorig = define_origin(metas_by_name[var].origin)
+        meta = _qualifier(metas_by_name[var], label, qorig)
         rows = records.loc[pieces["row"].to_numpy()]
         names = _qnams(var, pieces["part"])
         names.index = rows.index
-        claim(names, f"the text of {var} over {MAX_TEXT} characters")
+        claim(names, f"the text of {var} over {MAX_TEXT} characters", meta)
         parts.append(
             _records(rows, parent, seq_idvar, names, label,
-                     pd.Series(pieces["value"].to_numpy(), index=rows.index), "CRF", None)
+                     pd.Series(pieces["value"].to_numpy(), index=rows.index), qorig, None)
         )  # fmt: skip
     if not parts:
         return None
@@ -152,6 +162,7 @@ def build_supp(
             origin="Assigned"
             if n in ("STUDYID", "RDOMAIN", "IDVAR", "QNAM", "QLABEL", "QORIG", "QEVAL")
             else "Derived",
+            method=_METHODS.get(n, "").format(parent=parent) or None,
             role=ig.loc[n, "role"],
             core=ig.loc[n, "core"],
         )
@@ -169,6 +180,43 @@ def build_supp(
         keys=["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM"],
         standard=spec.standard,
         domain=name,
+        value_level_by="QNAM",
+        qualifiers={q: qualifiers[q] for q in sorted(set(frame["QNAM"].dropna()))},
+    )
+
+
+# define.xml method text of the SUPP-- variables that are not assigned.
+_METHODS = {
+    "USUBJID": "USUBJID of the {parent} record the qualifier belongs to.",
+    "IDVARVAL": "Value of IDVAR in the {parent} record the qualifier belongs to; null for a "
+    "subject-level qualifier.",
+    "QVAL": "The qualifier's value from the {parent} mapping; what each QNAM holds and where it "
+    "comes from is in the value-level metadata.",
+}
+
+# SUPP-- QORIG spellings older specs use, as Define-XML 2.1 origin types.
+_QORIG_ALIASES = {"CRF": "Collected", "EDT": "Collected", "ECRF": "Collected"}
+
+
+def define_origin(qorig: str) -> str:
+    """QORIG as a Define-XML 2.1 origin type (CRF -> Collected), so that QORIG and the
+    define.xml origin of the QNAM are the same word."""
+    text = qorig.strip()
+    return _QORIG_ALIASES.get(text.upper(), text[:1].upper() + text[1:])
+
+
+def _qualifier(source: Variable, qlabel: str, qorig: str) -> Variable:
+    """QVAL's metadata for one QNAM: the parent-side variable's origin, source and method."""
+    return Variable(
+        name="QVAL",
+        label=qlabel,
+        type="Char",
+        origin=qorig,
+        source=source.source if qorig == "Collected" else None,
+        method=source.method if qorig == "Derived" else None,
+        comment=source.comment,
+        predecessor=source.predecessor if qorig == "Predecessor" else None,
+        crf_pages=source.crf_pages if qorig == "Collected" else (),
     )
 
 

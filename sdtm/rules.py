@@ -15,6 +15,7 @@ from cdiscforge.engine import generator
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Params, RuleContext, rule
 from cdiscforge.rules.basic import AggregateParams, aggregate
+from cdiscforge.rules.words import Words, describes
 from cdiscforge.vectorise import map_distinct
 
 
@@ -259,3 +260,50 @@ def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
         dict(zip(base["USUBJID"], end, strict=True))
     )
     return frame.reset_index(drop=True)
+
+
+# --- method text (cdiscforge.rules.words) ----------------------------------------------------
+
+
+@describes("visitnum")
+def _say_visitnum(p: VisitnumParams, w: Words) -> str:
+    text = (
+        f"VISITNUM of the planned visit in {w.table(p.table)} whose "
+        f"{p.key.replace('_', ' ')} label matches {w.ref(p.folder)}; an unscheduled visit"
+    )
+    if p.unscheduled_from:
+        text += f" takes the VISITNUM {p.unscheduled_from} gives the subject's visit on that date"
+        text += ", else"
+    return text + (
+        f" follows the subject's last planned visit before {w.ref(p.date)} in steps of {p.step:g}"
+    )
+
+
+@describes("visit")
+def _say_visit(p: VisitParams, w: Words) -> str:
+    return (
+        f"name of the planned visit {w.ref(p.num)} in {w.table(p.table)}; for an unscheduled "
+        f"visit {p.unscheduled_label} followed by {w.ref(p.num)}"
+    )
+
+
+@describes("visitdy")
+def _say_visitdy(p: VisitdyParams, w: Words) -> str:
+    return f"planned study day of visit {w.ref(p.num)} in {w.table(p.table)}; null when unscheduled"
+
+
+@describes("epoch")
+def _say_epoch(p: EpochParams, w: Words) -> str:
+    return (
+        f"EPOCH of the subject's element in SE whose start and end enclose {w.ref(p.date)}; "
+        f"null when {w.ref(p.date)} is partial, missing or outside every element"
+    )
+
+
+@describes("lobxfl")
+def _say_lobxfl(p: LobxflParams, w: Words) -> str:
+    return (
+        f"Y on the last record per USUBJID and {w.refs(p.by)} with a non-missing "
+        f"{w.ref(p.result)} and a complete {w.ref(p.date)} on or before DM.{p.reference}; "
+        "null on every other record"
+    )

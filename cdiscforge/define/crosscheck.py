@@ -31,6 +31,8 @@ NS = {
 }
 _NUMERIC_TYPES = {"integer", "float", "double", "hexFloat", "base64Float"}
 _MAX_VALUES_SHOWN = 5
+# Stands for the values of an ExternalCodeList, which define.xml does not enumerate.
+EXTERNAL: set[str] = set()
 
 
 @dataclass
@@ -56,6 +58,11 @@ def _read_define(path: Path) -> tuple[list[_DefGroup], dict[str, set[str]]]:
     item_defs = {el.get("OID"): el for el in mdv.findall("odm:ItemDef", NS)}
     codelists: dict[str, set[str]] = {}
     for cl in mdv.findall("odm:CodeList", NS):
+        if cl.find("odm:ExternalCodeList", NS) is not None:
+            # An external dictionary (MedDRA, ISO 3166): its terms are not listed, so data
+            # values cannot be checked against it here.
+            codelists[cl.get("OID", "")] = EXTERNAL
+            continue
         values = [
             el.get("CodedValue", "")
             for el in cl
@@ -124,7 +131,13 @@ def _checked_codelists(
     group: _DefGroup, xpt_vars: dict[str, Variable], codelists: dict[str, set[str]]
 ) -> list[str]:
     """Variables whose values `_check_dataset` compares with a codelist: the only data read."""
-    names = [i.name for i in group.items if i.codelist_oid in codelists and i.name in xpt_vars]
+    names = [
+        i.name
+        for i in group.items
+        if i.codelist_oid in codelists
+        and codelists[i.codelist_oid] is not EXTERNAL
+        and i.name in xpt_vars
+    ]
     return list(dict.fromkeys(names))  # an ItemRef repeated in define.xml is read once
 
 
@@ -164,6 +177,8 @@ def _check_dataset(
                     f"{where}: {item.name} refers to CodeList {item.codelist_oid}, "
                     "which define.xml does not contain"
                 )
+                continue
+            if codelists[item.codelist_oid] is EXTERNAL:
                 continue
             unlisted = sorted(values[item.name] - codelists[item.codelist_oid])
             if unlisted:
@@ -232,3 +247,19 @@ def crosscheck(
                     f"{jsons[name]}: no ItemGroupDef in {define_path.name} describes it"
                 )
     return problems
+
+
+def missing_documents(define_path: Path) -> list[str]:
+    """Documents define.xml links to (def:leaf outside the datasets: aCRF, reviewer's guides)
+    that are not beside it. The sponsor supplies them, so the build warns, never fails."""
+    doc = etree.parse(str(define_path), etree.XMLParser(resolve_entities=False, no_network=True))
+    mdv = doc.find(".//odm:MetaDataVersion", NS)
+    if mdv is None:
+        return []
+    out = []
+    for leaf in mdv.findall("def:leaf", NS):
+        href = leaf.get(f"{{{NS['xlink']}}}href", "")
+        if href and not (define_path.parent / href).exists():
+            title = leaf.findtext("def:title", default="", namespaces=NS)
+            out.append(f"{define_path.name} links {title or leaf.get('ID')} at {href}, not present")
+    return out

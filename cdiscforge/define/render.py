@@ -33,9 +33,10 @@ import pandas as pd
 from cdiscforge import __version__, ct
 from cdiscforge.define.datatypes import define_data_type, significant_digits
 from cdiscforge.define.oids import item_group_oid, item_oid, mdv_oid, oid_part, study_oid
+from cdiscforge.define.roles import sdtm_role
 from cdiscforge.define.schema import STYLESHEET_NAME, schema_errors, stylesheet_path
 from cdiscforge.errors import CdiscforgeError
-from cdiscforge.model import ORIGINS, Dataset, StudyInfo, Variable, char_max_bytes
+from cdiscforge.model import ORIGINS, Dataset, Dictionary, StudyInfo, Variable, char_max_bytes
 from cdiscforge.standards import ADAMIG_VERSION, SDTMIG_VERSION, sdtmig_datasets
 
 Standard = Literal["SDTM", "ADaM"]
@@ -132,6 +133,7 @@ class ItemGroupDefDef:
     href: str
     comment_oid: str | None
     refs: list[ItemRefDef]
+    subclass: str | None = None
 
 
 @dataclass
@@ -143,6 +145,14 @@ class CodeListItemDef:
 
 
 @dataclass
+class ExternalCodeListDef:
+    dictionary: str
+    version: str
+    href: str | None = None
+    ref: str | None = None
+
+
+@dataclass
 class CodeListDef:
     oid: str
     name: str
@@ -150,6 +160,7 @@ class CodeListDef:
     standard_oid: str | None
     nci_code: str | None
     items: list[CodeListItemDef]
+    external: ExternalCodeListDef | None = None
 
     @property
     def enumerated(self) -> bool:
@@ -184,6 +195,15 @@ class CommentDef:
 
 
 @dataclass
+class LeafDef:
+    """A document define.xml links to (the sponsor supplies the file at `href`)."""
+
+    id: str
+    href: str
+    title: str
+
+
+@dataclass
 class DefineModel:
     """Everything define.xml states, already decided and ordered."""
 
@@ -206,6 +226,13 @@ class DefineModel:
     methods: list[MethodDef] = field(default_factory=list)
     comments: list[CommentDef] = field(default_factory=list)
     uses_acrf: bool = False
+    acrf_leaf: str = ""
+    acrf: list[LeafDef] = field(default_factory=list)
+    supplemental: list[LeafDef] = field(default_factory=list)
+
+    @property
+    def leaves(self) -> list[LeafDef]:
+        return self.acrf + self.supplemental
 
 
 def _sdtmig_entry(dataset: Dataset, column: str) -> str:
@@ -320,6 +347,7 @@ class _Builder:
         self.standard = standard
         self.created = created
         self.codelist_uses: dict[str, _CodeListUse] = {}
+        self.dictionaries_used: dict[str, tuple[Dictionary, str]] = {}
         self.model = self._skeleton()
 
     def _skeleton(self) -> DefineModel:
@@ -329,7 +357,16 @@ class _Builder:
             ig = StandardDef("STD.SDTMIG", "SDTMIG", "IG", SDTMIG_VERSION)
         else:
             ig = StandardDef("STD.ADaMIG", "ADaMIG", "IG", ADAMIG_VERSION)
+        stage = "sdtm" if self.standard == "SDTM" else "adam"
+        docs = [d for d in study.documents if stage in d.stages]
+        acrf = [LeafDef(f"LF.{oid_part(d.key)}", d.href, d.title) for d in docs
+                if d.kind == "AnnotatedCRF"]  # fmt: skip
+        supplemental = [LeafDef(f"LF.{oid_part(d.key)}", d.href, d.title) for d in docs
+                        if d.kind == "SupplementalDoc"]  # fmt: skip
         return DefineModel(
+            acrf=acrf,
+            supplemental=supplemental,
+            acrf_leaf=acrf[0].id if acrf else ACRF_LEAF,
             file_oid=f"DEF.{sid}.{self.standard}",
             created=self.created,
             originator=study.sponsor or "cdiscforge",
@@ -351,15 +388,18 @@ class _Builder:
         refs: list[ItemRefDef] = []
         items: dict[str, ItemDefDef] = {}
         key_seq = {k: i for i, k in enumerate(ds.keys, start=1)}
+        domain = (ds.domain or name) if self.standard == "SDTM" else None
+        if domain and name.startswith("SUPP") and klass == "RELATIONSHIP":
+            # Define-XML 2.1 (and its CDISC example): a SUPP-- dataset's Domain is its parent's.
+            domain = name[4:]
         for order, var in enumerate(ds.variables, start=1):
             item = self._item_def(ds, var)
             items[var.name] = item
-            method_oid = None
-            if var.method:
-                method_oid = f"MT.{name}.{oid_part(var.name)}"
-                self.model.methods.append(
-                    MethodDef(method_oid, f"Algorithm to derive {name}.{var.name}", var.method)
-                )
+            method_oid = self._method(f"MT.{name}.{oid_part(var.name)}", f"{name}.{var.name}",
+                                      var.method)  # fmt: skip
+            role = var.role
+            if self.standard == "SDTM" and not role:
+                role = sdtm_role((ds.domain or name), klass, var.name)
             refs.append(
                 ItemRefDef(
                     item_oid=item.oid,
@@ -367,16 +407,19 @@ class _Builder:
                     mandatory="Yes" if (var.core or "").lower().startswith("req") else "No",
                     key_sequence=key_seq.get(var.name),
                     method_oid=method_oid,
-                    role=var.role if self.standard == "SDTM" and var.role else None,
+                    role=role if self.standard == "SDTM" and role else None,
                 )
             )
         if ds.value_level_by:
             self._value_level(ds, refs, items)
+        for var in ds.variables:
+            if var.value_level:
+                self._variable_value_level(ds, var, items[var.name])
         self.model.item_groups.append(
             ItemGroupDefDef(
                 oid=item_group_oid(name),
                 name=name,
-                domain=(ds.domain or name) if self.standard == "SDTM" else None,
+                domain=domain,
                 repeating="Yes" if _is_repeating(ds, klass) else "No",
                 reference="Yes" if klass == "TRIAL DESIGN" else "No",
                 purpose="Tabulation" if self.standard == "SDTM" else "Analysis",
@@ -387,8 +430,18 @@ class _Builder:
                 href=f"{name.lower()}.xpt",
                 comment_oid=comment_oid,
                 refs=refs,
+                subclass=ds.subclass,
             )
         )
+
+    def _method(self, oid: str, target: str, text: str | None) -> str | None:
+        if not text:
+            return None
+        self.model.methods.append(MethodDef(oid, f"Algorithm to derive {target}", text))
+        return oid
+
+    def _variable_value_level(self, ds: Dataset, var: Variable, parent: ItemDefDef) -> None:
+        _variable_value_level_impl(self, ds, var, parent)
 
     def _comment(self, oid: str, text: str | None) -> str | None:
         if not text:
@@ -408,6 +461,8 @@ class _Builder:
         if var.origin == "Collected" and var.crf_pages:
             item.crf_pages = " ".join(str(p) for p in var.crf_pages)
             self.model.uses_acrf = True
+            if not self.model.acrf:
+                self.model.acrf.append(LeafDef(ACRF_LEAF, "acrf.pdf", "Annotated CRF"))
 
     def _item_def(self, ds: Dataset, var: Variable) -> ItemDefDef:
         name = ds.name.upper()
@@ -424,12 +479,31 @@ class _Builder:
             comment_oid=self._comment(f"COM.{name}.{oid_part(var.name)}", var.comment),
         )
         self._origin(item, var)
-        if var.codelist:
+        if var.dictionary:
+            item.codelist_oid = self._use_dictionary(var.dictionary, data_type)
+        elif var.codelist and not any(v.codelist for v in var.value_level):
+            # A variable whose codelist depends on another variable's value (DSDECOD by
+            # DSCAT) states its codelists in its value-level metadata only.
             item.codelist_oid = self._use_codelist(ds, var, series)
         self.model.item_defs.append(item)
         return item
 
     # ---- codelists --------------------------------------------------------------------
+    def _use_dictionary(self, key: str, data_type: str) -> str:
+        """An external dictionary (MedDRA, ISO 3166 ...) as a CodeList with ExternalCodeList,
+        declared once in the study spec."""
+        found = next((d for d in self.study.dictionaries if d.key == key), None)
+        if found is None:
+            raise CdiscforgeError(
+                f"define.xml: variable coded with dictionary {key!r}, which the study does not "
+                "declare (study.yaml `dictionaries`)"
+            )
+        # A CodeList's DataType must be its items' (MedDRA terms are text, MedDRA codes
+        # integers): one CodeList per dictionary and data type.
+        oid = f"CL.{oid_part(key)}" + ("" if data_type == "text" else f".{data_type.upper()}")
+        self.dictionaries_used[oid] = (found, data_type)
+        return oid
+
     def _use_codelist(self, ds: Dataset, var: Variable, series: pd.Series) -> str:
         ref = var.codelist or ""
         key = ct.codelist(ref).short_name if ct.has_codelist(ref) else ref
@@ -458,11 +532,17 @@ class _Builder:
         return oid
 
     def finish_codelists(self) -> None:
+        sponsor = {c.key: c for c in self.study.codelists}
         for key in sorted(self.codelist_uses):
             use = self.codelist_uses[key]
-            known = ct.has_codelist(key)
+            known = key not in sponsor and ct.has_codelist(key)
             cl = ct.codelist(key) if known else None
-            if cl is not None:
+            if key in sponsor:
+                # A sponsor codelist lists its declared terms in order (then any other value
+                # the data hold, which the validation reports), with no NCI alias.
+                declared = list(sponsor[key].terms)
+                ordered = declared + sorted(use.values - set(declared))
+            elif cl is not None:
                 ct_order = [str(v) for v in cl.terms["value"].tolist()]
                 in_ct = [v for v in ct_order if v in use.values]
                 extra = sorted(use.values - set(ct_order))
@@ -486,13 +566,29 @@ class _Builder:
             self.model.codelists.append(
                 CodeListDef(
                     oid=f"CL.{oid_part(key)}",
-                    name=cl.name if cl is not None else key,
+                    name=cl.name
+                    if cl is not None
+                    else (sponsor[key].name if key in sponsor else key),
                     data_type=data_type,
                     standard_oid=self._ct_standard_oid(cl) if cl is not None else None,
                     nci_code=cl.code if cl is not None else None,
                     items=items,
                 )
             )
+        for oid in sorted(self.dictionaries_used):
+            d, data_type = self.dictionaries_used[oid]
+            self.model.codelists.append(
+                CodeListDef(
+                    oid=oid,
+                    name=d.name if data_type == "text" else f"{d.name} codes",
+                    data_type=data_type,
+                    standard_oid=None,
+                    nci_code=None,
+                    items=[],
+                    external=ExternalCodeListDef(d.name, d.version, d.href, d.ref),
+                )
+            )
+        self.model.codelists.sort(key=lambda c: c.oid)
 
     def ensure_primary_ct(self) -> None:
         """Define-XML 2.1 expects the CT version stated even when no codelist is from it."""
@@ -572,25 +668,84 @@ class _Builder:
                     origin_description=parent.origin_description,
                     crf_pages=parent.crf_pages,
                 )
+                method_oid = ref_by_oid[parent.oid].method_oid
                 if value in qorig:
                     origin = qorig[value].strip()
                     origin = _QORIG_ALIASES.get(origin.upper(), origin.title())
                     if origin in ORIGINS:
                         item.origin_type, item.origin_source = origin, None
                         item.origin_description = item.crf_pages = None
+                qualifier = ds.qualifiers.get(value) if by == "QNAM" else None
+                if qualifier is not None:
+                    # What the parent-side variable is: its label, origin, source, method.
+                    item.label = qualifier.label
+                    self._origin(item, qualifier)
+                    item.comment_oid = self._comment(f"COM.{name}.{oid_part(value)}",
+                                                     qualifier.comment)  # fmt: skip
+                    method_oid = self._method(
+                        f"MT.{name}.{oid_part(value)}", f"{name}.QVAL ({value})",
+                        qualifier.method,
+                    ) or (None if qualifier.origin != "Derived" else method_oid)  # fmt: skip
                 self.model.item_defs.append(item)
                 vl_refs.append(
                     ItemRefDef(
                         item_oid=item.oid,
                         order=len(vl_refs) + 1,
                         mandatory="No",
-                        method_oid=ref_by_oid[parent.oid].method_oid,
+                        method_oid=method_oid,
                         where_clause_oid=where_oids[value],
                     )
                 )
             if vl_refs:
                 parent.value_list_oid = f"VL.{name}.{oid_part(var.name)}"
                 self.model.value_lists.append(ValueListDef(parent.value_list_oid, vl_refs))
+
+
+def _variable_value_level_impl(
+    builder: _Builder, ds: Dataset, var: Variable, parent: ItemDefDef
+) -> None:
+    """Value-level metadata a variable declares itself (`value_level`): where `by` has a
+    value, the variable uses its own codelist (DSDECOD where DSCAT = PROTOCOL MILESTONE:
+    PROTMLST; where DISPOSITION EVENT: NCOMPLT)."""
+    name = ds.name.upper()
+    refs: list[ItemRefDef] = []
+    frame = ds.frame
+    for vl in var.value_level:
+        if vl.by not in ds.variable_names:
+            raise CdiscforgeError(
+                f"dataset {ds.name}: {var.name} value_level by {vl.by!r} is not one of its "
+                "variables"
+            )
+        rows = frame[vl.by].astype("string") == vl.value
+        subset = frame.loc[rows.fillna(False).astype(bool), var.name]
+        wc_oid = f"WC.{name}.{oid_part(var.name)}.{oid_part(vl.by)}.{oid_part(vl.value)}"
+        builder.model.where_clauses.append(WhereClauseDef(wc_oid, item_oid(name, vl.by), vl.value))
+        data_type = define_data_type(var, subset)
+        item = ItemDefDef(
+            oid=f"{parent.oid}.{oid_part(vl.by)}.{oid_part(vl.value)}",
+            name=var.name,
+            data_type=data_type,
+            label=vl.label or f"{var.label} where {vl.by} is {vl.value}",
+            length=_length(var, subset, data_type) if var.is_char else parent.length,
+            origin_type=parent.origin_type,
+            origin_source=parent.origin_source,
+            origin_description=parent.origin_description,
+            crf_pages=parent.crf_pages,
+        )
+        if vl.codelist:
+            used = Variable(name=var.name, label=var.label, type=var.type, codelist=vl.codelist)
+            item.codelist_oid = builder._use_codelist(ds, used, subset)
+        builder.model.item_defs.append(item)
+        # Its own method text, else the variable's (a derived value always has a method).
+        method_oid = builder._method(
+            f"MT.{name}.{oid_part(var.name)}.{oid_part(vl.value)}", f"{name}.{var.name}", vl.method
+        ) or (f"MT.{name}.{oid_part(var.name)}" if var.method else None)
+        refs.append(
+            ItemRefDef(item.oid, len(refs) + 1, "No", method_oid=method_oid,
+                       where_clause_oid=wc_oid)
+        )  # fmt: skip
+    parent.value_list_oid = f"VL.{name}.{oid_part(var.name)}"
+    builder.model.value_lists.append(ValueListDef(parent.value_list_oid, refs))
 
 
 def _without_declared(var: Variable) -> Variable:
@@ -635,7 +790,7 @@ def _environment() -> jinja2.Environment:
 def render_define(model: DefineModel) -> str:
     """define.xml text for a model (autoescaped Jinja2)."""
     template = _environment().get_template("define.xml.j2")
-    return template.render(m=model, stylesheet=STYLESHEET_NAME, acrf_leaf=ACRF_LEAF)
+    return template.render(m=model, stylesheet=STYLESHEET_NAME, acrf_leaf=model.acrf_leaf)
 
 
 def write_define(

@@ -73,20 +73,39 @@ class RuleDef:
     origin: str
     final: bool  # runs on the stacked record set (seq, last-observation flags)
     doc: str
+    # Plain-English method text from the parameters (cdiscforge.rules.words): define.xml
+    # shows it for a Derived variable whose spec writes no method.
+    describe: Callable[[Any, Any], str] | None = None
+    # The origin for these parameters when it depends on them (a unit conversion makes a
+    # collected number Derived); None: `origin`.
+    origin_of: Callable[[Any], str] | None = None
+
+    def origin_for(self, params: Params | None) -> str:
+        if self.origin_of is not None and params is not None:
+            return self.origin_of(params)
+        return self.origin
 
 
 RULES: dict[str, RuleDef] = {}
 
 
 def rule(
-    name: str, params: type[Params], *, origin: str = "Derived", final: bool = False
+    name: str,
+    params: type[Params],
+    *,
+    origin: str = "Derived",
+    final: bool = False,
+    describe: Callable[[Any, Any], str] | None = None,
+    origin_of: Callable[[Any], str] | None = None,
 ) -> Callable[[Callable[[RuleContext, Any], pd.Series]], Callable[[RuleContext, Any], pd.Series]]:
-    """Register a rule under `name`; `origin` is its default define.xml origin."""
+    """Register a rule under `name`; `origin` is its default define.xml origin, `describe`
+    its method-text renderer (params, words) -> phrase (see cdiscforge.rules.words)."""
 
     def deco(fn: Callable[[RuleContext, Any], pd.Series]) -> Callable[..., pd.Series]:
         if name in RULES:
             raise RuntimeError(f"rule {name!r} registered twice")
-        RULES[name] = RuleDef(name, params, fn, origin, final, (fn.__doc__ or "").strip())
+        doc = (fn.__doc__ or "").strip()
+        RULES[name] = RuleDef(name, params, fn, origin, final, doc, describe, origin_of)
         return fn
 
     return deco

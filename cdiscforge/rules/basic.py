@@ -15,6 +15,7 @@ from cdiscforge import ct as ct_module
 from cdiscforge import dates
 from cdiscforge.errors import Located, SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
+from cdiscforge.rules.words import Words, describes, join
 from cdiscforge.vectorise import map_distinct
 
 Unmatched = Literal["error", "keep", "upper", "null"]
@@ -814,3 +815,194 @@ def ct_version(ctx: RuleContext, p: CtVersionParams) -> pd.Series:
     if p.when is not None:
         out = out.where(p.when.evaluate(ctx).to_numpy(dtype=bool))
     return out
+
+
+# --- method text: each rule in a reviewer's words (cdiscforge.rules.words) -------------------
+
+_UNMATCHED_WORDS = {
+    "error": "",
+    "keep": "; a value not in the list is kept as collected",
+    "upper": "; a value not in the list is kept upper-cased",
+    "null": "; a value not in the list is set to null",
+}
+_FUNC_WORDS = {"min": "earliest", "max": "latest", "first": "first", "last": "last",
+               "count": "number of records"}  # fmt: skip
+
+
+@describes("constant")
+def _say_constant(p: ConstantParams, w: Words) -> str:
+    return "null for every record" if p.value is None else f"{w.value(p.value)} for every record"
+
+
+@describes("assign")
+def _say_assign(p: AssignParams, w: Words) -> str:
+    if w.target.startswith("_"):  # a helper named inside another phrase: just the value
+        return w.source(p.from_, p.var)
+    return f"{w.source(p.from_, p.var)}, trimmed" + (", upper-cased" if p.upper else "")
+
+
+def _number_origin(p: NumberParams) -> str:
+    # A number scaled by a unit factor is a converted value, not the collected one.
+    return "Derived" if p.factor is not None else "Collected"
+
+
+@describes("number", origin_of=_number_origin)
+def _say_number(p: NumberParams, w: Words) -> str:
+    text = f"the numeric value of {w.source(p.from_, p.var)}"
+    if p.factor is not None:
+        factor = w.ref(p.factor) if isinstance(p.factor, str) else w.value(p.factor)
+        text += f" multiplied by {factor}"
+    if p.decimals is not None:
+        text += f", rounded to {p.decimals} decimal places"
+    return text
+
+
+@describes("ct")
+def _say_ct(p: CtParams, w: Words) -> str:
+    text = (
+        f"{w.source(p.from_, p.var)} mapped to the submission value of CDISC codelist {p.codelist}"
+    )
+    if p.synonyms:
+        pairs = [f"{k} as {v}" for k, v in sorted(p.synonyms.items())]
+        text += f", reading {join(pairs)}"
+    return text + _UNMATCHED_WORDS[p.unmatched]
+
+
+@describes("map")
+def _say_map(p: MapParams, w: Words) -> str:
+    pairs = [f"{k} to {w.value(v)}" for k, v in p.values.items()]
+    return f"{w.source(p.from_, p.var)} mapped {join(pairs)}" + _UNMATCHED_WORDS[p.unmatched]
+
+
+@describes("iso8601")
+def _say_iso8601(p: Iso8601Params, w: Words) -> str:
+    text = f"{p.date} as collected in ISO 8601"
+    if p.time:
+        text += f", with the time {p.time} when the date is complete"
+    return text + "; a partial date stays partial"
+
+
+@describes("study_day")
+def _say_study_day(p: StudyDayParams, w: Words) -> str:
+    return (
+        f"study day of {w.ref(p.date)}: the number of days from DM.{p.reference} to "
+        f"{w.ref(p.date)}, plus 1 on or after DM.{p.reference}, so there is no day 0; "
+        f"null when {w.ref(p.date)} is partial"
+    )
+
+
+@describes("concat")
+def _say_concat(p: ConcatParams, w: Words) -> str:
+    parts = [w.value(x.get("value")) if isinstance(x, dict) else w.ref(x) for x in p.parts]
+    sep = f"joined by {p.sep!s}" if p.sep.strip() else "joined by a space" if p.sep else "joined"
+    return f"{join(parts)} {sep}" + ("" if p.skip_null else "; null if any part is null")
+
+
+@describes("extract")
+def _say_extract(p: ExtractParams, w: Words) -> str:
+    return f"the part of {w.source(p.from_, p.var)} the spec's text pattern picks out"
+
+
+@describes("coalesce")
+def _say_coalesce(p: CoalesceParams, w: Words) -> str:
+    return f"the first non-missing of {join([w.ref(r) for r in p.refs], last='or')}"
+
+
+@describes("condition")
+def _say_condition(p: ConditionParams, w: Words) -> str:
+    cases = [
+        f"{w.ref(c.ref) if c.ref else w.value(c.value)} when {w.condition(c.when)}" for c in p.cases
+    ]
+    default = w.ref(p.default_ref) if p.default_ref else w.value(p.default)
+    return "; ".join(cases) + f"; otherwise {default}"
+
+
+@describes("lookup")
+def _say_lookup(p: LookupParams, w: Words) -> str:
+    keys = [f"{col.replace('_', ' ')} equals {w.ref(ref)}" for col, ref in p.match.items()]
+    column = p.column.replace("_", " ")
+    if w.target.startswith("_"):  # named inside another phrase
+        return f"the {column} value of the row of {w.table(p.table)} whose {join(keys)}"
+    return f"{column} from {w.table(p.table)}, on the row whose {join(keys)}"
+
+
+@describes("aggregate")
+def _say_aggregate(p: AggregateParams, w: Words) -> str:
+    what = p.column or p.date or "records"
+    where = f"{p.dataset}" if p.dataset else f"the {p.form.replace('_', ' ')} form"  # type: ignore[union-attr]
+    text = f"per subject, the {_FUNC_WORDS[p.func]} {what} in {where}"
+    if p.form and p.date:
+        text = f"per subject, the {_FUNC_WORDS[p.func]} date {p.date}"
+        text += f" with time {p.time}" if p.time else ""
+        text += f" in {where}, in ISO 8601"
+    if p.where is not None:
+        text += f", among records where {w.condition(p.where)}"
+    return text
+
+
+@describes("usubjid")
+def _say_usubjid(p: UsubjidParams, w: Words) -> str:
+    subject = f"{p.from_} as collected" if p.from_ else "the subject number as collected"
+    sep = w.usubjid_separator
+    joined = {"-": "a hyphen", "": "nothing", " ": "a space"}.get(sep, f'"{sep}"')
+    return f"STUDYID and {subject}, joined by {joined}"
+
+
+@describes("seq")
+def _say_seq(p: SeqParams, w: Words) -> str:
+    within = f"within {w.refs(p.within)}" if p.within else "in the dataset"
+    order = f", ordered by {w.refs(p.by)}" if p.by else ""
+    return f"sequential number of the record {within}{order}"
+
+
+@describes("result_char")
+def _say_result_char(p: ResultCharParams, w: Words) -> str:
+    text = f"{w.ref(p.var)} in the standard unit"
+    if p.factor is not None:
+        factor = w.ref(p.factor) if isinstance(p.factor, str) else w.value(p.factor)
+        text += f": a number is multiplied by {factor}"
+    if p.decimals is not None:
+        dec = w.ref(p.decimals) if isinstance(p.decimals, str) else f"{p.decimals} decimal places"
+        text += f", rounded to {dec}"
+    return (
+        text + " and written without trailing zeros; a result with a < or > qualifier keeps "
+        "it with the converted limit; other text is kept as reported"
+    )
+
+
+@describes("result_num")
+def _say_result_num(p: ResultNumParams, w: Words) -> str:
+    return (
+        f"{w.ref(p.var)} as a number when it is a plain number; null for a qualified or text result"
+    )
+
+
+@describes("nrind")
+def _say_nrind(p: NrindParams, w: Words) -> str:
+    return (
+        f"LOW when {w.ref(p.var)} is below {w.ref(p.low)}, HIGH when above {w.ref(p.high)}, "
+        "NORMAL otherwise; null when the result or the range is missing"
+    )
+
+
+@describes("age")
+def _say_age(p: AgeParams, w: Words) -> str:
+    partial = "the lower possible age" if p.partial == "lower" else "null"
+    return (
+        f"age in completed years from {w.ref(p.birth)} to {w.ref(p.at)}; with a partial birth "
+        f"date, the age both ends of the possible range agree on, else {partial}"
+    )
+
+
+@describes("ct_code")
+def _say_ct_code(p: CtCodeParams, w: Words) -> str:
+    where = (
+        f"codelist {p.codelist}" if p.codelist else f"the codelist {w.ref(p.codelist_var)} names"
+    )
+    return f"the NCI code of {w.ref(p.var)} in {where}; null for a sponsor term"
+
+
+@describes("ct_version")
+def _say_ct_version(p: CtVersionParams, w: Words) -> str:
+    text = "the version of CDISC controlled terminology the values are coded against"
+    return text + (f", where {w.condition(p.when)}" if p.when is not None else "")
