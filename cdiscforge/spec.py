@@ -374,6 +374,9 @@ class StudySpec:
         self.config: StudyFile = _validated(StudyFile, load_yaml(self.file), self.file, "")
         found = _Collect()
         self.forms: dict[str, FormSpec] = {}
+        # Filled by _load_forms; empty when the contract itself is broken.
+        self.form_sources: dict[str, str] = {}
+        self.form_pages: dict[str, tuple[str, ...]] = {}  # aCRF pages of a form, if named
         self._forms_ok = False  # a broken contract: its datasets' form checks are skipped
         with found.part():
             self.forms = self._load_forms()
@@ -456,8 +459,8 @@ class StudySpec:
         if not isinstance(forms, dict):
             raise SpecError(path, "forms", "expected a mapping of form name to form")
         out: dict[str, FormSpec] = {}
-        self.form_sources: dict[str, str] = {}
-        self.form_pages: dict[str, tuple[str, ...]] = {}  # aCRF pages of a form, if named
+        self.form_sources = {}
+        self.form_pages = {}
         for name, form in forms.items():
             where = f"forms.{name}"
             if not isinstance(form, dict) or "file" not in form or "columns" not in form:

@@ -117,7 +117,8 @@ def build_supp(
         value = values[item.var].astype("string")
         has = value.notna() & (value.str.strip() != "")
         idvar = item.idvar or seq_idvar
-        source = metas_by_name[item.var]
+        # A supp item may carry a helper variable the dataset does not keep: it is Derived.
+        source = metas_by_name.get(item.var) or Variable(item.var, item.qlabel)
         qorig = define_origin(item.qorig or source.origin)
         meta = _qualifier(source, item.qlabel, qorig)
         first, extra = split_series(value[has])
