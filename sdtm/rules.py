@@ -161,25 +161,54 @@ class EpochParams(Params):
 @rule("epoch", EpochParams)
 def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     """EPOCH of the subject element (SE) in which `date` falls: SESTDTC <= date < SEENDTC,
-    the last element including its end. Date-only values count as 00:00 that day, so a
-    pre-dose assessment on the infusion day without a time falls before the infusion.
-    Null for partial or missing dates and dates outside every element.
+    the last element including its end. A date-only record counts as 00:00 that day, so a
+    pre-dose assessment on the infusion day without a time falls before the infusion; a
+    date-only element end (SEENDTC) covers its whole day, so a timed record on the last day
+    of the subject's last element is inside it. A partial date (YYYY-MM, YYYY) gets the
+    epoch only when its first and last possible days fall in the same epoch (e.g. an AE
+    started in a month wholly within screening). Null for missing dates and dates outside
+    every element.
     """
     se = ctx.domain("SE").frame
-    when = _datetime(ctx.ref(p.date))
-    rec = pd.DataFrame(
-        {"u": ctx.ref("USUBJID").astype("string"), "t": when, "i": np.arange(len(when))}
-    ).dropna(subset=["t"])
+    dtc = ctx.ref(p.date).astype("string")
+    when = _datetime(dtc)
+    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
+    end = _datetime(se["SEENDTC"])
+    date_only_end = se["SEENDTC"].astype("string").str.len().eq(10).fillna(False).to_numpy()
+    end = end.mask(date_only_end, end + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1))
     elements = pd.DataFrame(
         {
             "u": se["USUBJID"].astype("string"),
             "t": _datetime(se["SESTDTC"]),
-            "end": _datetime(se["SEENDTC"]),
-            "EPOCH": se["EPOCH"],
+            "end": end,
+            "EPOCH": se["EPOCH"].astype("string"),
         }
     ).dropna(subset=["t"])
-    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
-    if rec.empty or elements.empty:
+    if elements.empty:
+        return out
+    usubjid = ctx.ref("USUBJID").astype("string")
+    found = _epoch_at(usubjid, when, elements)
+    low, high = _partial_bounds(dtc)
+    partial = when.isna() & low.notna()
+    if partial.any():
+        first = _epoch_at(usubjid, low.where(partial), elements)
+        last = _epoch_at(usubjid, high.where(partial), elements)
+        found = found.mask(partial & (first == last).fillna(False), first)
+    return found
+
+
+def _epoch_at(usubjid: pd.Series, when: pd.Series, elements: pd.DataFrame) -> pd.Series:
+    """The epoch of the element each (subject, datetime) falls in; null outside them all."""
+    out = pd.Series(pd.NA, index=usubjid.index, dtype="string")
+    rec = pd.DataFrame(
+        {
+            "u": usubjid.astype("string").reset_index(drop=True),
+            "t": pd.Series(when.to_numpy()).astype(elements["t"].dtype),
+            "i": np.arange(len(when)),
+        }
+    )
+    rec = rec.dropna(subset=["t"])
+    if rec.empty:
         return out
     merged = pd.merge_asof(
         rec.sort_values("t"), elements.sort_values("t"), on="t", by="u", direction="backward"
@@ -189,6 +218,21 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     merged = merged[inside]
     out.iloc[merged["i"].to_numpy()] = merged["EPOCH"].astype("string").to_numpy()
     return out
+
+
+def _partial_bounds(dtc: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """First and last possible instant of a partial ISO 8601 date (YYYY-MM or YYYY);
+    NaT for complete and missing dates."""
+    text = dtc.astype("string")
+    month = text.str.fullmatch(r"\d{4}-\d{2}").fillna(False)
+    year = text.str.fullmatch(r"\d{4}").fillna(False)
+    low = pd.to_datetime(text.where(month) + "-01", format="%Y-%m-%d", errors="coerce")
+    low = low.fillna(
+        pd.to_datetime(text.where(year) + "-01-01", format="%Y-%m-%d", errors="coerce")
+    )
+    high = (low + pd.offsets.MonthBegin(1)).where(month)
+    high = high.fillna((low + pd.offsets.YearBegin(1)).where(year))
+    return low, high - pd.Timedelta(microseconds=1)
 
 
 class LobxflParams(Params):
