@@ -90,3 +90,31 @@ def test_partial_ae_start_in_one_epoch_carries_it(package: Path) -> None:
             assert rec["EPOCH"] == epochs.pop(), rec.to_dict()
         else:
             assert pd.isna(rec["EPOCH"]), rec.to_dict()
+
+
+# Parameters the FDA requires in TS (FDA Study Data Technical Conformance Guide; the Pinnacle 21
+# FDA rules "Missing <TSPARMCD> Trial Summary Parameter"), plus the versions FDA asks for.
+FDA_TS = {"ACTSUB", "ADAPT", "ADDON", "AGEMAX", "AGEMIN", "DCUTDESC", "DCUTDTC", "FCNTRY",
+          "HLTSUBJI", "INDIC", "INTMODEL", "INTTYPE", "LENGTH", "NARMS", "OBJPRIM", "OUTMSPRI",
+          "PCLAS", "PLANSUB", "RANDOM", "REGID", "SENDTC", "SEXPOP", "SPONSOR", "SSTDTC",
+          "STOPRULE", "STYPE", "TBLIND", "TCNTRL", "TDIGRP", "TINDTP", "TITLE", "TPHASE", "TRT",
+          "TTYPE", "SDTIGVER", "SDTMVER", "THERAREA"}  # fmt: skip
+
+
+def test_ts_holds_every_fda_required_parameter(package: Path) -> None:
+    ts = _read(package, "sdtm", "TS")
+    assert set(ts["TSPARMCD"]) >= FDA_TS, FDA_TS - set(ts["TSPARMCD"])
+    # every record has a value or says why not (null flavor), never both
+    assert (ts["TSVAL"].notna() ^ ts["TSVALNF"].notna()).all()
+    value = ts.groupby("TSPARMCD")["TSVAL"].first()
+    if value.get("ADDON") == "Y":
+        assert "CURTRT" in value.index
+    if value.get("TCNTRL") not in (None, "NONE", "PLACEBO"):
+        assert "COMPTRT" in value.index
+    if value.get("HLTSUBJI") == "N":
+        assert value["TDIGRP"]
+    coded = ts[ts["TSVCDREF"] == "CDISC CT"]
+    assert coded["TSVALCD"].str.fullmatch(r"C\d+").all() and coded["TSVCDVER"].notna().all()
+    assert (ts["TSVALCD"].isna() | ts["TSVCDREF"].notna()).all()
+    for single in ("ADDON", "AGEMAX", "AGEMIN", "LENGTH", "PLANSUB", "RANDOM", "SEXPOP", "NARMS"):
+        assert (ts["TSPARMCD"] == single).sum() == 1, single
