@@ -130,6 +130,14 @@ class StudyFile(_Strict):
     ts: list[dict[str, Any]] = []
 
 
+class Split(_Strict):
+    """One record per item of a delimited list in `column` (e.g. "Methotrexate, leflunomide"):
+    the column then holds the item, trimmed; empty items are dropped."""
+
+    column: str  # a raw column (or a column of the table / upstream dataset)
+    sep: str = ","  # a regular expression
+
+
 class Block(_Strict):
     source: str | None = None  # a raw form
     table: str | None = None  # a spec table
@@ -138,6 +146,7 @@ class Block(_Strict):
     params: dict[str, Any] = {}
     filter: Condition | None = None
     filter_reason: str = "not for this dataset (filter)"
+    split: Split | None = None
     variables: dict[str, dict[str, Any]] = {}
 
 
@@ -539,6 +548,8 @@ class StudySpec:
             check(
                 [r[4:] for r in block.filter.refs() if r.startswith("raw.")], f"records[{i}].filter"
             )
+        if block.split is not None:
+            check([block.split.column], f"records[{i}].split.column")
         for var in variables:
             rule_params = overrides.get(var.name, (var.rule, var.params))[1]
             if rule_params is not None:
