@@ -25,7 +25,7 @@ from cdiscforge.spec import StudySpec, load_study
 from cdiscforge.xpt import write_xpt
 
 EXPECTED = {"DM", "EX", "PR", "LB", "AE", "MK", "SV", "DS", "SE", "TS", "TA", "TE", "TV", "TI",
-            "MH", "SUPPDM", "SUPPAE", "SUPPMH", "SUPPPR"}  # fmt: skip
+            "MH", "SUPPDM", "SUPPAE", "SUPPPR", "IE", "CM", "IS"}  # fmt: skip
 Built = tuple[StudySpec, dict[str, Dataset], BuildLog]
 
 

@@ -118,3 +118,46 @@ def test_ts_holds_every_fda_required_parameter(package: Path) -> None:
     assert (ts["TSVALCD"].isna() | ts["TSVCDREF"].notna()).all()
     for single in ("ADDON", "AGEMAX", "AGEMIN", "LENGTH", "PLANSUB", "RANDOM", "SEXPOP", "NARMS"):
         assert (ts["TSPARMCD"] == single).sum() == 1, single
+
+
+def test_every_screen_failure_has_ie_records_from_ti(package: Path) -> None:
+    dm, ie, ti = (_read(package, "sdtm", n) for n in ("DM", "IE", "TI"))
+    failures = set(dm.loc[dm["ARMNRS"] == "SCREEN FAILURE", "USUBJID"])
+    assert len(failures) == 8 and set(ie["USUBJID"]) == failures
+    merged = ie.merge(ti, on="IETESTCD", suffixes=("", "_TI"))
+    assert len(merged) == len(ie)  # every IETESTCD is a TI criterion
+    assert (merged["IETEST"] == merged["IETEST_TI"]).all()
+    assert (merged["IECAT"] == merged["IECAT_TI"]).all()
+    not_met = merged["IECAT"].map({"INCLUSION": "N", "EXCLUSION": "Y"})
+    assert (merged["IEORRES"] == not_met).all() and (merged["IESTRESC"] == not_met).all()
+    raw = pd.read_csv(package / "raw" / "enrolment.csv", dtype=str)
+    raw = raw[raw["ENROLLED"] == "N"]
+    expected = set(zip("NCT03691909-" + raw["SUBJECT"], raw["IEFAILID"], strict=True))
+    assert set(zip(ie["USUBJID"], ie["IETESTCD"], strict=True)) == expected
+    recon = pd.read_csv(package / "reconciliation.csv")
+    row = recon[(recon["source"] == "enrolment") & (recon["dataset"] == "IE")].iloc[0]
+    assert (row["read"], row["written"], row["rejected"]) == (len(dm), 8, len(dm) - 8)
+
+
+def test_cm_holds_the_prior_ra_therapies_one_record_per_drug(package: Path) -> None:
+    cm = _read(package, "sdtm", "CM")
+    raw = pd.read_csv(package / "raw" / "ra_history.csv", dtype=str)
+    listed = raw[raw["PRIORDMARD"].notna() & ~raw["PRIORDMARD"].str.startswith("None")]
+    drugs = listed.assign(CMTRT=listed["PRIORDMARD"].str.split(",")).explode("CMTRT")
+    drugs["CMTRT"] = drugs["CMTRT"].str.strip().str.replace("\u00ae", "(R)")
+    expected = sorted(zip("NCT03691909-" + drugs["SUBJECT"], drugs["CMTRT"], strict=True))
+    assert sorted(zip(cm["USUBJID"], cm["CMTRT"], strict=True)) == expected
+    assert (cm["CMCAT"] == "PRIOR RA THERAPY").all()
+    assert len(cm) > len(listed)  # some lists name two drugs
+    assert not (package / "sdtm" / "suppmh.xpt").exists()  # nothing left in SUPPMH
+
+
+def test_ra_serology_is_in_is_per_current_ct(package: Path) -> None:
+    is_ = _read(package, "sdtm", "IS")
+    dm = _read(package, "sdtm", "DM")
+    assert len(is_) == 2 * len(dm)
+    rf = is_[is_["ISTESTCD"] == "RFATAB"]
+    ccp = is_[is_["ISBDAGNT"] == "CYCLIC CITRULLINATED PEPTIDE"]
+    assert len(rf) == len(ccp) == len(dm)
+    assert (ccp["ISTESTCD"] == "ATAB").all()
+    assert set(is_["ISORRES"]) == {"POSITIVE", "NEGATIVE"}
