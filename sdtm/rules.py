@@ -263,6 +263,43 @@ def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
     return out
 
 
+class TreatmentEmergentParams(Params):
+    start: str
+    end: str | None = None
+    reference: str = "RFXSTDTC"
+    ref_fields = ("start", "end")
+
+    def domains(self) -> set[str]:
+        return {"DM"}
+
+
+@rule("treatment_emergent", TreatmentEmergentParams)
+def treatment_emergent(ctx: RuleContext, p: TreatmentEmergentParams) -> pd.Series:
+    """Treatment-emergent flag (e.g. SUPPAE AETRTEM): Y or N, compared as dates with the
+    subject's first exposure (DM.<reference>, default RFXSTDTC), as ADaM TRTEMFL is.
+
+    Cases, in the order applied: subject not exposed -> null; event ended (complete end
+    date) before the first exposure day -> N; no start date -> Y (cannot be shown to
+    precede treatment); start (at its own precision: day, month or year) before the first
+    exposure at that precision -> N; otherwise (on or after, including a partial date in
+    the month or year of first exposure) -> Y.
+    """
+    ref = ctx.subject_values("DM", p.reference).astype("string[python]").str.slice(0, 10)
+    start = ctx.ref(p.start).astype("string[python]").str.slice(0, 10)
+    out = pd.Series("Y", index=ctx.out.index, dtype="string")
+    before = pd.Series(False, index=ctx.out.index)
+    for width in start.str.len().dropna().unique():
+        rows = (start.str.len() == width).fillna(False)
+        earlier = (start < ref.str.slice(0, int(width))).fillna(False).astype(bool)
+        before |= rows.astype(bool) & earlier
+    if p.end is not None:
+        end = ctx.ref(p.end).astype("string[python]").str.slice(0, 10)
+        complete = (end.str.len() == 10).fillna(False).astype(bool)
+        before |= complete & (end < ref).fillna(False).astype(bool)
+    out = out.mask(before, "N")
+    return out.mask(ref.isna() | (ref.str.len() < 10).fillna(True), pd.NA)
+
+
 @generator("subject_elements")
 def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
     """SE records: one per element a subject entered, from dated events.

@@ -161,3 +161,17 @@ def test_ra_serology_is_in_is_per_current_ct(package: Path) -> None:
     assert len(rf) == len(ccp) == len(dm)
     assert (ccp["ISTESTCD"] == "ATAB").all()
     assert set(is_["ISORRES"]) == {"POSITIVE", "NEGATIVE"}
+
+
+def test_suppae_aetrtem_is_derived_and_agrees_with_adae_trtemfl(package: Path) -> None:
+    supp, ae = _read(package, "sdtm", "SUPPAE"), _read(package, "sdtm", "AE")
+    adae = _read(package, "adam", "ADAE")
+    flag = supp[supp["QNAM"] == "AETRTEM"]
+    assert len(flag) == len(ae) and (flag["QORIG"] == "Derived").all()
+    assert (flag["IDVAR"] == "AESEQ").all() and set(flag["QVAL"]) <= {"Y", "N"}
+    both = flag.assign(AESEQ=flag["IDVARVAL"].astype(float)).merge(
+        adae[["USUBJID", "AESEQ", "TRTEMFL"]], on=["USUBJID", "AESEQ"]
+    )
+    assert len(both) == len(ae)
+    assert ((both["QVAL"] == "Y") == (both["TRTEMFL"] == "Y").fillna(False)).all()
+    assert {"Y", "N"} <= set(flag["QVAL"])  # the default study has AEs both sides of Day 1
