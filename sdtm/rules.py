@@ -340,3 +340,54 @@ def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
         dict(zip(base["USUBJID"], end, strict=True))
     )
     return frame.reset_index(drop=True)
+
+
+@generator("missed_visits")
+def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+    """Planned visits a subject missed, for SV's SVPRESP = Y / SVOCCUR = N records (SDTMIG 3.4).
+
+    A planned visit (the `table`, default `visits`) is missed when the subject has no row for
+    its label (`key` column, e.g. edc_folder) in the raw visits `form` (`folder` column)
+    although its whole window had passed while the subject was in the study: first
+    exposure (DM.`reference`, default RFSTDTC) + VISITDY - 1 + `window_after` days is on
+    or before the end of participation (DM.`end`, default RFPENDTC). Subjects never exposed
+    (screen failures) miss nothing. Columns: USUBJID, VISITNUM, VISIT.
+    """
+    for name in ("form", "folder", "key"):
+        if name not in params:
+            raise SpecError(ctx.spec_file, f"records.params.{name}", "required")
+    table = ctx.study.table(params.get("table", "visits"))
+    window = params.get("window_after")
+    source = ctx.store.source(params["form"])
+    seen = pd.DataFrame(
+        {
+            "USUBJID": ctx.study.usubjid(source.frame[source.subject]),
+            "label": source.frame[params["folder"]].astype("string").str.strip().str.upper(),
+        }
+    )
+    dm = ctx.domain("DM").frame
+    start = pd.to_datetime(
+        dm[params.get("reference", "RFSTDTC")].astype("string").str.slice(0, 10), errors="coerce"
+    )
+    end = pd.to_datetime(
+        dm[params.get("end", "RFPENDTC")].astype("string").str.slice(0, 10), errors="coerce"
+    )
+    subjects = pd.DataFrame({"USUBJID": dm["USUBJID"].astype("string"), "t0": start, "t1": end})
+    subjects = subjects.dropna(subset=["t0", "t1"])
+    planned = pd.DataFrame(
+        {
+            "label": table[params["key"]].astype("string").str.upper(),
+            "VISITNUM": table["VISITNUM"].astype(float),
+            "VISIT": table["VISIT"].astype("string"),
+            "days": table["VISITDY"].astype(float).where(table["VISITDY"] < 0,
+                                                         table["VISITDY"] - 1),
+            "after": table[window].astype(float) if window else 0.0,
+        }
+    )  # fmt: skip
+    grid = subjects.merge(planned, how="cross")
+    due = grid["t0"] + pd.to_timedelta(grid["days"] + grid["after"], unit="D")
+    grid = grid[(due <= grid["t1"]).to_numpy()]
+    attended = grid.merge(seen.drop_duplicates(), on=["USUBJID", "label"], how="left",
+                          indicator=True)["_merge"].eq("both").to_numpy()  # fmt: skip
+    missed = grid[~attended]
+    return missed[["USUBJID", "VISITNUM", "VISIT"]].reset_index(drop=True)

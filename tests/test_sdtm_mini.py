@@ -161,7 +161,14 @@ def test_mini_ex_pr(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
 def test_mini_sv_unscheduled_visit(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
     out, _ = mini
     sv = out["SV"]
-    assert len(sv.frame) == 10
+    attended = sv.frame[sv.frame["SVOCCUR"].ne("N").fillna(True)]
+    assert len(attended) == 10
+    # planned visits whose window passed before U1's last contact (2019-10-21) but that the
+    # visit form lacks are SVOCCUR = N records without dates; WEEK 52's window ends later
+    missed = sv.frame[(sv.frame["USUBJID"] == U1) & (sv.frame["SVOCCUR"] == "N")]
+    assert missed["VISIT"].tolist() == ["WEEK 8", "WEEK 12", "WEEK 26"]
+    assert missed["SVSTDTC"].isna().all() and (missed["SVPRESP"] == "Y").all()
+    assert sv.frame.loc[sv.frame["USUBJID"] == U2, "SVOCCUR"].tolist() == ["Y"]  # screen failure
     uns = row(sv, USUBJID=U1, SVSTDTC="2018-11-05")
     # after WEEK 1 (VISITNUM 4): 4.01; 5 Nov is 14 days after the 22 Oct infusion: day 15
     assert (uns["VISITNUM"], uns["VISIT"], uns["VISITDY"]) == (4.01, "UNSCHEDULED 4.01", None)

@@ -175,3 +175,22 @@ def test_suppae_aetrtem_is_derived_and_agrees_with_adae_trtemfl(package: Path) -
     assert len(both) == len(ae)
     assert ((both["QVAL"] == "Y") == (both["TRTEMFL"] == "Y").fillna(False)).all()
     assert {"Y", "N"} <= set(flag["QVAL"])  # the default study has AEs both sides of Day 1
+
+
+def test_sv_has_missed_planned_visits_and_no_svoccur_on_unplanned(package: Path) -> None:
+    sv, tv = _read(package, "sdtm", "SV"), _read(package, "sdtm", "TV")
+    planned = sv["VISITNUM"].isin(tv["VISITNUM"])
+    assert (sv.loc[planned, "SVPRESP"] == "Y").all()
+    assert sv.loc[~planned, ["SVPRESP", "SVOCCUR"]].isna().all().all()  # CORE-000038
+    assert (~planned).any()
+    missed = sv[sv["SVOCCUR"] == "N"]
+    assert len(missed) > 0 and missed["SVSTDTC"].isna().all()
+    assert (sv.loc[planned & (sv["SVOCCUR"] == "Y"), "SVSTDTC"]).notna().all()
+    raw = pd.read_csv(package / "raw" / "visits.csv", dtype=str)
+    attended = set(zip("NCT03691909-" + raw["SUBJECT"], raw["FOLDER"], strict=True))
+    folder = {1: "SCREEN", 2: "LIPO", 3: "BASELINE", 4: "WEEK1", 5: "WEEK4", 6: "WEEK8",
+              7: "WEEK12", 8: "WEEK26", 9: "WEEK52"}  # fmt: skip
+    for _, rec in missed.iterrows():
+        assert (rec["USUBJID"], folder[int(rec["VISITNUM"])]) not in attended
+    # an attended planned visit is never also reported missed
+    assert not sv.duplicated(["USUBJID", "VISITNUM"]).any()
