@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cdiscforge import standards
 from cdiscforge.buildlog import BuildLog, Reconciliation
 from cdiscforge.errors import CdiscforgeError, InputError, SpecError
-from cdiscforge.model import Dataset, Variable
+from cdiscforge.model import Dataset, Variable, char_max_bytes
 from cdiscforge.raw import RawForm, read_form
 from cdiscforge.rules import RuleContext, Source
 from cdiscforge.spec import DatasetSpec, StudySpec
@@ -109,7 +110,26 @@ def build_stage(
         for ds in build_dataset(study.datasets[name], study, store, domains, log):
             domains[ds.name] = ds
             built[ds.name] = ds
+    _shared_lengths(built)
     return built
+
+
+def _shared_lengths(built: dict[str, Dataset]) -> None:
+    """One length per shared character variable (VISIT, EPOCH, USUBJID ... in several
+    datasets of the stage): the longest value in any of them, so a merge never truncates
+    and define.xml states one length. Lengths a spec fixes are left as they are."""
+    longest: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for ds in built.values():
+        for v in ds.variables:
+            if v.is_char and v.length is None:
+                seen[v.name] = seen.get(v.name, 0) + 1
+                width = max(1, char_max_bytes(ds.frame[v.name]))
+                longest[v.name] = max(longest.get(v.name, 1), width)
+    for ds in built.values():
+        for v in ds.variables:
+            if v.is_char and v.length is None and seen[v.name] > 1:
+                v.length = longest[v.name]
 
 
 def build_dataset(
@@ -186,6 +206,9 @@ def build_dataset(
             raise CdiscforgeError(f"reconciliation of {row.source} -> {spec.name} does not balance")
 
     kept = [v for v in spec.variables if v.keep]
+    if spec.stage == "sdtm":  # the IG's order, whatever order the spec computes them in
+        order = standards.sdtm_variable_order(spec.name, [v.name for v in kept])
+        kept = sorted(kept, key=lambda v: order.index(v.name))
     metas = [Variable(**{**v.meta.__dict__}) for v in kept]
     frame = records[[v.name for v in kept]]
     dataset = Dataset(

@@ -194,3 +194,70 @@ def test_sv_has_missed_planned_visits_and_no_svoccur_on_unplanned(package: Path)
         assert (rec["USUBJID"], folder[int(rec["VISITNUM"])]) not in attended
     # an attended planned visit is never also reported missed
     assert not sv.duplicated(["USUBJID", "VISITNUM"]).any()
+
+
+def _ig_order() -> pd.DataFrame:
+    """SDTMIG 3.4's variables table as the package ships it (CDISC Library export)."""
+    from importlib import resources
+
+    path = resources.files("cdiscforge") / "data" / "standards" / "SDTMIG_v3.4_Variables.csv"
+    with path.open("r", encoding="utf-8-sig") as fh:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False)
+
+
+# Model variables the IG does not list for these domains, allowed by the SDTM model (timing
+# variables of the general-observation classes; EPOCH, which FDA asks for, in SV).
+MODEL_EXTRAS = {"EX": ["VISITNUM", "VISIT"], "SV": ["EPOCH"]}
+
+
+def test_every_sdtm_dataset_has_the_ig_variable_order(package: Path) -> None:
+    import pyreadstat
+
+    ig = _ig_order()
+    checked = 0
+    for path in sorted((package / "sdtm").glob("*.xpt")):
+        _, meta = pyreadstat.read_xport(str(path), metadataonly=True)
+        name = meta.table_name
+        key = "SUPPQUAL" if name.startswith("SUPP") else name
+        rows = ig[ig["Dataset Name"] == key]
+        order = dict(zip(rows["Variable Name"], rows["Variable Order"].astype(int), strict=True))
+        columns = list(meta.column_names)
+        extras = [c for c in columns if c not in order]
+        assert extras == MODEL_EXTRAS.get(name, []), (name, extras)
+        listed = [c for c in columns if c in order]
+        assert listed == sorted(listed, key=order.__getitem__), name
+        checked += 1
+    assert checked >= 20
+    # the model-permissible extras sit where the model's timing order puts them
+    _, sv = pyreadstat.read_xport(str(package / "sdtm" / "sv.xpt"), metadataonly=True)
+    assert sv.column_names.index("EPOCH") == sv.column_names.index("VISITDY") + 1
+    _, ex = pyreadstat.read_xport(str(package / "sdtm" / "ex.xpt"), metadataonly=True)
+    assert ex.column_names.index("VISITNUM") < ex.column_names.index("EPOCH")
+
+
+def test_shared_variables_have_one_length_across_datasets(package: Path) -> None:
+    import pyreadstat
+
+    widths: dict[str, set[int]] = {}
+    for path in sorted((package / "sdtm").glob("*.xpt")):
+        _, meta = pyreadstat.read_xport(str(path), metadataonly=True)
+        for col, width in meta.variable_storage_width.items():
+            if meta.readstat_variable_types[col] == "string":
+                widths.setdefault(col, set()).add(width)
+    assert len(widths["VISIT"]) == 1 and len(widths["EPOCH"]) == 1
+    assert {v: w for v, w in widths.items() if len(w) > 1} == {}
+
+
+def test_declared_keys_are_unique_in_every_dataset(package: Path) -> None:
+    from cdiscforge.spec import load_study
+    from cdiscforge.studies import study_dir
+
+    study = load_study(study_dir("nct03691909"))
+    checked = 0
+    for name, spec in study.datasets.items():
+        frame = _read(package, spec.stage, name)
+        assert spec.keys, name
+        dup = frame[frame.duplicated(spec.keys, keep=False)]
+        assert dup.empty, f"{name} keys {spec.keys} not unique: {dup[spec.keys].head()}"
+        checked += 1
+    assert checked >= 20
