@@ -261,3 +261,48 @@ def test_declared_keys_are_unique_in_every_dataset(package: Path) -> None:
         assert dup.empty, f"{name} keys {spec.keys} not unique: {dup[spec.keys].head()}"
         checked += 1
     assert checked >= 20
+
+
+def test_imputed_adam_values_are_flagged_and_trace_to_lbstresc(package: Path) -> None:
+    lb = _read(package, "sdtm", "LB")
+    for name in ("ADLB", "ADEFF"):
+        ad = _read(package, "adam", name)
+        from_lb = ad[ad["SRCDOM"] == "LB"].merge(
+            lb[["USUBJID", "LBSEQ", "LBSTRESC", "LBSTRESN"]],
+            left_on=["USUBJID", "SRCSEQ"], right_on=["USUBJID", "LBSEQ"], validate="1:1",
+        )  # fmt: skip
+        below = from_lb["LBSTRESC"].str.startswith("<").fillna(False)
+        above = from_lb["LBSTRESC"].str.startswith(">").fillna(False)
+        assert below.any(), name
+        limit = pd.to_numeric(from_lb["LBSTRESC"].str.lstrip("<>"), errors="coerce")
+        assert (from_lb.loc[below, "DTYPE"] == "HALFLLOQ").all()
+        assert (from_lb.loc[below, "AVAL"] == limit[below] / 2).all()
+        assert (from_lb.loc[above, "DTYPE"] == "ULOQ").all()
+        assert from_lb.loc[~below & ~above, "DTYPE"].isna().all()
+        # SRCVAR names a variable that holds the value the AVAL came from
+        assert (from_lb.loc[below | above, "SRCVAR"] == "LBSTRESC").all()
+        measured = from_lb[~below & ~above & from_lb["LBSTRESN"].notna()]
+        assert (measured["SRCVAR"] == "LBSTRESN").all()
+        assert (measured["AVAL"] == measured["LBSTRESN"]).all()
+
+
+def test_joint_counts_trace_by_method_not_one_record(package: Path) -> None:
+    ad = _read(package, "adam", "ADEFF")
+    counts = ad[ad["PARAMCD"].isin(["SJC66", "TJC68"])]
+    assert len(counts) > 0
+    assert counts["SRCSEQ"].isna().all() and counts["DTYPE"].isna().all()
+    assert (counts["SRCDOM"] == "MK").all() and (counts["SRCVAR"] == "MKSTRESC").all()
+    define = (package / "adam" / "define.xml").read_text(encoding="utf-8")
+    assert "no single source record" in define  # SRCSEQ's method says how they trace
+
+
+def test_adam_structure_statements_hold(package: Path) -> None:
+    """The structure each BDS dataset declares is one record per its declared keys, and
+    does not claim one record per analysis visit, which the data contradict."""
+    define = (package / "adam" / "define.xml").read_text(encoding="utf-8")
+    assert "per analysis visit" not in define
+    for name in ("ADEFF", "ADLB"):
+        ad = _read(package, "adam", name)
+        assert ad.duplicated(["USUBJID", "PARAMCD", "AVISITN"]).any()  # why not per visit
+        flagged = ad[ad["ANL01FL"] == "Y"]
+        assert not flagged.duplicated(["USUBJID", "PARAMCD", "AVISITN"]).any()
