@@ -116,17 +116,20 @@ def build_stage(
 
 def _shared_lengths(built: dict[str, Dataset]) -> None:
     """One length per shared character variable (VISIT, EPOCH, USUBJID ... in several
-    datasets of the stage): the longest value in any of them, so a merge never truncates
-    and define.xml states one length. Lengths a spec fixes are left as they are."""
+    datasets of the stage): the longest value in any of them. The FDA Technical Conformance
+    Guide asks for character lengths set to the variable's maximum across all datasets of the
+    study, except SUPP-- datasets, which keep their own fitted lengths. Lengths a spec fixes
+    are left as they are."""
+    datasets = [ds for name, ds in built.items() if not name.startswith("SUPP")]
     longest: dict[str, int] = {}
     seen: dict[str, int] = {}
-    for ds in built.values():
+    for ds in datasets:
         for v in ds.variables:
             if v.is_char and v.length is None:
                 seen[v.name] = seen.get(v.name, 0) + 1
                 width = max(1, char_max_bytes(ds.frame[v.name]))
                 longest[v.name] = max(longest.get(v.name, 1), width)
-    for ds in built.values():
+    for ds in datasets:
         for v in ds.variables:
             if v.is_char and v.length is None and seen[v.name] > 1:
                 v.length = longest[v.name]

@@ -239,7 +239,8 @@ def test_shared_variables_have_one_length_across_datasets(package: Path) -> None
     import pyreadstat
 
     widths: dict[str, set[int]] = {}
-    for path in sorted((package / "sdtm").glob("*.xpt")):
+    # FDA TCG: the maximum across the study's datasets, SUPP-- datasets excepted
+    for path in sorted(p for p in (package / "sdtm").glob("*.xpt") if "supp" not in p.name):
         _, meta = pyreadstat.read_xport(str(path), metadataonly=True)
         for col, width in meta.variable_storage_width.items():
             if meta.readstat_variable_types[col] == "string":
