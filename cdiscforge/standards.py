@@ -195,6 +195,6 @@ def sdtm_variable_order(domain: str, names: list[str]) -> list[str]:
             at = seq.index(name)
             before = [n for n in seq[:at] if n in ig.index]
             anchor = max((float(ig.loc[n, "order"]) for n in before), default=0.0)
-            rank[name] = anchor + 0.001 * (1 + pos / 1000)
+            rank[name] = anchor + 0.001 * (1 + at / 10_000)  # model order among extras
             break
     return sorted(names, key=lambda n: rank[n])
