@@ -548,8 +548,6 @@ class StudySpec:
             check(
                 [r[4:] for r in block.filter.refs() if r.startswith("raw.")], f"records[{i}].filter"
             )
-        if block.split is not None:
-            check([block.split.column], f"records[{i}].split.column")
         for var in variables:
             rule_params = overrides.get(var.name, (var.rule, var.params))[1]
             if rule_params is not None:

@@ -300,48 +300,6 @@ def treatment_emergent(ctx: RuleContext, p: TreatmentEmergentParams) -> pd.Serie
     return out.mask(ref.isna() | (ref.str.len() < 10).fillna(True), pd.NA)
 
 
-@generator("subject_elements")
-def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
-    """SE records: one per element a subject entered, from dated events.
-
-    `params.elements` lists, in planned order, ETCD and `start` (an `aggregate` rule's
-    parameters: a dataset column or a raw form's date). An element starts at its start date;
-    it ends where the next entered element starts; the last ends at `params.end` (e.g.
-    DM.RFPENDTC). Elements without a start date were not entered (e.g. screen failures).
-    Columns: USUBJID, ETCD, SESTDTC, SEENDTC, TAETORD (the element's planned order).
-    """
-    dm = ctx.domain("DM").frame
-    base = pd.DataFrame({"USUBJID": dm["USUBJID"].astype("string")})
-    sub = type(ctx)(
-        ctx.study, ctx.dataset, "", base, None, ctx.domains, ctx.log, ctx.spec_file, ctx.store
-    )
-    if "elements" not in params or "end" not in params:
-        raise SpecError(ctx.spec_file, "records.params", "needs 'elements' and 'end'")
-    starts = []
-    for order, element in enumerate(params["elements"], 1):
-        sub.variable = f"SE {element['ETCD']}"
-        values = aggregate(sub, AggregateParams.model_validate(element["start"]))
-        starts.append(
-            pd.DataFrame(
-                {
-                    "USUBJID": base["USUBJID"],
-                    "ETCD": element["ETCD"],
-                    "SESTDTC": values.astype("string"),
-                    "TAETORD": order,
-                }
-            )
-        )
-    end = aggregate(sub, AggregateParams.model_validate(params["end"])).astype("string")
-    frame = pd.concat(starts, ignore_index=True).dropna(subset=["SESTDTC"])
-    frame = frame.sort_values(["USUBJID", "TAETORD"], kind="stable")
-    frame["SEENDTC"] = frame.groupby("USUBJID")["SESTDTC"].shift(-1)
-    last = frame["SEENDTC"].isna()
-    frame.loc[last, "SEENDTC"] = frame.loc[last, "USUBJID"].map(
-        dict(zip(base["USUBJID"], end, strict=True))
-    )
-    return frame.reset_index(drop=True)
-
-
 @generator("missed_visits")
 def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
     """Planned visits a subject missed, for SV's SVPRESP = Y / SVOCCUR = N records (SDTMIG 3.4).
@@ -391,3 +349,45 @@ def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
                           indicator=True)["_merge"].eq("both").to_numpy()  # fmt: skip
     missed = grid[~attended]
     return missed[["USUBJID", "VISITNUM", "VISIT"]].reset_index(drop=True)
+
+
+@generator("subject_elements")
+def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+    """SE records: one per element a subject entered, from dated events.
+
+    `params.elements` lists, in planned order, ETCD and `start` (an `aggregate` rule's
+    parameters: a dataset column or a raw form's date). An element starts at its start date;
+    it ends where the next entered element starts; the last ends at `params.end` (e.g.
+    DM.RFPENDTC). Elements without a start date were not entered (e.g. screen failures).
+    Columns: USUBJID, ETCD, SESTDTC, SEENDTC, TAETORD (the element's planned order).
+    """
+    dm = ctx.domain("DM").frame
+    base = pd.DataFrame({"USUBJID": dm["USUBJID"].astype("string")})
+    sub = type(ctx)(
+        ctx.study, ctx.dataset, "", base, None, ctx.domains, ctx.log, ctx.spec_file, ctx.store
+    )
+    if "elements" not in params or "end" not in params:
+        raise SpecError(ctx.spec_file, "records.params", "needs 'elements' and 'end'")
+    starts = []
+    for order, element in enumerate(params["elements"], 1):
+        sub.variable = f"SE {element['ETCD']}"
+        values = aggregate(sub, AggregateParams.model_validate(element["start"]))
+        starts.append(
+            pd.DataFrame(
+                {
+                    "USUBJID": base["USUBJID"],
+                    "ETCD": element["ETCD"],
+                    "SESTDTC": values.astype("string"),
+                    "TAETORD": order,
+                }
+            )
+        )
+    end = aggregate(sub, AggregateParams.model_validate(params["end"])).astype("string")
+    frame = pd.concat(starts, ignore_index=True).dropna(subset=["SESTDTC"])
+    frame = frame.sort_values(["USUBJID", "TAETORD"], kind="stable")
+    frame["SEENDTC"] = frame.groupby("USUBJID")["SESTDTC"].shift(-1)
+    last = frame["SEENDTC"].isna()
+    frame.loc[last, "SEENDTC"] = frame.loc[last, "USUBJID"].map(
+        dict(zip(base["USUBJID"], end, strict=True))
+    )
+    return frame.reset_index(drop=True)
