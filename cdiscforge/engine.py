@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdiscforge import standards
+from cdiscforge import model, standards
 from cdiscforge.buildlog import BuildLog, Reconciliation
 from cdiscforge.errors import CdiscforgeError, InputError, SpecError
-from cdiscforge.model import Dataset, Variable, char_max_bytes
+from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, read_form
 from cdiscforge.rules import RuleContext, Source
 from cdiscforge.spec import DatasetSpec, StudySpec
@@ -127,7 +127,7 @@ def _shared_lengths(built: dict[str, Dataset]) -> None:
         for v in ds.variables:
             if v.is_char and v.length is None:
                 seen[v.name] = seen.get(v.name, 0) + 1
-                width = max(1, char_max_bytes(ds.frame[v.name]))
+                width = max(1, model.char_max_bytes(ds.frame[v.name]))
                 longest[v.name] = max(longest.get(v.name, 1), width)
     for ds in datasets:
         for v in ds.variables:
