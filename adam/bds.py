@@ -333,6 +333,30 @@ def censored_value_rule(ctx: RuleContext, p: CensoredParams) -> pd.Series:
     return out
 
 
+class CensoredTypeParams(Params):
+    char: str  # the character result (LBSTRESC)
+    below: str | None = "HALFLLOQ"  # DTYPE for a `<x` result (ADaM CT DTYPE)
+    above: str | None = "ULOQ"  # DTYPE for a `>x` result
+    ref_fields = ("char",)
+
+
+@rule("censored_dtype", CensoredTypeParams)
+def censored_dtype(ctx: RuleContext, p: CensoredTypeParams) -> pd.Series:
+    """DTYPE of an AVAL `censored_value` imputed: `below` (HALFLLOQ: one half of the lower
+    limit of quantification) for a `<x` result, `above` (ULOQ) for a `>x` result, null for
+    a plain number (ADaMIG 1.3: DTYPE is populated when AVAL is imputed differently from the
+    parameter's other values). Example: `{name: DTYPE, rule: censored_dtype,
+    char: raw.LBSTRESC, codelist: DTYPE}`."""
+    text = ctx.ref(p.char).astype("string").str.strip()
+    qualified = text.str.match(r"^[<>]=?\s*[-+]?[\d.]+$").fillna(False).astype(bool)
+    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
+    if p.below is not None:
+        out = out.mask(qualified & text.str.startswith("<").fillna(False), p.below)
+    if p.above is not None:
+        out = out.mask(qualified & text.str.startswith(">").fillna(False), p.above)
+    return out
+
+
 class MergeParams(Params):
     dataset: str = "ADSL"
     var: str | None = None  # default: the variable's own name

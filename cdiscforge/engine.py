@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cdiscforge import model, standards
 from cdiscforge.buildlog import BuildLog, Reconciliation
 from cdiscforge.errors import (
     CdiscforgeError,
@@ -169,7 +170,29 @@ def build_stage(
             for ds in build_dataset(study.datasets[name], study, store, domains, log):
                 domains[ds.name] = ds
                 built[ds.name] = ds
+    _shared_lengths(built)
     return built
+
+
+def _shared_lengths(built: dict[str, Dataset]) -> None:
+    """One length per shared character variable (VISIT, EPOCH, USUBJID ... in several
+    datasets of the stage): the longest value in any of them. The FDA Technical Conformance
+    Guide asks for character lengths set to the variable's maximum across all datasets of the
+    study, except SUPP-- datasets, which keep their own fitted lengths. Lengths a spec fixes
+    are left as they are."""
+    datasets = [ds for name, ds in built.items() if not name.startswith("SUPP")]
+    longest: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for ds in datasets:
+        for v in ds.variables:
+            if v.is_char and v.length is None:
+                seen[v.name] = seen.get(v.name, 0) + 1
+                width = max(1, model.char_max_bytes(ds.frame[v.name]))
+                longest[v.name] = max(longest.get(v.name, 1), width)
+    for ds in datasets:
+        for v in ds.variables:
+            if v.is_char and v.length is None and seen[v.name] > 1:
+                v.length = longest[v.name]
 
 
 def build_dataset(
@@ -204,6 +227,10 @@ def build_dataset(
             )
             ctx.source = source
             ctx.out = pd.DataFrame(index=source.frame.index)
+        if block.split is not None:
+            source = _split(spec, i, source, row, log)
+            ctx.source = source
+            ctx.out = pd.DataFrame(index=source.frame.index)
         out = ctx.out
         for var in spec.variables:
             rdef, params = spec.block_rules[i].get(var.name, (var.rule, var.params))
@@ -235,12 +262,16 @@ def build_dataset(
     overflow = _split_long_text(spec, records, log)
 
     for i, row in enumerate(recon):
-        row.written = int((records["__block"] == i).sum())
+        # Source rows written (a split row writes one record per item, counted once).
+        row.written = int(records.loc[records["__block"] == i, "__row"].nunique())
         log.add_reconciliation(row)
         if not row.balanced:  # a bug in the engine, never in the data
             raise CdiscforgeError(f"reconciliation of {row.source} -> {spec.name} does not balance")
 
     kept = [v for v in spec.variables if v.keep]
+    if spec.stage == "sdtm":  # the IG's order, whatever order the spec computes them in
+        order = standards.sdtm_variable_order(spec.name, [v.name for v in kept])
+        kept = sorted(kept, key=lambda v: order.index(v.name))
     metas = [Variable(**{**v.meta.__dict__}) for v in kept]
     frame = records[[v.name for v in kept]]
     dataset = Dataset(
@@ -310,6 +341,30 @@ def _block_source(
     )
 
 
+def _split(spec: DatasetSpec, i: int, source: Source, row: Reconciliation, log: BuildLog) -> Source:
+    """One record per item of the block's delimited-list column (see `spec.Split`); rows
+    whose list holds no item are rejected with that reason, the split is logged."""
+    split = spec.records[i].split
+    assert split is not None
+    frame = source.frame.reset_index(drop=True)
+    if split.column not in frame.columns:
+        raise SpecError(spec.file, f"records[{i}].split.column", f"no column {split.column!r}")
+    items = frame[split.column].astype("string").str.split(split.sep, regex=True)
+    long = items.explode().str.strip()
+    long = long[long.notna() & (long != "")]
+    empty = len(frame) - long.index.nunique()
+    if empty:
+        row.rejected[f"no item in {split.column}"] = int(empty)
+    out = frame.loc[long.index].copy()
+    out[split.column] = long.astype("string").to_numpy()
+    log.info(spec.stage, spec.name,
+             f"{long.index.nunique()} {source.name} row(s) split on {split.column} into "
+             f"{len(out)} record(s), one per listed item", count=len(out))  # fmt: skip
+    rows = np.asarray(source.rows)[long.index.to_numpy()]
+    return Source(source.name, source.file, out.reset_index(drop=True), rows,
+                  source.date_formats, source.subject)  # fmt: skip
+
+
 def _empty(meta: Variable, index: pd.Index) -> pd.Series:
     dtype = "Float64" if meta.type == "Num" else "string"
     return pd.Series(pd.NA, index=index, dtype=dtype)
@@ -350,8 +405,12 @@ def _dedupe(
     if not dup.any():
         return records
     dropped = order[dup]
-    for i, count in dropped["__block"].value_counts().items():
-        recon[int(i)].rejected[rule.reason] = int(count)
+    kept = order[~dup]
+    for i, rows in dropped.groupby("__block")["__row"]:
+        # A source row is rejected only when none of its records is kept (split rows).
+        gone = set(rows) - set(kept.loc[kept["__block"] == i, "__row"])
+        if gone:
+            recon[int(i)].rejected[rule.reason] = len(gone)
     shown = dropped[[*rule.by, "__row"]].head(5).rename(columns={"__row": "raw row"})
     examples = [
         {k: (None if pd.isna(v) else v) for k, v in r.items()} for r in shown.to_dict("records")

@@ -266,6 +266,14 @@ class StudyFile(_Strict):
     codelists: dict[str, SponsorCodelistMeta] = {}
 
 
+class Split(_Strict):
+    """One record per item of a delimited list in `column` (e.g. "Methotrexate, leflunomide"):
+    the column then holds the item, trimmed; empty items are dropped."""
+
+    column: str  # a raw column (or a column of the table / upstream dataset)
+    sep: str = ","  # a regular expression
+
+
 class Block(_Strict):
     source: str | None = None  # a raw form
     table: str | None = None  # a spec table
@@ -274,6 +282,7 @@ class Block(_Strict):
     params: dict[str, Any] = {}
     filter: Condition | None = None
     filter_reason: str = "not for this dataset (filter)"
+    split: Split | None = None
     variables: dict[str, dict[str, Any]] = {}
 
 

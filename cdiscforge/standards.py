@@ -131,3 +131,70 @@ def ig_row(table: pd.DataFrame, name: str) -> pd.Series | None:
             )
             return row
     return None
+
+
+@cache
+def sdtm_model_variables() -> pd.DataFrame:
+    """SDTM v2.0 model variables: class, dataset (special-purpose / trial design ones), order,
+    name (with the `--` domain prefix placeholder)."""
+    with _data_file("SDTM_v2.0_Variables.csv").open("r", encoding="utf-8-sig") as fh:
+        raw = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    return pd.DataFrame(
+        {
+            "klass": raw["Class"],
+            "dataset": raw["Dataset Name"],
+            "order": raw["Variable Order"].astype(int),
+            "name": raw["Variable Name"],
+        }
+    )
+
+
+def _model_sequence(domain: str, klass: str, own_list: bool = True) -> list[str]:
+    """The SDTM model's variable order for a domain, `--` replaced by the domain prefix:
+    the dataset's own list (special-purpose, trial design, relationship datasets), else the
+    general-observation identifiers, the class's topic and qualifiers, then the timing
+    variables (SDTM v2.0 section 2)."""
+    model = sdtm_model_variables()
+    own = model[model["dataset"] == domain] if own_list else model.iloc[:0]
+    if not own.empty:
+        names = own.sort_values("order")["name"].tolist()
+    else:
+        general = model[model["klass"] == "General Observations"].sort_values("order")
+        cls = model[(model["klass"] == klass) & (model["dataset"] == "")].sort_values("order")
+        ids = general[general["name"].isin(["STUDYID", "DOMAIN", "USUBJID", "POOLID",
+                      "SPDEVID", "NHOID", "FETUSID", "FOCID"]) | general["name"].str.match(
+                      r"^--(SEQ|GRPID|REFID|RECID|SPID|LNKID|LNKGRP|BEATNO)$")]  # fmt: skip
+        timing = general[~general.index.isin(ids.index)]
+        names = [*ids["name"], *cls["name"], *timing["name"]]
+    return [n.replace("--", domain[:2], 1) if n.startswith("--") else n for n in names]
+
+
+def sdtm_variable_order(domain: str, names: list[str]) -> list[str]:
+    """`names` in SDTMIG 3.4 order for `domain` (the IG's variables table), so no spec has to
+    hand-order its variables. A variable the IG does not list for the domain but the SDTM
+    model allows (e.g. EPOCH in SV, VISITNUM in EX) goes right after the IG variable that
+    precedes it in the model's order (the general-observation order when the dataset's own
+    model list lacks it); a variable neither knows keeps its place relative to the end."""
+    ig = domain_variables(domain)
+    if ig.empty:
+        return list(names)
+    datasets = sdtmig_datasets()
+    row = datasets[datasets["name"] == domain[:2]]
+    klass = row["klass"].iloc[0] if not row.empty else ""
+    # the dataset's model order; then the general-observation order (EPOCH in SV)
+    sequences = [_model_sequence(domain, klass), _model_sequence(domain, klass, own_list=False)]
+    rank: dict[str, float] = {}
+    for pos, name in enumerate(names):
+        if name in ig.index:
+            rank[name] = float(ig.loc[name, "order"])
+            continue
+        rank[name] = 10_000.0 + pos  # unknown: at the end, in spec order
+        for seq in sequences:
+            if name not in seq:
+                continue
+            at = seq.index(name)
+            before = [n for n in seq[:at] if n in ig.index]
+            anchor = max((float(ig.loc[n, "order"]) for n in before), default=0.0)
+            rank[name] = anchor + 0.001 * (1 + at / 10_000)  # model order among extras
+            break
+    return sorted(names, key=lambda n: rank[n])

@@ -162,25 +162,54 @@ class EpochParams(Params):
 @rule("epoch", EpochParams)
 def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     """EPOCH of the subject element (SE) in which `date` falls: SESTDTC <= date < SEENDTC,
-    the last element including its end. Date-only values count as 00:00 that day, so a
-    pre-dose assessment on the infusion day without a time falls before the infusion.
-    Null for partial or missing dates and dates outside every element.
+    the last element including its end. A date-only record counts as 00:00 that day, so a
+    pre-dose assessment on the infusion day without a time falls before the infusion; a
+    date-only element end (SEENDTC) covers its whole day, so a timed record on the last day
+    of the subject's last element is inside it. A partial date (YYYY-MM, YYYY) gets the
+    epoch only when its first and last possible days fall in the same epoch (e.g. an AE
+    started in a month wholly within screening). Null for missing dates and dates outside
+    every element.
     """
     se = ctx.domain("SE").frame
-    when = _datetime(ctx.ref(p.date))
-    rec = pd.DataFrame(
-        {"u": ctx.ref("USUBJID").astype("string"), "t": when, "i": np.arange(len(when))}
-    ).dropna(subset=["t"])
+    dtc = ctx.ref(p.date).astype("string")
+    when = _datetime(dtc)
+    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
+    end = _datetime(se["SEENDTC"])
+    date_only_end = se["SEENDTC"].astype("string").str.len().eq(10).fillna(False).to_numpy()
+    end = end.mask(date_only_end, end + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1))
     elements = pd.DataFrame(
         {
             "u": se["USUBJID"].astype("string"),
             "t": _datetime(se["SESTDTC"]),
-            "end": _datetime(se["SEENDTC"]),
-            "EPOCH": se["EPOCH"],
+            "end": end,
+            "EPOCH": se["EPOCH"].astype("string"),
         }
     ).dropna(subset=["t"])
-    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
-    if rec.empty or elements.empty:
+    if elements.empty:
+        return out
+    usubjid = ctx.ref("USUBJID").astype("string")
+    found = _epoch_at(usubjid, when, elements)
+    low, high = _partial_bounds(dtc)
+    partial = when.isna() & low.notna()
+    if partial.any():
+        first = _epoch_at(usubjid, low.where(partial), elements)
+        last = _epoch_at(usubjid, high.where(partial), elements)
+        found = found.mask(partial & (first == last).fillna(False), first)
+    return found
+
+
+def _epoch_at(usubjid: pd.Series, when: pd.Series, elements: pd.DataFrame) -> pd.Series:
+    """The epoch of the element each (subject, datetime) falls in; null outside them all."""
+    out = pd.Series(pd.NA, index=usubjid.index, dtype="string")
+    rec = pd.DataFrame(
+        {
+            "u": usubjid.astype("string").reset_index(drop=True),
+            "t": pd.Series(when.to_numpy()).astype(elements["t"].dtype),
+            "i": np.arange(len(when)),
+        }
+    )
+    rec = rec.dropna(subset=["t"])
+    if rec.empty:
         return out
     merged = pd.merge_asof(
         rec.sort_values("t"), elements.sort_values("t"), on="t", by="u", direction="backward"
@@ -190,6 +219,21 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     merged = merged[inside]
     out.iloc[merged["i"].to_numpy()] = merged["EPOCH"].astype("string").to_numpy()
     return out
+
+
+def _partial_bounds(dtc: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """First and last possible instant of a partial ISO 8601 date (YYYY-MM or YYYY);
+    NaT for complete and missing dates."""
+    text = dtc.astype("string")
+    month = text.str.fullmatch(r"\d{4}-\d{2}").fillna(False)
+    year = text.str.fullmatch(r"\d{4}").fillna(False)
+    low = pd.to_datetime(text.where(month) + "-01", format="%Y-%m-%d", errors="coerce")
+    low = low.fillna(
+        pd.to_datetime(text.where(year) + "-01-01", format="%Y-%m-%d", errors="coerce")
+    )
+    high = (low + pd.offsets.MonthBegin(1)).where(month)
+    high = high.fillna((low + pd.offsets.YearBegin(1)).where(year))
+    return low, high - pd.Timedelta(microseconds=1)
 
 
 class LobxflParams(Params):
@@ -218,6 +262,94 @@ def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
     out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
     out.loc[last] = "Y"
     return out
+
+
+class TreatmentEmergentParams(Params):
+    start: str
+    end: str | None = None
+    reference: str = "RFXSTDTC"
+    ref_fields = ("start", "end")
+
+    def domains(self) -> set[str]:
+        return {"DM"}
+
+
+@rule("treatment_emergent", TreatmentEmergentParams)
+def treatment_emergent(ctx: RuleContext, p: TreatmentEmergentParams) -> pd.Series:
+    """Treatment-emergent flag (e.g. SUPPAE AETRTEM): Y or N, compared as dates with the
+    subject's first exposure (DM.<reference>, default RFXSTDTC), as ADaM TRTEMFL is.
+
+    Cases, in the order applied: subject not exposed -> null; event ended (complete end
+    date) before the first exposure day -> N; no start date -> Y (cannot be shown to
+    precede treatment); start (at its own precision: day, month or year) before the first
+    exposure at that precision -> N; otherwise (on or after, including a partial date in
+    the month or year of first exposure) -> Y.
+    """
+    ref = ctx.subject_values("DM", p.reference).astype("string[python]").str.slice(0, 10)
+    start = ctx.ref(p.start).astype("string[python]").str.slice(0, 10)
+    out = pd.Series("Y", index=ctx.out.index, dtype="string")
+    before = pd.Series(False, index=ctx.out.index)
+    for width in start.str.len().dropna().unique():
+        rows = (start.str.len() == width).fillna(False)
+        earlier = (start < ref.str.slice(0, int(width))).fillna(False).astype(bool)
+        before |= rows.astype(bool) & earlier
+    if p.end is not None:
+        end = ctx.ref(p.end).astype("string[python]").str.slice(0, 10)
+        complete = (end.str.len() == 10).fillna(False).astype(bool)
+        before |= complete & (end < ref).fillna(False).astype(bool)
+    out = out.mask(before, "N")
+    return out.mask(ref.isna() | (ref.str.len() < 10).fillna(True), pd.NA)
+
+
+@generator("missed_visits")
+def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+    """Planned visits a subject missed, for SV's SVPRESP = Y / SVOCCUR = N records (SDTMIG 3.4).
+
+    A planned visit (the `table`, default `visits`) is missed when the subject has no row for
+    its label (`key` column, e.g. edc_folder) in the raw visits `form` (`folder` column)
+    although its whole window had passed while the subject was in the study: first
+    exposure (DM.`reference`, default RFSTDTC) + VISITDY - 1 + `window_after` days is on
+    or before the end of participation (DM.`end`, default RFPENDTC). Subjects never exposed
+    (screen failures) miss nothing. Columns: USUBJID, VISITNUM, VISIT.
+    """
+    for name in ("form", "folder", "key"):
+        if name not in params:
+            raise SpecError(ctx.spec_file, f"records.params.{name}", "required")
+    table = ctx.study.table(params.get("table", "visits"))
+    window = params.get("window_after")
+    source = ctx.store.source(params["form"])
+    seen = pd.DataFrame(
+        {
+            "USUBJID": ctx.study.usubjid(source.frame[source.subject]),
+            "label": source.frame[params["folder"]].astype("string").str.strip().str.upper(),
+        }
+    )
+    dm = ctx.domain("DM").frame
+    start = pd.to_datetime(
+        dm[params.get("reference", "RFSTDTC")].astype("string").str.slice(0, 10), errors="coerce"
+    )
+    end = pd.to_datetime(
+        dm[params.get("end", "RFPENDTC")].astype("string").str.slice(0, 10), errors="coerce"
+    )
+    subjects = pd.DataFrame({"USUBJID": dm["USUBJID"].astype("string"), "t0": start, "t1": end})
+    subjects = subjects.dropna(subset=["t0", "t1"])
+    planned = pd.DataFrame(
+        {
+            "label": table[params["key"]].astype("string").str.upper(),
+            "VISITNUM": table["VISITNUM"].astype(float),
+            "VISIT": table["VISIT"].astype("string"),
+            "days": table["VISITDY"].astype(float).where(table["VISITDY"] < 0,
+                                                         table["VISITDY"] - 1),
+            "after": table[window].astype(float) if window else 0.0,
+        }
+    )  # fmt: skip
+    grid = subjects.merge(planned, how="cross")
+    due = grid["t0"] + pd.to_timedelta(grid["days"] + grid["after"], unit="D")
+    grid = grid[(due <= grid["t1"]).to_numpy()]
+    attended = grid.merge(seen.drop_duplicates(), on=["USUBJID", "label"], how="left",
+                          indicator=True)["_merge"].eq("both").to_numpy()  # fmt: skip
+    missed = grid[~attended]
+    return missed[["USUBJID", "VISITNUM", "VISIT"]].reset_index(drop=True)
 
 
 @generator("subject_elements")

@@ -238,3 +238,16 @@ def test_censored_results() -> None:
     assert censored_value(char, num).tolist()[:3] == [0.25, 200.0, 3.1]
     assert censored_value(char, num, below="limit").iloc[0] == 0.5
     assert pd.isna(censored_value(char, num, below="null", above="null").iloc[1])
+
+
+def test_censored_dtype_flags_the_imputed_values() -> None:
+    from adam.bds import CensoredTypeParams, censored_dtype
+    from cdiscforge.buildlog import BuildLog
+    from cdiscforge.rules import RuleContext
+
+    out = pd.DataFrame({"C": ["<0.5", ">200", "3.1", None, "<x"]})
+    ctx = RuleContext(None, "ADLB", "DTYPE", out, None, {}, BuildLog())  # type: ignore[arg-type]
+    got = censored_dtype(ctx, CensoredTypeParams(char="C"))
+    assert [None if pd.isna(v) else v for v in got] == ["HALFLLOQ", "ULOQ", None, None, None]
+    got = censored_dtype(ctx, CensoredTypeParams(char="C", below="LLOQ", above=None))
+    assert [None if pd.isna(v) else v for v in got] == ["LLOQ", None, None, None, None]

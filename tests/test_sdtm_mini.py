@@ -38,7 +38,7 @@ RAW: dict[str, str] = {
 {S3},05-SEP-2018,UN-JUN-1960,female,White,,Not Hispanic or Latino
 """,
     "ra_history.csv": f"""{EDC},RADIAGDAT,RFSTAT,ACCPSTAT,PRIORDMARD
-{S1},UN-MAR-2010,Positive,Negative,Methotrexate
+{S1},UN-MAR-2010,Positive,Negative,"Methotrexate, leflunomide"
 {S2},12-JAN-2015,Negative,Negative,
 {S3},UNK-UNK-2001, Positive,Positive,Sulfasalazine
 """,
@@ -133,7 +133,7 @@ def mini(
 def test_mini_builds_every_domain(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
     out, _ = mini
     expected = {"DM", "EX", "PR", "SV", "DS", "SE", "TA", "TE", "TV", "TI", "TS", "MH", "AE",
-                "LB", "MK", "SUPPPR", "SUPPMH", "SUPPAE", "SUPPDM"}  # fmt: skip
+                "LB", "MK", "SUPPPR", "SUPPAE", "SUPPDM", "IE", "CM", "IS"}  # fmt: skip
     assert expected <= set(out)
     assert len(out["DM"].frame) == 3
     assert len(out["EX"].frame) == 2
@@ -161,7 +161,14 @@ def test_mini_ex_pr(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
 def test_mini_sv_unscheduled_visit(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
     out, _ = mini
     sv = out["SV"]
-    assert len(sv.frame) == 10
+    attended = sv.frame[sv.frame["SVOCCUR"].ne("N").fillna(True)]
+    assert len(attended) == 10
+    # planned visits whose window passed before U1's last contact (2019-10-21) but that the
+    # visit form lacks are SVOCCUR = N records without dates; WEEK 52's window ends later
+    missed = sv.frame[(sv.frame["USUBJID"] == U1) & (sv.frame["SVOCCUR"] == "N")]
+    assert missed["VISIT"].tolist() == ["WEEK 8", "WEEK 12", "WEEK 26"]
+    assert missed["SVSTDTC"].isna().all() and (missed["SVPRESP"] == "Y").all()
+    assert sv.frame.loc[sv.frame["USUBJID"] == U2, "SVOCCUR"].tolist() == ["Y"]  # screen failure
     uns = row(sv, USUBJID=U1, SVSTDTC="2018-11-05")
     # after WEEK 1 (VISITNUM 4): 4.01; 5 Nov is 14 days after the 22 Oct infusion: day 15
     assert (uns["VISITNUM"], uns["VISIT"], uns["VISITDY"]) == (4.01, "UNSCHEDULED 4.01", None)
@@ -205,7 +212,8 @@ def test_mini_lb(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
 def test_mini_ae_partial_dates(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
     out, _ = mini
     ae1 = row(out["AE"], USUBJID=U1)
-    assert (ae1["AESTDTC"], ae1["AESTDY"], ae1["EPOCH"]) == ("2018-11", None, None)
+    # November 2018 lies wholly in U1's follow-up (infusion ended 22-OCT-2018): EPOCH is known
+    assert (ae1["AESTDTC"], ae1["AESTDY"], ae1["EPOCH"]) == ("2018-11", None, "FOLLOW-UP")
     assert (ae1["AEENDTC"], ae1["AEENDY"]) == ("2018-11-10", 20)
     assert (ae1["AESEV"], ae1["AEREL"], ae1["AEACN"]) == (
         "MILD",
@@ -265,8 +273,19 @@ def test_mini_ds_mh_se(mini: tuple[dict[str, Dataset], BuildLog]) -> None:
     mh = row(out["MH"], USUBJID=U1)
     assert (mh["MHSTDTC"], mh["MHTERM"]) == ("2010-03", "RHEUMATOID ARTHRITIS")
     assert row(out["MH"], USUBJID=U3)["MHSTDTC"] == "2001"
-    rf = row(out["SUPPMH"], USUBJID=U3, QNAM="RFSTAT")
-    assert rf["QVAL"] == "POSITIVE"  # collected as " Positive"
+    rf = row(out["IS"], USUBJID=U3, ISTESTCD="RFATAB")
+    assert rf["ISORRES"] == "POSITIVE"  # collected as " Positive"
+    assert row(out["IS"], USUBJID=U1, ISBDAGNT="CYCLIC CITRULLINATED PEPTIDE")["ISORRES"] == (
+        "NEGATIVE"
+    )
+    # one CM record per listed drug; none for a blank list
+    cm = out["CM"].frame
+    assert cm.loc[cm["USUBJID"] == U1, "CMTRT"].tolist() == ["Methotrexate", "leflunomide"]
+    assert set(cm["USUBJID"]) == {U1, U3}
+    ie = row(out["IE"], USUBJID=U2)
+    assert (ie["IETESTCD"], ie["IECAT"], ie["IEORRES"], ie["EPOCH"]) == (
+        "INCL03", "INCLUSION", "N", "SCREENING"
+    )  # fmt: skip
     se = out["SE"].frame
     s1 = se[se["USUBJID"] == U1].sort_values("SESEQ")
     assert s1["ETCD"].tolist() == ["SCRN", "LIPO", "ADMSC", "FU"]

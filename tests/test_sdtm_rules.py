@@ -112,3 +112,71 @@ def test_same_input_gives_byte_identical_xpt(
     assert digests[0].keys() == digests[1].keys()
     for name in digests[0]:
         assert digests[0][name] == digests[1][name], name
+
+
+def _dataset(name: str, frame: pd.DataFrame) -> object:
+    from cdiscforge.model import Dataset, Variable
+
+    return Dataset(name, name, frame, [Variable(c, c) for c in frame.columns])
+
+
+def _with(study: StudySpec, out: pd.DataFrame, **domains: pd.DataFrame) -> RuleContext:
+    ctx = _ctx(study, out)
+    ctx.domains = {name: _dataset(name, frame) for name, frame in domains.items()}
+    return ctx
+
+
+def _plain(values: pd.Series) -> list:
+    return [None if pd.isna(v) else v for v in values]
+
+
+SE = pd.DataFrame(
+    {
+        "USUBJID": ["A", "A", "A", "B"],
+        "SESTDTC": ["2019-01-02", "2019-01-20T09:00", "2019-01-20T10:00", "2019-03-01"],
+        "SEENDTC": ["2019-01-20T09:00", "2019-01-20T10:00", "2019-12-31", "2019-03-05"],
+        "EPOCH": ["SCREENING", "TREATMENT", "FOLLOW-UP", "SCREENING"],
+    }
+)
+
+
+def test_epoch_date_only_end_covers_its_day_and_partials_need_one_epoch(study: StudySpec) -> None:
+    out = pd.DataFrame(
+        {
+            "USUBJID": ["A", "A", "A", "B", "A", "A", "A", "B", "A"],
+            "DTC": ["2019-12-31T08:00", "2020-01-01T00:00", "2019-01-20", "2019-03-05T07:00",
+                    "2019-02", "2019-01", "2019", "2019-03", "2019-01-01"],
+        }
+    )  # fmt: skip
+    got = _plain(_run("epoch", _with(study, out, SE=SE), date="DTC"))
+    assert got[:4] == ["FOLLOW-UP", None, "SCREENING", "SCREENING"]  # date-only: 00:00
+    # a month wholly in one epoch gets it; a month or year across two (or before the first
+    # element) does not
+    assert got[4:] == ["FOLLOW-UP", None, None, None, None]
+
+
+def test_treatment_emergent_cases(study: StudySpec) -> None:
+    dm = pd.DataFrame({"USUBJID": ["A", "S"], "RFXSTDTC": ["2019-01-20T09:00", None]})
+    out = pd.DataFrame(
+        {
+            "USUBJID": ["A", "A", "A", "A", "A", "A", "A", "S"],
+            "ST": ["2019-01-20T08:00", "2019-01-19", "2019-01", "2018-12", "2019", None,
+                   "2019-01-25", "2019-01-25"],
+            "EN": [None, None, None, None, None, None, None, None],
+        }
+    )  # fmt: skip
+    out.loc[6, "ST"], out.loc[6, "EN"] = "2019-01-10", "2019-01-15"  # ended before day 1
+    got = _plain(_run("treatment_emergent", _with(study, out, DM=dm), start="ST", end="EN"))
+    assert got == ["Y", "N", "Y", "N", "Y", "Y", "N", None]
+
+
+def test_sdtm_variable_order_follows_the_ig_and_places_model_extras() -> None:
+    from cdiscforge.standards import sdtm_variable_order
+
+    got = sdtm_variable_order("EX", ["EXSTDTC", "EPOCH", "VISIT", "STUDYID", "EXTRT", "VISITNUM",
+                                     "USUBJID", "DOMAIN", "EXSEQ"])  # fmt: skip
+    assert got == ["STUDYID", "DOMAIN", "USUBJID", "EXSEQ", "EXTRT", "VISITNUM", "VISIT",
+                   "EPOCH", "EXSTDTC"]  # fmt: skip
+    got = sdtm_variable_order("SV", ["SVSTDTC", "EPOCH", "VISITDY", "VISIT", "USUBJID"])
+    assert got == ["USUBJID", "VISIT", "VISITDY", "EPOCH", "SVSTDTC"]
+    assert sdtm_variable_order("SV", ["ZZNEW", "USUBJID"]) == ["USUBJID", "ZZNEW"]
