@@ -439,6 +439,16 @@ def _say_censored_value(p: CensoredParams, w: Words) -> str:
     )
 
 
+@describes("censored_dtype")
+def _say_censored_dtype(p: CensoredTypeParams, w: Words) -> str:
+    parts = []
+    if p.below is not None:
+        parts.append(f"{p.below} when {w.ref(p.char)} is reported as below a limit (<x)")
+    if p.above is not None:
+        parts.append(f"{p.above} when it is reported as above a limit (>x)")
+    return "; ".join(parts) + "; null for a plain numeric result"
+
+
 @describes("merge_adsl")
 def _say_merge_adsl(p: MergeParams, w: Words) -> str:
     return f"{p.dataset}.{p.var or w.target} of the subject, by USUBJID"

@@ -427,8 +427,20 @@ def _say_visitdy(p: VisitdyParams, w: Words) -> str:
 @describes("epoch")
 def _say_epoch(p: EpochParams, w: Words) -> str:
     return (
-        f"EPOCH of the subject's element in SE whose start and end enclose {w.ref(p.date)}; "
-        f"null when {w.ref(p.date)} is partial, missing or outside every element"
+        f"EPOCH of the subject's element in SE whose start and end enclose {w.ref(p.date)} "
+        "(an end given as a date only covers that whole day); a partial date takes the EPOCH "
+        "its whole month or year falls in; null when the date is missing, outside every "
+        "element, or its period spans two elements"
+    )
+
+
+@describes("treatment_emergent")
+def _say_treatment_emergent(p: TreatmentEmergentParams, w: Words) -> str:
+    end = f", or when {w.ref(p.end)} is a complete date before DM.{p.reference}" if p.end else ""
+    return (
+        f"N when {w.ref(p.start)}, compared at its own precision (day, month or year), is "
+        f"before the subject's first exposure DM.{p.reference}{end}; otherwise Y (a missing "
+        "start cannot be shown to precede treatment); null for a subject never exposed"
     )
 
 
