@@ -81,11 +81,9 @@ def ad_bds(study: Study) -> Iterable[Outcome]:
         if aval is not None and base is not None and "CHG" in f.columns:
             chg = op.as_number(f["CHG"])
             expected = aval - base
-            bad = (
-                (chg.notna() | expected.notna())
-                & ~np.isclose(chg.fillna(np.inf), expected.fillna(np.inf), atol=1e-9, rtol=0)
-                & ~(chg.isna() & expected.isna())
-            )
+            # CHG may be null (baseline and pre-baseline records); where given it must add up.
+            close = np.isclose(chg.fillna(0), expected.fillna(0), atol=1e-9, rtol=1e-12)
+            bad = chg.notna() & (expected.isna() | ~close)
             yield outcome(
                 study,
                 "CF-AD-0010",
@@ -99,12 +97,8 @@ def ad_bds(study: Study) -> Iterable[Outcome]:
         if aval is not None and base is not None and "PCHG" in f.columns:
             pchg = op.as_number(f["PCHG"])
             expected = (100 * (aval - base) / base).where(base != 0)
-            both = pchg.notna() & expected.notna()
-            bad = (
-                (both & ~np.isclose(pchg.fillna(0), expected.fillna(0), atol=1e-6, rtol=1e-9))
-                | (pchg.notna() & expected.isna())
-                | (pchg.isna() & expected.notna())
-            )
+            close = np.isclose(pchg.fillna(0), expected.fillna(0), atol=1e-6, rtol=1e-9)
+            bad = pchg.notna() & (expected.isna() | ~close)  # BASE = 0 with PCHG: P21 AD0225A
             yield outcome(
                 study,
                 "CF-AD-0011",

@@ -134,8 +134,9 @@ def md_variable_order(study: Study) -> Iterable[Outcome]:
 
 
 def _length(ds: Dataset, name: str) -> int | None:
+    """A character variable's length (declared, else its longest value); None if all null."""
     var = ds.variable(name)
-    if not var.is_char:
+    if not var.is_char or not op.present(ds.frame, name).any():
         return None
     if var.length:
         return int(var.length)
@@ -146,7 +147,9 @@ def _length(ds: Dataset, name: str) -> int | None:
 @register("CF-MD-0007")
 def md_length_consistency(study: Study) -> Iterable[Outcome]:
     """One length per character variable across the datasets of a standard (SDTM, ADaM)."""
-    for group in (study.sdtm(), study.adam()):
+    # FDA TCG 4.1.5.1: the same length across all datasets, except SUPP-- (each its own).
+    sdtm = [d for d in study.sdtm() if not d.name.startswith("SUPP")]
+    for group in (sdtm, study.adam()):
         rows = [
             (ds.name, v, _length(ds, v))
             for ds in group
