@@ -10,7 +10,7 @@ and fix hints live in `validation.catalogue`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,13 @@ class Study:
     datasets: dict[str, Dataset]
     frames: dict[str, pd.DataFrame]
     max_examples: int = 5
+    _ig: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def ig(self, dataset: Dataset) -> pd.DataFrame:
+        """The IG table of a dataset, looked up once per run (many rules read it)."""
+        if dataset.name not in self._ig:
+            self._ig[dataset.name] = ig_table(dataset)
+        return self._ig[dataset.name]
 
     def sdtm(self) -> list[Dataset]:
         return [d for n, d in sorted(self.datasets.items()) if not is_adam(d)]
@@ -132,7 +139,7 @@ def _num(values: pd.Series) -> pd.Series:
 def md_types_labels(study: Study) -> Iterable[Outcome]:
     """Variable type and label against the IG (where the IG lists the variable by name)."""
     for ds in study.datasets.values():
-        ig = ig_table(ds)
+        ig = study.ig(ds)
         if ig.empty:
             yield not_applicable(
                 "CF-MD-0001", ds.name, "types equal the IG", "no IG variable table for this dataset"

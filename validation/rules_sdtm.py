@@ -16,7 +16,7 @@ from validation import operations as op
 from validation.catalogue import params, rule
 from validation.findings import Check, Finding
 from validation.rules import Outcome, Study, not_applicable, outcome, register
-from validation.suites import ig_table, sdtm_domain
+from validation.suites import sdtm_domain
 
 NON_ARM = frozenset({"SCRNFAIL", "NOTASSGN", "NOTTRT", "UNPLAN"})
 # What identifies "one test" for baseline flags: the test at one location, method, time point.
@@ -28,7 +28,7 @@ def _standard_domains(study: Study) -> Iterable[tuple[Dataset, str, pd.DataFrame
     """SDTM datasets of an IG domain (not SUPP--/RELREC/custom) with their domain and frame."""
     for ds in study.sdtm():
         domain = sdtm_domain(ds)
-        if domain.startswith("SUPP") or ig_table(ds).empty:
+        if domain.startswith("SUPP") or study.ig(ds).empty:
             continue
         yield ds, domain, study.frames[ds.name]
 
@@ -84,7 +84,7 @@ def _model_names(domain: str) -> frozenset[str]:
 def md_model_variables(study: Study) -> Iterable[Outcome]:
     """Variables outside the IG's domain table: model-permissible (notice) or not in the model."""
     for ds, domain, _ in _standard_domains(study):
-        ig = set(ig_table(ds)["name"])
+        ig = set(study.ig(ds)["name"])
         model = _model_names(domain)
         extra = [v for v in ds.variable_names if v not in ig]
         permissible = [
@@ -113,7 +113,7 @@ def md_model_variables(study: Study) -> Iterable[Outcome]:
 def md_variable_order(study: Study) -> Iterable[Outcome]:
     """IG variables appear in the IG's order (a variable after one the IG lists later is out)."""
     for ds, _, _ in _standard_domains(study):
-        ig = ig_table(ds)
+        ig = study.ig(ds)
         order = ig["order"].astype(int).to_dict() if "order" in ig else {}
         ranks = pd.Series([order.get(v) for v in ds.variable_names], index=ds.variable_names)
         ranks = ranks.dropna().astype(int)
@@ -133,15 +133,18 @@ def md_variable_order(study: Study) -> Iterable[Outcome]:
         yield from _per_variable(study, "CF-MD-0006", ds, items, "variables in IG order")
 
 
-def _length(ds: Dataset, name: str) -> int | None:
-    """A character variable's length (declared, else its longest value); None if all null."""
-    var = ds.variable(name)
-    if not var.is_char or not op.present(ds.frame, name).any():
-        return None
-    if var.length:
-        return int(var.length)
-    values = op.text(ds.frame[name]).dropna()
-    return int(values.str.encode("utf-8").str.len().max()) if len(values) else 1
+def _lengths(ds: Dataset, frame: pd.DataFrame) -> dict[str, int]:
+    """Character variables' lengths (declared, else the longest value); all-null ones left out."""
+    out = {}
+    for var in ds.variables:
+        if not var.is_char or frame[var.name].isna().all():
+            continue
+        if var.length:
+            out[var.name] = int(var.length)
+        else:
+            values = frame[var.name].dropna().astype("string[pyarrow]")
+            out[var.name] = max(int(values.str.encode("utf-8").str.len().max()), 1)
+    return out
 
 
 @register("CF-MD-0007")
@@ -151,10 +154,7 @@ def md_length_consistency(study: Study) -> Iterable[Outcome]:
     sdtm = [d for d in study.sdtm() if not d.name.startswith("SUPP")]
     for group in (sdtm, study.adam()):
         rows = [
-            (ds.name, v, _length(ds, v))
-            for ds in group
-            for v in ds.variable_names
-            if _length(ds, v) is not None
+            (ds.name, v, n) for ds in group for v, n in _lengths(ds, study.frames[ds.name]).items()
         ]
         if not rows:
             continue
