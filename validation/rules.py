@@ -577,7 +577,9 @@ def ad_trtemfl(study: Study) -> Iterable[Outcome]:
             if var in f.columns:
                 dates[var] = _dates(f[var])
             elif adsl is not None and var in adsl.columns:
-                dates[var] = f["USUBJID"].map(_dates(adsl[var]).set_axis(adsl["USUBJID"]))
+                # first record per subject: a duplicated ADSL subject is CF-AD-0007's finding
+                by_subject = _dates(adsl[var]).set_axis(adsl["USUBJID"]).groupby(level=0).first()
+                dates[var] = f["USUBJID"].map(by_subject)
         if "TRTSDT" not in dates:
             yield not_applicable(
                 "CF-AD-0005",
