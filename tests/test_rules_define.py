@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rules_helpers import rich_study
 
@@ -46,7 +47,8 @@ def define_xml(
             refs.append(f'<ItemRef ItemOID="{oid}" OrderNumber="{i}" Mandatory="No"{method}/>')
             data_type = dtype[1] if dtype and dtype[0] == name else ("text" if char else "integer")
             size = ds.frame[name].astype("string").str.len().max() if var is not None else 8
-            size = length[1] if length and length[0] == name else (int(size) if char else 8)
+            size = 1 if pd.isna(size) else max(int(size), 1)  # as the XPT writer fits it
+            size = length[1] if length and length[0] == name else (size if char else 8)
             origin = (
                 ""
                 if name == no_origin
