@@ -463,6 +463,7 @@ def sd_trial_summary(study: Study) -> Iterable[Outcome]:
     ts_ds = study.datasets.get("TS")
     if ts_ds is None:
         yield not_applicable("CF-SD-0026", "TS", "FDA-required TS parameters", "TS is absent")
+        yield not_applicable("CF-SD-0027", "TS", "TSVAL or TSVALNF populated", "TS is absent")
         return
     ts = study.frames["TS"]
     p = params("CF-SD-0026")
