@@ -100,7 +100,7 @@ def test_define_written_from_the_data_is_clean(tmp_path, datasets):
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        ({"skip_dataset": "DM"}, ("CF-DF-0001", "DM", ("",))),
+        ({"skip_dataset": "DM"}, ("CF-DF-0001", "DM", ())),
         ({"skip_item": "AETERM"}, ("CF-DF-0002", "AE", ("AETERM",))),
         ({"extra_item": "AEFOO"}, ("CF-DF-0003", "AE", ("AEFOO",))),
         ({"dtype": ("AETERM", "integer")}, ("CF-DF-0004", "AE", ("AETERM",))),

@@ -76,7 +76,10 @@ class _Define:
 
 
 def _one(rule_id: str, dataset: str, var: str, message: str, example: dict) -> Finding:
-    return Finding.of(rule_id, dataset, [var], 1, f"{rule(rule_id).title}: {message}", [example])
+    variables = [var] if var else []
+    return Finding.of(
+        rule_id, dataset, variables, 1, f"{rule(rule_id).title}: {message}", [example]
+    )
 
 
 def check_define(
