@@ -140,8 +140,12 @@ def _build(
 
     say("validate")
     from validation import validate_datasets, write_report
+    from validation.waivers import study_waivers
 
-    result = _timed(timings, "validate", lambda: validate_datasets(list(datasets.values())))
+    waivers = study_waivers(study.folder)  # specs/<study>/waivers.yaml: explained findings
+    result = _timed(
+        timings, "validate", lambda: validate_datasets(list(datasets.values()), waivers=waivers)
+    )
     write_report(result, staging / "validation", generated=study.creation_datetime)  # type: ignore[arg-type]
     if result.has_errors:  # type: ignore[attr-defined]
         log.timings.update(timings)

@@ -189,12 +189,20 @@ def simulate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write report.html and results.json (default DIRECTORY/validation).",
 )
-def validate(directory: Path, report: Path | None) -> None:
+@click.option(
+    "--waivers",
+    "waivers_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A waivers.yaml of justified findings (e.g. specs/<study>/waivers.yaml).",
+)
+def validate(directory: Path, report: Path | None, waivers_file: Path | None) -> None:
     """Validate the XPT files in DIRECTORY (ours or anyone's); exit 1 on error findings."""
     from validation import validate_directory, write_report
+    from validation.waivers import load_waivers
 
     try:
-        result = validate_directory(directory)
+        waivers = load_waivers(waivers_file) if waivers_file else []
+        result = validate_directory(directory, waivers=waivers)
     except CdiscforgeError as exc:
         _fail(exc)
         return
@@ -203,7 +211,8 @@ def validate(directory: Path, report: Path | None) -> None:
     html, _ = write_report(result, target)
     counts: dict[str, int] = {}
     for f in result.findings:
-        counts[f.severity] = counts.get(f.severity, 0) + 1
+        key = f"{f.severity} (waived)" if f.waiver else f.severity
+        counts[key] = counts.get(key, 0) + 1
     summary = ", ".join(f"{n} {sev}" for sev, n in sorted(counts.items())) or "no findings"
     click.echo(
         f"validated {len(result.datasets)} datasets in {result.timings.get('total', 0):.1f}s:"

@@ -16,13 +16,18 @@ from cdiscforge.model import Dataset
 from validation.findings import Check, ValidationOptions, ValidationResult
 from validation.gx_runner import run_suites
 from validation.rules import Study, run_rules
+from validation.rules_define import define_findings
 from validation.suites import build_suite
+from validation.waivers import Waiver, apply_waivers
 
 ADAM_STANDARD = "ADaMIG 1.3"
 
 
 def validate_datasets(
-    datasets: Sequence[Dataset], *, checks: ValidationOptions | None = None
+    datasets: Sequence[Dataset],
+    *,
+    checks: ValidationOptions | None = None,
+    waivers: Sequence[Waiver] = (),
 ) -> ValidationResult:
     """Validate the datasets of one study: generated GX suites, then cross-dataset rules.
 
@@ -58,6 +63,7 @@ def validate_datasets(
         f for f in gx_findings + rule_findings if f.rule_id not in options.skip_rules
     ]
     result.sort()
+    apply_waivers(result, waivers)  # waivers hook (validation/waivers.py)
     result.timings["total"] = sum(result.timings.values())
     return result
 
@@ -79,12 +85,19 @@ def read_directory(path: Path) -> list[Dataset]:
     return out
 
 
-def validate_directory(path: Path, *, checks: ValidationOptions | None = None) -> ValidationResult:
-    """Re-validate written XPT files (ours or anyone's, e.g. the CDISC pilot)."""
+def validate_directory(
+    path: Path, *, checks: ValidationOptions | None = None, waivers: Sequence[Waiver] = ()
+) -> ValidationResult:
+    """Re-validate written XPT files (ours or anyone's, e.g. the CDISC pilot).
+
+    A define.xml in the folder is checked against the data too (validation/rules_define.py).
+    """
     start = time.perf_counter()
     datasets = read_directory(path)
     read_time = time.perf_counter() - start
     result = validate_datasets(datasets, checks=checks)
+    define_findings(result, Path(path) / "define.xml", datasets)  # define.xml hook
+    apply_waivers(result, waivers)  # waivers hook (after define rules, so they can be waived)
     result.timings["read_xpt"] = read_time
     result.timings["total"] += read_time
     return result

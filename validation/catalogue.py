@@ -1,22 +1,30 @@
-"""The rule catalogue: every check cdiscforge's validator can report, with its id.
+"""The rule catalogue: every check cdiscforge's validator can report, loaded from data.
 
-One home for rule ids, severities, messages and fix hints, so the generated suites, the
-cross-dataset rules and the report all speak of a rule the same way. Ids are our own; where a
-Pinnacle 21 (P21) or CDISC CORE rule checks the same thing, `mirrors` names it so a reviewer can
-put our report next to theirs.
+The rules themselves are a shipped data file, `validation/rules.yaml`: id, the Pinnacle 21
+(P21) and CDISC CORE ids a rule mirrors, the standards and versions it applies to, severity,
+message, plain-English description, fix hint and the parameters its check reads. Code holds
+only the small check functions (validation/rules*.py, the generated suites); a test fails if a
+check has no entry here or an entry has no check. One home for ids, severities, messages and
+fix hints, so the suites, the rules, the waivers and the report all speak of a rule the same way.
 
-Id prefixes: CF-DS single-dataset checks run by Great Expectations (suites generated from
-metadata); CF-MD dataset metadata against the implementation guide; CF-SD cross-dataset SDTM
-rules; CF-AD cross-dataset ADaM rules.
+Id prefixes: CF-DS single-dataset checks generated as suites; CF-MD dataset metadata against
+the IG; CF-SD SDTM record and cross-dataset rules; CF-AD ADaM rules; CF-DF define.xml against
+the data; CF-WV waivers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
 
 Severity = Literal["error", "warning", "notice"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "notice")
+ENGINES = ("suite", "rule", "define", "waiver")
+CATALOGUE_FILE = "rules.yaml"
 
 
 @dataclass(frozen=True)
@@ -28,272 +36,80 @@ class Rule:
     title: str
     fix: str
     mirrors: str = ""
+    description: str = ""
+    engine: str = "rule"
+    p21: tuple[str, ...] = ()
+    core: tuple[str, ...] = ()
+    standards: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    calibration: str = ""
+
+    def applies_to(self, standard: str) -> bool:
+        """Whether the rule applies to e.g. "SDTMIG 3.4" (name and version as catalogued)."""
+        name, _, version = standard.partition(" ")
+        versions = self.standards.get(name)
+        return versions is not None and (not version or version in versions)
 
 
-_RULES = [
-    # --- single dataset, Great Expectations -------------------------------------------------
-    Rule(
-        "CF-DS-0001",
-        "error",
-        "Required variable not found in dataset",
-        "Add the variable to the dataset spec: the IG marks it Req.",
-        "P21 SD0056",
-    ),
-    Rule(
-        "CF-DS-0002",
-        "error",
-        "Null value in a Required variable",
-        "Populate the variable on every record (check the source form and the mapping rule).",
-        "P21 SD0002",
-    ),
-    Rule(
-        "CF-DS-0003",
-        "warning",
-        "Expected variable not found in dataset",
-        "Add the variable (it may be null where not collected); the IG marks it Exp.",
-        "P21 SD0057",
-    ),
-    Rule(
-        "CF-DS-0004",
-        "error",
-        "Value not found in non-extensible codelist",
-        "Map the raw value to a submission value of the codelist (see the spec's ct rule "
-        "and its synonyms); new terms cannot be added to a non-extensible codelist.",
-        "P21 CT2001",
-    ),
-    Rule(
-        "CF-DS-0005",
-        "warning",
-        "Value not found in extensible codelist",
-        "Use the codelist's submission value if one means the same; otherwise keep the sponsor "
-        "term and list it in define.xml as an extended value.",
-        "P21 CT2002",
-    ),
-    Rule(
-        "CF-DS-0006",
-        "error",
-        "Invalid ISO 8601 date/time value",
-        "Write dates as YYYY-MM-DD[Thh:mm[:ss]]; partial dates keep only the known leading "
-        "parts (2019-01, 2019). Fix the iso8601 rule's input format in the spec.",
-        "P21 SD0003",
-    ),
-    Rule(
-        "CF-DS-0007",
-        "error",
-        "Duplicate records for the dataset's natural keys",
-        "The spec's keys must identify one record; add the missing key variable or remove "
-        "the duplicate source records.",
-        "",
-    ),
-    Rule(
-        "CF-DS-0008",
-        "error",
-        "Duplicate --SEQ within USUBJID",
-        "Derive --SEQ after the record set is final, numbering 1..n per USUBJID.",
-        "P21 SD0005",
-    ),
-    Rule(
-        "CF-DS-0009",
-        "error",
-        "Character value longer than 200 bytes",
-        "SAS XPT v5 holds at most 200 bytes: split the text into the IG's overflow variables "
-        "(e.g. --TERM into SUPP-- QNAMs) per the SDTMIG.",
-        "P21 SD1096",
-    ),
-    Rule(
-        "CF-DS-0010",
-        "warning",
-        "Value outside the range the spec declares",
-        "Check the source value and its unit conversion; widen the spec's range only if the "
-        "value is plausible.",
-        "",
-    ),
-    Rule(
-        "CF-DS-0011",
-        "error",
-        "--STRESN does not equal --STRESC as a number",
-        "Derive --STRESN from --STRESC (numeric results only); leave it null when --STRESC is "
-        "not numeric.",
-        "",
-    ),
-    Rule(
-        "CF-DS-0012",
-        "error",
-        "DOMAIN value does not match the dataset",
-        "Set DOMAIN to the dataset's two-letter domain code.",
-        "P21 SD0004",
-    ),
-    # --- metadata against the IG -----------------------------------------------------------
-    Rule(
-        "CF-MD-0001",
-        "error",
-        "Variable type differs from the implementation guide",
-        "Use the IG's type (Char/Num) in the spec; standard variables must not change type.",
-        "P21 SD0055",
-    ),
-    Rule(
-        "CF-MD-0002",
-        "warning",
-        "Variable label differs from the implementation guide",
-        "Leave the label out of the spec so the IG label is used, or copy it exactly.",
-        "P21 SD0063 / AD0018",
-    ),
-    Rule(
-        "CF-MD-0003",
-        "error",
-        "Frame data type does not match the variable's type",
-        "Numeric variables need numeric values and character variables text: fix the mapping "
-        "rule's output type.",
-        "P21 SD0055",
-    ),
-    # --- SDTM cross-dataset -------------------------------------------------------------
-    Rule(
-        "CF-SD-0001",
-        "error",
-        "Subject is not present in DM",
-        "Every USUBJID must have a DM record: check the subject id rule and the DM source.",
-        "P21 SD0064",
-    ),
-    Rule(
-        "CF-SD-0002",
-        "error",
-        "ARMCD not found in TA",
-        "Planned arm codes must be TA arms (or SCRNFAIL/NOTASSGN per older IGs); fix the "
-        "arm mapping in the DM spec or add the arm to the TA spec.",
-        "P21 SD0066",
-    ),
-    Rule(
-        "CF-SD-0003",
-        "error",
-        "ACTARMCD not found in TA",
-        "Actual arm codes must be TA arms; fix the actual-arm mapping in the DM spec.",
-        "P21 SD0066 (actual arm)",
-    ),
-    Rule(
-        "CF-SD-0004",
-        "error",
-        "ARMCD/ACTARMCD null without ARMNRS, or populated with it",
-        "SDTMIG 3.4: leave ARMCD/ARM (ACTARMCD/ACTARM) null exactly when ARMNRS gives the "
-        "reason the subject has no arm.",
-        "",
-    ),
-    Rule(
-        "CF-SD-0005",
-        "warning",
-        "ACTARMCD does not equal ARMCD",
-        "Expected when a subject got a treatment other than planned; otherwise fix the "
-        "actual-arm derivation.",
-        "P21 SD2236",
-    ),
-    Rule(
-        "CF-SD-0006",
-        "error",
-        "EPOCH not found in TA",
-        "Record EPOCH values must be epochs of the trial design (TA).",
-        "P21 SD1015",
-    ),
-    Rule(
-        "CF-SD-0007",
-        "warning",
-        "EPOCH not among the subject's SE elements",
-        "Derive EPOCH from the subject's SE element containing the record date.",
-        "",
-    ),
-    Rule(
-        "CF-SD-0008",
-        "error",
-        "USUBJID/VISITNUM/VISIT not found in SV",
-        "Every visit a record names must be a subject visit in SV; derive VISIT from "
-        "VISITNUM via the TV lookup.",
-        "P21 SD0065",
-    ),
-    Rule(
-        "CF-SD-0009",
-        "warning",
-        "Planned VISITNUM/VISIT not found in TV",
-        "Scheduled visits (integer VISITNUM) must be TV visits with the same name.",
-        "",
-    ),
-    Rule(
-        "CF-SD-0010",
-        "warning",
-        "AEENDTC populated while AEOUT says not recovered",
-        "An event with outcome NOT RECOVERED/NOT RESOLVED is ongoing: AEENDTC should be null "
-        "(or the outcome is wrong).",
-        "",
-    ),
-    Rule(
-        "CF-SD-0011",
-        "error",
-        "SUPP-- RDOMAIN is not a dataset of the study",
-        "RDOMAIN must name the parent domain present in the submission.",
-        "P21 SD0072",
-    ),
-    Rule(
-        "CF-SD-0012",
-        "error",
-        "SUPP-- record does not point at a parent record",
-        "RDOMAIN + USUBJID + IDVAR + IDVARVAL must identify an existing parent record; "
-        "build SUPP-- after the parent's --SEQ is final.",
-        "P21 SD0077",
-    ),
-    Rule(
-        "CF-SD-0013",
-        "error",
-        "--DY inconsistent with --DTC and DM.RFSTDTC",
-        "Study day = date - RFSTDTC (+1 on or after RFSTDTC); there is no day 0. Derive --DY "
-        "with the study_day rule from the full dates.",
-        "P21 SD0038 (day 0)",
-    ),
-    # --- ADaM cross-dataset ------------------------------------------------------------
-    Rule(
-        "CF-AD-0001",
-        "error",
-        "ADSL subject not found in DM",
-        "ADSL must be built from DM: one record per DM subject.",
-        "P21 AD0053",
-    ),
-    Rule(
-        "CF-AD-0002",
-        "error",
-        "DM subject missing from ADSL",
-        "ADSL must hold every DM subject (screen failures included unless the SAP says otherwise).",
-        "",
-    ),
-    Rule(
-        "CF-AD-0003",
-        "error",
-        "Subject not found in ADSL",
-        "Every subject of an ADaM dataset must be in ADSL.",
-        "P21 AD0053",
-    ),
-    Rule(
-        "CF-AD-0004",
-        "error",
-        "BASE differs from AVAL of the baseline (ABLFL='Y') record",
-        "Derive BASE from the ABLFL record of the same USUBJID/PARAMCD(/BASETYPE).",
-        "P21 AD0152",
-    ),
-    Rule(
-        "CF-AD-0005",
-        "error",
-        "TRTEMFL='Y' on a record that started before treatment",
-        "Treatment-emergent needs ASTDT >= TRTSDT (and a treated subject).",
-        "",
-    ),
-    Rule(
-        "CF-AD-0006",
-        "warning",
-        "Record started during treatment but TRTEMFL is not 'Y'",
-        "A record with TRTSDT <= ASTDT <= TRTEDT is treatment-emergent; check the trtemfl "
-        "derivation's window.",
-        "",
-    ),
-]
+_REQUIRED = ("id", "engine", "severity", "message", "description", "fix", "standards")
 
-RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+
+def _rule(entry: dict[str, Any], where: str) -> Rule:
+    missing = [k for k in _REQUIRED if k not in entry]
+    if missing:
+        raise ValueError(f"{where}: rule entry lacks {missing}")
+    if entry["severity"] not in SEVERITIES:
+        raise ValueError(f"{where}: severity {entry['severity']!r} not one of {SEVERITIES}")
+    if entry["engine"] not in ENGINES:
+        raise ValueError(f"{where}: engine {entry['engine']!r} not one of {ENGINES}")
+    p21 = tuple(str(x) for x in entry.get("p21") or ())
+    core = tuple(str(x) for x in entry.get("core") or ())
+    mirrors = "; ".join(
+        part
+        for part in (
+            f"P21 {' / '.join(p21)}" if p21 else "",
+            f"CORE {' / '.join(core)}" if core else "",
+        )
+        if part
+    )
+    return Rule(
+        id=str(entry["id"]),
+        severity=entry["severity"],
+        title=str(entry["message"]).strip(),
+        fix=" ".join(str(entry["fix"]).split()),
+        mirrors=mirrors,
+        description=" ".join(str(entry["description"]).split()),
+        engine=entry["engine"],
+        p21=p21,
+        core=core,
+        standards={k: tuple(str(v) for v in vs) for k, vs in entry["standards"].items()},
+        params=dict(entry.get("params") or {}),
+        calibration=" ".join(str(entry.get("calibration") or "").split()),
+    )
+
+
+@cache
+def load_catalogue() -> dict[str, Rule]:
+    """The shipped catalogue by rule id (ValueError naming the entry if the file is malformed)."""
+    text = (resources.files("validation") / CATALOGUE_FILE).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    out: dict[str, Rule] = {}
+    for i, entry in enumerate(data["rules"]):
+        r = _rule(entry, f"{CATALOGUE_FILE} rules[{i}]")
+        if r.id in out:
+            raise ValueError(f"{CATALOGUE_FILE} rules[{i}]: rule id {r.id} listed twice")
+        out[r.id] = r
+    return out
+
+
+RULES: dict[str, Rule] = load_catalogue()
 
 
 def rule(rule_id: str) -> Rule:
     """The catalogue entry for `rule_id` (KeyError names the id when a caller mistypes it)."""
     return RULES[rule_id]
+
+
+def params(rule_id: str) -> dict[str, Any]:
+    """The parameters a rule's check reads from the catalogue (empty when it has none)."""
+    return RULES[rule_id].params

@@ -50,6 +50,7 @@ class Finding:
     fix: str
     examples: tuple[dict[str, Any], ...] = ()
     mirrors: str = ""
+    waiver: dict[str, Any] | None = None  # set by validation.waivers: explained, not blocking
 
     @classmethod
     def of(
@@ -91,6 +92,7 @@ class Finding:
             "fix": self.fix,
             "mirrors": self.mirrors,
             "examples": [dict(e) for e in self.examples],
+            **({"waiver": dict(self.waiver)} if self.waiver else {}),
         }
 
 
@@ -146,7 +148,7 @@ class ValidationResult:
 
     @property
     def has_errors(self) -> bool:
-        return any(f.severity == "error" for f in self.findings)
+        return any(f.severity == "error" and not f.waiver for f in self.findings)
 
     def by_rule(self, rule_id: str) -> list[Finding]:
         return [f for f in self.findings if f.rule_id == rule_id]

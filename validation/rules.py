@@ -10,19 +10,42 @@ and fix hints live in `validation.catalogue`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from cdiscforge.model import Dataset
-from validation.catalogue import rule
+from validation.catalogue import RULES, rule
 from validation.findings import Check, Finding
 from validation.suites import ig_table, index_columns, sdtm_domain
 
+CheckFn = Callable[["Study"], Iterable["Outcome"]]
+# rule id -> the check function that evaluates it (one function may evaluate several ids).
+CHECKS: dict[str, CheckFn] = {}
+
+
+def register(*rule_ids: str) -> Callable[[CheckFn], CheckFn]:
+    """Register a check function as the evaluation of catalogue rules `rule_ids`.
+
+    A rule id must be in the catalogue (validation/rules.yaml) and registered once, so code and
+    data cannot drift apart; tests/test_rules_catalogue.py checks the reverse direction.
+    """
+
+    def wrap(fn: CheckFn) -> CheckFn:
+        for rule_id in rule_ids:
+            if rule_id not in RULES:
+                raise KeyError(f"{fn.__name__} registers {rule_id}, which is not in the catalogue")
+            if rule_id in CHECKS and CHECKS[rule_id] is not fn:
+                raise KeyError(f"{rule_id} registered twice ({CHECKS[rule_id].__name__})")
+            CHECKS[rule_id] = fn
+        return fn
+
+    return wrap
+
+
 # Arm codes older IGs and P21 accept outside TA for subjects without an arm.
 NON_ARM_CODES = frozenset({"SCRNFAIL", "NOTASSGN", "NOTTRT", "UNPLAN"})
-NOT_RECOVERED = frozenset({"NOT RECOVERED/NOT RESOLVED"})
 
 
 @dataclass
@@ -32,6 +55,13 @@ class Study:
     datasets: dict[str, Dataset]
     frames: dict[str, pd.DataFrame]
     max_examples: int = 5
+    _ig: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def ig(self, dataset: Dataset) -> pd.DataFrame:
+        """The IG table of a dataset, looked up once per run (many rules read it)."""
+        if dataset.name not in self._ig:
+            self._ig[dataset.name] = ig_table(dataset)
+        return self._ig[dataset.name]
 
     def sdtm(self) -> list[Dataset]:
         return [d for n, d in sorted(self.datasets.items()) if not is_adam(d)]
@@ -105,10 +135,11 @@ def _num(values: pd.Series) -> pd.Series:
 # --- metadata --------------------------------------------------------------------------------
 
 
+@register("CF-MD-0001", "CF-MD-0002")
 def md_types_labels(study: Study) -> Iterable[Outcome]:
     """Variable type and label against the IG (where the IG lists the variable by name)."""
     for ds in study.datasets.values():
-        ig = ig_table(ds)
+        ig = study.ig(ds)
         if ig.empty:
             yield not_applicable(
                 "CF-MD-0001", ds.name, "types equal the IG", "no IG variable table for this dataset"
@@ -147,6 +178,7 @@ def md_types_labels(study: Study) -> Iterable[Outcome]:
                 )
 
 
+@register("CF-MD-0003")
 def md_frame_types(study: Study) -> Iterable[Outcome]:
     """The frame's storage agrees with each variable's declared type (Num holds numbers)."""
     for ds in study.datasets.values():
@@ -181,6 +213,7 @@ def md_frame_types(study: Study) -> Iterable[Outcome]:
 # --- SDTM cross-dataset ----------------------------------------------------------------------
 
 
+@register("CF-SD-0001")
 def sd_subject_in_dm(study: Study) -> Iterable[Outcome]:
     dm = study.get("DM")
     for ds in study.sdtm():
@@ -202,6 +235,7 @@ def sd_subject_in_dm(study: Study) -> Iterable[Outcome]:
         )
 
 
+@register("CF-SD-0002", "CF-SD-0003", "CF-SD-0004", "CF-SD-0005")
 def sd_arms(study: Study) -> Iterable[Outcome]:
     dm_ds = study.datasets.get("DM")
     if dm_ds is None:
@@ -249,6 +283,7 @@ def sd_arms(study: Study) -> Iterable[Outcome]:
         )
 
 
+@register("CF-SD-0006", "CF-SD-0007")
 def sd_epoch(study: Study) -> Iterable[Outcome]:
     ta, se = study.get("TA"), study.get("SE")
     for ds in study.sdtm():
@@ -294,6 +329,7 @@ def _visit_keys(frame: pd.DataFrame, cols: list[str]) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(parts.astype("object"))
 
 
+@register("CF-SD-0008", "CF-SD-0009")
 def sd_visits(study: Study) -> Iterable[Outcome]:
     sv, tv = study.get("SV"), study.get("TV")
     for ds in study.sdtm():
@@ -338,12 +374,13 @@ def sd_visits(study: Study) -> Iterable[Outcome]:
         )
 
 
+@register("CF-SD-0010")
 def sd_ae_outcome(study: Study) -> Iterable[Outcome]:
     ae_ds = study.datasets.get("AE")
     if ae_ds is None or not {"AEOUT", "AEENDTC"} <= set(ae_ds.variable_names):
         return
     ae = study.frames["AE"]
-    bad = ae["AEOUT"].isin(NOT_RECOVERED) & ae["AEENDTC"].notna()
+    bad = ae["AEOUT"].isin(rule("CF-SD-0010").params["ongoing"]) & ae["AEENDTC"].notna()
     yield outcome(
         study,
         "CF-SD-0010",
@@ -355,6 +392,7 @@ def sd_ae_outcome(study: Study) -> Iterable[Outcome]:
     )
 
 
+@register("CF-SD-0011", "CF-SD-0012")
 def sd_supp_parents(study: Study) -> Iterable[Outcome]:
     by_domain: dict[str, list[str]] = {}
     for ds in study.sdtm():
@@ -421,6 +459,7 @@ def sd_supp_parents(study: Study) -> Iterable[Outcome]:
         )
 
 
+@register("CF-SD-0013")
 def sd_study_day(study: Study) -> Iterable[Outcome]:
     dm = study.get("DM")
     for ds in study.sdtm():
@@ -460,6 +499,7 @@ def sd_study_day(study: Study) -> Iterable[Outcome]:
 # --- ADaM cross-dataset ----------------------------------------------------------------------
 
 
+@register("CF-AD-0001", "CF-AD-0002", "CF-AD-0003")
 def ad_subjects(study: Study) -> Iterable[Outcome]:
     adsl_ds, dm = study.datasets.get("ADSL"), study.get("DM")
     if adsl_ds is not None:
@@ -500,6 +540,7 @@ def ad_subjects(study: Study) -> Iterable[Outcome]:
         )
 
 
+@register("CF-AD-0004")
 def ad_base(study: Study) -> Iterable[Outcome]:
     for ds in study.adam():
         if not {"USUBJID", "PARAMCD", "AVAL", "BASE", "ABLFL"} <= set(ds.variable_names):
@@ -523,6 +564,7 @@ def ad_base(study: Study) -> Iterable[Outcome]:
         )
 
 
+@register("CF-AD-0005", "CF-AD-0006")
 def ad_trtemfl(study: Study) -> Iterable[Outcome]:
     adsl = study.get("ADSL")
     for ds in study.adam():
@@ -535,7 +577,9 @@ def ad_trtemfl(study: Study) -> Iterable[Outcome]:
             if var in f.columns:
                 dates[var] = _dates(f[var])
             elif adsl is not None and var in adsl.columns:
-                dates[var] = f["USUBJID"].map(_dates(adsl[var]).set_axis(adsl["USUBJID"]))
+                # first record per subject: a duplicated ADSL subject is CF-AD-0007's finding
+                by_subject = _dates(adsl[var]).set_axis(adsl["USUBJID"]).groupby(level=0).first()
+                dates[var] = f["USUBJID"].map(by_subject)
         if "TRTSDT" not in dates:
             yield not_applicable(
                 "CF-AD-0005",
@@ -572,27 +616,19 @@ def ad_trtemfl(study: Study) -> Iterable[Outcome]:
             )
 
 
-RULE_SET: list[Callable[[Study], Iterable[Outcome]]] = [
-    md_types_labels,
-    md_frame_types,
-    sd_subject_in_dm,
-    sd_arms,
-    sd_epoch,
-    sd_visits,
-    sd_ae_outcome,
-    sd_supp_parents,
-    sd_study_day,
-    ad_subjects,
-    ad_base,
-    ad_trtemfl,
-]
+def rule_set() -> list[CheckFn]:
+    """Every registered check function once, in registration order (SDTM, then ADaM)."""
+    import validation.rules_adam
+    import validation.rules_sdtm  # noqa: F401  (registers its checks)
+
+    return list(dict.fromkeys(CHECKS.values()))
 
 
 def run_rules(study: Study) -> tuple[list[Finding], list[Check]]:
-    """Run every rule of RULE_SET over the study: the findings and the checks made."""
+    """Run every registered check over the study: the findings and the checks made."""
     findings: list[Finding] = []
     checks: dict[tuple, Check] = {}
-    for rule_fn in RULE_SET:
+    for rule_fn in rule_set():
         for out in rule_fn(study):
             checks[out.check.sort_key()] = out.check
             if out.finding is not None:

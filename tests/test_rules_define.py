@@ -1,0 +1,126 @@
+"""define.xml against the data: a define.xml written from the datasets is clean; each planted
+metadata fault is found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rules_helpers import rich_study
+
+from validation.rules_define import check_define
+
+ODM = "http://www.cdisc.org/ns/odm/v1.3"
+DEF = "http://www.cdisc.org/ns/def/v2.1"
+
+
+def define_xml(
+    datasets,
+    *,
+    skip_dataset=None,
+    skip_item=None,
+    extra_item=None,
+    dtype=None,
+    length=None,
+    no_meddra=False,
+    no_origin=None,
+    no_method=None,
+) -> str:
+    """A minimal Define-XML 2.1 document describing `datasets`, with one fault planted."""
+    groups, items = [], []
+    for ds in datasets:
+        if ds.name == skip_dataset:
+            continue
+        refs = []
+        names = [v.name for v in ds.variables] + (
+            [extra_item] if extra_item and ds.name == "AE" else []
+        )
+        for i, name in enumerate(names, 1):
+            if name == skip_item:
+                continue
+            var = next((v for v in ds.variables if v.name == name), None)
+            char = var is None or var.is_char
+            oid = f"IT.{ds.name}.{name}"
+            derived = name.endswith("SEQ")
+            method = "" if name == no_method else (' MethodOID="MT.SEQ"' if derived else "")
+            refs.append(f'<ItemRef ItemOID="{oid}" OrderNumber="{i}" Mandatory="No"{method}/>')
+            data_type = dtype[1] if dtype and dtype[0] == name else ("text" if char else "integer")
+            size = ds.frame[name].astype("string").str.len().max() if var is not None else 8
+            size = 1 if pd.isna(size) else max(int(size), 1)  # as the XPT writer fits it
+            size = length[1] if length and length[0] == name else (size if char else 8)
+            origin = (
+                ""
+                if name == no_origin
+                else (f'<def:Origin Type="{"Derived" if derived else "Collected"}"/>')
+            )
+            codelist = (
+                '<CodeListRef CodeListOID="CL.MEDDRA"/>'
+                if name == "AEDECOD" and not no_meddra
+                else ""
+            )
+            items.append(
+                f'<ItemDef OID="{oid}" Name="{name}" DataType="{data_type}" Length="{size}">'
+                f"{codelist}{origin}</ItemDef>"
+            )
+        groups.append(
+            f'<ItemGroupDef OID="IG.{ds.name}" Name="{ds.name}" Repeating="Yes">'
+            + "".join(refs)
+            + "</ItemGroupDef>"
+        )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><ODM xmlns="{ODM}" xmlns:def="{DEF}">'
+        '<Study OID="S"><MetaDataVersion OID="MDV" Name="MDV">'
+        + "".join(groups)
+        + "".join(items)
+        + '<CodeList OID="CL.MEDDRA" Name="MedDRA" DataType="text">'
+        '<ExternalCodeList Dictionary="MedDRA" Version="26.0"/></CodeList>'
+        '<MethodDef OID="MT.SEQ" Name="Sequence" Type="Computation"/>'
+        "</MetaDataVersion></Study></ODM>"
+    )
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    study = rich_study()
+    return [study["AE"], study["DM"]]
+
+
+def _found(tmp_path: Path, datasets, **fault) -> dict[tuple, int]:
+    path = tmp_path / "define.xml"
+    path.write_text(define_xml(datasets, **fault), encoding="utf-8")
+    findings, _ = check_define(path, datasets)
+    return {(f.rule_id, f.dataset, f.variables): f.count for f in findings}
+
+
+def test_define_written_from_the_data_is_clean(tmp_path, datasets):
+    assert _found(tmp_path, datasets) == {}
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"skip_dataset": "DM"}, ("CF-DF-0001", "DM", ())),
+        ({"skip_item": "AETERM"}, ("CF-DF-0002", "AE", ("AETERM",))),
+        ({"extra_item": "AEFOO"}, ("CF-DF-0003", "AE", ("AEFOO",))),
+        ({"dtype": ("AETERM", "integer")}, ("CF-DF-0004", "AE", ("AETERM",))),
+        ({"no_meddra": True}, ("CF-DF-0006", "AE", ("AEDECOD",))),
+        ({"no_origin": "AETERM"}, ("CF-DF-0007", "AE", ("AETERM",))),
+        ({"no_method": "AESEQ"}, ("CF-DF-0008", "AE", ("AESEQ",))),
+    ],
+)
+def test_planted_define_fault_is_found(tmp_path, datasets, fault, expected):
+    assert _found(tmp_path, datasets, **fault) == {expected: 1}
+
+
+def test_length_mismatch_is_a_notice(tmp_path, datasets):
+    ae = datasets[0]
+    ae.variable("AETERM").length = 8
+    try:
+        path = tmp_path / "define.xml"
+        path.write_text(define_xml(datasets, length=("AETERM", 200)), encoding="utf-8")
+        findings, _ = check_define(path, datasets)
+    finally:
+        ae.variable("AETERM").length = None
+    (finding,) = findings
+    assert finding.rule_id == "CF-DF-0005" and finding.severity == "notice"

@@ -1,0 +1,218 @@
+"""define.xml against the data: every dataset and variable described, types and lengths
+equal, MedDRA-coded variables with a versioned external dictionary, Origin on every variable,
+a method for every derived one.
+
+Validation inside a build runs before define.xml is written, so these rules run where a
+define.xml sits beside the data: `cdiscforge validate DIR` (validation/api.py calls
+`define_findings`), and a build may call `check_define(define_path, datasets)` after writing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lxml import etree
+
+from cdiscforge.errors import InputError
+from cdiscforge.model import Dataset
+from validation.catalogue import params, rule
+from validation.findings import Check, Finding, ValidationResult
+
+ODM = "http://www.cdisc.org/ns/odm/v1.3"
+DEF_NAMESPACES = ("http://www.cdisc.org/ns/def/v2.1", "http://www.cdisc.org/ns/def/v2.0")
+CHAR_TYPES = frozenset(
+    {
+        "text",
+        "date",
+        "datetime",
+        "time",
+        "partialDate",
+        "partialTime",
+        "partialDatetime",
+        "incompleteDatetime",
+        "durationDatetime",
+        "intervalDatetime",
+        "URI",
+    }
+)
+NUM_TYPES = frozenset({"integer", "float", "date", "datetime", "time", "double", "decimal"})
+EVENTS_CODED = frozenset({"AE", "MH", "CE"})
+
+
+class _Define:
+    """The parts of a define.xml the rules read, by OID and by dataset name."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            root = etree.parse(str(path)).getroot()
+        except (OSError, etree.XMLSyntaxError) as exc:
+            raise InputError(path, f"define.xml cannot be read: {exc}") from None
+        self.path = path
+        ns = {"odm": ODM}
+        defns = next((d for d in DEF_NAMESPACES if d in root.nsmap.values()), DEF_NAMESPACES[0])
+        self.defns = defns
+        self.items = {e.get("OID"): e for e in root.iterfind(".//odm:ItemDef", ns)}
+        self.codelists = {e.get("OID"): e for e in root.iterfind(".//odm:CodeList", ns)}
+        self.methods = {e.get("OID") for e in root.iterfind(".//odm:MethodDef", ns)}
+        self.groups: dict[str, list[etree._Element]] = {}
+        for group in root.iterfind(".//odm:ItemGroupDef", ns):
+            self.groups[group.get("Name", "").upper()] = group.findall(f"{{{ODM}}}ItemRef")
+
+    def item(self, ref: etree._Element) -> etree._Element | None:
+        return self.items.get(ref.get("ItemOID"))
+
+    def origin(self, item: etree._Element) -> str | None:
+        origin = item.find(f"{{{self.defns}}}Origin")
+        return None if origin is None else origin.get("Type", "")
+
+    def dictionary(self, item: etree._Element) -> tuple[str, str] | None:
+        ref = item.find(f"{{{ODM}}}CodeListRef")
+        codelist = self.codelists.get(ref.get("CodeListOID")) if ref is not None else None
+        ext = codelist.find(f"{{{ODM}}}ExternalCodeList") if codelist is not None else None
+        if ext is None:
+            return None
+        return ext.get("Dictionary", ""), ext.get("Version", "")
+
+
+def _one(rule_id: str, dataset: str, var: str, message: str, example: dict) -> Finding:
+    variables = [var] if var else []
+    return Finding.of(
+        rule_id, dataset, variables, 1, f"{rule(rule_id).title}: {message}", [example]
+    )
+
+
+def check_define(
+    define_path: Path, datasets: Sequence[Dataset]
+) -> tuple[list[Finding], list[Check]]:
+    """Compare a define.xml with the datasets it describes: findings and the checks made."""
+    define = _Define(Path(define_path))
+    findings: list[Finding] = []
+    checks: list[Check] = []
+
+    def check(rule_id: str, ds: str, desc: str, found: Iterable[Finding]) -> None:
+        found = list(found)
+        checks.append(Check(rule_id, ds, (), desc, "fail" if found else "pass"))
+        findings.extend(found)
+
+    coded = set(params("CF-DF-0006")["variables"])
+    for ds in datasets:
+        refs = define.groups.get(ds.name.upper())
+        check(
+            "CF-DF-0001",
+            ds.name,
+            "dataset described in define.xml",
+            []
+            if refs is not None
+            else [_one("CF-DF-0001", ds.name, "", f"{ds.name} has no ItemGroupDef", {})],
+        )
+        if refs is None:
+            continue
+        by_name = {}
+        for ref in refs:
+            item = define.item(ref)
+            if item is not None:
+                by_name[item.get("Name", "")] = (ref, item)
+        names = ds.variable_names
+        check(
+            "CF-DF-0002",
+            ds.name,
+            "every variable described",
+            (
+                _one("CF-DF-0002", ds.name, v, f"{v} has no ItemRef", {"variable": v})
+                for v in names
+                if v not in by_name
+            ),
+        )
+        check(
+            "CF-DF-0003",
+            ds.name,
+            "every described variable present",
+            (
+                _one("CF-DF-0003", ds.name, v, f"{v} is in define.xml only", {"variable": v})
+                for v in by_name
+                if v not in names
+            ),
+        )
+        types, lengths, dictionaries, origins, methods = [], [], [], [], []
+        for var in ds.variables:
+            if var.name not in by_name:
+                continue
+            ref, item = by_name[var.name]
+            dtype = item.get("DataType", "")
+            allowed = CHAR_TYPES if var.is_char else NUM_TYPES
+            if dtype not in allowed:
+                types.append(
+                    _one(
+                        "CF-DF-0004",
+                        ds.name,
+                        var.name,
+                        f"{var.name} is {var.type} but define.xml says DataType={dtype!r}",
+                        {"variable": var.name, "type": var.type, "DataType": dtype},
+                    )
+                )
+            length = item.get("Length")
+            if var.is_char and var.length and length and int(length) != int(var.length):
+                lengths.append(
+                    _one(
+                        "CF-DF-0005",
+                        ds.name,
+                        var.name,
+                        f"{var.name} is {var.length} in the data, {length} in define.xml",
+                        {"variable": var.name, "length": var.length, "Length": length},
+                    )
+                )
+            domain = (ds.domain or ds.name[:2]).upper()
+            if domain in EVENTS_CODED and var.name[2:] in coded and var.name[:2] == domain:
+                dictionary = define.dictionary(item)
+                if dictionary is None or dictionary[0].upper() != "MEDDRA" or not dictionary[1]:
+                    dictionaries.append(
+                        _one(
+                            "CF-DF-0006",
+                            ds.name,
+                            var.name,
+                            f"{var.name} has "
+                            + ("no external dictionary" if dictionary is None else f"{dictionary}"),
+                            {"variable": var.name, "dictionary": str(dictionary)},
+                        )
+                    )
+            origin = define.origin(item)
+            if not origin:
+                origins.append(
+                    _one(
+                        "CF-DF-0007",
+                        ds.name,
+                        var.name,
+                        f"{var.name} has no def:Origin",
+                        {"variable": var.name},
+                    )
+                )
+            elif origin == "Derived" and ref.get("MethodOID") not in define.methods:
+                methods.append(
+                    _one(
+                        "CF-DF-0008",
+                        ds.name,
+                        var.name,
+                        f"{var.name} is Derived without a MethodDef",
+                        {"variable": var.name, "MethodOID": ref.get("MethodOID") or ""},
+                    )
+                )
+        check("CF-DF-0004", ds.name, "define.xml DataTypes match the data", types)
+        check("CF-DF-0005", ds.name, "define.xml lengths match the data", lengths)
+        check("CF-DF-0006", ds.name, "MedDRA variables reference MedDRA + version", dictionaries)
+        check("CF-DF-0007", ds.name, "every variable has an Origin", origins)
+        check("CF-DF-0008", ds.name, "every Derived variable has a method", methods)
+    return findings, checks
+
+
+def define_findings(
+    result: ValidationResult, define_path: Path, datasets: Sequence[Dataset]
+) -> ValidationResult:
+    """Add the define.xml rules to `result` when `define_path` exists (else unchanged)."""
+    if not Path(define_path).is_file():
+        return result
+    findings, checks = check_define(define_path, datasets)
+    result.findings.extend(findings)
+    result.checked.extend(checks)
+    result.sort()
+    return result
