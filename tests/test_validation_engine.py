@@ -399,3 +399,42 @@ def test_validate_engine_gx_and_bad_choices(built: Path, tmp_path: Path) -> None
     empty.mkdir()
     nothing = _run("validate", empty, cwd=tmp_path)
     assert nothing.returncode == 2 and "nothing to validate" in nothing.stderr
+
+
+# --- the fast XPT reader validate uses --------------------------------------------------------
+
+
+def test_fast_xpt_reader_reads_what_pyreadstat_reads(built: Path) -> None:
+    from cdiscforge.xpt import read_xpt, read_xpt_fast
+
+    files = sorted((built / "sdtm").glob("*.xpt")) + sorted((built / "adam").glob("*.xpt"))
+    assert len(files) == 23
+    for path in files:
+        slow, fast = read_xpt(path), read_xpt_fast(path)
+        pd.testing.assert_frame_equal(slow.frame, fast.frame)
+        assert (slow.name, slow.label) == (fast.name, fast.label)
+        assert [vars(v) for v in slow.variables] == [vars(v) for v in fast.variables]
+
+
+def test_fast_xpt_reader_on_special_missing_and_windows_1252(tmp_path: Path) -> None:
+    from cdiscforge.xpt import ieee_to_ibm, read_xpt, read_xpt_fast
+
+    frame = pd.DataFrame(
+        {"TSVAL": ["CAFEZZ", "  lead", None], "TSSEQ": [1.5, 12345.25, -3.0]}
+    ).astype({"TSVAL": "string[pyarrow]"})
+    ds = Dataset(
+        "TS", "Trial Summary", frame, [Variable("TSVAL", "Value"), Variable("TSSEQ", "Seq", "Num")]
+    )
+    path = write_xpt(ds, tmp_path / "ts.xpt", created=datetime(2024, 1, 1))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"CAFEZZ")
+    data[at + 3] = 0xC9  # 'É' in Windows-1252, not UTF-8
+    number = int(ieee_to_ibm(pd.Series([-3.0]).to_numpy())[0]).to_bytes(8, "big")
+    at = data.index(number)
+    data[at : at + 8] = b"A" + bytes(7)  # SAS special missing .A
+    path.write_bytes(bytes(data))
+    slow, fast = read_xpt(path), read_xpt_fast(path)
+    pd.testing.assert_frame_equal(slow.frame, fast.frame)
+    assert fast.frame["TSVAL"].tolist()[:2] == ["CAFÉZZ", "  lead"]
+    assert fast.frame["TSSEQ"].isna().tolist() == [False, False, True]
+    assert fast.frame["TSSEQ"].tolist()[:2] == [1.5, 12345.25]

@@ -132,11 +132,11 @@ def _xpt_files(folder: Path) -> list[Path]:
 
 
 def _read_xpts(files: list[Path]) -> list[Dataset]:
-    from cdiscforge.xpt import read_xpt
+    from cdiscforge.xpt import read_xpt_fast
 
     out = []
     for file in files:
-        ds = read_xpt(file)
+        ds = read_xpt_fast(file)
         if ds.name.upper().startswith("AD"):
             ds.standard = ADAM_STANDARD
         out.append(ds)

@@ -151,13 +151,16 @@ def _round_sig(values: pd.Series, digits: int = 12) -> pd.Series:
 
 
 def batch_frame(dataset: Dataset) -> pd.DataFrame:
-    """The frame GX validates: blank character values as missing (SAS has no other null)."""
-    frame = dataset.frame.copy()
+    """The frame both engines validate: blank character values as missing (SAS has no other
+    null). A shallow copy (copy-on-write): only columns holding blanks are rewritten."""
+    frame = dataset.frame.copy(deep=False)
     for var in dataset.variables:
         col = frame[var.name]
         if var.is_char and not pd.api.types.is_numeric_dtype(col):
-            stripped = col.astype("string[pyarrow]").str.strip()
-            frame[var.name] = col.where(stripped.fillna("") != "", None)
+            text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string[pyarrow]")
+            blank = (text.str.isspace() | (text.str.len() == 0)).fillna(False).astype(bool)
+            if blank.any():
+                frame[var.name] = col.where(~blank, None)
     return frame
 
 
