@@ -797,26 +797,31 @@ def ibm_to_ieee(raw: np.ndarray) -> np.ndarray:
     return values
 
 
-def _char_values(block: np.ndarray, path: Path, encoding: str | None) -> pd.Series:
+_FAST_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _char_chunk(block: np.ndarray, encoding: str | None) -> pa.Array:
+    """Fixed-width text (an (n, width) uint8 block) as trimmed pyarrow strings."""
     n, width = block.shape
-    if n == 0:
-        return pd.Series([], dtype="str")
     data = pa.py_buffer(np.ascontiguousarray(block).tobytes())
     fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, data])
     binary = fixed.cast(pa.binary())
-    try:
-        if encoding not in (None, "utf-8", "utf8"):
-            raise UnicodeDecodeError("utf-8", b"", 0, 1, "decode as given")
-        text = binary.cast(pa.string())
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        # Not UTF-8 (e.g. the CDISC pilot's Windows-1252 TS): decode the distinct values.
-        enc = encoding or "windows-1252"
+    if encoding is None or encoding.lower().replace("-", "") == "utf8":
+        try:
+            text = binary.cast(pa.string())
+        except pa.ArrowInvalid as exc:  # the caller starts again in Windows-1252
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, str(exc)) from exc
+    else:  # e.g. the CDISC pilot's Windows-1252 TS: decode each distinct value once
         values = pd.Series(binary.to_numpy(zero_copy_only=False), dtype=object)
-        uniques = values.unique()
-        decoded = {u: u.decode(enc, errors="replace") for u in uniques}
+        decoded = {u: u.decode(encoding, errors="replace") for u in values.unique()}
         text = pa.array(values.map(decoded), type=pa.string())
-    trimmed = pc.utf8_rtrim(text, characters=" \x00")
-    series = pd.Series(trimmed, dtype="str")
+    return pc.utf8_rtrim(text, characters=" \x00")
+
+
+def _char_series(chunks: list[pa.Array]) -> pd.Series:
+    if not chunks:
+        return pd.Series([], dtype="str")
+    series = pd.Series(pa.concat_arrays(chunks), dtype="str")
     return series.mask(series == "")
 
 
@@ -824,7 +829,7 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
     """`read_xpt` for large files: the same Dataset, decoded with numpy and pyarrow.
 
     pyreadstat decodes observation by observation (~20 s for a 900,000-row MK here); this
-    reads the fixed-width observations as one (rows, row_length) byte block, converts IBM
+    reads the fixed-width observations as (rows, row_length) byte blocks, converts IBM
     doubles with `ibm_to_ieee` and text with pyarrow, and takes names, labels and formats
     from pyreadstat's metadata-only read, so both readers describe a file the same way
     (tests/test_validation_engine.py compares them). Trailing all-blank observations are padding, as
@@ -841,23 +846,43 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
     if row_length == 0 or [v.name for v in variables] != [n for n, *_ in layout]:
         return read_xpt(path, encoding=encoding)
     rows = (size - obs_start) // row_length
-    block = np.memmap(path, dtype=np.uint8, mode="r", offset=obs_start, shape=(rows, row_length))
     with open(path, "rb") as fh:
+        while rows:  # trailing all-blank observations are the last card's padding
+            fh.seek(obs_start + (rows - 1) * row_length)
+            if fh.read(row_length) != b" " * row_length:
+                break
+            rows -= 1
+        # Read and convert a bounded number of observations at a time, so memory holds the
+        # converted columns plus one chunk of raw bytes, never the whole file twice.
+        step = max(1, _FAST_CHUNK_BYTES // row_length)
+        parts: dict[str, list[Any]] = {var.name: [] for var in variables}
         fh.seek(obs_start)
-        if _MEMBER_HEADER in fh.read():
-            del block
-            return read_xpt(path, encoding=encoding)
-    while rows and not (block[rows - 1] != 0x20).any():
-        rows -= 1
+        for first in range(0, rows, step):
+            count = min(step, rows - first)
+            raw = fh.read(count * row_length)
+            if _MEMBER_HEADER in raw:
+                return read_xpt(path, encoding=encoding)
+            block = np.frombuffer(raw, dtype=np.uint8).reshape(count, row_length)
+            for var, (_, is_char, position, length) in zip(variables, layout, strict=True):
+                part = block[:, position : position + length]
+                if is_char:
+                    try:
+                        parts[var.name].append(_char_chunk(part, encoding))
+                    except UnicodeDecodeError:
+                        if encoding is not None:
+                            raise
+                        # read_xpt's fallback: the whole file is Windows-1252, not UTF-8
+                        return read_xpt_fast(path, encoding="windows-1252")
+                else:
+                    parts[var.name].append(ibm_to_ieee(part))
     columns = {}
-    for var, (_, is_char, position, length) in zip(variables, layout, strict=True):
-        part = block[:rows, position : position + length]
+    for var, (_, is_char, _, _) in zip(variables, layout, strict=True):
+        chunks = parts.pop(var.name)
         if is_char:
-            columns[var.name] = _char_values(part, path, encoding)
+            columns[var.name] = _char_series(chunks)
         else:
-            values = ibm_to_ieee(np.asarray(part))
+            values = np.concatenate(chunks) if chunks else np.empty(0)
             columns[var.name] = _numbers_to_column(values, _safe_parse_format(var.format))
-    del block
     frame = pd.DataFrame(columns, index=pd.RangeIndex(rows))
     return Dataset(
         name=meta.table_name or path.stem.upper(),
