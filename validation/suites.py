@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, Variable
@@ -94,17 +97,24 @@ class SuitePlan:
 
 
 def ig_table(dataset: Dataset) -> pd.DataFrame:
-    """The IG variable table that governs `dataset` (empty for custom or OCCDS datasets)."""
+    """The IG variable table that governs `dataset` (empty for custom or OCCDS datasets).
+
+    Shared and cached (every rule asks for it): callers must not modify the frame.
+    """
     if dataset.standard.upper().startswith("ADAM"):
         if dataset.name.upper() == "ADSL":
-            return adam_variables("ADSL")
-        if is_bds(dataset):
-            return adam_variables("BDS")
-        return adam_variables("ADSL").iloc[0:0]
-    domain = sdtm_domain(dataset)
-    if not domain.startswith("SUPP") and domain not in set(sdtmig_variables()["dataset"]):
+            return _ig_table("ADAM", "ADSL")
+        return _ig_table("ADAM", "BDS" if is_bds(dataset) else "")
+    return _ig_table("SDTM", sdtm_domain(dataset))
+
+
+@cache
+def _ig_table(kind: str, key: str) -> pd.DataFrame:
+    if kind == "ADAM":
+        return adam_variables(key) if key else adam_variables("ADSL").iloc[0:0]
+    if not key.startswith("SUPP") and key not in set(sdtmig_variables()["dataset"]):
         return domain_variables("SUPPQUAL").iloc[0:0]  # RELREC and custom domains
-    return domain_variables(domain)
+    return domain_variables(key)
 
 
 def is_bds(dataset: Dataset) -> bool:
@@ -158,9 +168,12 @@ def batch_frame(dataset: Dataset) -> pd.DataFrame:
         col = frame[var.name]
         if var.is_char and not pd.api.types.is_numeric_dtype(col):
             text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string[pyarrow]")
-            blank = (text.str.isspace() | (text.str.len() == 0)).fillna(False).astype(bool)
-            if blank.any():
-                frame[var.name] = col.where(~blank, None)
+            arr = pa.chunked_array(pa.array(text, from_pandas=True))
+            blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.utf8_length(arr), 0))
+            blank = pc.fill_null(blank, False)
+            if pc.any(blank).as_py():
+                mask = blank.to_numpy(zero_copy_only=False).astype(bool)
+                frame[var.name] = col.where(~mask, None)
     return frame
 
 
