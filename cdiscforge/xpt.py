@@ -801,28 +801,38 @@ _FAST_CHUNK_BYTES = 64 * 1024 * 1024
 
 
 def _char_chunk(block: np.ndarray, encoding: str | None) -> pa.Array:
-    """Fixed-width text (an (n, width) uint8 block) as trimmed pyarrow strings."""
+    """Fixed-width text (an (n, width) uint8 block) as pyarrow strings, trailing blanks (and
+    NULs) cut, all-blank values null: the padding is measured and dropped with numpy, and
+    the array is built from its buffers (no per-value work, one copy of the text)."""
     n, width = block.shape
-    data = pa.py_buffer(np.ascontiguousarray(block).tobytes())
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, data])
-    binary = fixed.cast(pa.binary())
+    filled = (block != 0x20) & (block != 0x00)
+    last = width - np.argmax(filled[:, ::-1], axis=1)
+    lengths = np.where(filled.any(axis=1), last, 0).astype(np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = block[np.arange(width) < lengths[:, None]]  # row-major: each value's bytes in turn
+    valid = lengths > 0
+    validity = pa.array(valid).buffers()[1] if not valid.all() else None
+    buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))]
+    null_count = int(n - valid.sum())
     if encoding is None or encoding.lower().replace("-", "") == "utf8":
+        text = pa.Array.from_buffers(pa.large_string(), n, buffers, null_count)
         try:
-            text = binary.cast(pa.string())
+            text.validate(full=True)  # UTF-8 check
         except pa.ArrowInvalid as exc:  # the caller starts again in Windows-1252
             raise UnicodeDecodeError("utf-8", b"", 0, 1, str(exc)) from exc
-    else:  # e.g. the CDISC pilot's Windows-1252 TS: decode each distinct value once
-        values = pd.Series(binary.to_numpy(zero_copy_only=False), dtype=object)
-        decoded = {u: u.decode(encoding, errors="replace") for u in values.unique()}
-        text = pa.array(values.map(decoded), type=pa.string())
-    return pc.utf8_rtrim(text, characters=" \x00")
+        return text
+    # e.g. the CDISC pilot's Windows-1252 TS: decode each distinct value once
+    binary = pa.Array.from_buffers(pa.large_binary(), n, buffers, null_count)
+    values = pd.Series(binary.to_numpy(zero_copy_only=False), dtype=object)
+    decoded = {u: u.decode(encoding, errors="replace") for u in values.dropna().unique()}
+    return pa.array(values.map(decoded), type=pa.large_string())
 
 
 def _char_series(chunks: list[pa.Array]) -> pd.Series:
     if not chunks:
         return pd.Series([], dtype="str")
-    series = pd.Series(pa.concat_arrays(chunks), dtype="str")
-    return series.mask(series == "")
+    return pd.Series(pa.chunked_array(chunks, type=pa.large_string()), dtype="str")
 
 
 def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
