@@ -181,13 +181,39 @@ def simulate(
     click.echo(f"simulated {len(result.files)} files in {time.perf_counter() - start:.1f}s")
 
 
+def _summary_table(result: object, limit: int = 60) -> list[str]:
+    """Findings as a fixed-width table: rule, severity, dataset, variable, count, message."""
+    from validation.catalogue import SEVERITIES
+
+    findings = sorted(
+        result.findings,  # type: ignore[attr-defined]
+        key=lambda f: (SEVERITIES.index(f.severity), f.rule_id, f.dataset, f.variables),
+    )
+    rows = [("rule", "severity", "dataset", "variable", "count", "message")]
+    for f in findings[:limit]:
+        message = f.message if len(f.message) <= 90 else f.message[:89] + "…"
+        rows.append(
+            (f.rule_id, f.severity, f.dataset, ",".join(f.variables), str(f.count), message)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+        for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 7)
+    if len(findings) > limit:
+        lines.append(f"... and {len(findings) - limit} more findings in the report")
+    return lines
+
+
 @main.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--report",
     "report",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write report.html and results.json (default DIRECTORY/validation).",
+    help="Folder for report.html, report.xlsx, results.json and gx/ "
+    "(default ./validation-report/<name of PATH>).",
 )
 @click.option(
     "--waivers",
@@ -195,28 +221,61 @@ def simulate(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A waivers.yaml of justified findings (e.g. specs/<study>/waivers.yaml).",
 )
-def validate(directory: Path, report: Path | None, waivers_file: Path | None) -> None:
-    """Validate the XPT files in DIRECTORY (ours or anyone's); exit 1 on error findings."""
+@click.option(
+    "--engine",
+    type=click.Choice(["native", "gx"]),
+    default="native",
+    show_default=True,
+    help="Evaluate the generated Great Expectations suites natively (fast) or through GX.",
+)
+@click.option("--ig", help="SDTMIG version (default: define.xml's, else 3.4; 3.4 is bundled).")
+@click.option(
+    "--ct", "ct_version", help="CT package date (default: define.xml's, else the bundled one)."
+)
+def validate(
+    path: Path,
+    report: Path | None,
+    waivers_file: Path | None,
+    engine: str,
+    ig: str | None,
+    ct_version: str | None,
+) -> None:
+    """Validate SDTM/ADaM datasets at PATH; exit 1 on error-level findings.
+
+    PATH is a folder of XPT files (ours or anyone's), a build output root (its sdtm/ and
+    adam/ together, with their define.xml), or a folder of Dataset-JSON files. The report is
+    written to ./validation-report/<name of PATH> unless --report says where; never into
+    PATH.
+    """
+    from datetime import UTC, datetime
+
     from validation import validate_directory, write_report
     from validation.waivers import load_waivers
 
     try:
         waivers = load_waivers(waivers_file) if waivers_file else []
-        result = validate_directory(directory, waivers=waivers)
+        result = validate_directory(
+            path, engine=engine, ig=ig, ct_version=ct_version, waivers=waivers
+        )
     except CdiscforgeError as exc:
         _fail(exc)
         return
     # Never write into the folder being validated (it may be someone else's data).
-    target = report or Path("validation") / directory.resolve().name
-    html, _ = write_report(result, target)
+    target = report or Path("validation-report") / path.resolve().name
+    run_date = datetime.now(UTC).replace(microsecond=0).isoformat()
+    html, _ = write_report(result, target, run_date=run_date)
     counts: dict[str, int] = {}
     for f in result.findings:
         key = f"{f.severity} (waived)" if f.waiver else f.severity
         counts[key] = counts.get(key, 0) + 1
     summary = ", ".join(f"{n} {sev}" for sev, n in sorted(counts.items())) or "no findings"
+    if result.findings:
+        click.echo("\n".join(_summary_table(result)))
+    run = result.run
     click.echo(
-        f"validated {len(result.datasets)} datasets in {result.timings.get('total', 0):.1f}s:"
-        f" {summary}. Report: {html}"
+        f"validated {len(result.datasets)} datasets ({run['input']['format']}; "
+        f"{', '.join(run['standards'])}; {run['ct']}; engine {run['engine']}) in "
+        f"{result.timings.get('total', 0):.1f}s: {summary}. Report: {html}"
     )
     if result.has_errors:
         sys.exit(1)

@@ -164,6 +164,6 @@ def test_validate_pilot_reports_into_cwd_not_into_the_data(tmp_path: Path) -> No
     result = _run("validate", pilot, cwd=tmp_path)
     assert result.returncode in (0, 1), result.stderr
     assert "validated 26 datasets" in result.stdout
-    report = tmp_path / "validation" / "sdtm"
+    report = tmp_path / "validation-report" / "sdtm"
     assert (report / "report.html").is_file() and (report / "results.json").is_file()
     assert sorted(p.name for p in pilot.iterdir()) == before

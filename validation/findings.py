@@ -17,12 +17,19 @@ import pandas as pd
 from validation.catalogue import SEVERITIES, Rule, Severity, rule
 
 Status = Literal["pass", "fail", "not applicable"]
+Engine = Literal["native", "great_expectations"]
+ENGINES: tuple[Engine, ...] = ("native", "great_expectations")
+# Records kept per finding: every affected record up to this bound (P21 caps its messages per
+# rule too); the finding's count is always the full number.
+DEFAULT_MAX_EXAMPLES = 1000
 
 
 def plain(value: Any) -> Any:
     """A JSON-ready Python value: numpy scalars unwrapped, NaN/NA as None, 3.0 as 3, dates ISO."""
     if isinstance(value, (tuple, list)):
         return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, np.generic):
         value = value.item()
     try:
@@ -105,7 +112,7 @@ class Check:
     variables: tuple[str, ...]
     description: str
     status: Status
-    engine: Literal["great_expectations", "rule"] = "rule"
+    engine: Literal["native", "great_expectations", "rule"] = "rule"
     reason: str = ""
 
     def sort_key(self) -> tuple:
@@ -129,12 +136,19 @@ class ValidationOptions:
 
     `ct=False` skips controlled-terminology checks (e.g. when no CT package is available);
     `skip_rules` silences rule ids a study has justified in its reviewer's guide (they are still
-    listed as checked, with the reason). `max_examples` bounds the records shown per finding.
+    listed as checked, with the reason). `max_examples` bounds the records kept per finding.
+    `check_lengths` adds the 200-byte length check, for input no XPT writer or file format
+    bounds (Dataset-JSON). `ig` / `adamig` / `ct_version` name the standards validated
+    against (the bundled ones by default; `validation.standards_select` checks a choice).
     """
 
     ct: bool = True
     skip_rules: frozenset[str] = frozenset()
-    max_examples: int = 5
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    check_lengths: bool = False
+    ig: str = "3.4"
+    adamig: str = "1.3"
+    ct_version: str = ""
 
 
 @dataclass
@@ -145,6 +159,10 @@ class ValidationResult:
     checked: list[Check] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     datasets: dict[str, int] = field(default_factory=dict)  # name -> record count
+    # What was run: tool version, standards, CT, engine, rules (the report header).
+    run: dict[str, Any] = field(default_factory=dict)
+    # The generated suites as GX ExpectationSuite JSON, by dataset (written to validation/gx/).
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def has_errors(self) -> bool:
@@ -167,6 +185,7 @@ class ValidationResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "has_errors": self.has_errors,
+            "run": dict(self.run),
             "datasets": dict(sorted(self.datasets.items())),
             "summary": self.summary(),
             "findings": [f.to_dict() for f in sorted(self.findings, key=Finding.sort_key)],

@@ -11,15 +11,22 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import replace
 from functools import cache
 from types import ModuleType
 from typing import Any
 
-from validation.catalogue import rule
-from validation.findings import Check, Finding, plain
-from validation.suites import SuitePlan, helper_label
+from validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
+from validation.suites import (
+    MESSAGE_VALUES,
+    Expectation,
+    ExpectationOutcome,
+    SuitePlan,
+    interpret,
+)
 
-PRESENCE_RULES = ("CF-DS-0001", "CF-DS-0003")
+ENGINE = "great_expectations"
+POSITION = "cdiscforge_position"
 
 
 @cache
@@ -52,28 +59,36 @@ def _context() -> Any:
     return context
 
 
-def _message(description: str, rule_id: str, count: int, values: list[Any]) -> str:
-    title = rule(rule_id).title
-    shown = ", ".join(repr(plain(v)) for v in values[:5])
-    tail = f" (e.g. {shown})" if shown else ""
-    return f"{title}: {count} record(s) fail '{description}'{tail}"
-
-
-def _examples(result: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    rows = result.get("partial_unexpected_index_list") or []
+def _examples(result: dict[str, Any], index_columns: list[str], limit: int) -> list[dict]:
+    rows = result.get("unexpected_index_list") or []
     out = []
     for row in rows[:limit]:
         if isinstance(row, dict):
-            out.append({helper_label(k): v for k, v in row.items()})
+            # GX renders a missing (pd.NA) locating value as the text "<NA>": it is missing.
+            out.append(
+                {k: (None if k in index_columns and v == "<NA>" else v) for k, v in row.items()}
+            )
         else:  # no locating columns: GX gives the frame index
             out.append({"row": int(row) + 1})
     return out
 
 
+def gx_expectation(exp: Expectation, position: int | None = None) -> Any:
+    """The real GX expectation object for one generated expectation.
+
+    `position` is kept in meta so a result can be paired with its expectation: GX does not
+    return results in the suite's order.
+    """
+    meta = dict(exp.meta)
+    if position is not None:
+        meta[POSITION] = position
+    return getattr(gx_expectations(), exp.gx_class)(meta=meta, **exp.kwargs)
+
+
 def run_suites(
-    plans: list[SuitePlan], *, max_examples: int = 5
+    plans: list[SuitePlan], *, max_examples: int = DEFAULT_MAX_EXAMPLES
 ) -> tuple[list[Finding], list[Check]]:
-    """Validate each plan's frame against its expectations; return findings and checks run."""
+    """Validate each plan's frame against its expectations through GX; findings and checks."""
     findings: list[Finding] = []
     checks: list[Check] = []
     if not plans:
@@ -84,58 +99,44 @@ def run_suites(
         context = _context()
         source = context.data_sources.add_pandas("cdiscforge")
         for plan in plans:
-            checks.extend(plan.not_applicable)
+            checks.extend(replace(c, engine=ENGINE) for c in plan.not_applicable)
             if not plan.expectations:
                 continue
             asset = source.add_dataframe_asset(plan.dataset)
             batch_def = asset.add_batch_definition_whole_dataframe(plan.dataset)
             suite = gx.ExpectationSuite(name=plan.dataset)
-            for exp in plan.expectations:
-                suite.add_expectation(exp)
+            for i, exp in enumerate(plan.expectations):
+                suite.add_expectation(gx_expectation(exp, i))
+            # COMPLETE: every unexpected record (the report lists them all, up to max_examples).
             result_format: dict[str, Any] = {
-                "result_format": "SUMMARY",
-                "partial_unexpected_count": max_examples,
+                "result_format": "COMPLETE",
+                "partial_unexpected_count": MESSAGE_VALUES,
             }
             if plan.index_columns:
                 result_format["unexpected_index_column_names"] = plan.index_columns
             batch = batch_def.get_batch(batch_parameters={"dataframe": plan.frame})
             outcome = batch.validate(suite, result_format=result_format)
             for res in outcome.results:
-                found, check = _interpret(plan.dataset, res, max_examples)
+                exp = plan.expectations[res.expectation_config.meta[POSITION]]
+                found, check = interpret(
+                    plan.dataset, exp, _outcome(res, plan, max_examples), ENGINE
+                )
                 checks.append(check)
                 findings.extend(found)
     return findings, checks
 
 
-def _interpret(dataset: str, res: Any, max_examples: int) -> tuple[list[Finding], Check]:
-    meta = res.expectation_config.meta or {}
-    rule_id = meta["rule_id"]
-    variables = tuple(meta.get("variables", ()))
-    description = meta.get("description", res.expectation_config.type)
+def _outcome(res: Any, plan: SuitePlan, max_examples: int) -> ExpectationOutcome:
     info = res.exception_info or {}
     if info.get("raised_exception"):
-        reason = f"check could not run: {info.get('exception_message')}"
-        check = Check(
-            rule_id, dataset, variables, description, "not applicable", "great_expectations", reason
-        )
-        return [], check
-    status = "pass" if res.success else "fail"
-    check = Check(rule_id, dataset, variables, description, status, "great_expectations")
-    if res.success:
-        return [], check
+        return ExpectationOutcome(False, error=str(info.get("exception_message")))
     result = dict(res.result or {})
-    if rule_id in PRESENCE_RULES:
-        missing = result.get("details", {}).get("mismatched", {}).get("missing", [])
-        title = rule(rule_id).title
-        return [Finding.of(rule_id, dataset, [v], 1, f"{title}: {v}") for v in missing], check
-    count = int(result.get("unexpected_count") or 0)
-    values = result.get("partial_unexpected_list") or []
-    finding = Finding.of(
-        rule_id,
-        dataset,
-        variables,
-        count,
-        _message(description, rule_id, count, values),
-        _examples(result, max_examples),
+    if res.success:
+        return ExpectationOutcome(True)
+    return ExpectationOutcome(
+        False,
+        count=int(result.get("unexpected_count") or 0),
+        values=list(result.get("partial_unexpected_list") or []),
+        examples=_examples(result, plan.index_columns, max_examples),
+        missing=list(result.get("details", {}).get("mismatched", {}).get("missing", [])),
     )
-    return [finding], check

@@ -12,16 +12,21 @@ report says what was *not* checked too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.standards import adam_variables, domain_variables, sdtmig_variables
-from validation.findings import Check, ValidationOptions
+from validation.catalogue import rule
+from validation.findings import Check, Finding, ValidationOptions, plain
 
 # Partial dates keep only the known leading parts (SDTMIG 4.4.4): 2019, 2019-01, 2019-01-05,
 # 2019-01-05T10, ...T10:30, ...T10:30:15(.5) with an optional UTC offset. Groups are
@@ -37,28 +42,79 @@ RELATIONSHIP_DATASETS = frozenset({"RELREC", "RELSUB", "RELSPEC"})
 
 
 @dataclass
+class Expectation:
+    """One generated expectation, as plain data in Great Expectations' own vocabulary.
+
+    `type` is GX's snake_case name (expect_column_values_to_be_in_set), `kwargs` its arguments
+    and `meta` our rule id, the variables a reviewer should look at and a description. Kept as
+    data (not a GX object) so the native engine never imports GX, the GX engine builds the
+    real expectation from it, and the GX JSON export is exactly what GX itself would load.
+    """
+
+    type: str
+    kwargs: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def rule_id(self) -> str:
+        return str(self.meta["rule_id"])
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("variables", ()))
+
+    @property
+    def description(self) -> str:
+        return str(self.meta.get("description", self.type))
+
+    @property
+    def gx_class(self) -> str:
+        """GX's class name: expect_column_values_to_be_in_set -> ExpectColumnValuesToBeInSet."""
+        return "".join(part.capitalize() for part in self.type.split("_"))
+
+    def columns(self) -> list[str]:
+        """Frame columns the expectation reads, first the one GX reports first."""
+        kw = self.kwargs
+        if "column" in kw:
+            return [kw["column"]]
+        if "column_A" in kw:
+            return [kw["column_A"], kw["column_B"]]
+        return list(kw.get("column_list", []))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "kwargs": dict(self.kwargs), "meta": dict(self.meta)}
+
+
+@dataclass
 class SuitePlan:
     """A generated suite for one dataset, with the batch frame it runs on."""
 
     dataset: str
-    expectations: list[Any]
+    expectations: list[Expectation]
     frame: pd.DataFrame
     index_columns: list[str]
     not_applicable: list[Check] = field(default_factory=list)
 
 
 def ig_table(dataset: Dataset) -> pd.DataFrame:
-    """The IG variable table that governs `dataset` (empty for custom or OCCDS datasets)."""
+    """The IG variable table that governs `dataset` (empty for custom or OCCDS datasets).
+
+    Shared and cached (every rule asks for it): callers must not modify the frame.
+    """
     if dataset.standard.upper().startswith("ADAM"):
         if dataset.name.upper() == "ADSL":
-            return adam_variables("ADSL")
-        if is_bds(dataset):
-            return adam_variables("BDS")
-        return adam_variables("ADSL").iloc[0:0]
-    domain = sdtm_domain(dataset)
-    if not domain.startswith("SUPP") and domain not in set(sdtmig_variables()["dataset"]):
+            return _ig_table("ADAM", "ADSL")
+        return _ig_table("ADAM", "BDS" if is_bds(dataset) else "")
+    return _ig_table("SDTM", sdtm_domain(dataset))
+
+
+@cache
+def _ig_table(kind: str, key: str) -> pd.DataFrame:
+    if kind == "ADAM":
+        return adam_variables(key) if key else adam_variables("ADSL").iloc[0:0]
+    if not key.startswith("SUPP") and key not in set(sdtmig_variables()["dataset"]):
         return domain_variables("SUPPQUAL").iloc[0:0]  # RELREC and custom domains
-    return domain_variables(domain)
+    return domain_variables(key)
 
 
 def is_bds(dataset: Dataset) -> bool:
@@ -105,22 +161,31 @@ def _round_sig(values: pd.Series, digits: int = 12) -> pd.Series:
 
 
 def batch_frame(dataset: Dataset) -> pd.DataFrame:
-    """The frame GX validates: blank character values as missing (SAS has no other null)."""
-    frame = dataset.frame.copy()
+    """The frame both engines validate: blank character values as missing (SAS has no other
+    null). A shallow copy (copy-on-write): only columns holding blanks are rewritten."""
+    frame = dataset.frame.copy(deep=False)
     for var in dataset.variables:
         col = frame[var.name]
         if var.is_char and not pd.api.types.is_numeric_dtype(col):
-            stripped = col.astype("string[pyarrow]").str.strip()
-            frame[var.name] = col.where(stripped.fillna("") != "", None)
+            text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string[pyarrow]")
+            arr = pa.chunked_array(pa.array(text, from_pandas=True))
+            blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.utf8_length(arr), 0))
+            blank = pc.fill_null(blank, False)
+            if pc.any(blank).as_py():
+                mask = blank.to_numpy(zero_copy_only=False).astype(bool)
+                frame[var.name] = col.where(~mask, None)
     return frame
 
 
-def _expect(cls_name: str, rule_id: str, variables: list[str], description: str, **kwargs: Any):
-    import validation.gx_runner as runner
+def _snake(cls_name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls_name).lower()
 
-    gxe = runner.gx_expectations()
-    meta = {"rule_id": rule_id, "variables": variables, "description": description}
-    return getattr(gxe, cls_name)(meta=meta, **kwargs)
+
+def _expect(
+    cls_name: str, rule_id: str, variables: list[str], description: str, **kwargs: Any
+) -> Expectation:
+    meta = {"rule_id": rule_id, "variables": list(variables), "description": description}
+    return Expectation(_snake(cls_name), kwargs, meta)
 
 
 @dataclass(frozen=True)
@@ -184,7 +249,7 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
     names = dataset.variable_names
     ig = ig_table(dataset)
     frame = batch_frame(dataset)
-    exps: list[Any] = []
+    exps: list[Expectation] = []
     na: list[Check] = []
 
     def not_applicable(rule_id: str, variables: list[str], description: str, why: str) -> None:
@@ -274,8 +339,11 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
                     regex=ISO8601,
                 )
             )
-        # A declared length <= 200 (e.g. read back from XPT) already bounds every value.
-        if var.is_char and (var.length is None or var.length > MAX_CHAR_LENGTH):
+        # Lengths are checked only where nothing else guarantees them (Dataset-JSON input):
+        # XPT v5 cannot hold more than 200 bytes per value, and cdiscforge's XPT writer
+        # refuses (never truncates) a value over 200 bytes or over its fixed length before
+        # anything is published (tests/test_validation_engine.py proves it).
+        if var.is_char and options.check_lengths:
             exps.append(
                 _expect(
                     "ExpectColumnValueLengthsToBeBetween",
@@ -286,7 +354,7 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
                     max_value=MAX_CHAR_LENGTH,
                 )
             )
-        elif var.value_range is not None:
+        if var.value_range is not None:
             lo, hi = var.value_range
             exps.append(
                 _expect(
@@ -299,6 +367,14 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
                     max_value=hi,
                 )
             )
+    if not options.check_lengths and any(v.is_char for v in dataset.variables):
+        not_applicable(
+            "CF-DS-0009",
+            [],
+            f"character values at most {MAX_CHAR_LENGTH} bytes",
+            "guaranteed without a check: XPT v5 holds at most 200 bytes per value and the "
+            "cdiscforge XPT writer refuses a longer value (it never truncates)",
+        )
 
     seq = seq_variable(dataset)
     if seq:
@@ -373,3 +449,111 @@ def helper_label(column: str) -> str:
     if not column.startswith(HELPER_PREFIX):
         return column
     return column[len(HELPER_PREFIX) :].split("_", 1)[0]
+
+
+PRESENCE_RULES = ("CF-DS-0001", "CF-DS-0003")
+MESSAGE_VALUES = 5  # unexpected values quoted in a finding's message
+
+
+@dataclass
+class ExpectationOutcome:
+    """What one expectation found, engine-neutral: the GX result fields findings are made of.
+
+    `values` are the first unexpected values (GX's partial_unexpected_list), `examples` the
+    unexpected records as GX's unexpected_index_list gives them (the checked column first,
+    then the locating columns, then the other checked columns; or {"row": n} without
+    locating columns), `missing` the absent columns of a table-level expectation.
+    """
+
+    success: bool
+    count: int = 0
+    values: list[Any] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def interpret(
+    dataset: str, exp: Expectation, out: ExpectationOutcome, engine: str
+) -> tuple[list[Finding], Check]:
+    """Turn one expectation's outcome into findings and the check that was run.
+
+    Both engines end here, so a finding reads the same whichever engine produced it.
+    """
+    rule_id, variables, description = exp.rule_id, exp.variables, exp.description
+    if out.error is not None:
+        reason = f"check could not run: {out.error}"
+        check = Check(rule_id, dataset, variables, description, "not applicable", engine, reason)
+        return [], check
+    status = "pass" if out.success else "fail"
+    check = Check(rule_id, dataset, variables, description, status, engine)
+    if out.success:
+        return [], check
+    title = rule(rule_id).title
+    if rule_id in PRESENCE_RULES:
+        return [Finding.of(rule_id, dataset, [v], 1, f"{title}: {v}") for v in out.missing], check
+    shown = ", ".join(repr(plain(v)) for v in out.values[:MESSAGE_VALUES])
+    tail = f" (e.g. {shown})" if shown else ""
+    message = f"{title}: {out.count} record(s) fail '{description}'{tail}"
+    examples = [{helper_label(k): v for k, v in row.items()} for row in out.examples]
+    return [Finding.of(rule_id, dataset, variables, out.count, message, examples)], check
+
+
+def _exportable(exp: Expectation) -> tuple[Expectation | None, str]:
+    """The expectation as it runs on the dataset's own columns, or why it cannot.
+
+    Helper columns exist only in our batch frame. The character-results codelist check
+    (non-numeric values in the codelist) becomes the equivalent regex on the real column;
+    --STRESN vs --STRESC needs both parsed and rounded, which no built-in GX expectation does.
+    """
+    helpers = [c for c in exp.columns() if c.startswith(HELPER_PREFIX)]
+    if not helpers:
+        return exp, ""
+    if exp.type == "expect_column_values_to_be_in_set" and helpers[0].endswith("_NON_NUMERIC"):
+        column = helper_label(helpers[0])
+        alternatives = "|".join(re.escape(v) for v in exp.kwargs["value_set"])
+        numeric = _NUMERIC_RESULT[1:-1]
+        regex = f"^(?:{numeric}|{alternatives})$" if alternatives else _NUMERIC_RESULT
+        kwargs = {"column": column, "regex": regex}
+        return Expectation("expect_column_values_to_match_regex", kwargs, dict(exp.meta)), ""
+    return None, (
+        f"{exp.description}: compares values parsed and rounded to 12 significant digits, "
+        "which no built-in GX expectation does; cdiscforge runs it on derived columns"
+    )
+
+
+def suite_json(plan: SuitePlan) -> dict[str, Any]:
+    """The plan's suite as a Great Expectations ExpectationSuite JSON document.
+
+    Load it with `great_expectations.ExpectationSuite(**json.load(fh))` and run it on the
+    dataset read with blank character values as missing (as `batch_frame` does). Checks that
+    cannot run on the dataset's own columns are listed under meta.cdiscforge.not_exported.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        gx_version = version("great_expectations")
+    except PackageNotFoundError:  # pragma: no cover - GX is a dependency
+        gx_version = ""
+    exported, skipped = [], []
+    for exp in plan.expectations:
+        portable, why = _exportable(exp)
+        if portable is None:
+            skipped.append(why)
+        else:
+            exported.append(portable.to_json())
+    return {
+        "name": plan.dataset,
+        "id": None,
+        "expectations": exported,
+        "meta": {
+            "great_expectations_version": gx_version,
+            "cdiscforge": {
+                "dataset": plan.dataset,
+                "locating_columns": list(plan.index_columns),
+                "blank_text_is_missing": True,
+                "not_exported": skipped,
+            },
+        },
+        "notes": None,
+    }
