@@ -151,7 +151,10 @@ def test_build_with_planted_faults_exits_1_and_publishes_nothing(
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", "--raw", str(default_raw), "--out", str(out)])
     assert result.exit_code == 1, result.output
-    payload = json.loads((out / "validation" / "results.json").read_text(encoding="utf-8"))
+    # A failed build's report goes to <out>/failed/ (the previous package is never replaced).
+    payload = json.loads(
+        (out / "failed" / "validation" / "results.json").read_text(encoding="utf-8")
+    )
     found = {(f["rule_id"], f["dataset"]) for f in payload["findings"] if not f.get("waiver")}
     for family in (
         ("CF-SD-0014", "DM"),
