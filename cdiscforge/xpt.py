@@ -223,30 +223,8 @@ def _observation_layout(fh: Any, path: Path) -> tuple[int, int]:
     header: 140 bytes, 136 on VAX), takes the row length from their positions and lengths,
     and checks that the OBS header card follows them.
     """
-    namestr_size = 140
-    offset = 0
-    while True:
-        card = fh.read(80)
-        offset += 80
-        if len(card) < 80:
-            raise InputError(path, "cannot read as SAS XPT v5: no NAMESTR header record")
-        if card.startswith(_MEMBER_HEADER):
-            namestr_size = int(card[74:78])
-        if card.startswith(_NAMESTR_HEADER):
-            break
-    count = int(card[54:58])
-    records = fh.read(count * namestr_size)
-    row_length = 0
-    for i in range(count):
-        record = records[i * namestr_size : (i + 1) * namestr_size]
-        (length,) = struct.unpack(">h", record[4:6])
-        (position,) = struct.unpack(">i", record[84:88])
-        row_length = max(row_length, position + length)
-    offset += -(-count * namestr_size // 80) * 80
-    fh.seek(offset)
-    if not fh.read(80).startswith(_OBS_HEADER):
-        raise InputError(path, "cannot read as SAS XPT v5: no OBS header after the NAMESTRs")
-    return offset + 80, row_length
+    obs_start, row_length, _ = _namestr_layout(fh, path)
+    return obs_start, row_length
 
 
 class _XptView(io.RawIOBase):
@@ -746,21 +724,24 @@ def _header(dataset: Dataset, created: datetime) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-def _namestr_layout(path: Path) -> tuple[int, int, list[tuple[str, bool, int, int]]]:
-    """Observation offset, row length and (name, is_char, position, length) per variable."""
-    with open(path, "rb") as fh:
-        namestr_size, offset = 140, 0
-        while True:
-            card = fh.read(80)
-            offset += 80
-            if len(card) < 80:
-                raise InputError(path, "cannot read as SAS XPT v5: no NAMESTR header record")
-            if card.startswith(_MEMBER_HEADER):
-                namestr_size = int(card[74:78])
-            if card.startswith(_NAMESTR_HEADER):
-                break
-        count = int(card[54:58])
-        records = fh.read(count * namestr_size)
+def _namestr_layout(fh: Any, path: Path) -> tuple[int, int, list[tuple[str, bool, int, int]]]:
+    """Observation offset, row length and (name, is_char, position, length) per variable.
+
+    Walks the 80-byte header cards of an open file to the NAMESTR records (their size is in
+    the member header: 140 bytes, 136 on VAX) and checks that the OBS header card follows.
+    """
+    namestr_size, offset = 140, 0
+    while True:
+        card = fh.read(80)
+        offset += 80
+        if len(card) < 80:
+            raise InputError(path, "cannot read as SAS XPT v5: no NAMESTR header record")
+        if card.startswith(_MEMBER_HEADER):
+            namestr_size = int(card[74:78])
+        if card.startswith(_NAMESTR_HEADER):
+            break
+    count = int(card[54:58])
+    records = fh.read(count * namestr_size)
     layout = []
     for i in range(count):
         rec = records[i * namestr_size : (i + 1) * namestr_size]
@@ -769,9 +750,12 @@ def _namestr_layout(path: Path) -> tuple[int, int, list[tuple[str, bool, int, in
         (position,) = struct.unpack(">i", rec[84:88])
         name = rec[8:16].decode("ascii", errors="replace").rstrip()
         layout.append((name, ntype == 2, position, length))
-    obs_start = offset + -(-count * namestr_size // 80) * 80 + 80
+    offset += -(-count * namestr_size // 80) * 80
+    fh.seek(offset)
+    if not fh.read(80).startswith(_OBS_HEADER):
+        raise InputError(path, "cannot read as SAS XPT v5: no OBS header after the NAMESTRs")
     row_length = max((p + n for _, _, p, n in layout), default=0)
-    return obs_start, row_length, layout
+    return offset + 80, row_length, layout
 
 
 def ibm_to_ieee(raw: np.ndarray) -> np.ndarray:
@@ -851,7 +835,8 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
     except UnicodeDecodeError:
         _, meta = _read_with_pyreadstat(path, "windows-1252", metadataonly=True)
     variables = _variables(meta)
-    obs_start, row_length, layout = _namestr_layout(path)
+    with open(path, "rb") as fh:
+        obs_start, row_length, layout = _namestr_layout(fh, path)
     size = path.stat().st_size
     if row_length == 0 or [v.name for v in variables] != [n for n, *_ in layout]:
         return read_xpt(path, encoding=encoding)

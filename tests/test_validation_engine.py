@@ -353,7 +353,9 @@ def test_validate_a_build_root(built: Path, tmp_path: Path) -> None:
     before = _listing(built)
     result = _run("validate", built, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "validated 23 datasets (build; SDTMIG 3.4, ADaMIG 1.3" in result.stdout
+    n_xpt = len(list((built / "sdtm").glob("*.xpt")) + list((built / "adam").glob("*.xpt")))
+    assert n_xpt > 20
+    assert f"validated {n_xpt} datasets (build; SDTMIG 3.4, ADaMIG 1.3" in result.stdout
     header = next(line for line in result.stdout.splitlines() if line.startswith("rule "))
     assert header.split() == ["rule", "severity", "dataset", "variable", "count", "message"]
     assert "CF-DS-0005  warning" in result.stdout
@@ -369,7 +371,9 @@ def test_validate_a_dataset_json_folder(built: Path, tmp_path: Path) -> None:
     folder = built / "datasetjson" / "sdtm"
     result = _run("validate", folder, "--report", tmp_path / "rep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "validated 19 datasets (dataset-json; SDTMIG 3.4;" in result.stdout
+    n_json = len(list(folder.glob("*.json")))
+    assert n_json == len(list((built / "sdtm").glob("*.xpt"))) > 15
+    assert f"validated {n_json} datasets (dataset-json; SDTMIG 3.4;" in result.stdout
     payload = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
     assert payload["run"]["input"]["format"] == "dataset-json"
     lengths = [c for c in payload["checked"] if c["rule_id"] == "CF-DS-0009"]
@@ -408,7 +412,7 @@ def test_fast_xpt_reader_reads_what_pyreadstat_reads(built: Path) -> None:
     from cdiscforge.xpt import read_xpt, read_xpt_fast
 
     files = sorted((built / "sdtm").glob("*.xpt")) + sorted((built / "adam").glob("*.xpt"))
-    assert len(files) == 23
+    assert len(files) == len(list(built.rglob("*.xpt"))) > 20
     for path in files:
         slow, fast = read_xpt(path), read_xpt_fast(path)
         pd.testing.assert_frame_equal(slow.frame, fast.frame)
