@@ -198,7 +198,9 @@ class RuleContext:
         # A column that is not raw (a variable computed from raw values) is reported only for
         # records without an error yet: the bad raw cell it came from is the one to fix.
         derived = self.source is None or column not in self.source.frame.columns
-        problem = f"{self.dataset}.{self.variable}: {problem}"
+        # A helper variable (_NAME) means nothing to the reader: name the dataset only.
+        where = self.dataset if self.variable.startswith("_") else f"{self.dataset}.{self.variable}"
+        problem = f"{where}: {problem}"
         raise_first(mask, values, self.located(column), problem, secondary=derived)
 
 
