@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -97,20 +98,9 @@ def test_unknown_code_exits_2_naming_row_and_value(tmp_path: Path, default_raw: 
 
 
 def test_validation_error_exits_1_and_publishes_only_the_report(
-    tmp_path: Path, default_raw: Path, seed_spec: Path
+    tmp_path: Path, failing_study: Callable
 ) -> None:
-    spec = tmp_path / "spec"
-    shutil.copytree(seed_spec, spec)
-    dm = spec / "sdtm" / "dm.yaml"
-    data = yaml.safe_load(dm.read_text())
-    sex = next(v for v in data["variables"] if v["name"] == "SEX")
-    sex["unmatched"] = "keep"  # let an unknown code through mapping: validation must stop it
-    dm.write_text(yaml.safe_dump(data, sort_keys=False))
-    raw = tmp_path / "raw"
-    shutil.copytree(default_raw, raw)
-    demo = pd.read_csv(raw / "demographics.csv", dtype=str, keep_default_na=False)
-    demo.loc[0, "SEX"] = "Femme"
-    demo.to_csv(raw / "demographics.csv", index=False)
+    spec, raw = failing_study(tmp_path)
     out = tmp_path / "out"
     result = _run("build", "--spec", spec, "--raw", raw, "--out", out)
     assert result.returncode == 1, result.stderr

@@ -15,12 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import yaml
 
 from cdiscforge.outputs import MANIFEST, Manifest, OutputRefused, check_target, swap_in
 
@@ -227,22 +225,11 @@ def test_read_only_out_or_parent_is_refused_before_building(
 
 @pytest.fixture(scope="module")
 def failed_build(
-    previous: Path, tmp_path_factory: pytest.TempPathFactory, default_raw: Path, seed_spec: Path
+    previous: Path, tmp_path_factory: pytest.TempPathFactory, failing_study: Callable
 ) -> tuple[Path, dict[str, str], subprocess.CompletedProcess[str]]:
     """A previous output, then a build of the same study whose validation fails."""
     tmp = tmp_path_factory.mktemp("failed")
-    spec = tmp / "spec"
-    shutil.copytree(seed_spec, spec)
-    dm = spec / "sdtm" / "dm.yaml"
-    data = yaml.safe_load(dm.read_text())
-    sex = next(v for v in data["variables"] if v["name"] == "SEX")
-    sex["unmatched"] = "keep"  # let an unknown code through mapping: validation must stop it
-    dm.write_text(yaml.safe_dump(data, sort_keys=False))
-    raw = tmp / "raw"
-    shutil.copytree(default_raw, raw)
-    demo = pd.read_csv(raw / "demographics.csv", dtype=str, keep_default_na=False)
-    demo.loc[0, "SEX"] = "Femme"
-    demo.to_csv(raw / "demographics.csv", index=False)
+    spec, raw = failing_study(tmp)
     out = _copy(previous, tmp / "out")
     before = _snapshot(out)
     result = _run("build", "--spec", spec, "--raw", raw, "--out", out)
