@@ -822,6 +822,22 @@ CATEGORICAL_MIN_ROWS = 100_000
 _CATEGORICAL_MAX_SHARE = 0.5
 
 
+def _char_chunk_encoded(block: np.ndarray, encoding: str | None) -> pa.DictionaryArray:
+    """`_char_chunk` dictionary-encoded: the fixed-width values are hashed as raw bytes in
+    pyarrow and only the distinct ones are trimmed and decoded (a 10,000-subject MK column is
+    a handful of values repeated 8.8 million times). Values equal after trimming (blank- vs
+    NUL-padded) share one dictionary entry; all-blank values are null, as in `_char_chunk`."""
+    n, width = block.shape
+    raw = np.ascontiguousarray(block)
+    fixed = pa.Array.from_buffers(pa.binary(width), n, [None, pa.py_buffer(raw)])
+    outer = fixed.dictionary_encode()
+    distinct = np.frombuffer(outer.dictionary.buffers()[1], dtype=np.uint8)
+    distinct = distinct[: len(outer.dictionary) * width].reshape(-1, width)
+    inner = _char_chunk(distinct, encoding).dictionary_encode()
+    indices = inner.indices.take(outer.indices)
+    return pa.DictionaryArray.from_arrays(indices, inner.dictionary)
+
+
 def _char_series(chunks: list[pa.Array]) -> pd.Series:
     if not chunks:
         return pd.Series([], dtype="str")
@@ -897,10 +913,8 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
                 part = block[:, position : position + length]
                 if is_char:
                     try:
-                        text = _char_chunk(part, encoding)
-                        if categorical:
-                            text = text.dictionary_encode()
-                        parts[var.name].append(text)
+                        chunk = _char_chunk_encoded if categorical else _char_chunk
+                        parts[var.name].append(chunk(part, encoding))
                     except UnicodeDecodeError:
                         if encoding is not None:
                             raise

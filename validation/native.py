@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
+from validation.operations import as_string
 from validation.suites import (
     MESSAGE_VALUES,
     Expectation,
@@ -47,7 +48,7 @@ Mask = np.ndarray  # boolean, one entry per frame row: True = unexpected
 def _text(series: pd.Series) -> pd.Series:
     if isinstance(series.dtype, pd.StringDtype):
         return series
-    return series.astype("string[pyarrow]")
+    return as_string(series)
 
 
 def _mask(values: pd.Series) -> Mask:

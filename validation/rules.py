@@ -18,6 +18,7 @@ import pandas as pd
 from cdiscforge.model import Dataset
 from validation.catalogue import RULES, rule
 from validation.findings import Check, Finding
+from validation.operations import as_string
 from validation.suites import ig_table, index_columns, sdtm_domain
 
 CheckFn = Callable[["Study"], Iterable["Outcome"]]
@@ -124,7 +125,7 @@ def _dates(values: pd.Series) -> pd.Series:
     """Full dates (YYYY-MM-DD) of ISO 8601 text or datetimes; partial or bad values as NaT."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.dt.normalize()
-    text = values.astype("string[pyarrow]").str.slice(0, 10)
+    text = as_string(values).str.slice(0, 10)
     return pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
 
 
@@ -438,8 +439,8 @@ def sd_supp_parents(study: Study) -> Iterable[Outcome]:
                 if pd.api.types.is_numeric_dtype(pf[var]):
                     left, right = _num(f["IDVARVAL"]).round(6), pf[var].astype("float64").round(6)
                 else:
-                    left = f["IDVARVAL"].astype("string").str.strip()
-                    right = pf[var].astype("string").str.strip()
+                    left = as_string(f["IDVARVAL"], "string").str.strip()
+                    right = as_string(pf[var], "string").str.strip()
                 keys = pd.MultiIndex.from_arrays(
                     [pf["USUBJID"].astype("object"), right.astype("object")]
                 )

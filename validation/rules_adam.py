@@ -181,11 +181,13 @@ def ad_imputation_flags(study: Study) -> Iterable[Outcome]:
                 continue
             sdtm_date = op.lookup(
                 f.assign(
-                    _K=f["USUBJID"].astype("string") + "|" + op.as_number(f[seq]).astype("string")
+                    _K=op.as_string(f["USUBJID"], "string")
+                    + "|"
+                    + op.as_number(f[seq]).astype("string")
                 ),
                 "_K",
                 parent.assign(
-                    _K=parent["USUBJID"].astype("string")
+                    _K=op.as_string(parent["USUBJID"], "string")
                     + "|"
                     + op.as_number(parent[seq]).astype("string")
                 ),

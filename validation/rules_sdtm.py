@@ -142,7 +142,7 @@ def _lengths(ds: Dataset, frame: pd.DataFrame) -> dict[str, int]:
         if var.length:
             out[var.name] = int(var.length)
         else:
-            values = frame[var.name].dropna().astype("string[pyarrow]")
+            values = op.as_string(frame[var.name].dropna())
             out[var.name] = max(int(values.str.encode("utf-8").str.len().max()), 1)
     return out
 

@@ -27,6 +27,7 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.standards import adam_variables, domain_variables, sdtmig_variables
 from validation.catalogue import rule
 from validation.findings import Check, Finding, ValidationOptions, plain
+from validation.operations import as_string
 
 # Partial dates keep only the known leading parts (SDTMIG 4.4.4): 2019, 2019-01, 2019-01-05,
 # 2019-01-05T10, ...T10:30, ...T10:30:15(.5) with an optional UTC offset. Groups are
@@ -166,7 +167,13 @@ def batch_frame(dataset: Dataset) -> pd.DataFrame:
     frame = dataset.frame.copy(deep=False)
     for var in dataset.variables:
         col = frame[var.name]
-        if var.is_char and not pd.api.types.is_numeric_dtype(col):
+        if var.is_char and isinstance(col.dtype, pd.CategoricalDtype):
+            # read_xpt_fast's categoricals: look for blanks among the categories only
+            cats = col.cat.categories
+            blank = pd.Series(cats.astype("str"), dtype="str").str.strip().eq("").to_numpy()
+            if blank.any():
+                frame[var.name] = col.where(~col.isin(cats[blank]), None)
+        elif var.is_char and not pd.api.types.is_numeric_dtype(col):
             text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string[pyarrow]")
             arr = pa.chunked_array(pa.array(text, from_pandas=True))
             blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.utf8_length(arr), 0))
@@ -313,7 +320,7 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
                 description = f"{v} in {kind} codelist {codelist.short_name} ({codelist.code})"
                 if codelist.code in _CHARACTER_RESULT_CODELISTS:
                     column = f"{HELPER_PREFIX}{v}_NON_NUMERIC"
-                    text = frame[v].astype("string")
+                    text = as_string(frame[v], "string")
                     frame[column] = text.where(~text.str.match(_NUMERIC_RESULT).fillna(True))
                     description += " (non-numeric results)"
                 exps.append(
