@@ -442,3 +442,69 @@ def test_fast_xpt_reader_on_special_missing_and_windows_1252(tmp_path: Path) -> 
     assert fast.frame["TSVAL"].tolist()[:2] == ["CAFÉZZ", "  lead"]
     assert fast.frame["TSSEQ"].isna().tolist() == [False, False, True]
     assert fast.frame["TSSEQ"].tolist()[:2] == [1.5, 12345.25]
+
+
+# --- large files are read with categorical text columns ---------------------------------------
+
+
+def _plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    from validation.operations import plain
+
+    return pd.DataFrame({c: plain(frame[c]) for c in frame.columns}, index=frame.index)
+
+
+def test_fast_xpt_reader_categoricals_hold_the_same_values(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file read as a large one would be (categoricals where few values are distinct)
+    holds what pyreadstat reads; a column of mostly distinct values stays str."""
+    import cdiscforge.xpt as xpt
+
+    monkeypatch.setattr(xpt, "CATEGORICAL_MIN_ROWS", 0)
+    categorical = 0
+    for path in sorted((built / "sdtm").glob("*.xpt")) + sorted((built / "adam").glob("*.xpt")):
+        slow, fast = xpt.read_xpt(path), xpt.read_xpt_fast(path)
+        categorical += sum(isinstance(t, pd.CategoricalDtype) for t in fast.frame.dtypes)
+        pd.testing.assert_frame_equal(slow.frame, _plain_frame(fast.frame))
+        assert [vars(v) for v in slow.variables] == [vars(v) for v in fast.variables]
+    assert categorical > 100
+    dm = xpt.read_xpt_fast(built / "sdtm" / "dm.xpt").frame
+    assert isinstance(dm["STUDYID"].dtype, pd.CategoricalDtype)
+    assert dm["USUBJID"].dtype == "str"  # one value per record: not worth a dictionary
+    assert list(dm["STUDYID"].cat.categories) == sorted(dm["STUDYID"].cat.categories)
+
+
+def test_findings_do_not_depend_on_categorical_columns(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planted faults in record, cross-dataset and subject-level rules give the same findings
+    and checks whether the XPT text is read as str or as categoricals."""
+    import cdiscforge.xpt as xpt
+    from validation.api import validate_directory
+
+    folder = tmp_path / "sdtm"
+    shutil.copytree(built / "sdtm", folder)
+    created = datetime(2024, 1, 1)
+    dm = xpt.read_xpt(folder / "dm.xpt")
+    dm.frame = pd.concat([dm.frame, dm.frame.iloc[[0]]], ignore_index=True)  # USUBJID twice
+    dm.frame.loc[1, "SEX"] = "X"
+    dm.frame.loc[2, "RFSTDTC"] = "2019-13-45"
+    write_xpt(dm, folder / "dm.xpt", created=created)
+    ae = xpt.read_xpt(folder / "ae.xpt")
+    ae.frame.loc[0, "AEENDTC"] = "1999-01-01"  # ends before it starts
+    ae.frame.loc[1, "AEDECOD"] = None
+    ae.frame.loc[2, "EPOCH"] = None
+    write_xpt(ae, folder / "ae.xpt", created=created)
+    lb = xpt.read_xpt(folder / "lb.xpt")
+    lb.frame.loc[0:3, "LBORRESU"] = None
+    lb.frame.loc[4, "LBDY"] = 999.0
+    lb.frame.loc[5, "VISIT"] = "NOT A VISIT"
+    lb.frame.loc[6, "LBSTRESC"] = "12.5"
+    write_xpt(lb, folder / "lb.xpt", created=created)
+
+    plain = validate_directory(folder)
+    monkeypatch.setattr(xpt, "CATEGORICAL_MIN_ROWS", 0)
+    categorical = validate_directory(folder)
+    assert _findings(plain) == _findings(categorical)
+    assert _checks(plain) == _checks(categorical)
+    assert len({f["rule_id"] for f in _findings(plain)}) >= 8

@@ -30,6 +30,16 @@ def as_string(values: pd.Series, dtype: str = "string[pyarrow]") -> pd.Series:
     return pd.Series(pa.chunked_array([taken]), dtype=dtype, index=values.index, name=values.name)
 
 
+def plain(values: pd.Series) -> pd.Series:
+    """A categorical (see `as_string`) as the column it stands for: str for text categories,
+    otherwise its categories' dtype; any other column unchanged."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    if pd.api.types.is_string_dtype(values.cat.categories):
+        return as_string(values, "str")
+    return values.astype(values.cat.categories.dtype)
+
+
 def text(values: pd.Series) -> pd.Series:
     """Values as stripped pyarrow strings, blanks as missing."""
     out = as_string(values).str.strip()
@@ -155,4 +165,4 @@ def lookup(
 ) -> pd.Series:
     """`other[value]` for each record's `key` (first match), aligned to `frame`."""
     table = other[[other_key, value]].dropna(subset=[other_key]).drop_duplicates(other_key)
-    return frame[key].map(table.set_index(other_key)[value])
+    return plain(frame[key].map(plain(table.set_index(other_key)[value])))

@@ -18,7 +18,7 @@ import pandas as pd
 from cdiscforge.model import Dataset
 from validation.catalogue import RULES, rule
 from validation.findings import Check, Finding
-from validation.operations import as_string
+from validation.operations import as_string, plain
 from validation.suites import ig_table, index_columns, sdtm_domain
 
 CheckFn = Callable[["Study"], Iterable["Outcome"]]
@@ -478,8 +478,8 @@ def sd_study_day(study: Study) -> Iterable[Outcome]:
             )
             continue
         f = study.frames[ds.name]
-        rf = f["USUBJID"].map(
-            _dates(dm["RFSTDTC"]).set_axis(dm["USUBJID"]).groupby(level=0).first()
+        rf = plain(
+            f["USUBJID"].map(_dates(dm["RFSTDTC"]).set_axis(dm["USUBJID"]).groupby(level=0).first())
         )
         for dy, dtc in pairs:
             days = (_dates(f[dtc]) - rf).dt.days
@@ -580,7 +580,7 @@ def ad_trtemfl(study: Study) -> Iterable[Outcome]:
             elif adsl is not None and var in adsl.columns:
                 # first record per subject: a duplicated ADSL subject is CF-AD-0007's finding
                 by_subject = _dates(adsl[var]).set_axis(adsl["USUBJID"]).groupby(level=0).first()
-                dates[var] = f["USUBJID"].map(by_subject)
+                dates[var] = plain(f["USUBJID"].map(by_subject))
         if "TRTSDT" not in dates:
             yield not_applicable(
                 "CF-AD-0005",

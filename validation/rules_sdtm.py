@@ -416,7 +416,7 @@ def sd_epoch_missing(study: Study) -> Iterable[Outcome]:
             continue
         first = op.full_dates(se["SESTDTC"]).groupby(se["USUBJID"]).min()
         when = op.full_dates(f[date])
-        bad = ~op.present(f, "EPOCH") & when.notna() & (when >= f["USUBJID"].map(first))
+        bad = ~op.present(f, "EPOCH") & when.notna() & (when >= op.plain(f["USUBJID"].map(first)))
         yield outcome(
             study,
             "CF-SD-0024",
