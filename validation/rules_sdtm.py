@@ -346,7 +346,9 @@ def sd_baseline(study: Study) -> Iterable[Outcome]:
                 for ds, flag in items
             ]
         )
-        bad = _assigned(dm) & ~dm["USUBJID"].isin(with_bl.dropna())
+        # distinct subjects only: isin on pyarrow strings walks its values in Python
+        subjects = op.plain(with_bl.dropna().drop_duplicates()).astype("object")
+        bad = _assigned(dm) & ~dm["USUBJID"].isin(subjects)
         found = outcome(
             study,
             "CF-SD-0019",
