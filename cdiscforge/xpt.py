@@ -878,6 +878,9 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
     from pyreadstat's metadata-only read, so both readers describe a file the same way
     (tests/test_validation_engine.py compares them). Trailing all-blank observations are padding, as
     readstat takes them. A file holding more than one member is read with `read_xpt`.
+    From `CATEGORICAL_MIN_ROWS` observations on, text columns with few distinct values are
+    pandas categoricals (same values, a fraction of the memory); `validation.operations.plain`
+    and `as_string` give the str column back where a caller needs one.
     """
     path = Path(path)
     try:
