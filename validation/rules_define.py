@@ -4,9 +4,11 @@ a method for every derived one, value-level metadata for every SUPP-- QNAM (and 
 --TESTCD where define.xml keys a result's value list on it), and the codelists the data use
 present in define.xml and listing the data's values.
 
-Validation inside a build runs before define.xml is written, so these rules run where a
-define.xml sits beside the data: `cdiscforge validate DIR` (validation/api.py calls
-`define_findings`), and a build may call `check_define(define_path, datasets)` after writing it.
+They run where a define.xml sits beside the data: `cdiscforge validate DIR`
+(validation/api.py calls `define_findings`), and inside `cdiscforge build`, which validates the
+datasets before define.xml exists and then, once write_outputs has written each stage's
+define.xml into the staging folder, adds these rules' findings (`add_define_checks`) before
+the publishing gate.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cdiscforge.errors import InputError
 from cdiscforge.model import Dataset
 from validation.catalogue import params, rule
 from validation.findings import Check, Finding, ValidationResult
+from validation.waivers import Waiver, apply_waivers
 
 ODM = "http://www.cdisc.org/ns/odm/v1.3"
 DEF_NAMESPACES = ("http://www.cdisc.org/ns/def/v2.1", "http://www.cdisc.org/ns/def/v2.0")
@@ -375,3 +378,22 @@ def define_findings(
     result.checked.extend(checks)
     result.sort()
     return result
+
+
+def add_define_checks(
+    result: ValidationResult,
+    define_path: Path,
+    datasets: Sequence[Dataset],
+    waivers: Sequence[Waiver] = (),
+) -> list[Finding]:
+    """Add the define.xml rules' findings (with `waivers` applied to them) to a result whose
+    own waivers were applied already, as a build does once define.xml is written; returns the
+    new findings. Waivers are applied to the define findings and checks alone, so a waiver of
+    another rule is neither applied twice nor reported as stale here."""
+    findings, checks = check_define(define_path, datasets)
+    part = ValidationResult(findings=findings, checked=checks)
+    apply_waivers(part, waivers)
+    result.findings.extend(part.findings)
+    result.checked.extend(part.checked)
+    result.sort()
+    return part.findings
