@@ -6,7 +6,9 @@ written into a staging folder beside it. Only when every stage succeeded and val
 found no error-level finding are the new files swapped in, replacing exactly the files the
 previous build's manifest lists: the user's own files in the folder stay, and a reader
 never sees a half-written or unvalidated submission. When validation fails, its report and
-the build log go to `<out>/failed/` and the previous package stays byte-identical. Any
+the build log go to `<out>/failed/` and the previous package stays byte-identical; that
+includes the define.xml rules, run on each stage's define.xml once it is written in staging
+(a failure there publishes none of the written files either). Any
 other failure, Ctrl-C or SIGTERM leaves `<out>` as it was and no staging folder behind.
 """
 
@@ -146,8 +148,12 @@ def _build(
     result = _timed(
         timings, "validate", lambda: validate_datasets(list(datasets.values()), waivers=waivers)
     )
-    write_report(result, staging / "validation", generated=study.creation_datetime)  # type: ignore[arg-type]
-    if result.has_errors:  # type: ignore[attr-defined]
+
+    def refuse(written: bool) -> ValidationFailed:
+        """Move the report and log (not the datasets) to <out>/failed/; the error to raise."""
+        if written:  # define.xml rules failed after write_outputs: publish none of its files
+            for folder in _WRITTEN_FOLDERS:
+                outputs.remove_tree(staging / folder)
         log.timings.update(timings)
         log.write(staging)
         outputs.write_manifest(staging, inputs=inputs)
@@ -158,24 +164,37 @@ def _build(
             state.failed,
             backup=out_dir.parent / f".{out_dir.name}.failed-backup-{os.getpid()}",
         )
-        errors = [f for f in result.findings if f.severity == "error"]  # type: ignore[attr-defined]
+        errors = [f for f in result.findings if f.severity == "error" and not f.waiver]  # type: ignore[attr-defined]
         first = errors[0]
         kept = (
             f"the previous output in {out_dir} is unchanged"
             if state.manifest is not None
             else "no datasets were published"
         )
-        raise ValidationFailed(
+        return ValidationFailed(
             f"validation found {len(errors)} error-level finding(s); {kept}. "
             f"First: {first.rule_id} {first.dataset} {','.join(first.variables)}: "
             f"{first.message}. "
             f"Report: {failed / 'validation' / 'report.html'}; log: {failed / 'build.log'}"
         )
 
+    report = staging / "validation"
+    write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
+    if result.has_errors:  # type: ignore[attr-defined]
+        raise refuse(written=False)
+
     say("write")
     files = _timed(
         timings, "write", lambda: write_outputs(study, sdtm_sets, adam_sets, staging, log)
     )
+    say("validate define.xml")
+    start = time.perf_counter()  # counted as validation time (timings.json "validate")
+    _check_defines(staging, sdtm_sets, adam_sets, result, waivers, log)
+    timings["validate"] = round(timings["validate"] + time.perf_counter() - start, 3)
+    outputs.remove_tree(report)  # rewritten with the define.xml rules' findings
+    write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
+    if result.has_errors:  # type: ignore[attr-defined]
+        raise refuse(written=True)
     log.timings.update(timings)
     log.write(staging)
     outputs.write_manifest(staging, inputs=inputs)
@@ -192,6 +211,39 @@ def _build(
         state.foreign,
         notes,  # type: ignore[arg-type]
     )
+
+
+# Folders write_outputs fills in the staging folder (a failed build publishes none of them).
+_WRITTEN_FOLDERS = ("sdtm", "adam", "datasetjson", "tables")
+
+
+def _check_defines(
+    staging: Path,
+    sdtm_sets: dict[str, Dataset],
+    adam_sets: dict[str, Dataset],
+    result: Any,
+    waivers: Any,
+    log: BuildLog,
+) -> None:
+    """Run the define.xml rules (validation/rules_define.py) on each stage's written
+    define.xml against that stage's datasets, adding their findings to `result` (waivers
+    applied) so error-level ones stop publishing like any validation error; every unwaived
+    finding is also a line of the build log."""
+    from validation.rules_define import add_define_checks
+
+    for stage, sets in (("sdtm", sdtm_sets), ("adam", adam_sets)):
+        define = staging / stage / "define.xml"
+        if not sets or not define.is_file():
+            continue
+        found = add_define_checks(result, define, list(sets.values()), waivers)
+        open_ = [f for f in found if not f.waiver]
+        for f in open_:
+            log.warn("validate", f.dataset, f"define.xml {f.rule_id} ({f.severity}): {f.message}")
+        log.info(
+            "validate",
+            stage.upper(),
+            f"define.xml rules: {len(found)} finding(s), {len(found) - len(open_)} waived",
+        )
 
 
 def _input_hashes(

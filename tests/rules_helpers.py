@@ -2,8 +2,9 @@
 
 `rich_study()` is test_validation's three-subject study plus the datasets and variables the
 newer rules read (TS with every FDA-required parameter, TE, DS, IE for the screen failure,
-SUPPAE.AETRTEM, baseline flags and units in LB, CHG/PCHG/ANL01FL in ADLB, ASTDTF in ADAE),
-so each rule has a clean case here and a planted fault in the tests.
+SUPPAE.AETRTEM, DM.RFPENDTC and TV.VISITDY, baseline flags and units in LB,
+CHG/PCHG/ANL01FL in ADLB, ASTDTF in ADAE), so each rule has a clean case here and a
+planted fault in the tests.
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ def rich_study() -> dict[str, Dataset]:
     add_column(study, "LB", "LBBLFL", ["Y", None, "Y", None])
     add_column(study, "SV", "SVPRESP", ["Y"] * 4)
     add_column(study, "SV", "SVOCCUR", ["Y"] * 4)
+    add_column(study, "DM", "RFPENDTC", ["2019-01-17", "2019-02-08", "2019-01-05"])
+    add_column(study, "TV", "VISITDY", [1.0, 8.0], "Num")
     add_column(study, "ADLB", "CHG", [None, 14.0, None, -15.5], "Num")
     add_column(study, "ADLB", "PCHG", [None, 100 * 14 / 21, None, 100 * -15.5 / 18], "Num")
     add_column(study, "ADLB", "ANL01FL", ["Y"] * 4)

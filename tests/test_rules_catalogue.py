@@ -85,3 +85,14 @@ def test_p21_warnings_are_not_errors_here():
     for r in RULES.values():
         if set(r.p21) & p21_warnings:
             assert r.severity != "error" or r.calibration, r.id
+
+
+def test_core_ids_are_well_formed_and_on_the_rules_they_mirror():
+    cores = {r.id: r.core for r in RULES.values() if r.core}
+    assert all(re.fullmatch(r"CORE-\d{6}", c) for ids in cores.values() for c in ids)
+    # The ids checked against CORE's published rules (validation/rules.yaml header).
+    assert cores["CF-MD-0006"] == ("CORE-000852",)
+    assert cores["CF-SD-0024"] == ("CORE-000701",)
+    assert "CORE-000741" in cores["CF-SD-0026"]
+    assert cores["CF-SD-0034"] == ("CORE-000038",)
+    assert "CORE" in RULES["CF-MD-0006"].mirrors

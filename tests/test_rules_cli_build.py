@@ -164,3 +164,55 @@ def test_build_with_planted_faults_exits_1_and_publishes_nothing(
     ):
         assert family in found, family
     assert not list(out.rglob("*.xpt"))
+
+
+def test_build_fails_on_a_define_xml_error_and_publishes_nothing(
+    tmp_path, default_raw, monkeypatch
+):
+    """5 define.xml through build: the define.xml rules run on the written define.xml; an
+    error there (MedDRA without a version, CF-DF-0006) fails the build like any validation
+    error: exit 1, no dataset or define.xml published, the report and log in <out>/failed/."""
+    import cdiscforge.define
+
+    original = cdiscforge.define.write_define
+
+    def unversioned_meddra(*args, **kwargs):
+        path = original(*args, **kwargs)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(
+            text.replace('Dictionary="MedDRA" Version="', 'Dictionary="MedDRA" Release="'),
+            encoding="utf-8",
+        )
+        return path
+
+    monkeypatch.setattr(cdiscforge.define, "write_define", unversioned_meddra)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["build", "--raw", str(default_raw), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "CF-DF-0006" in result.output and "no datasets were published" in result.output
+    failed = out / "failed"
+    payload = json.loads((failed / "validation" / "results.json").read_text(encoding="utf-8"))
+    errors = {
+        (f["rule_id"], f["dataset"])
+        for f in payload["findings"]
+        if f["severity"] == "error" and not f.get("waiver")
+    }
+    assert ("CF-DF-0006", "AE") in errors
+    assert {r for r, _ in errors} == {"CF-DF-0006"}
+    assert "CF-DF-0006" in (failed / "build.log").read_text(encoding="utf-8")
+    assert not list(out.rglob("*.xpt")) and not list(out.rglob("define.xml"))
+    assert not [f for f in ("sdtm", "adam", "datasetjson", "tables") if (failed / f).exists()]
+
+
+def test_default_build_runs_the_define_xml_rules_clean(tmp_path, default_raw):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["build", "--raw", str(default_raw), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "validation" / "results.json").read_text(encoding="utf-8"))
+    ran = {c["rule_id"] for c in payload["checked"] if c["status"] != "not applicable"}
+    assert {"CF-DF-0001", "CF-DF-0006", "CF-DF-0009", "CF-DF-0010", "CF-DF-0012"} <= ran
+    define_findings = [
+        f for f in payload["findings"] if f["rule_id"].startswith("CF-DF") and not f.get("waiver")
+    ]
+    assert define_findings == []
+    assert "define.xml rules" in (out / "build.log").read_text(encoding="utf-8")

@@ -26,9 +26,36 @@ def define_xml(
     no_meddra=False,
     no_origin=None,
     no_method=None,
+    vlm=None,
+    codelists=None,
 ) -> str:
-    """A minimal Define-XML 2.1 document describing `datasets`, with one fault planted."""
-    groups, items = [], []
+    """A minimal Define-XML 2.1 document describing `datasets`, with one fault planted.
+
+    `vlm` maps (dataset, variable) to (key variable, values): a ValueListDef on the variable
+    with one WhereClauseDef per value; `codelists` maps (dataset, variable) to (CodeList OID,
+    coded values, or None for a CodeListRef to no CodeList).
+    """
+    vlm, codelists = vlm or {}, codelists or {}
+    groups, items, extra = [], [], []
+    for (dsname, var), (key, values) in vlm.items():
+        refs = "".join(
+            f'<ItemRef ItemOID="IT.{dsname}.{var}.{v}" OrderNumber="{i}" Mandatory="No">'
+            f'<def:WhereClauseRef WhereClauseOID="WC.{dsname}.{var}.{v}"/></ItemRef>'
+            for i, v in enumerate(values, 1)
+        )
+        extra.append(f'<def:ValueListDef OID="VL.{dsname}.{var}">{refs}</def:ValueListDef>')
+        extra += [
+            f'<def:WhereClauseDef OID="WC.{dsname}.{var}.{v}"><RangeCheck Comparator="EQ" '
+            f'SoftHard="Soft" def:ItemOID="IT.{dsname}.{key}"><CheckValue>{v}</CheckValue>'
+            "</RangeCheck></def:WhereClauseDef>"
+            for v in values
+        ]
+    for oid, values in {o: v for o, v in codelists.values() if v is not None}.items():
+        extra.append(
+            f'<CodeList OID="{oid}" Name="{oid}" DataType="text">'
+            + "".join(f'<EnumeratedItem CodedValue="{v}"/>' for v in values)
+            + "</CodeList>"
+        )
     for ds in datasets:
         if ds.name == skip_dataset:
             continue
@@ -59,6 +86,10 @@ def define_xml(
                 if name == "AEDECOD" and not no_meddra
                 else ""
             )
+            if (ds.name, name) in codelists:
+                codelist = f'<CodeListRef CodeListOID="{codelists[ds.name, name][0]}"/>'
+            if (ds.name, name) in vlm:
+                origin += f'<def:ValueListRef ValueListOID="VL.{ds.name}.{name}"/>'
             items.append(
                 f'<ItemDef OID="{oid}" Name="{name}" DataType="{data_type}" Length="{size}">'
                 f"{codelist}{origin}</ItemDef>"
@@ -71,6 +102,7 @@ def define_xml(
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><ODM xmlns="{ODM}" xmlns:def="{DEF}">'
         '<Study OID="S"><MetaDataVersion OID="MDV" Name="MDV">'
+        + "".join(extra)
         + "".join(groups)
         + "".join(items)
         + '<CodeList OID="CL.MEDDRA" Name="MedDRA" DataType="text">'
@@ -124,3 +156,70 @@ def test_length_mismatch_is_a_notice(tmp_path, datasets):
         ae.variable("AETERM").length = None
     (finding,) = findings
     assert finding.rule_id == "CF-DF-0005" and finding.severity == "notice"
+
+
+# Value-level metadata and codelists: SUPPAE QVAL by QNAM, LB results by LBTESTCD, and a
+# define codelist for LBORRESU, all matching the rich study's data.
+CLEAN_VLM = {
+    ("SUPPAE", "QVAL"): ("QNAM", ["AETRTEM"]),
+    ("LB", "LBORRES"): ("LBTESTCD", ["ALT"]),
+    ("LB", "LBSTRESC"): ("LBTESTCD", ["ALT"]),
+}
+CLEAN_CODELISTS = {("LB", "LBORRESU"): ("CL.UNIT", ["U/L"])}
+
+
+@pytest.fixture()
+def more():
+    study = rich_study()
+    return [study[n] for n in ("AE", "DM", "SUPPAE", "LB")]
+
+
+def test_value_level_metadata_and_codelists_matching_the_data_are_clean(tmp_path, more):
+    assert _found(tmp_path, more, vlm=CLEAN_VLM, codelists=CLEAN_CODELISTS) == {}
+
+
+def test_supp_qnam_without_value_level_metadata(tmp_path, more):
+    more[2].frame.loc[0, "QNAM"] = "AESPFL"  # a qualifier define.xml does not describe
+    found = _found(tmp_path, more, vlm=CLEAN_VLM, codelists=CLEAN_CODELISTS)
+    assert found == {("CF-DF-0009", "SUPPAE", ("QVAL", "QNAM")): 1}
+
+
+def test_supp_without_any_qval_value_list(tmp_path, more):
+    vlm = {k: v for k, v in CLEAN_VLM.items() if k[0] != "SUPPAE"}
+    found = _found(tmp_path, more, vlm=vlm, codelists=CLEAN_CODELISTS)
+    assert found == {("CF-DF-0009", "SUPPAE", ("QVAL", "QNAM")): 3}
+
+
+def test_testcd_missing_from_a_declared_value_list(tmp_path, more):
+    more[3].frame.loc[1, "LBTESTCD"] = "AST"
+    found = _found(tmp_path, more, vlm=CLEAN_VLM, codelists=CLEAN_CODELISTS)
+    assert found == {
+        ("CF-DF-0010", "LB", ("LBORRES", "LBTESTCD")): 1,
+        ("CF-DF-0010", "LB", ("LBSTRESC", "LBTESTCD")): 1,
+    }
+
+
+def test_findings_without_value_lists_are_not_held_to_them(tmp_path, more):
+    """Value-level metadata by --TESTCD is checked only where define.xml declares it."""
+    vlm = {k: v for k, v in CLEAN_VLM.items() if k[0] != "LB"}
+    assert _found(tmp_path, more, vlm=vlm, codelists=CLEAN_CODELISTS) == {}
+
+
+def test_codelist_ref_to_a_missing_codelist(tmp_path, more):
+    codelists = {**CLEAN_CODELISTS, ("LB", "LBSTRESU"): ("CL.GONE", None)}
+    found = _found(tmp_path, more, vlm=CLEAN_VLM, codelists=codelists)
+    assert found == {("CF-DF-0011", "LB", ("LBSTRESU",)): 1}
+
+
+def test_data_value_not_in_its_define_codelist(tmp_path, more):
+    more[3].frame.loc[2, "LBORRESU"] = "mg/dL"
+    found = _found(tmp_path, more, vlm=CLEAN_VLM, codelists=CLEAN_CODELISTS)
+    assert found == {("CF-DF-0012", "LB", ("LBORRESU",)): 1}
+
+
+def test_numbers_compare_as_define_spells_them(tmp_path, more):
+    """9.299999999999999 read from XPT is the CodedValue 9.3; 1.0 is 1."""
+    lb = more[3]
+    lb.frame["VISITNUM"] = [1.0, 9.299999999999999, 1.0, 9.299999999999999]
+    codelists = {**CLEAN_CODELISTS, ("LB", "VISITNUM"): ("CL.VISITNUM", ["1", "9.3"])}
+    assert _found(tmp_path, more, vlm=CLEAN_VLM, codelists=codelists) == {}

@@ -4,6 +4,7 @@ planted fault."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from rules_helpers import (
     S2,
@@ -114,6 +115,17 @@ FAULTS = {
         lambda s: set_value(s, "SV", "SVPRESP", 3, None),
         {("CF-SD-0034", "SV", ("SVOCCUR", "SVPRESP")): 1},
     ),
+    "completer without the last planned visit": (
+        lambda s: drop_rows(s, "SV", [3]),
+        {("CF-SD-0035", "DS", ("DSDECOD",)): 1},
+    ),
+    "completer whose participation is shorter than the last visit's day": (
+        lambda s: (
+            set_value(s, "TV", "VISITDY", 1, 29.0),
+            set_value(s, "DM", "RFPENDTC", 0, "2019-02-07"),
+        ),
+        {("CF-SD-0036", "DM", ("RFPENDTC", "RFSTDTC")): 1},
+    ),
     # 3. cross-dataset / trial level
     "screen failure without IE records": (
         lambda s: drop_dataset(s, "IE"),
@@ -205,3 +217,50 @@ def test_fda_ts_parameters_apply_from_the_tcg_date(base):
         _drop_ts("ADDON")(s)
 
     assert ("CF-SD-0026", "TS", ("TSPARMCD",)) not in planted(edit, base)
+
+
+def _plandur(s, value: str = "P4W") -> None:
+    """TV without planned days and TS with PLANDUR: the duration comes from TS."""
+    s["TV"].frame["VISITDY"] = pd.Series([None, None], dtype="float64")
+    ts = s["TS"].frame
+    row = ts.iloc[[0]].assign(TSPARMCD="PLANDUR", TSVAL=value, TSSEQ=1.0)
+    s["TS"].frame = pd.concat([ts, row], ignore_index=True)
+    set_value(s, "DM", "RFPENDTC", 0, "2019-02-07")  # day 29 of 28: complete
+
+
+def test_duration_from_ts_plandur_when_tv_has_no_planned_days(base):
+    """S2 ends on day 8 of a 28-day (P4W) participation: beyond the 14-day window."""
+    found = planted(_plandur, base)
+    assert found[("CF-SD-0036", "DM", ("RFPENDTC", "RFSTDTC"))] == 1
+    assert RULES["CF-SD-0036"].severity == "warning"
+
+
+def test_participation_within_the_window_is_not_a_finding(base):
+    """A completer ending on day 16 of a last visit planned on day 29 is within 14 days."""
+
+    def edit(s):
+        set_value(s, "TV", "VISITDY", 1, 29.0)
+        set_value(s, "DM", "RFPENDTC", 0, "2019-02-07")
+        set_value(s, "DM", "RFPENDTC", 1, "2019-02-16")
+
+    assert not {k for k in planted(edit, base) if k[0] == "CF-SD-0036"}
+
+
+def test_a_non_completer_is_not_held_to_the_last_visit(base):
+    def edit(s):
+        drop_rows(s, "SV", [3])
+        set_value(s, "DS", "DSDECOD", 1, "WITHDRAWAL BY SUBJECT")
+        set_value(s, "DS", "DSTERM", 1, "WITHDRAWAL BY SUBJECT")
+
+    assert not {k for k in planted(edit, base) if k[0] == "CF-SD-0035"}
+
+
+def test_conditional_visits_without_a_planned_day_are_not_the_last_visit(base):
+    """A TV follow-up visit (VISITNUM 101, no VISITDY) does not make completers incomplete."""
+
+    def edit(s):
+        tv = s["TV"].frame
+        row = tv.iloc[[1]].assign(VISITNUM=101.0, VISIT="AE FOLLOW-UP", VISITDY=float("nan"))
+        s["TV"].frame = pd.concat([tv, row], ignore_index=True)
+
+    assert not {k for k in planted(edit, base) if k[0] == "CF-SD-0035"}

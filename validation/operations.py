@@ -166,3 +166,25 @@ def lookup(
     """`other[value]` for each record's `key` (first match), aligned to `frame`."""
     table = other[[other_key, value]].dropna(subset=[other_key]).drop_duplicates(other_key)
     return plain(frame[key].map(plain(table.set_index(other_key)[value])))
+
+
+# ISO 8601 durations of the form PnYnMnWnDTnH... (TS PLANDUR, LENGTH) and days per unit.
+_NUM = r"(\d+(?:\.\d+)?)"
+DURATION = (
+    rf"^P(?:(?P<Y>{_NUM[1:-1]})Y)?(?:(?P<M>{_NUM[1:-1]})M)?(?:(?P<W>{_NUM[1:-1]})W)?"
+    rf"(?:(?P<D>{_NUM[1:-1]})D)?(?:T.*)?$"
+)
+_DAYS_PER = {"Y": 365.25, "M": 30.4375, "W": 7.0, "D": 1.0}
+
+
+def duration_days(values: pd.Series) -> pd.Series:
+    """Days of ISO 8601 durations (P52W -> 364, P1Y -> 365.25); NaN where not a duration.
+
+    Time parts (T...) are ignored: a protocol duration is counted in days.
+    """
+    parts = text(values).str.extract(DURATION)
+    days = pd.Series(0.0, index=values.index)
+    for unit, per in _DAYS_PER.items():
+        days += pd.to_numeric(parts[unit], errors="coerce").fillna(0.0) * per
+    valid = text(values).str.match(DURATION).fillna(False) & parts.notna().any(axis=1)
+    return days.where(valid.astype(bool))

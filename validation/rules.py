@@ -250,7 +250,7 @@ def sd_arms(study: Study) -> Iterable[Outcome]:
             yield not_applicable(rule_id, "DM", f"{var} in TA", "TA is absent")
             continue
         codes = dm[var]
-        exempt = codes.astype("string").str.upper().isin(NON_ARM_CODES)  # pilot: "Scrnfail"
+        exempt = as_string(codes, "string").str.upper().isin(NON_ARM_CODES)  # pilot: "Scrnfail"
         bad = codes.notna() & ~exempt & ~codes.isin(ta["ARMCD"].dropna())
         yield outcome(
             study,

@@ -1,10 +1,14 @@
 """define.xml against the data: every dataset and variable described, types and lengths
 equal, MedDRA-coded variables with a versioned external dictionary, Origin on every variable,
-a method for every derived one.
+a method for every derived one, value-level metadata for every SUPP-- QNAM (and for every
+--TESTCD where define.xml keys a result's value list on it), and the codelists the data use
+present in define.xml and listing the data's values.
 
-Validation inside a build runs before define.xml is written, so these rules run where a
-define.xml sits beside the data: `cdiscforge validate DIR` (validation/api.py calls
-`define_findings`), and a build may call `check_define(define_path, datasets)` after writing it.
+They run where a define.xml sits beside the data: `cdiscforge validate DIR`
+(validation/api.py calls `define_findings`), and inside `cdiscforge build`, which validates the
+datasets before define.xml exists and then, once write_outputs has written each stage's
+define.xml into the staging folder, adds these rules' findings (`add_define_checks`) before
+the publishing gate.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import pandas as pd
 from lxml import etree
 
 from cdiscforge.errors import InputError
 from cdiscforge.model import Dataset
 from validation.catalogue import params, rule
 from validation.findings import Check, Finding, ValidationResult
+from validation.operations import as_string
+from validation.waivers import Waiver, apply_waivers
 
 ODM = "http://www.cdisc.org/ns/odm/v1.3"
 DEF_NAMESPACES = ("http://www.cdisc.org/ns/def/v2.1", "http://www.cdisc.org/ns/def/v2.0")
@@ -38,6 +45,8 @@ CHAR_TYPES = frozenset(
 )
 NUM_TYPES = frozenset({"integer", "float", "date", "datetime", "time", "double", "decimal"})
 EVENTS_CODED = frozenset({"AE", "MH", "CE"})
+# Findings result variables (suffixes) value-level metadata by --TESTCD describes.
+FINDINGS_RESULTS = ("ORRES", "ORRESU", "STRESC", "STRESN", "STRESU")
 
 
 class _Define:
@@ -55,6 +64,10 @@ class _Define:
         self.items = {e.get("OID"): e for e in root.iterfind(".//odm:ItemDef", ns)}
         self.codelists = {e.get("OID"): e for e in root.iterfind(".//odm:CodeList", ns)}
         self.methods = {e.get("OID") for e in root.iterfind(".//odm:MethodDef", ns)}
+        self.value_lists = {e.get("OID"): e for e in root.iterfind(f".//{{{defns}}}ValueListDef")}
+        self.where_clauses = {
+            e.get("OID"): e for e in root.iterfind(f".//{{{defns}}}WhereClauseDef")
+        }
         self.groups: dict[str, list[etree._Element]] = {}
         for group in root.iterfind(".//odm:ItemGroupDef", ns):
             self.groups[group.get("Name", "").upper()] = group.findall(f"{{{ODM}}}ItemRef")
@@ -73,6 +86,99 @@ class _Define:
         if ext is None:
             return None
         return ext.get("Dictionary", ""), ext.get("Version", "")
+
+    def codelist_values(self, item: etree._Element) -> tuple[str | None, set[str] | None]:
+        """The CodeList OID an ItemDef references and its coded values (None: no such CodeList;
+        an empty set stands for an external dictionary, whose terms define.xml does not list)."""
+        ref = item.find(f"{{{ODM}}}CodeListRef")
+        if ref is None:
+            return None, None
+        oid = ref.get("CodeListOID", "")
+        codelist = self.codelists.get(oid)
+        if codelist is None:
+            return oid, None
+        if codelist.find(f"{{{ODM}}}ExternalCodeList") is not None:
+            return oid, set()
+        return oid, {
+            e.get("CodedValue", "")
+            for e in codelist
+            if etree.QName(e).localname in ("CodeListItem", "EnumeratedItem")
+        }
+
+    def where_values(self, item: etree._Element, key: str) -> set[str] | None:
+        """Values of variable `key` the item's value list describes (RangeCheck EQ/IN on an
+        ItemDef named `key`); None when the item has no value list or none keyed on `key`."""
+        ref = item.find(f"{{{self.defns}}}ValueListRef")
+        value_list = self.value_lists.get(ref.get("ValueListOID")) if ref is not None else None
+        if value_list is None:
+            return None
+        found: set[str] | None = None
+        for vl_ref in value_list.iterfind(f"{{{ODM}}}ItemRef"):
+            for wc_ref in vl_ref.iterfind(f"{{{self.defns}}}WhereClauseRef"):
+                clause = self.where_clauses.get(wc_ref.get("WhereClauseOID"))
+                if clause is None:
+                    continue
+                for check in clause.iterfind(f"{{{ODM}}}RangeCheck"):
+                    on = self.items.get(check.get(f"{{{self.defns}}}ItemOID"))
+                    if on is None or on.get("Name", "").upper() != key:
+                        continue
+                    if check.get("Comparator", "EQ") not in ("EQ", "IN"):
+                        continue
+                    found = found or set()
+                    found |= {
+                        (c.text or "").strip() for c in check.iterfind(f"{{{ODM}}}CheckValue")
+                    }
+        return found
+
+
+def _values(series: pd.Series) -> pd.Series:
+    """Values as define.xml spells them: text stripped, whole numbers without '.0'."""
+    if pd.api.types.is_numeric_dtype(series):
+        # XPT stores 9.3 as 9.299999999999999: compare numbers rounded to 9 decimals.
+        num = series.astype("float64").round(9)
+        whole = num.notna() & (num % 1 == 0)
+        out = num.astype("string").where(~whole, num.round().astype("Int64").astype("string"))
+        return out
+    out = as_string(series, "string").str.strip()
+    return out.where(out != "")
+
+
+def _value_level(
+    define: _Define, ds: Dataset, by_name: dict, key: str, targets: Iterable[str], rule_id: str
+) -> list[Finding]:
+    """Records whose `key` value has no value-level entry in the value list of a target
+    variable (one finding per target variable, counting its records, naming the values)."""
+    out = []
+    frame = ds.frame
+    if key not in frame.columns:
+        return out
+    keys = _values(frame[key])
+    for target in targets:
+        if target not in by_name or target not in frame.columns:
+            continue
+        described = define.where_values(by_name[target][1], key)
+        if described is None and rule_id == "CF-DF-0010":
+            continue  # findings: only where the define declares value-level metadata by key
+        described = described or set()
+        populated = _values(frame[target]).notna()
+        missing = populated & keys.notna() & ~keys.isin(described).fillna(False)
+        count = int(missing.sum())
+        if count:
+            values = sorted(set(keys[missing].dropna().tolist()))
+            out.append(
+                Finding.of(
+                    rule_id,
+                    ds.name,
+                    [target, key],
+                    count,
+                    f"{rule(rule_id).title}: {count} record(s); {key} "
+                    + ", ".join(values[:10])
+                    + (" ..." if len(values) > 10 else "")
+                    + f" without a {target} ValueListDef/WhereClauseDef entry",
+                    [{key: v, "variable": target} for v in values[:5]],
+                )
+            )
+    return out
 
 
 def _one(rule_id: str, dataset: str, var: str, message: str, example: dict) -> Finding:
@@ -197,6 +303,63 @@ def check_define(
                         {"variable": var.name, "MethodOID": ref.get("MethodOID") or ""},
                     )
                 )
+        domain = (ds.domain or ds.name[:2]).upper()
+        if "QNAM" in names and "QVAL" in names:
+            check(
+                "CF-DF-0009",
+                ds.name,
+                "value-level metadata for every QNAM",
+                _value_level(define, ds, by_name, "QNAM", ["QVAL"], "CF-DF-0009"),
+            )
+        testcd = f"{domain}TESTCD"
+        if testcd in names:
+            results = [v for v in names if v[len(domain) :] in FINDINGS_RESULTS]
+            check(
+                "CF-DF-0010",
+                ds.name,
+                f"value-level metadata for every {testcd} where declared",
+                _value_level(define, ds, by_name, testcd, results, "CF-DF-0010"),
+            )
+        refs_missing, not_listed = [], []
+        for var in ds.variables:
+            if var.name not in by_name or var.name not in ds.frame.columns:
+                continue
+            oid, allowed = define.codelist_values(by_name[var.name][1])
+            if oid is None:
+                continue
+            if allowed is None:
+                refs_missing.append(
+                    _one(
+                        "CF-DF-0011",
+                        ds.name,
+                        var.name,
+                        f"{var.name} references CodeList {oid}, which define.xml lacks",
+                        {"variable": var.name, "CodeListOID": oid},
+                    )
+                )
+                continue
+            if not allowed:
+                continue  # external dictionary: its terms are not listed in define.xml
+            values = _values(ds.frame[var.name])
+            bad = values.notna() & ~values.isin(allowed).fillna(False)
+            count = int(bad.sum())
+            if count:
+                shown = sorted(set(values[bad].dropna().tolist()))
+                not_listed.append(
+                    Finding.of(
+                        "CF-DF-0012",
+                        ds.name,
+                        [var.name],
+                        count,
+                        f"{rule('CF-DF-0012').title}: {count} record(s); {var.name} "
+                        + ", ".join(repr(v) for v in shown[:5])
+                        + (" ..." if len(shown) > 5 else "")
+                        + f" not in CodeList {oid}",
+                        [{var.name: v, "CodeListOID": oid} for v in shown[:5]],
+                    )
+                )
+        check("CF-DF-0011", ds.name, "every CodeListRef names a CodeList", refs_missing)
+        check("CF-DF-0012", ds.name, "data values listed in their define.xml codelist", not_listed)
         check("CF-DF-0004", ds.name, "define.xml DataTypes match the data", types)
         check("CF-DF-0005", ds.name, "define.xml lengths match the data", lengths)
         check("CF-DF-0006", ds.name, "MedDRA variables reference MedDRA + version", dictionaries)
@@ -216,3 +379,22 @@ def define_findings(
     result.checked.extend(checks)
     result.sort()
     return result
+
+
+def add_define_checks(
+    result: ValidationResult,
+    define_path: Path,
+    datasets: Sequence[Dataset],
+    waivers: Sequence[Waiver] = (),
+) -> list[Finding]:
+    """Add the define.xml rules' findings (with `waivers` applied to them) to a result whose
+    own waivers were applied already, as a build does once define.xml is written; returns the
+    new findings. Waivers are applied to the define findings and checks alone, so a waiver of
+    another rule is neither applied twice nor reported as stale here."""
+    findings, checks = check_define(define_path, datasets)
+    part = ValidationResult(findings=findings, checked=checks)
+    apply_waivers(part, waivers)
+    result.findings.extend(part.findings)
+    result.checked.extend(part.checked)
+    result.sort()
+    return part.findings

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cache
 
+import numpy as np
 import pandas as pd
 
 from cdiscforge.model import Dataset
@@ -649,3 +650,151 @@ def sd_occur_unsolicited(study: Study) -> Iterable[Outcome]:
             f"{occur} populated but {presp} is not 'Y'",
             [occur],
         )
+
+
+# --- disposition against the visits and the protocol's duration --------------------------------
+
+
+def _completers(study: Study) -> pd.Series | None:
+    """USUBJIDs with a study-completion DS record (params of CF-SD-0035), or None without DS."""
+    ds = study.get("DS")
+    if ds is None or "DSDECOD" not in ds.columns:
+        return None
+    p = params("CF-SD-0035")
+    done = op.text(ds["DSDECOD"]).str.upper().isin([c.upper() for c in p["completed"]])
+    if "DSCAT" in ds.columns and p.get("categories"):
+        cats = [c.upper() for c in p["categories"]]
+        done &= op.text(ds["DSCAT"]).str.upper().isin(cats) | op.text(ds["DSCAT"]).isna()
+    return ds.loc[done.fillna(False).astype(bool), "USUBJID"].dropna()
+
+
+def _last_planned(tv: pd.DataFrame) -> pd.DataFrame:
+    """The last planned visit (VISITNUM, VISITDY) per arm ('' for every arm).
+
+    Last is the latest VISITDY where TV gives planned days (conditional visits without a day,
+    such as an unscheduled follow-up numbered 101, are not the protocol's end), else the
+    largest VISITNUM. Arm-specific TV rows (ARMCD populated) apply to their arm only.
+    """
+    tv = tv.copy()
+    tv["_ARM"] = op.text(tv["ARMCD"]).fillna("") if "ARMCD" in tv.columns else ""
+    tv["_NUM"] = op.as_number(tv["VISITNUM"])
+    tv["_DY"] = op.as_number(tv["VISITDY"]) if "VISITDY" in tv.columns else np.nan
+    tv = tv[tv["_NUM"].notna()]
+    dated = tv["_DY"].notna()
+    tv = tv[dated].sort_values(["_DY", "_NUM"]) if dated.any() else tv.sort_values("_NUM")
+    rows = []
+    common = tv[tv["_ARM"] == ""]
+    for arm in sorted(set(tv["_ARM"])):  # per distinct arm code, not per record
+        part = tv[(tv["_ARM"] == arm) | (tv["_ARM"] == "")] if arm else common
+        if len(part):
+            last = part.iloc[-1]
+            rows.append(
+                {
+                    "ARM": arm,
+                    "VISITNUM": last["_NUM"],
+                    "VISITDY": last["_DY"],
+                    "VISIT": last.get("VISIT"),
+                }
+            )
+    return pd.DataFrame(rows, columns=["ARM", "VISITNUM", "VISITDY", "VISIT"]).set_index("ARM")
+
+
+def _subject_arm(dm: pd.DataFrame, planned: pd.DataFrame) -> pd.Series:
+    """Each DM record's key into `planned`: its ARMCD where TV has arm-specific rows, else ''."""
+    arm = op.text(dm["ARMCD"]).fillna("") if "ARMCD" in dm.columns else pd.Series("", dm.index)
+    return arm.where(arm.isin(planned.index), "")
+
+
+@register("CF-SD-0035")
+def sd_completed_last_visit(study: Study) -> Iterable[Outcome]:
+    ds_ds, tv, sv = study.datasets.get("DS"), study.get("TV"), study.get("SV")
+    desc = "completers attended the last planned visit"
+    if ds_ds is None:
+        return
+    if tv is None or sv is None or "VISITNUM" not in tv or "VISITNUM" not in sv:
+        yield not_applicable("CF-SD-0035", "DS", desc, "TV or SV (with VISITNUM) is absent")
+        return
+    completers = _completers(study)
+    planned = _last_planned(tv)
+    dm = study.get("DM")
+    if completers is None or planned.empty:
+        yield not_applicable("CF-SD-0035", "DS", desc, "no DSDECOD or no planned TV visit")
+        return
+    f = study.frames["DS"]
+    last_seen = op.as_number(sv["VISITNUM"]).groupby(sv["USUBJID"]).max()
+    if dm is not None and "ARMCD" in dm.columns:
+        arm_of = pd.Series(_subject_arm(dm, planned).to_numpy(), index=dm["USUBJID"])
+        arm_of = arm_of[~arm_of.index.duplicated()]
+        arm = op.plain(f["USUBJID"].map(arm_of)).fillna("")
+    else:
+        arm = pd.Series("", index=f.index)
+    arm = arm.where(arm.isin(planned.index), "")
+    target = arm.map(planned["VISITNUM"])
+    seen = op.plain(f["USUBJID"].map(last_seen))
+    is_completion = f.index.isin(completers.index)
+    bad = pd.Series(is_completion, index=f.index) & target.notna() & ~(seen >= target)
+    last = planned.iloc[-1]
+    yield outcome(
+        study,
+        "CF-SD-0035",
+        ds_ds,
+        ["DSDECOD"],
+        desc,
+        bad,
+        f"the subject completed but SV has no visit at or after the last planned visit "
+        f"(TV VISITNUM {last['VISITNUM']:g} {last['VISIT']})",
+        [c for c in ("DSDECOD", "DSSTDTC") if c in f.columns],
+    )
+
+
+def _planned_days(study: Study) -> tuple[float | None, str, str]:
+    """The protocol's planned participation in days, what it was read from, and the start date
+    participation is counted from: TV's last planned VISITDY (a study day, counted from
+    RFSTDTC), else TS PLANDUR (the whole participation, counted from RFICDTC where DM has it)."""
+    tv = study.get("TV")
+    if tv is not None and "VISITDY" in tv.columns and "VISITNUM" in tv.columns:
+        planned = _last_planned(tv)
+        if not planned.empty and planned["VISITDY"].notna().any():
+            last = planned.iloc[-1]
+            return float(planned["VISITDY"].max()), f"TV {last['VISIT']} VISITDY", "RFSTDTC"
+    ts = study.get("TS")
+    code = params("CF-SD-0036")["duration_parameter"]
+    if ts is not None and {"TSPARMCD", "TSVAL"} <= set(ts.columns):
+        rows = ts[op.text(ts["TSPARMCD"]) == code]
+        days = op.duration_days(rows["TSVAL"]).dropna()
+        if len(days):
+            dm = study.get("DM")
+            start = "RFICDTC" if dm is not None and "RFICDTC" in dm.columns else "RFSTDTC"
+            return float(days.iloc[0]), f"TS {code} {rows['TSVAL'].iloc[0]}", start
+    return None, "", ""
+
+
+@register("CF-SD-0036")
+def sd_completed_duration(study: Study) -> Iterable[Outcome]:
+    dm_ds = study.datasets.get("DM")
+    desc = "completers took part for the protocol's duration"
+    if dm_ds is None:
+        return
+    dm = study.frames["DM"]
+    completers = _completers(study)
+    days, source, start = _planned_days(study)
+    if completers is None or days is None or "RFPENDTC" not in dm.columns:
+        why = "DS, RFPENDTC, or a planned duration (TV VISITDY / TS PLANDUR) is absent"
+        yield not_applicable("CF-SD-0036", "DM", desc, why)
+        return
+    if start not in dm.columns:
+        yield not_applicable("CF-SD-0036", "DM", desc, f"DM has no {start}")
+        return
+    window = float(params("CF-SD-0036")["window_days"])
+    took = (op.full_dates(dm["RFPENDTC"]) - op.full_dates(dm[start])).dt.days + 1
+    bad = dm["USUBJID"].isin(completers) & took.notna() & (took < days - window)
+    yield outcome(
+        study,
+        "CF-SD-0036",
+        dm_ds,
+        ["RFPENDTC", start],
+        desc,
+        bad,
+        f"RFPENDTC - {start} + 1 is under {days:g} days ({source}) less the {window:g}-day window",
+        ["RFPENDTC", start],
+    )
