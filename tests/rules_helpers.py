@@ -190,3 +190,13 @@ def planted(edit: Callable[[dict], None], base: dict[tuple, int]) -> dict[tuple,
     study = copy.deepcopy(rich_study())
     edit(study)
     return {k: v for k, v in findings(study).items() if base.get(k) != v}
+
+
+def assert_fault_found(
+    edit: Callable[[dict], None], expected: dict[tuple, int], base: dict[tuple, int]
+) -> None:
+    """A planted fault gives exactly the expected counts for rules clean on the rich study."""
+    new = planted(edit, base)
+    for key, count in expected.items():
+        assert key[0] not in {k[0] for k in base}, f"{key[0]} not clean on the consistent study"
+        assert new.get(key) == count, (key, count, new)
