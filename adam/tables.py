@@ -451,6 +451,8 @@ def footnotes(
             + (f". {cfg.window_rule}" if cfg.window_rule else ".")
         )
     for imp in imputations:
+        if not imp["records"]:  # nothing imputed this way in this build: no footnote
+            continue
         detail = f"{imp['records']} record{'s' if imp['records'] != 1 else ''}"
         detail += f" in {imp['subjects']} subject{'s' if imp['subjects'] != 1 else ''}"
         if imp["by_parameter"]:
