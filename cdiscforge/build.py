@@ -336,5 +336,7 @@ def write_outputs(
     if adam_sets:
         from adam.tables import write_efficacy_tables
 
-        files += write_efficacy_tables(adam_sets, study, root / "tables")
+        # the study's tables spec decides (no efficacy block: no table); SDTM too, for the
+        # footnotes that count imputations there (not-evaluable joints in MK)
+        files += write_efficacy_tables({**sdtm_sets, **adam_sets}, study, root / "tables", log)
     return files

@@ -23,6 +23,15 @@ from cdiscforge.simulate.profile import Profile
 # Domain keys of the random streams: fixed numbers, so adding a domain never shifts the others.
 SUBJECTS, VISITS, JOINTS, LABS, EVENTS, PROCEDURES = 0, 1, 2, 3, 4, 5
 MESS_STREAM = 100
+DOMAIN_NAMES = {
+    "subjects": SUBJECTS,
+    "visits": VISITS,
+    "joints": JOINTS,
+    "labs": LABS,
+    "events": EVENTS,
+    "procedures": PROCEDURES,
+}
+"""Names simulation.yaml's `defaults.stream_offsets` may use for the clinical domains."""
 
 
 def stream(seed: int, chunk: int, *path: int) -> np.random.Generator:
@@ -144,9 +153,16 @@ class ChunkGenerator:
         self.site = str(self.sim["site"]["number"])
         self.visits = {v["edc_folder"]: v for v in profile.design["visits"]}
         self.text = self.sim["edc_text"]
+        offsets = self.sim["defaults"].get("stream_offsets") or {}
+        self.offsets = {DOMAIN_NAMES[k]: int(v) for k, v in offsets.items()}
 
     def rng(self, *path: int) -> np.random.Generator:
-        return stream(self.seed, self.plan.index, *path)
+        """The stream of a domain: seed + the domain's offset (simulation.yaml), chunk, path.
+
+        Offsets let a seed search pick each domain's draws on their own (joint counts and labs
+        are independent targets); every seed gets the same offsets, so seeds stay comparable.
+        """
+        return stream(self.seed + self.offsets.get(path[0], 0), self.plan.index, *path)
 
     def _frame(self, form: str, n: int, subjects: np.ndarray, **columns: Any) -> pd.DataFrame:
         """A contract-ordered frame; STUDY/SITENUMBER/SUBJECT filled in for EDC forms."""

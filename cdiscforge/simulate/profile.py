@@ -188,6 +188,18 @@ def load_profile(study_dir: Path) -> Profile:
     if unknown:
         raise SpecError(sp, "mess", f"unknown mess kinds {unknown}; known: {list(MESS_KINDS)}")
 
+    domains = ("subjects", "visits", "joints", "labs", "events", "procedures")
+    offsets = sim["defaults"].get("stream_offsets") or {}
+    if not isinstance(offsets, dict):
+        raise SpecError(sp, "defaults.stream_offsets", "a mapping of domain name to integer")
+    for name, value in offsets.items():
+        if name not in domains:
+            raise SpecError(sp, f"defaults.stream_offsets.{name}", f"not a domain of {domains}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SpecError(
+                sp, f"defaults.stream_offsets.{name}", f"{value!r}: not an integer >= 0"
+            )
+
     visits = _get(design, paths["trial_design"], "visits")
     folders = {v.get("edc_folder") for v in visits}
     for section in ("attendance.attended", "joint_counts.remaining_fraction"):
