@@ -123,3 +123,30 @@ def test_lookup_table_and_column_are_checked_at_load(spec: Path, tmp_path: Path)
     err = _refused(_build(spec, out), out)
     assert "(ELEMENT).column: spec table 'elements' has no column 'ELEMNT'" in err
     assert "(EPOCH).table: unknown spec table 'arm_element'" in err
+
+
+def test_analysis_windows_are_checked_when_the_spec_loads(spec: Path, tmp_path: Path) -> None:
+    tables = spec / "tables.yaml"
+    _edit(tables, lambda d: d["windows"][1].update(low=d["windows"][0]["high"]))
+    out = tmp_path / "out"
+    err = _refused(_build(spec, out), out)
+    assert "adeff.yaml: variables" in err
+    assert "analysis windows overlap" in err
+
+
+def test_waivers_are_read_through_the_guarded_spec_loader(tmp_path: Path) -> None:
+    """A duplicated key in waivers.yaml was silently last-one-wins with yaml.safe_load; the
+    one spec loader names it with its line."""
+    from cdiscforge.errors import SpecError
+    from validation.waivers import load_waivers
+
+    path = tmp_path / "waivers.yaml"
+    path.write_text(
+        "waivers:\n  - rule: CF-MD-0004\n    dataset: EX\n    dataset: SV\n"
+        "    reason: x\n    by: me\n    date: 2026-12-01\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError) as err:
+        load_waivers(path)
+    assert str(path) in str(err.value)
+    assert "dataset" in str(err.value) and "line 4" in str(err.value)
