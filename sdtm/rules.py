@@ -41,7 +41,6 @@ class VisitnumParams(Params):
     ref_fields = ("folder", "date")
     table_fields = ("table",)
     table_columns = ("key",)
-    dataset_fields = ("unscheduled_from",)
 
     def domains(self) -> set[str]:
         return {self.unscheduled_from} if self.unscheduled_from else set()
