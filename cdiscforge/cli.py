@@ -213,7 +213,8 @@ def _summary_table(result: object, limit: int = 60) -> list[str]:
     "report",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for report.html, report.xlsx, results.json and gx/ "
-    "(default ./validation-report/<name of PATH>).",
+    "(default ./validation-report/<name of PATH>; inside a project folder "
+    "<project>/outputs/validation-report/<name>).",
 )
 @click.option(
     "--waivers",
@@ -244,15 +245,20 @@ def validate(
 
     PATH is a folder of XPT files (ours or anyone's), a build output root (its sdtm/ and
     adam/ together, with their define.xml), or a folder of Dataset-JSON files. The report is
-    written to ./validation-report/<name of PATH> unless --report says where; never into
-    PATH.
+    written to ./validation-report/<name of PATH> (inside a project folder such as a
+    checkout: <project>/outputs/validation-report/<name>) unless --report says where; never
+    into PATH or the source tree.
     """
     from datetime import UTC, datetime
 
+    from cdiscforge.outputs import report_target
     from validation import validate_directory, write_report
     from validation.waivers import load_waivers
 
     try:
+        # Never into the folder being validated (it may be someone else's data), nor into
+        # the source tree of a checkout: refused before anything is read.
+        target = report_target(report, path)
         waivers = load_waivers(waivers_file) if waivers_file else []
         result = validate_directory(
             path, engine=engine, ig=ig, ct_version=ct_version, waivers=waivers
@@ -260,8 +266,6 @@ def validate(
     except CdiscforgeError as exc:
         _fail(exc)
         return
-    # Never write into the folder being validated (it may be someone else's data).
-    target = report or Path("validation-report") / path.resolve().name
     run_date = datetime.now(UTC).replace(microsecond=0).isoformat()
     html, _ = write_report(result, target, run_date=run_date)
     counts: dict[str, int] = {}
@@ -279,6 +283,56 @@ def validate(
     )
     if result.has_errors:
         sys.exit(1)
+
+
+@main.command(name="rules")
+@click.argument("name", required=False)
+@click.option(
+    "--markdown", is_flag=True, help="Print the full reference as Markdown (docs/rules.md)."
+)
+def rules_command(name: str | None, markdown: bool) -> None:
+    """The spec vocabulary: every rule and record generator with its purpose; NAME for one
+    in full (parameters with type, default and description, and an example)."""
+    from cdiscforge import reference
+
+    try:
+        if markdown:
+            if name:
+                raise click.UsageError("give NAME or --markdown, not both")
+            click.echo(reference.markdown(), nl=False)
+        else:
+            click.echo(reference.text(name))
+    except CdiscforgeError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option(
+    "--raw",
+    "raw",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the raw CSV exports.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The new study's spec folder (raw_forms.yaml is written there).",
+)
+def init(raw: Path, out: Path) -> None:
+    """Draft a raw-form contract (OUT/raw_forms.yaml) from the raw CSV files' headers and
+    values: one form per file, each column's type and date/time format guessed. Refuses to
+    overwrite an existing raw_forms.yaml (exit 2). Next steps: docs/map-your-study.md."""
+    from cdiscforge.scaffold import init_spec
+
+    try:
+        path = init_spec(raw, out)
+    except CdiscforgeError as exc:
+        _fail(exc)
+        return
+    click.echo(f"wrote {path}: check each guessed type and format, then see docs/map-your-study.md")
 
 
 if __name__ == "__main__":
