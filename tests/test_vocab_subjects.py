@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -431,3 +432,83 @@ def test_aggregate_by_a_key_matching_nothing_warns(tmp_path: Path) -> None:
     assert out["SV"].frame["SVENDTC"].isna().all()
     found = [e for e in log.warnings if e.dataset == "SV" and e.variable == "SVENDTC"]
     assert len(found) == 1 and "form assessments" in found[0].message
+
+
+# --- planted spec errors through the real CLI ------------------------------------------------
+
+CLI = [sys.executable, "-m", "cdiscforge.cli"]
+
+
+def _cli_build(spec: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "build", "--spec", str(spec), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def _refused(result: subprocess.CompletedProcess[str], out: Path, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+    assert not out.exists() or not list(out.rglob("*.xpt"))
+
+
+def _edit(path: Path, change: Callable[[dict], None]) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_planted_pivot_and_aggregate_errors_through_the_cli(
+    seed_spec: Path, tmp_path: Path
+) -> None:
+    """A pivot naming an unknown result column and a unit column, and an aggregate whose
+    `by`, `where` and `date` name columns its form lacks: every one located, in one run."""
+    spec = tmp_path / "spec"
+    shutil.copytree(seed_spec, spec)
+
+    def pivot(d: dict) -> None:
+        d["records"] = [{
+            "source": "ra_history",
+            "pivot": {"tests": [
+                {"TESTCD": "RFATAB", "TEST": "Autoantibody, Rheumatoid Factor",
+                 "result": "RFSTATUS"},
+                {"TESTCD": "ATAB", "TEST": "Autoantibody", "result": "ACCPSTAT",
+                 "unit": {"column": "ACCPUNIT"}},
+            ]},
+        }]  # fmt: skip
+
+    _edit(spec / "sdtm" / "is.yaml", pivot)
+
+    def aggregate(d: dict) -> None:
+        rf = next(v for v in d["variables"] if v["name"] == "RFSTDTC")
+        rf.update(by=["VISITNO"], where={"col": "EXDONE", "eq": "Y"})
+        ic = next(v for v in d["variables"] if v["name"] == "RFICDTC")
+        ic.update(date="ICDATE")
+
+    _edit(spec / "sdtm" / "dm.yaml", aggregate)
+    out = tmp_path / "out"
+    _refused(
+        _cli_build(spec, out), out,
+        "is.yaml: records[0].pivot.tests[0].result: unknown raw column 'RFSTATUS' in form "
+        "'ra_history'",
+        "is.yaml: records[0].pivot.tests[1].unit.column: unknown raw column 'ACCPUNIT'",
+        "dm.yaml: variables[4](RFSTDTC).by[0]: unknown raw column 'VISITNO' in form 'infusion'",
+        "dm.yaml: variables[4](RFSTDTC).where: unknown raw column 'EXDONE' in form 'infusion'",
+        "dm.yaml: variables[8](RFICDTC).date: unknown raw column 'ICDATE' in form 'enrolment'",
+    )  # fmt: skip
+
+
+def test_planted_subject_columns_error_through_the_cli(seed_spec: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "spec"
+    shutil.copytree(seed_spec, spec)
+    forms = spec / "raw_forms.yaml"
+    text = forms.read_text()
+    anchor = "    key: [PATID, ACCESSION, TESTCODE]\n"
+    assert anchor in text
+    forms.write_text(text.replace(anchor, anchor + "    subject_columns: {SUBJECT: PATNO}\n"))
+    out = tmp_path / "out"
+    _refused(
+        _cli_build(spec, out), out,
+        "raw_forms.yaml: forms.lab.subject_columns.SUBJECT: 'PATNO' is not a column of form "
+        "'lab'",
+    )  # fmt: skip
