@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cdiscforge import ct, standards, yamlsafe
 from cdiscforge.dates import DateFormat
@@ -255,8 +255,33 @@ class TableRef(_Strict):
     codelists: dict[str, str] = {}  # column -> CT codelist its values must be in
 
 
+class UsubjidPart(_Strict):
+    """One part of the USUBJID template: exactly one of a study metadata key (`meta:
+    studyid`), a raw column (`column: SUBJNO`, renamed per form by `subject_columns`) or a
+    literal (`value: "P"`)."""
+
+    meta: Literal["studyid", "protocol", "sponsor", "name"] | None = None
+    column: str | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> UsubjidPart:
+        if sum(x is not None for x in (self.meta, self.column, self.value)) != 1:
+            raise ValueError("a USUBJID part is exactly one of meta, column or value")
+        return self
+
+
+class UsubjidTemplate(_Strict):
+    """study.yaml `usubjid`: USUBJID = the parts joined by `separator`; the same key joins
+    every form's records to their subject (aggregates, cross-form checks, generators)."""
+
+    parts: list[UsubjidPart] = Field(min_length=1)
+    separator: str = "-"
+
+
 class StudyFile(_Strict):
     study: StudyMeta
+    usubjid: UsubjidTemplate | None = None
     usubjid_separator: str = "-"
     ascii: str = "transliterate"
     raw_forms: str = "raw_forms.yaml"
@@ -280,6 +305,73 @@ class Split(_Strict):
     sep: str = ","  # a regular expression
 
 
+class PivotValue(_Strict):
+    """A pivot test's unit or qualifier: a raw column of the form, or a constant."""
+
+    column: str | None = Field(None, description="raw column of the form holding the value")
+    value: str | None = Field(None, description="a constant for every record of the test")
+
+
+class PivotNotDone(_Strict):
+    """Rows where the test was not done: STAT = NOT DONE (and REASND from `reason`), even
+    with a blank result."""
+
+    column: str = Field(description="raw column saying whether the test was done")
+    equals: str | list[str] = Field(description="the value(s) of `column` meaning not done")
+    reason: str | None = Field(None, description="raw column holding the reason not done")
+
+
+class PivotTest(_Strict):
+    """One test of a wide form: which column holds its result, its unit and qualifiers."""
+
+    TESTCD: str = Field(description="the test's short code (e.g. SYSBP)")
+    TEST: str = Field(description="the test's name (e.g. Systolic Blood Pressure)")
+    result: str = Field(description="raw column holding the test's result")
+    unit: PivotValue | None = Field(None, description="the result's unit: column or constant")
+    qualifiers: dict[str, PivotValue] = Field(
+        {}, description="more columns of the records (e.g. LOC, POS): name -> column or value"
+    )
+    not_done: PivotNotDone | None = Field(
+        None, description="this test's own not-done columns (default: the pivot's)"
+    )
+
+
+class Pivot(_Strict):
+    """A wide form (one column per test) read once as findings records: one record per
+    (row, test) with TESTCD, TEST, ORRES, ORRESU, STAT, REASND and the qualifiers beside
+    the form's own columns; the reconciliation counts each form row once."""
+
+    tests: list[PivotTest] = Field(min_length=1, description="the tests, in record order")
+    not_done: PivotNotDone | None = Field(
+        None, description="the row-level not-done flag and reason, for every test"
+    )
+    skip_empty: bool = Field(
+        True, description="a test with a blank result (and not NOT DONE) gives no record"
+    )
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(key path under `pivot`, raw column) for every column the pivot reads."""
+        out: list[tuple[str, str]] = []
+
+        def not_done(where: str, nd: PivotNotDone | None) -> None:
+            if nd is not None:
+                out.append((f"{where}.column", nd.column))
+                if nd.reason:
+                    out.append((f"{where}.reason", nd.reason))
+
+        not_done("not_done", self.not_done)
+        for j, test in enumerate(self.tests):
+            at = f"tests[{j}]"
+            out.append((f"{at}.result", test.result))
+            if test.unit is not None and test.unit.column:
+                out.append((f"{at}.unit.column", test.unit.column))
+            for name, q in test.qualifiers.items():
+                if q.column:
+                    out.append((f"{at}.qualifiers.{name}.column", q.column))
+            not_done(f"{at}.not_done", test.not_done)
+        return out
+
+
 class Block(_Strict):
     source: str | None = None  # a raw form
     table: str | None = None  # a spec table
@@ -289,6 +381,7 @@ class Block(_Strict):
     filter: Condition | None = None
     filter_reason: str = "not for this dataset (filter)"
     split: Split | None = None
+    pivot: Pivot | None = None  # a wide form as findings records (one per row and test)
     variables: dict[str, dict[str, Any]] = {}
 
 
@@ -494,10 +587,67 @@ class StudySpec:
         s = self.config.study
         return {"studyid": s.studyid, "protocol": s.protocol, "sponsor": s.sponsor}
 
+    @cached_property
+    def usubjid_template(self) -> UsubjidTemplate:
+        """study.yaml `usubjid`, or the old rule: STUDYID, `usubjid_separator`, SUBJECT."""
+        if self.config.usubjid is not None:
+            return self.config.usubjid
+        return UsubjidTemplate(
+            parts=[UsubjidPart(meta="studyid"), UsubjidPart(column="SUBJECT")],
+            separator=self.config.usubjid_separator,
+        )
+
+    def _usubjid_words(self) -> tuple[str, ...]:
+        """The template's parts for define.xml method text (none: the old rule's words)."""
+        if self.config.usubjid is None:
+            return ()
+        return tuple(
+            f"{p.column} as collected" if p.column is not None
+            else (p.meta.upper() if p.meta == "studyid" else f"the study {p.meta}")
+            if p.meta is not None
+            else f'"{p.value}"'
+            for p in self.config.usubjid.parts
+        )  # fmt: skip
+
+    def subject_columns(self, form: str) -> dict[str, str]:
+        """Template column -> the column of `form` holding it (`subject_columns` of the
+        form; a form's `subject` stands for the template's only column part)."""
+        return dict(self.forms[form].subject_columns) if form in self.forms else {}
+
+    def subject_key(self, frame: pd.DataFrame, form: str | None = None) -> pd.Series:
+        """The one subject key (USUBJID) of each row of `frame`, a raw form's rows when `form`
+        is given: the template's parts, each column part read from the form's own column
+        (see `subject_columns`), stripped, joined by the separator. The `usubjid` rule,
+        aggregates over forms and generators all call this, so a subject is the same subject
+        in every form."""
+        template = self.usubjid_template
+        names = self.subject_columns(form) if form else {}
+        meta = {**self.placeholders(), "name": self.config.study.name}
+        pieces: list[pd.Series | str] = []
+        for part in template.parts:
+            if part.column is not None:
+                column = names.get(part.column, part.column)
+                pieces.append(frame[column].astype("string").str.strip())
+            elif part.meta is not None:
+                pieces.append(meta[part.meta])
+            else:
+                pieces.append(part.value or "")
+        out: pd.Series | str = pieces[0]
+        for piece in pieces[1:]:
+            out = out + template.separator + piece
+        if isinstance(out, str):  # no column part: one key for every row
+            return pd.Series(out, index=frame.index, dtype="string")
+        return out.astype("string")
+
     def usubjid(self, subject: pd.Series) -> pd.Series:
-        """The study's one USUBJID rule: STUDYID, separator, the EDC subject number."""
-        text = subject.astype("string").str.strip()
-        return (self.studyid + self.config.usubjid_separator + text).astype("string")
+        """USUBJID from the subject numbers of a form holding the template's only column
+        part (kept for callers holding one subject column)."""
+        columns = [p.column for p in self.usubjid_template.parts if p.column is not None]
+        if len(columns) != 1:
+            raise SpecError(
+                self.file, "usubjid", "this step needs a template with exactly one column part"
+            )
+        return self.subject_key(pd.DataFrame({columns[0]: subject}))
 
     def stage_of(self, dataset: str) -> str:
         spec = self.datasets.get(dataset)
@@ -575,18 +725,51 @@ class StudySpec:
             subject = form.get("subject") or next(
                 (c for c in ("SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols), None
             )
+            names = self._subject_columns(path, where, form, cols)
             out[name] = FormSpec(
                 name,
                 form["file"],
                 cols,
                 tuple(form.get("key", [])),
-                subject or "SUBJECT",
+                names[0][1] if len(names) == 1 else (subject or "SUBJECT"),
                 form.get("description", ""),
                 **form_extras(path, where, form, cols),
+                subject_columns=names,
             )
         found.raise_any()
         check_references(path, out)
         return out
+
+    def _subject_columns(
+        self, path: Path, where: str, form: dict[str, Any], cols: dict[str, ColumnSpec]
+    ) -> tuple[tuple[str, str], ...]:
+        """Template column -> this form's column, for every column part of the USUBJID
+        template: the form's `subject_columns` entry, else (a template with one column part)
+        the form's `subject` or the part's own name, else the part's own name. A mapping
+        naming a template column or a form column that does not exist is a spec error."""
+        parts = [p.column for p in self.usubjid_template.parts if p.column is not None]
+        given = form.get("subject_columns") or {}
+        at = f"{where}.subject_columns"
+        if not isinstance(given, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in given.items()
+        ):
+            raise SpecError(path, at, "expected a mapping of template column -> form column")
+        for part, column in given.items():
+            if part not in parts:
+                raise SpecError(
+                    path, f"{at}.{part}",
+                    f"{part!r} is not a column part of the USUBJID template (study.yaml "
+                    f"usubjid: {parts})",
+                )  # fmt: skip
+            if column not in cols:
+                raise SpecError(
+                    path, f"{at}.{part}", f"{column!r} is not a column of form {where[6:]!r}"
+                )
+        single = form.get("subject") or next(
+            (c for c in (parts[0], "SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols),
+            parts[0],
+        ) if len(parts) == 1 else None  # fmt: skip
+        return tuple((p, given.get(p) or single or p) for p in parts)
 
     def date_formats(self, form: str) -> dict[str, DateFormat]:
         """The parsed `format` of each date/time column of a form (cdiscforge.dates)."""
@@ -677,6 +860,8 @@ class StudySpec:
                     )
                 if block.table and block.table not in self.config.tables:
                     raise SpecError(path, f"records[{i}].table", f"unknown table {block.table!r}")
+                if block.pivot is not None:
+                    self._check_pivot(path, i, block, found)
                 good_blocks.add(i)
         block_params: list[Params | None] = []
         for i, block in enumerate(spec.records):
@@ -767,13 +952,23 @@ class StudySpec:
                 if v.name.startswith("_")
             },
             placeholders=self.placeholders(),
-            usubjid_separator=self.config.usubjid_separator,
+            usubjid_separator=self.usubjid_template.separator,
+            usubjid_parts=self._usubjid_words(),
             records=(
                 "form" if kind == "source" else kind,
                 str(getattr(first, kind, "") or "") if first else "",
             ),
         )
         derived_only = not forms and any(b.generator for b in spec.records)
+        pivot_set = {
+            name
+            for b in spec.records
+            if b.pivot is not None
+            for name in (
+                "TESTCD", "TEST",
+                *(q for t in b.pivot.tests for q, v in t.qualifiers.items() if v.value is not None),
+            )
+        }  # fmt: skip
         for var in variables:
             meta = var.meta
             explicit = next((e for e in spec.variables if e.get("name") == var.name), {})
@@ -786,6 +981,14 @@ class StudySpec:
                 # Set per record block only: the blocks' common origin, else Derived.
                 kinds = {rdef.origin_for(params) for _, (rdef, params) in per_block}
                 meta.origin = kinds.pop() if len(kinds) == 1 else "Derived"
+            if (
+                "origin" not in explicit
+                and var.rule is not None
+                and var.rule.name == "assign"
+                and getattr(var.params, "from_", None) in pivot_set
+            ):
+                # A pivot's test code/name and constant qualifiers are the spec's, not the CRF's.
+                meta.origin = "Assigned"
             copied = meta.origin in ("Collected", "Assigned") and var.name != "DOMAIN"
             if design and "origin" not in explicit and copied:
                 # Trial-design content is the protocol's, whether copied or assigned.
@@ -854,7 +1057,13 @@ class StudySpec:
         params = {
             k: v for k, v in entry.items() if k != "rule" and (k in own or k not in VARIABLE_META)
         }
-        return rdef, _validated(rdef.params, params, path, where)
+        checked = _validated(rdef.params, params, path, where)
+        problems = getattr(checked, "spec_problems", None)
+        if problems is not None and self._forms_ok:  # references to forms and their columns
+            found = [SpecError(path, f"{where}.{key}", text) for key, text in problems(self)]
+            if found:
+                raise SpecErrors.combine(found)
+        return rdef, checked
 
     def _variable(
         self, entry: Any, ig: pd.DataFrame, path: Path, where: str, stage: str
@@ -984,6 +1193,51 @@ class StudySpec:
                             "(write raw.NAME for a raw column)",
                         )
 
+    def _check_pivot(self, path: Path, i: int, block: Block, found: _Collect) -> None:
+        """A pivot reads a raw form (not with `split`); every column it names is one of the
+        form's (each unknown one its own located error); test codes are unique; the
+        record columns it adds do not clash with the form's own."""
+        pivot = block.pivot
+        assert pivot is not None
+        at = f"records[{i}].pivot"
+        if not block.source or block.split is not None:
+            raise SpecError(path, at, "a pivot reads a raw form (`source`), without `split`")
+        form = self.forms[block.source]
+        for where, column in pivot.columns():
+            with found.part():
+                if column not in form.columns:
+                    raise SpecError(
+                        path, f"{at}.{where}",
+                        f"unknown raw column {column!r} in form {form.name!r} ({form.file})",
+                    )  # fmt: skip
+        codes = [t.TESTCD for t in pivot.tests]
+        with found.part():
+            dupes = sorted({c for c in codes if codes.count(c) > 1})
+            if dupes:
+                raise SpecError(path, f"{at}.tests", f"test codes given twice: {dupes}")
+        added = {"TESTCD", "TEST", "ORRES", "ORRESU", "STAT", "REASND"}
+        for j, test in enumerate(pivot.tests):
+            for name, q in test.qualifiers.items():
+                with found.part():
+                    if (q.column is None) == (q.value is None):
+                        raise SpecError(
+                            path, f"{at}.tests[{j}].qualifiers.{name}", "give column or value"
+                        )
+                added.add(name)
+            with found.part():
+                if test.unit is not None and (test.unit.column is None) == (
+                    test.unit.value is None
+                ):
+                    raise SpecError(path, f"{at}.tests[{j}].unit", "give column or value")
+        with found.part():
+            clash = sorted(added & set(form.columns))
+            if clash:
+                raise SpecError(
+                    path, at,
+                    f"the pivot's record columns {clash} have the names of columns of form "
+                    f"{form.name!r}: name the qualifiers otherwise",
+                )  # fmt: skip
+
     def _check_raw_columns(
         self,
         path: Path,
@@ -1010,12 +1264,25 @@ class StudySpec:
         if block.filter is not None:
             with found.part():
                 refs = [r[4:] for r in block.filter.refs() if r.startswith("raw.")]
-                check(refs, f"records[{i}].filter")
+                check(refs, f"records[{i}].filter")  # on the form's rows, before a pivot
+        if block.pivot is not None:  # the record columns a pivot adds
+            known |= {"TESTCD", "TEST", "ORRES", "ORRESU", "STAT", "REASND"}
+            known |= {q for t in block.pivot.tests for q in t.qualifiers}
         for var in variables:
-            rule_params = overrides.get(var.name, (var.rule, var.params))[1]
+            rdef, rule_params = overrides.get(var.name, (var.rule, var.params))
             if rule_params is not None:
                 with found.part():
                     check(rule_params.raw_columns(), var.key_path)
+            if rdef is not None and rdef.name == "usubjid" and not rule_params.raw_columns():
+                with found.part():
+                    for part, col in form.subject_columns:
+                        if col not in known:
+                            raise SpecError(
+                                path, var.key_path,
+                                f"form {form.name!r} ({form.file}) has no column {col!r} for "
+                                f"the USUBJID template part {part!r}: declare its "
+                                "subject_columns in raw_forms.yaml",
+                            )  # fmt: skip
 
 
 def _conditions(node: Any, where: str) -> Iterator[tuple[str, Condition]]:

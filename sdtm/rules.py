@@ -432,7 +432,7 @@ def missed_visits(ctx: RuleContext, params: MissedVisitsParams) -> pd.DataFrame:
     source = ctx.store.source(p.form)
     seen = pd.DataFrame(
         {
-            "USUBJID": ctx.study.usubjid(source.frame[source.subject]),
+            "USUBJID": ctx.study.subject_key(source.frame, p.form),
             "label": source.frame[p.folder].astype("string").str.strip().str.upper(),
         }
     )
