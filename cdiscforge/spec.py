@@ -1058,11 +1058,8 @@ class StudySpec:
             k: v for k, v in entry.items() if k != "rule" and (k in own or k not in VARIABLE_META)
         }
         checked = _validated(rdef.params, params, path, where)
-        problems = getattr(checked, "spec_problems", None)
-        if problems is not None and self._forms_ok:  # references to forms and their columns
-            found = [SpecError(path, f"{where}.{key}", text) for key, text in problems(self)]
-            if found:
-                raise SpecErrors.combine(found)
+        # References to forms, tables, datasets and their columns (spec_problems included)
+        # are checked once every file is read: StudySpec._check_references.
         return rdef, checked
 
     def _variable(

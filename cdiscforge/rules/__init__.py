@@ -77,6 +77,11 @@ class Params(BaseModel):
                             (_key(cls, name), f"unknown {kind} {value!r}; known: {sorted(names)}")
                         )
         out += self._check_columns(study)
+        # A rule with references the generic fields cannot express checks them itself
+        # (aggregate: `by`, `where`, subject columns); skipped when the raw contract failed.
+        own = getattr(self, "spec_problems", None)
+        if own is not None and getattr(study, "_forms_ok", True):
+            out += own(study)
         for name in cls.model_fields:
             for where, sub in _models(getattr(self, name, None), _key(cls, name)):
                 out += [(f"{where}.{k}", m) for k, m in sub.check_references(study)]
