@@ -111,7 +111,7 @@ class CtParams(Params):
     from_: str | None = Field(None, alias="from")
     var: str | None = None
     codelist: str = Field(
-        description="Codelist to map to: a CDISC short name or NCI code, or a sponsor codelist id."
+        description="the codelist to map to: CDISC short name or NCI code, or a sponsor codelist id"
     )
     synonyms: dict[str, str] = {}
     unmatched: Unmatched = "error"
@@ -178,12 +178,12 @@ class MapParams(Params):
     from_: str | None = Field(None, alias="from")
     var: str | None = None
     values: dict[str, Any] = Field(
-        {}, description="Raw text -> value; with `codelist`, extra spellings tried first."
+        {}, description="collected text -> value; with `codelist`, spellings tried first"
     )
     codelist: str | None = Field(
         None,
-        description="A sponsor or CDISC codelist: its codes and decodes map to the code, and "
-        "the variable gets the CodeList in define.xml.",
+        description="a sponsor or CDISC codelist: its codes and decodes map to the code; the "
+        "variable gets its CodeList in define.xml",
     )
     unmatched: Unmatched = "error"
     raw_fields = ("from_",)
@@ -198,10 +198,14 @@ class MapParams(Params):
 
 @rule("map", MapParams, origin="Collected")
 def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
-    """Map collected text through the spec's own table (case/space-insensitive keys).
+    """Map collected text through the spec's own table (case/space-insensitive keys), or to
+    the codes of a codelist.
 
-    For sponsor-defined value lists that have no CDISC codelist (e.g. AEREL). Unmatched
-    values follow `unmatched` as in `ct`.
+    For sponsor-defined value lists (e.g. AEREL). With `codelist` (a sponsor codelist of the
+    study's codelists.yaml / codelists/*.csv, or a CDISC one), a value matching a term's code
+    or decode (case/space-insensitive) gives the code, after the spellings in `values`; the
+    variable then has that CodeList in define.xml. Unmatched values follow `unmatched` as in
+    `ct`. Example: `{name: AEREL, rule: map, from: AEREL, codelist: AEREL_SP}`.
     """
     values = _source(ctx, p.from_, p.var)
     if p.codelist is not None:
