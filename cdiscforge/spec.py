@@ -264,6 +264,10 @@ class StudyFile(_Strict):
     dictionaries: dict[str, DictionaryMeta] = {}
     documents: dict[str, DocumentMeta] = {}
     codelists: dict[str, SponsorCodelistMeta] = {}
+    # A Pinnacle 21 specification workbook (relative to the folder) whose define-level
+    # metadata the build settles with the YAML's (cdiscforge.p21: precedence, differences).
+    p21_spec: str | None = None
+    p21_precedence: Literal["workbook", "yaml"] = "workbook"
 
 
 class Split(_Strict):
