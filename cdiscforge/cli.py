@@ -323,8 +323,9 @@ def import_p21(workbook: Path, study: str | None) -> None:
         click.echo(f"difference: {diff}")
     precedence = target.config.p21_precedence
     click.echo(
-        f"{len(found)} difference(s) with {spec_dir}; in a build naming this workbook "
-        f"(p21_spec) the {precedence} wins each (p21_precedence)"
+        f"{len(found)} difference(s) with {spec_dir}; a build naming this workbook "
+        f"(p21_spec) reports each and keeps the {precedence}'s define-level metadata "
+        "(p21_precedence)"
         if found
         else f"metadata equal to the YAML of {spec_dir}"
     )

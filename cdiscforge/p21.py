@@ -58,7 +58,7 @@ SHEETS: dict[str, list[str]] = {
     "Study": ["Attribute", "Value"],
     "Datasets": [
         "Dataset", "Description", "Class", "Sub Class", "Structure", "Purpose",
-        "Key Variables", "Standard", "Repeating", "Reference Data", "Comment",
+        "Key Variables", "Standard", "Has No Data", "Repeating", "Reference Data", "Comment",
         "Developer Notes",
     ],
     "Variables": [
@@ -400,8 +400,10 @@ def _read(wb: Any, path: Path, spec: P21Spec) -> None:
                 sheet.error(row, "Key Variables", key, problem)
 
 
-def _id_texts(sheet: _Sheet, column: str) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _id_texts(sheet: _Sheet, column: str) -> dict[str, str | None]:
+    """Texts by ID; an ID whose row is broken maps to None (reported once, here: a
+    reference to it is not another error)."""
+    out: dict[str, str | None] = {}
     for row, rec in sheet.rows:
         oid = _text(rec.get("ID"))
         if oid is None:
@@ -413,7 +415,6 @@ def _id_texts(sheet: _Sheet, column: str) -> dict[str, str]:
         text = _text(rec.get(column))
         if text is None:
             sheet.error(row, column, None, "required")
-            continue
         out[oid] = text
     return out
 
@@ -474,7 +475,7 @@ def _read_codelists(sheet: _Sheet, spec: P21Spec) -> None:
         )  # fmt: skip
 
 
-def _read_datasets(sheet: _Sheet, spec: P21Spec, comments: dict[str, str]) -> None:
+def _read_datasets(sheet: _Sheet, spec: P21Spec, comments: dict[str, str | None]) -> None:
     for row, rec in sheet.rows:
         name = _text(rec.get("Dataset"))
         if name is None or not _DATASET_RE.match(name):
@@ -497,7 +498,7 @@ def _read_datasets(sheet: _Sheet, spec: P21Spec, comments: dict[str, str]) -> No
 
 
 def _ref(
-    sheet: _Sheet, row: int, col: str, value: Any, known: dict[str, str], where: str
+    sheet: _Sheet, row: int, col: str, value: Any, known: dict[str, str | None], where: str
 ) -> str | None:
     """The text an ID refers to (a method, a comment); an unknown ID is an error."""
     if value is None:
@@ -555,7 +556,7 @@ def _codelist_ref(
 
 
 def _read_variables(
-    sheet: _Sheet, spec: P21Spec, methods: dict[str, str], comments: dict[str, str]
+    sheet: _Sheet, spec: P21Spec, methods: dict[str, str | None], comments: dict[str, str | None]
 ) -> None:
     ordered: dict[str, list[tuple[float, Variable]]] = {}
     for row, rec in sheet.rows:
@@ -603,45 +604,63 @@ def _read_variables(
         spec.datasets[ds_name].variables = [v for _, v in sorted(items, key=lambda t: t[0])]
 
 
-def _read_where_clauses(sheet: _Sheet, spec: P21Spec) -> dict[str, WhereClause]:
-    """Where-clauses by ID; the rows sharing an ID are one composite clause (AND)."""
+def _read_where_clauses(sheet: _Sheet, spec: P21Spec) -> dict[str, WhereClause | None]:
+    """Where-clauses by ID; the rows sharing an ID are one composite clause (AND). A clause
+    with a broken row maps to None (reported once: a ValueLevel row naming it is not)."""
     conditions: dict[str, list[Condition]] = {}
     datasets: dict[str, str] = {}
+    broken: set[str] = set()
     for row, rec in sheet.rows:
-        oid, ds_name = _text(rec.get("ID")), _text(rec.get("Dataset"))
-        var, comparator = _text(rec.get("Variable")), _text(rec.get("Comparator"))
+        oid = _text(rec.get("ID"))
         if oid is None:
             sheet.error(row, "ID", None, "required")
             continue
-        ds = spec.datasets.get(ds_name or "")
-        if ds is None:
-            sheet.error(row, "Dataset", ds_name, "not a dataset of the Datasets sheet")
-            continue
-        if datasets.setdefault(oid, ds.name) != ds.name:
-            sheet.error(row, "Dataset", ds_name, f"where-clause {oid} spans two datasets")
-            continue
-        if var is None or not any(v.name == var for v in ds.variables):
-            sheet.error(row, "Variable", var, f"not a variable of {ds.name} (Variables)")
-            continue
-        comp = (comparator or "").upper()
-        if comp not in COMPARATORS:
-            sheet.error(row, "Comparator", comparator, f"not one of {', '.join(COMPARATORS)}")
-            continue
-        value = _text(rec.get("Value"))
-        if value is None:
-            sheet.error(row, "Value", None, "required")
-            continue
-        values = tuple(v.strip() for v in value.split(",")) if comp in ("IN", "NOTIN") else (value,)
-        conditions.setdefault(oid, []).append(Condition(var, comp, values))
-    return {oid: WhereClause(oid, datasets[oid], tuple(conds)) for oid, conds in conditions.items()}
+        condition = _condition(sheet, row, rec, spec, oid, datasets)
+        if condition is None:
+            broken.add(oid)
+        else:
+            conditions.setdefault(oid, []).append(condition)
+    out: dict[str, WhereClause | None] = dict.fromkeys(broken)
+    for oid, conds in conditions.items():
+        if oid not in broken:
+            out[oid] = WhereClause(oid, datasets[oid], tuple(conds))
+    return out
+
+
+def _condition(
+    sheet: _Sheet, row: int, rec: dict[str, Any], spec: P21Spec, oid: str,
+    datasets: dict[str, str],
+) -> Condition | None:  # fmt: skip
+    ds_name, var = _text(rec.get("Dataset")), _text(rec.get("Variable"))
+    ds = spec.datasets.get(ds_name or "")
+    if ds is None:
+        sheet.error(row, "Dataset", ds_name, "not a dataset of the Datasets sheet")
+        return None
+    if datasets.setdefault(oid, ds.name) != ds.name:
+        sheet.error(row, "Dataset", ds_name, f"where-clause {oid} spans two datasets")
+        return None
+    if var is None or not any(v.name == var for v in ds.variables):
+        sheet.error(row, "Variable", var, f"not a variable of {ds.name} (Variables)")
+        return None
+    comparator = _text(rec.get("Comparator"))
+    comp = (comparator or "").upper()
+    if comp not in COMPARATORS:
+        sheet.error(row, "Comparator", comparator, f"not one of {', '.join(COMPARATORS)}")
+        return None
+    value = _text(rec.get("Value"))
+    if value is None:
+        sheet.error(row, "Value", None, "required")
+        return None
+    values = tuple(v.strip() for v in value.split(",")) if comp in ("IN", "NOTIN") else (value,)
+    return Condition(var, comp, values)
 
 
 def _read_value_level(
     sheet: _Sheet,
     spec: P21Spec,
-    wheres: dict[str, WhereClause],
-    methods: dict[str, str],
-    comments: dict[str, str],
+    wheres: dict[str, WhereClause | None],
+    methods: dict[str, str | None],
+    comments: dict[str, str | None],
 ) -> None:
     for row, rec in sheet.rows:
         ds = spec.datasets.get(_text(rec.get("Dataset")) or "")
@@ -655,6 +674,8 @@ def _read_value_level(
             continue
         wid = _text(rec.get("Where Clause"))
         where = wheres.get(wid or "")
+        if where is None and wid in wheres:
+            continue  # the clause's own row is reported
         if where is None:
             sheet.error(row, "Where Clause", wid, "no such ID in the WhereClauses sheet")
             continue
@@ -843,6 +864,10 @@ class Difference:
         return f"{where} {self.field}: workbook {self.workbook!r}, YAML {self.ours!r}"
 
 
+def _class_key(text: Any) -> list[str]:
+    return re.sub(r"[^A-Z]", " ", str(text or "").upper()).split()
+
+
 def _blank(value: Any) -> bool:
     return value is None or value == "" or value == () or value == []
 
@@ -874,12 +899,18 @@ def compare(workbook: P21Dataset, ours: P21Dataset, *, strict: bool = False) -> 
     def check(variable: str | None, name: str, a: Any, b: Any) -> None:
         if (not strict and _blank(a)) or _same(a, b):
             return
+        if name == "klass" and _class_key(a) == _class_key(b):
+            return  # "Special-Purpose" is define.xml's "SPECIAL PURPOSE"
         if not strict and name == "length" and b is None:
             return  # the YAML leaves it to the data (fitted when written): no disagreement
         out.append(Difference(workbook.name, variable, name, a, b))
 
     for name in DATASET_FIELDS:
         check(None, name, getattr(workbook, name), getattr(ours, name))
+    for row in workbook.value_level:
+        if not row.where.simple:  # the dataset model states one EQ condition per row
+            out.append(Difference(workbook.name, row.variable, "value_level (composite)",
+                                  f"where {row.where.text()}", "not stated"))  # fmt: skip
     mine = {v.name: v for v in ours.variables}
     theirs = {v.name: v for v in workbook.variables}
     for name in theirs.keys() - mine.keys():
@@ -969,6 +1000,9 @@ def describe(found: list[Difference], precedence: Precedence) -> list[str]:
     for d in found:
         if d.field in ("variable", "dataset"):
             lines.append(f"{d}: the YAML decides which variables exist")
+        elif d.field == "value_level (composite)":
+            lines.append(f"{d}: not applied (the dataset model states one EQ condition per "
+                         "value-level row; define.xml gives the YAML's)")  # fmt: skip
         elif d.field in ("type", "core", "variable order"):
             lines.append(f"{d}: kept the YAML's (the data decides)")
         else:
