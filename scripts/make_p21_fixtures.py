@@ -190,6 +190,8 @@ def main() -> None:
         if rec["Origin"] == "Collected" and rec["Source"] == "Investigator":
             rec["Origin"] = "CRF"  # Define 2.0 templates; read as Collected
         rec["Programmer"] = "jdoe"
+        if (rec["Dataset"], rec["Variable"]) == ("DM", "SEX"):
+            rec["Pages"] = "3, 4"  # under the older name CRF Pages (the YAML states none)
     pain["WhereClauses"] += [
         {"ID": "WC.DS.DSTERM.DISP_SCRN", "Dataset": "DS", "Variable": "DSCAT",
          "Comparator": "EQ", "Value": "DISPOSITION EVENT"},
