@@ -115,7 +115,7 @@ def test_every_planted_error_is_located_in_one_run(seed_spec: Path) -> None:
 def test_not_a_workbook_and_missing_sheets_are_located(tmp_path: Path) -> None:
     bogus = tmp_path / "spec.xlsx"
     bogus.write_text("Dataset,Variable\n")
-    with pytest.raises(InputError, match="not an .xlsx workbook"):
+    with pytest.raises(InputError, match=r"not an \.xlsx workbook"):
         read_p21_spec(bogus)
     wb = load_workbook(FIXTURES / "nct03691909_subset.xlsx")
     del wb["Variables"]
