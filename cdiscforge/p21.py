@@ -550,9 +550,21 @@ def _codelist_ref(
     if key in spec.dictionaries:
         return None, key
     if key in spec.codelists:
-        return key, None
+        return _ct_name(spec.codelists[key]), None
     sheet.error(row, "Codelist", key, "no such ID in the Codelists or Dictionaries sheet")
     return None, None
+
+
+def _ct_name(codelist: Codelist) -> str:
+    """The name the rest of cdiscforge knows a codelist by: a workbook's own ID ("CL.SEX",
+    "C66731") becomes the CDISC short name (SEX) through its NCI code; a sponsor codelist
+    keeps its ID."""
+    from cdiscforge import ct
+
+    for ref in (codelist.nci_code, codelist.id):
+        if ref and ct.has_codelist(ref):
+            return ct.codelist(ref).short_name
+    return codelist.id
 
 
 def _read_variables(

@@ -63,6 +63,21 @@ def test_a_changed_label_is_one_difference(seed_spec: Path, tmp_path: Path) -> N
     assert lines == ["difference: DM.AGE label: workbook 'Age at Consent', YAML 'Age'"], out
 
 
+def test_codelist_ids_of_the_workbook_resolve_to_ct_names(tmp_path: Path) -> None:
+    """P21 workbooks often key codelists as CL.SEX or by NCI code: the NCI code decides."""
+    wb = load_workbook(FIXTURES / "nct03691909_subset.xlsx")
+    for sheet, column in (("Codelists", "ID"), ("Variables", "Codelist")):
+        ws = wb[sheet]
+        col = [c.value for c in ws[1]].index(column)
+        for row in ws.iter_rows(min_row=2):
+            if row[col].value == "SEX":
+                row[col].value = "CL.SEX"
+    wb.save(tmp_path / "cl.xlsx")
+    spec = read_p21_spec(tmp_path / "cl.xlsx")
+    sex = next(v for v in spec.datasets["DM"].variables if v.name == "SEX")
+    assert sex.codelist == "SEX" and "CL.SEX" in spec.codelists
+
+
 def test_pain_points_are_read(seed_spec: Path) -> None:
     spec = read_p21_spec(FIXTURES / "pain_points.xlsx")
     notes = "\n".join(spec.notes)
