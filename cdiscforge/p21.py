@@ -952,6 +952,30 @@ def compare_study(spec: P21Spec, study: Any) -> list[Difference]:
             out.append(Difference(name, None, "dataset", "listed", "no YAML spec"))
             continue
         out += compare(ds, from_spec(target, study), strict=False)
+    return out + _compare_study_level(spec, study.info())
+
+
+def _compare_study_level(spec: P21Spec, info: StudyInfo) -> list[Difference]:
+    """Dictionaries (name, version), documents (title, href) and sponsor codelists (terms)
+    the workbook and study.yaml both declare. Reported, not applied: study.yaml keeps them."""
+    out: list[Difference] = []
+    for d in info.dictionaries:
+        theirs = spec.dictionaries.get(d.key)
+        for name in ("name", "version") if theirs else ():
+            if getattr(theirs, name) != getattr(d, name):
+                out.append(Difference("Dictionaries", d.key, name, getattr(theirs, name),
+                                      getattr(d, name)))  # fmt: skip
+    for doc in info.documents:
+        theirs_doc = spec.documents.get(doc.key)
+        for name in ("title", "href") if theirs_doc else ():
+            if getattr(theirs_doc, name) != getattr(doc, name):
+                out.append(Difference("Documents", doc.key, name, getattr(theirs_doc, name),
+                                      getattr(doc, name)))  # fmt: skip
+    for cl in info.codelists:
+        theirs_cl = spec.codelists.get(cl.key)
+        terms = tuple(t[0] for t in theirs_cl.terms) if theirs_cl else None
+        if terms is not None and terms != cl.terms:
+            out.append(Difference("Codelists", cl.key, "terms", terms, cl.terms))
     return out
 
 

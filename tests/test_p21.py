@@ -78,6 +78,16 @@ def test_codelist_ids_of_the_workbook_resolve_to_ct_names(tmp_path: Path) -> Non
     assert sex.codelist == "SEX" and "CL.SEX" in spec.codelists
 
 
+def test_study_level_differences_are_reported(seed_spec: Path, tmp_path: Path) -> None:
+    wb = load_workbook(FIXTURES / "nct03691909_subset.xlsx")
+    ws = wb["Dictionaries"]
+    col = [c.value for c in ws[1]].index("Version")
+    ws.cell(row=2, column=col + 1).value = "26.1"
+    wb.save(tmp_path / "dict.xlsx")
+    found = compare_study(read_p21_spec(tmp_path / "dict.xlsx"), load_study(seed_spec))
+    assert [str(d) for d in found] == ["Dictionaries.MEDDRA version: workbook '26.1', YAML '23.0'"]
+
+
 def test_pain_points_are_read(seed_spec: Path) -> None:
     spec = read_p21_spec(FIXTURES / "pain_points.xlsx")
     notes = "\n".join(spec.notes)
