@@ -235,9 +235,12 @@ def _apply_p21(
     precedence = study.config.p21_precedence
     for note in workbook.notes:
         log.info("p21", "", note)
-    found = apply_p21(workbook, datasets.values(), precedence)
+    found, fixed = apply_p21(workbook, datasets.values(), precedence)
     for d, line in zip(found, describe(found, precedence), strict=True):
         log.warn("p21", d.dataset, line)
+    if fixed:
+        log.info("p21", "", f"lengths the YAML leaves to the data, fixed by the workbook: "
+                 f"{', '.join(fixed)}")  # fmt: skip
     log.info("p21", "", f"{study.config.p21_spec}: {len(workbook.datasets)} datasets read, "
              f"{len(found)} difference(s) with the YAML")  # fmt: skip
 

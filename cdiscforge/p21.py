@@ -1004,10 +1004,17 @@ _APPLIED = tuple(f for f in VARIABLE_FIELDS if f not in ("type", "core", "value_
 
 def apply_p21(
     spec: P21Spec, datasets: Iterable[Dataset], precedence: Precedence = "workbook"
-) -> list[Difference]:
+) -> tuple[list[Difference], list[str]]:
     """Settle the workbook's differences on built datasets (see the module docstring for the
-    precedence); returns each difference once, for the build log."""
+    precedence); returns each difference once, for the build log, and the variables whose
+    length the YAML leaves to the data and the workbook fixes (`DS.VAR=20`: applied under
+    workbook precedence, not a disagreement; the XPT writer refuses longer values)."""
     found: list[Difference] = []
+    fixed: list[str] = []
+    datasets = list(datasets)
+    built = {ds.name for ds in datasets}
+    for name in sorted(set(spec.datasets) - built):
+        found.append(Difference(name, None, "dataset", "listed", "not built (no YAML spec)"))
     for ds in datasets:
         wb = spec.datasets.get(ds.name)
         if wb is None:
@@ -1016,6 +1023,12 @@ def apply_p21(
         found += diffs
         if precedence != "workbook":
             continue
+        for var in wb.variables:
+            if var.length and var.name in ds.variable_names:
+                ours = ds.variable(var.name)
+                if ours.length is None:
+                    ours.length = var.length
+                    fixed.append(f"{ds.name}.{var.name}={var.length}")
         for d in diffs:
             if d.variable is None and d.field in ("label", "structure", "keys", "comment",
                                                   "subclass"):  # fmt: skip
@@ -1026,7 +1039,7 @@ def apply_p21(
                 setattr(ds.variable(d.variable), d.field, d.workbook)
             elif d.variable and d.field == "value_level" and d.variable in ds.variable_names:
                 ds.variable(d.variable).value_level = d.workbook
-    return found
+    return found, fixed
 
 
 def describe(found: list[Difference], precedence: Precedence) -> list[str]:

@@ -201,6 +201,8 @@ def _study_with_workbook(seed_spec: Path, tmp_path: Path, precedence: str) -> Pa
     for row in ws.iter_rows(min_row=2):
         if row[header.index("Variable")].value == "AETERM":
             row[header.index("Label")].value = "Reported AE Term"
+        if row[header.index("Variable")].value == "AESEV":
+            row[header.index("Length")].value = 20
     wb.save(spec / "p21.xlsx")
     with (spec / "study.yaml").open("a") as fh:
         fh.write(f"\np21_spec: p21.xlsx\np21_precedence: {precedence}\n")
@@ -222,3 +224,7 @@ def test_build_settles_workbook_and_yaml_by_precedence(
     assert label == (
         "Reported AE Term" if precedence == "workbook" else "Reported Term for the Adverse Event"
     )
+    width = meta.variable_storage_width["AESEV"]
+    assert width == (20 if precedence == "workbook" else 8)  # fitted to MILD/MODERATE/SEVERE
+    if precedence == "workbook":
+        assert "fixed by the workbook: AE.AESEV=20" in log
