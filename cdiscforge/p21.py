@@ -807,7 +807,8 @@ def write_p21_spec(
                     Value=vl.value)  # fmt: skip
                 row(
                     "ValueLevel", Order=vlm_order, Dataset=ds.name,
-                    Variable=var.name, **{"Where Clause": wc}, Description=vl.label,
+                    Variable=var.name, **{"Where Clause": wc, "Data Type":
+                    define_data_type(var, series)}, Description=vl.label,
                     Codelist=vl.codelist, Origin=var.origin, Method=vmt,
                 )  # fmt: skip
     sponsor = {c.key: c for c in study.codelists}
