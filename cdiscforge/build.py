@@ -104,6 +104,7 @@ def _build(
     out_dir = state.root
     say("specs")
     study = load_study(spec_dir)
+    workbook = _p21_workbook(study)  # read before anything runs: its errors are input errors
     log = BuildLog()
     for note in notes:
         log.warn("output", "", note)
@@ -138,6 +139,8 @@ def _build(
         ),
     )
     datasets: dict[str, Dataset] = {**sdtm_sets, **adam_sets}  # type: ignore[dict-item]
+    if workbook is not None:
+        _apply_p21(study, workbook, datasets, log)
     inputs = _input_hashes(spec_dir, raw_dir, staging, out_dir, log)
 
     say("validate")
@@ -220,6 +223,35 @@ def _build(
     )
 
 
+def _p21_workbook(study: StudySpec) -> Any:
+    """The study's P21 specification workbook (study.yaml `p21_spec`), read; None if none."""
+    if not study.config.p21_spec:
+        return None
+    from cdiscforge.p21 import read_p21_spec
+
+    return read_p21_spec(study.folder / study.config.p21_spec)
+
+
+def _apply_p21(
+    study: StudySpec, workbook: Any, datasets: dict[str, Dataset], log: BuildLog
+) -> None:
+    """Settle the workbook's metadata with the YAML's on the built datasets (cdiscforge.p21
+    documents the precedence); each difference and each note is one line of the log."""
+    from cdiscforge.p21 import apply_p21, describe
+
+    precedence = study.config.p21_precedence
+    for note in workbook.notes:
+        log.info("p21", "", note)
+    found, fixed = apply_p21(workbook, datasets.values(), precedence)
+    for d, line in zip(found, describe(found, precedence), strict=True):
+        log.warn("p21", d.dataset, line)
+    if fixed:
+        log.info("p21", "", f"lengths the YAML leaves to the data, fixed by the workbook: "
+                 f"{', '.join(fixed)}")  # fmt: skip
+    log.info("p21", "", f"{study.config.p21_spec}: {len(workbook.datasets)} datasets read, "
+             f"{len(found)} difference(s) with the YAML")  # fmt: skip
+
+
 # Folders write_outputs fills in the staging folder (a failed build publishes none of them).
 _WRITTEN_FOLDERS = ("sdtm", "adam", "datasetjson", "tables")
 
@@ -291,6 +323,7 @@ def write_outputs(
     from cdiscforge.define import crosscheck, write_define
     from cdiscforge.define.crosscheck import missing_documents
     from cdiscforge.errors import CdiscforgeError
+    from cdiscforge.p21 import write_p21_spec
     from cdiscforge.xpt import write_xpt
 
     created = datetime.fromisoformat(study.creation_datetime)
@@ -319,6 +352,8 @@ def write_outputs(
             created=study.creation_datetime,
         )
         files.append(define)
+        # The same metadata as a Pinnacle 21 specification workbook, for reviewers' QC.
+        files.append(write_p21_spec(ordered, folder / "spec.xlsx", study=info, standard=standard))
         for ds in ordered:
             path = write_dataset_json(
                 ds,

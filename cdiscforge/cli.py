@@ -335,5 +335,55 @@ def init(raw: Path, out: Path) -> None:
     click.echo(f"wrote {path}: check each guessed type and format, then see docs/map-your-study.md")
 
 
+@main.group()
+def spec() -> None:
+    """Specification workbooks: import a Pinnacle 21 specification."""
+
+
+@spec.command("import-p21")
+@click.argument("workbook", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--study",
+    "study",
+    help="The study: a bundled study name or a spec folder holding study.yaml.",
+)
+def import_p21(workbook: Path, study: str | None) -> None:
+    """Read a P21-format specification WORKBOOK and compare its metadata with the study's
+    YAML, each difference on one line (exit 2 listing every workbook problem, located by
+    sheet, row and column). Name it in study.yaml (`p21_spec: FILE.xlsx`) to have builds
+    use it; `p21_precedence` (workbook | yaml) says which side wins a difference."""
+    from cdiscforge.p21 import compare_study, read_p21_spec
+    from cdiscforge.spec import load_study
+
+    try:
+        folder = Path(study) if study and Path(study, "study.yaml").is_file() else None
+        spec_dir = folder or _resolve_spec(study, None)[0]
+        target = load_study(spec_dir)
+        metadata = read_p21_spec(workbook)
+    except CdiscforgeError as exc:
+        _fail(exc)
+        return
+    for note in metadata.notes:
+        click.echo(f"note: {note}")
+    n_vars = sum(len(d.variables) for d in metadata.datasets.values())
+    n_vlm = sum(len(d.value_level) for d in metadata.datasets.values())
+    click.echo(
+        f"read {workbook}: {len(metadata.datasets)} datasets, {n_vars} variables, "
+        f"{n_vlm} value-level rows, {len(metadata.codelists)} codelists, "
+        f"{len(metadata.dictionaries)} dictionaries, {len(metadata.documents)} documents"
+    )
+    found = compare_study(metadata, target)
+    for diff in found:
+        click.echo(f"difference: {diff}")
+    precedence = target.config.p21_precedence
+    click.echo(
+        f"{len(found)} difference(s) with {spec_dir}; a build naming this workbook "
+        f"(p21_spec) reports each and keeps the {precedence}'s define-level metadata "
+        "(p21_precedence)"
+        if found
+        else f"metadata equal to the YAML of {spec_dir}"
+    )
+
+
 if __name__ == "__main__":
     main()

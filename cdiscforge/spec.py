@@ -292,6 +292,10 @@ class StudyFile(_Strict):
     ct_version: dict[str, str] = {}
     # Spellings of an unknown date part (or in raw_forms.yaml; cdiscforge.raw).
     partial_dates: dict[str, Any] | None = None
+    # A Pinnacle 21 specification workbook (relative to the folder) whose define-level
+    # metadata the build settles with the YAML's (cdiscforge.p21: precedence, differences).
+    p21_spec: str | None = None
+    p21_precedence: Literal["workbook", "yaml"] = "workbook"
 
 
 class Split(_Strict):

@@ -10,11 +10,8 @@ Summary, Issue Summary, Details, Rules) with fixed zip timestamps for the same r
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections import Counter, defaultdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,6 @@ REPORT_XLSX = "report.xlsx"
 GX_FOLDER = "gx"
 PAGE_ROWS = 100  # records per page in the HTML report
 XLSX_SHEETS = ("Dataset Summary", "Issue Summary", "Details", "Rules")
-_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def _environment() -> Environment:
@@ -131,7 +127,6 @@ def render_xlsx(
     """The P21-style workbook: Dataset Summary, Issue Summary, Details, Rules (fixed bytes)."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
-    from openpyxl.writer.excel import ExcelWriter
 
     data = result.to_dict()
     run = _header(result, generated, run_date)
@@ -260,21 +255,9 @@ def render_xlsx(
             cell.font = Font(bold=True)
         sheet.freeze_panes = "A2"
 
-    fixed = datetime(1980, 1, 1)
-    wb.properties.creator = "cdiscforge"
-    wb.properties.created = fixed
-    wb.properties.modified = fixed
-    raw = io.BytesIO()
-    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
-        ExcelWriter(wb, archive).write_data()  # not wb.save(): it stamps "modified" with now
-    # Rewrite the zip with fixed member timestamps so the same result gives the same bytes.
-    out = io.BytesIO()
-    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            member = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
-            member.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(member, src.read(info.filename))
-    return out.getvalue()
+    from cdiscforge.xlsx import workbook_bytes
+
+    return workbook_bytes(wb)  # fixed docProps and zip timestamps: same result, same bytes
 
 
 def write_gx_suites(result: ValidationResult, out_dir: Path) -> list[Path]:
