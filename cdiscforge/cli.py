@@ -90,12 +90,32 @@ _spec_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (default outputs/<study>).",
 )
-def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | None) -> None:
+@click.option(
+    "--datasetjson",
+    "datasetjson",
+    default="json",
+    show_default=True,
+    metavar="ENCODINGS",
+    help="Dataset-JSON encodings to write, comma-separated: json, ndjson, dsjc "
+    "(compressed NDJSON).",
+)
+def build(
+    study: str | None, spec: Path | None, raw: Path | None, out: Path | None, datasetjson: str
+) -> None:
     """Build SDTM and ADaM from raw exports, validate, and publish XPT, define.xml,
     Dataset-JSON, tables, the validation report and the build log.
 
     --out must be new, empty, or a folder an earlier build wrote (its
     cdiscforge-manifest.json): only the files that manifest lists are replaced."""
+    from cdiscforge.datasetjson import ENCODINGS
+
+    encodings = tuple(dict.fromkeys(e.strip().lower() for e in datasetjson.split(",")))
+    unknown = [e for e in encodings if e not in ENCODINGS]
+    if unknown or not encodings:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or '(none)'}: choose from {', '.join(ENCODINGS)}",
+            param_hint="--datasetjson",
+        )
     from cdiscforge.outputs import Interrupted, handle_signals
 
     with handle_signals():  # SIGINT / SIGTERM unwind through the clean-up, exit 130 / 143
@@ -114,6 +134,7 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
                 raw,
                 progress=reporter,
                 on_note=lambda note: click.echo(f"note: {note}", err=True),
+                datasetjson=encodings,
             )
         except CdiscforgeError as exc:
             reporter.stop()
