@@ -213,7 +213,7 @@ def build_many(
     click.echo("\n".join(many.summary_table(outcomes)))
     for o in outcomes:
         if o.message:
-            click.echo(f"{o.name}: {o.message}")
+            click.echo(f"{o.name}: " + o.message.replace("\n", "\n    "))
     if json_out is not None:
         json_out.write_text(many.outcomes_json(outcomes), encoding="utf-8")
     code = max(o.exit_code for o in outcomes)

@@ -41,6 +41,7 @@ from cdiscforge.errors import CdiscforgeError, SpecError, SpecErrors
 
 _KEYS = ("name", "spec", "study", "raw", "out", "datasetjson")
 _SEVERITIES = ("error", "warning", "notice")
+_MESSAGE_LINES = 12  # of a failed build's error shown under the summary table
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class BuildOutcome:
     records: int | None = None
     findings: dict[str, int] = field(default_factory=dict)  # severity -> open findings
     waived: int = 0
-    message: str = ""  # the build's last error line, when it failed
+    message: str = ""  # the build's error message (first lines), when it failed
 
 
 def _encodings(value: Any, file: Path, where: str, errors: list[SpecError]) -> tuple[str, ...]:
@@ -206,8 +207,12 @@ def run_entry(entry: StudyEntry) -> BuildOutcome:
         return BuildOutcome(entry.name, 2, time.perf_counter() - start, message=str(exc))
     seconds = round(time.perf_counter() - start, 1)
     outcome = BuildOutcome(entry.name, proc.returncode, seconds)
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    outcome.message = lines[-1] if lines and proc.returncode else ""
+    lines = proc.stderr.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
+    if proc.returncode and first is not None:  # the build's located error, as build says it
+        shown = lines[first : first + _MESSAGE_LINES]
+        more = len(lines) - first - len(shown)
+        outcome.message = "\n".join(shown + ([f"  ... {more} more line(s)"] if more else []))
     results = _results(entry.out, proc.returncode)
     if results is not None:
         outcome.records = sum(results.get("datasets", {}).values())

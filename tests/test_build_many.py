@@ -124,3 +124,33 @@ def test_shared_and_nested_output_folders_are_refused_up_front(
     assert "studies[3].datasetjson: xml: choose from json, ndjson, dsjc" in text
     assert "studies[4].out: refusing to build into" in text and "spec folder" in text
     assert not (tmp_path / "out").exists()  # nothing was built or created
+
+
+def test_an_existing_scheduler_runs_the_builds(tmp_path: Path, seed_spec: Path) -> None:
+    """--scheduler ADDRESS: the tasks go to a cluster already running (here a LocalCluster
+    started by the test); a build that stops on bad input (an empty raw folder) is exit 2
+    in the table, with its located error, and no records."""
+    from distributed import LocalCluster
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "studies.yaml").write_text(
+        f"studies:\n  - {{name: empty, spec: {seed_spec}, raw: raw, out: out}}\n",
+        encoding="utf-8",
+    )
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        result = CliRunner().invoke(
+            main,
+            [
+                "build-many",
+                str(tmp_path / "studies.yaml"),
+                "--scheduler",
+                cluster.scheduler_address,
+            ],
+        )
+    assert result.exit_code == 2, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("empty "))
+    assert row.split()[1:3] == ["2", "-"]
+    assert "empty: error: " in result.output and "raw" in result.output
+    assert not list((tmp_path / "out").rglob("*.xpt"))
