@@ -292,11 +292,12 @@ def _variable(column: dict[str, Any]) -> Variable:
 
 def _decimal_numbers(raw: pd.Series) -> pd.Series:
     """float64 of decimal strings, each distinct string parsed once by Python's float (which
-    rounds correctly: "0.30000000000000004" and "-0.00" give back the doubles written)."""
+    rounds correctly: "0.30000000000000004" and "-0.00" give back the doubles written). A
+    comma is the thousands separator Dataset-JSON 1.1 allows in them ("1,234.5")."""
     codes, distinct = pd.factorize(raw, use_na_sentinel=True)
     if any(type(v) is not str for v in distinct):
         raise ValueError("a decimal value is not a string")
-    parsed = np.array([float(v) for v in distinct] + [np.nan], dtype="float64")
+    parsed = np.array([float(v.replace(",", "")) for v in distinct] + [np.nan], dtype="float64")
     return pd.Series(parsed[codes], index=raw.index)
 
 

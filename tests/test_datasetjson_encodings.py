@@ -239,3 +239,22 @@ def test_an_unknown_suffix_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CdiscforgeError, match="not a Dataset-JSON file name"):
         write_dataset_json(_adlb(), tmp_path / "adlb.jsonl", study=STUDY, created=CREATED)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_decimal_strings_from_other_writers_read_exactly(tmp_path: Path) -> None:
+    """Dataset-JSON 1.1's own decimal example, a thousands separator, and a number where a
+    string belongs (refused with the column named, not silently taken)."""
+    path = _write(_adlb(), tmp_path, "ndjson")
+    meta, *rows = path.read_text(encoding="utf-8").splitlines()
+    decoded = [json.loads(r) for r in rows]
+    decoded[0][4], decoded[1][4] = "30.8983333232059", "1,234.5"
+    path.write_text("\n".join([meta, *map(json.dumps, decoded)]) + "\n", encoding="utf-8")
+    base = read_dataset_json(path).frame["BASE"]
+    assert base.iloc[0] == 30.8983333232059 and base.iloc[1] == 1234.5
+    decoded[2][4] = 0.3
+    path.write_text("\n".join([meta, *map(json.dumps, decoded)]) + "\n", encoding="utf-8")
+    with pytest.raises(
+        CdiscforgeError,
+        match=r"column BASE: values do not fit dataType decimal: a decimal value is not a string",
+    ):
+        read_dataset_json(path)
