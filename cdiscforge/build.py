@@ -52,8 +52,12 @@ def run_build(
     *,
     progress: Progress | None = None,
     on_note: Progress | None = None,
+    datasetjson: tuple[str, ...] = ("json",),
 ) -> BuildResult:
     """Build a study into `out_dir` (see the module docstring for what is published when).
+
+    `datasetjson` names the Dataset-JSON encodings written beside the XPT ("json",
+    "ndjson", "dsjc"; each dataset once per encoding, all in datasetjson/<stage>/).
 
     Raises OutputRefused (exit 2) before building when `out_dir` is not ours to write.
     `on_note` hears at once what the build log will also say about the folder (a stale
@@ -75,7 +79,15 @@ def run_build(
                 outputs.remove_tree(staging)  # a leftover of an earlier process with our pid
                 staging.mkdir()
                 return _build(
-                    spec_dir, state, staging, raw_dir, say, timings, lock.notes, published
+                    spec_dir,
+                    state,
+                    staging,
+                    raw_dir,
+                    say,
+                    timings,
+                    lock.notes,
+                    published,
+                    datasetjson,
                 )
             finally:
                 outputs.remove_tree(staging)
@@ -100,6 +112,7 @@ def _build(
     timings: dict[str, float],
     notes: list[str],
     published: list[bool],
+    datasetjson: tuple[str, ...] = ("json",),
 ) -> BuildResult:
     out_dir = state.root
     say("specs")
@@ -195,7 +208,9 @@ def _build(
 
     say("write")
     files = _timed(
-        timings, "write", lambda: write_outputs(study, sdtm_sets, adam_sets, staging, log)
+        timings,
+        "write",
+        lambda: write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson),
     )
     say("validate define.xml")
     start = time.perf_counter()  # counted as validation time (timings.json "validate")
@@ -317,9 +332,12 @@ def write_outputs(
     adam_sets: dict[str, Dataset],
     root: Path,
     log: BuildLog,
+    *,
+    datasetjson: tuple[str, ...] = ("json",),
 ) -> list[Path]:
-    """XPT, define.xml, Dataset-JSON and tables for both stages, cross-checked."""
-    from cdiscforge.datasetjson import write_dataset_json
+    """XPT, define.xml, Dataset-JSON (in each encoding of `datasetjson`) and tables for both
+    stages, cross-checked."""
+    from cdiscforge.datasetjson import SUFFIXES, write_dataset_json
     from cdiscforge.define import crosscheck, write_define
     from cdiscforge.define.crosscheck import missing_documents
     from cdiscforge.errors import CdiscforgeError
@@ -355,15 +373,16 @@ def write_outputs(
         # The same metadata as a Pinnacle 21 specification workbook, for reviewers' QC.
         files.append(write_p21_spec(ordered, folder / "spec.xlsx", study=info, standard=standard))
         for ds in ordered:
-            path = write_dataset_json(
-                ds,
-                json_dir / f"{ds.name.lower()}.json",
-                study=info,
-                created=study.creation_datetime,
-                define_path=f"../../{stage}/define.xml",
-            )
-            files.append(path)
-        problems = crosscheck(define, folder, json_dir)
+            for encoding in datasetjson:
+                path = write_dataset_json(
+                    ds,
+                    json_dir / f"{ds.name.lower()}{SUFFIXES[encoding]}",
+                    study=info,
+                    created=study.creation_datetime,
+                    define_path=f"../../{stage}/define.xml",
+                )
+                files.append(path)
+        problems = crosscheck(define, folder, json_dir, encodings=datasetjson)
         if problems:
             raise CdiscforgeError(
                 f"{stage} define.xml cross-check failed: " + "; ".join(problems[:5])

@@ -1,4 +1,4 @@
-"""The `cdiscforge` command: build, simulate, validate.
+"""The `cdiscforge` command: build, build-many, simulate, validate.
 
 Exit codes: 0 success; 1 validation found error-level findings (the previous output kept,
 the report in <out>/failed/); 2 bad input, bad spec, bad usage or an output folder that is
@@ -90,12 +90,32 @@ _spec_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (default outputs/<study>).",
 )
-def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | None) -> None:
+@click.option(
+    "--datasetjson",
+    "datasetjson",
+    default="json",
+    show_default=True,
+    metavar="ENCODINGS",
+    help="Dataset-JSON encodings to write, comma-separated: json, ndjson, dsjc "
+    "(compressed NDJSON).",
+)
+def build(
+    study: str | None, spec: Path | None, raw: Path | None, out: Path | None, datasetjson: str
+) -> None:
     """Build SDTM and ADaM from raw exports, validate, and publish XPT, define.xml,
     Dataset-JSON, tables, the validation report and the build log.
 
     --out must be new, empty, or a folder an earlier build wrote (its
     cdiscforge-manifest.json): only the files that manifest lists are replaced."""
+    from cdiscforge.datasetjson import ENCODINGS
+
+    encodings = tuple(dict.fromkeys(e.strip().lower() for e in datasetjson.split(",")))
+    unknown = [e for e in encodings if e not in ENCODINGS]
+    if unknown or not encodings:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or '(none)'}: choose from {', '.join(ENCODINGS)}",
+            param_hint="--datasetjson",
+        )
     from cdiscforge.outputs import Interrupted, handle_signals
 
     with handle_signals():  # SIGINT / SIGTERM unwind through the clean-up, exit 130 / 143
@@ -114,6 +134,7 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
                 raw,
                 progress=reporter,
                 on_note=lambda note: click.echo(f"note: {note}", err=True),
+                datasetjson=encodings,
             )
         except CdiscforgeError as exc:
             reporter.stop()
@@ -141,6 +162,63 @@ def build(study: str | None, spec: Path | None, raw: Path | None, out: Path | No
         f"ADaM), {len(result.log.warnings)} warnings, validation clean -> {result.out_dir}"
     )
     click.echo("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+
+
+@main.command("build-many")
+@click.argument("studies", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="A running Dask scheduler (e.g. tcp://10.0.0.5:8786); default: a LocalCluster here.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="LocalCluster workers, i.e. builds at once (default: one per study, at most the CPUs).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the outcomes (the summary table's rows) to this JSON file.",
+)
+def build_many(
+    studies: Path, scheduler: str | None, workers: int | None, json_out: Path | None
+) -> None:
+    """Build every study STUDIES lists (spec, raw and output folders), each as its own task
+    on Dask distributed and its own `cdiscforge build` process; a summary table at the end.
+
+    STUDIES is checked whole first (exit 2, nothing built, on any problem: output folders
+    are held to build's rules, and two studies may not share one). One failing build does
+    not stop the others. Exit 0 when every build succeeded, else the largest build exit
+    code (1: a validation failure, 2: bad input)."""
+    from cdiscforge import many
+
+    try:
+        entries = many.load_studies(studies)
+    except CdiscforgeError as exc:
+        _fail(exc)
+        return
+    where = scheduler or "a LocalCluster"
+    click.echo(f"building {len(entries)} studies on {where}", err=True)
+
+    def done(o: many.BuildOutcome) -> None:
+        click.echo(f"  {o.name}: exit {o.exit_code} after {o.seconds:.1f}s", err=True)
+
+    try:
+        outcomes = many.build_many(entries, scheduler=scheduler, workers=workers, on_done=done)
+    except CdiscforgeError as exc:
+        _fail(exc)
+        return
+    click.echo("\n".join(many.summary_table(outcomes)))
+    for o in outcomes:
+        if o.message:
+            click.echo(f"{o.name}: " + o.message.replace("\n", "\n    "))
+    if json_out is not None:
+        json_out.write_text(many.outcomes_json(outcomes), encoding="utf-8")
+    code = max(o.exit_code for o in outcomes)
+    if code:
+        sys.exit(code)
 
 
 @main.command()

@@ -1,10 +1,23 @@
-"""CDISC Dataset-JSON 1.1: writer, reader and schema check.
+"""CDISC Dataset-JSON 1.1: writer, reader and schema check, in all three encodings.
 
-Dataset-JSON is the exchange format FDA is moving to beside XPT. The writer streams: it writes
-the metadata, then the rows in chunks of `chunk_rows`, each chunk converted column-wise
-(vectorised) and encoded with one `json.dumps` call, so a large LB never exists as one JSON
-string in memory. Output is deterministic: keys in the order of the standard's examples,
-compact separators, floats in Python's shortest round-trip form.
+Dataset-JSON is the exchange format FDA is moving to beside XPT. It has three encodings, all
+the same content, told apart by the file's extension:
+
+* ``.json``: one JSON object, the rows in its ``rows`` array;
+* ``.ndjson`` (Dataset-NDJSON): line 1 the metadata object (no ``rows``), then one JSON array
+  per row, one per line, each line ending in a newline;
+* ``.dsjc`` (Compressed Dataset-JSON, CDISC DSJC 1.1): the Dataset-NDJSON bytes as one zlib
+  stream (RFC 1950: zlib header and Adler-32, no other wrapper), level 9 as the DSJC
+  specification recommends for exchange, 15-bit window. CDISC CORE and R's datasetjson read
+  it with a plain zlib decompress.
+
+The writer streams: it writes the metadata, then the rows in chunks of `chunk_rows`, each
+chunk converted column-wise (vectorised) and encoded by the C JSON encoder, so a large LB
+never exists as one JSON string in memory (DSJC compresses chunk by chunk). The reader
+streams Dataset-NDJSON and DSJC a chunk of lines at a time. Output is deterministic: keys in
+the order of the standard's examples, compact separators, floats in Python's shortest
+round-trip form (``repr``), which reads back to the very same double (1e-300, 4.9e-07,
+0.30000000000000004 and -0.0 included).
 
 Conventions (the same as `cdiscforge.xpt`, so XPT and JSON read back to the same frame):
 
@@ -14,13 +27,22 @@ Conventions (the same as `cdiscforge.xpt`, so XPT and JSON read back to the same
   strings with dataType date/datetime/time and targetDataType "integer", as Dataset-JSON 1.1
   specifies, and read back as datetime64 / timedelta64 columns.
 * Other numerics are read back as float64 (what every XPT reader returns).
+* A numeric variable whose spec declares significant digits (define.xml: DataType float with
+  SignificantDigits) is dataType "decimal", targetDataType "decimal": each value a decimal
+  string with at least that many decimals ("39.00"), more where the double needs them to be
+  read back exactly (never rounded: a value is not changed by the file format).
+* SAS special missing values (.A-.Z, ._) are not carried by the dataset model (the XPT reader
+  reads them as missing): they are written as null like '.'.
 * OIDs (itemGroupOID, itemOID, studyOID, metaDataVersionOID) are the ones define.xml uses.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -39,6 +61,11 @@ from cdiscforge.model import Dataset, StudyInfo, Variable, char_max_bytes
 
 DATASET_JSON_VERSION = "1.1.0"
 DEFAULT_CHUNK_ROWS = 10_000
+# Encodings by file suffix; the order is the preference when a folder holds a dataset twice.
+ENCODINGS = ("json", "ndjson", "dsjc")
+SUFFIXES = {"json": ".json", "ndjson": ".ndjson", "dsjc": ".dsjc"}
+DSJC_LEVEL = 9  # the DSJC specification's recommendation for data exchange
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 SAS_EPOCH = pd.Timestamp("1960-01-01")
 _ISO_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%dT%H:%M:%S"}
 
@@ -111,10 +138,63 @@ def _column_values(series: pd.Series, var: Variable, data_type: str) -> list[Any
         )
     numbers = pd.to_numeric(series).to_numpy(dtype="float64", na_value=np.nan)
     missing = ~np.isfinite(numbers)
+    if data_type == "decimal":
+        return _decimal_text(numbers, missing, var.significant_digits or 0)
     if data_type == "integer":
         whole = np.where(missing, 0, numbers).astype(np.int64).tolist()
         return _with_nulls(np.array(whole, dtype=object), missing)
     return _with_nulls(np.where(missing, 0.0, numbers).tolist(), missing)
+
+
+def _decimal_text(numbers: np.ndarray, missing: np.ndarray, digits: int) -> list[Any]:
+    """Decimal strings of a float64 column: at least `digits` decimals, and as many more as
+    the double needs to read back bit for bit (numpy's shortest unique positional form).
+
+    Formatted once per distinct double (factorized on the bit pattern, so -0.0 stays "-0.00"
+    and is not merged with 0.0), then broadcast.
+    """
+    bits = np.where(missing, 0.0, numbers).view(np.int64)
+    codes, distinct = pd.factorize(bits)
+    trim = "k" if digits else "-"
+    texts = np.array(
+        [
+            np.format_float_positional(v, unique=True, trim=trim, min_digits=digits)
+            for v in np.asarray(distinct, dtype=np.int64).view(np.float64)
+        ],
+        dtype=object,
+    )
+    return _with_nulls(texts[codes], missing)
+
+
+def encoding_of(path: Path) -> str:
+    """The Dataset-JSON encoding a file name says ("json", "ndjson" or "dsjc")."""
+    suffix = Path(path).suffix.lower()
+    for name, ext in SUFFIXES.items():
+        if suffix == ext:
+            return name
+    raise CdiscforgeError(
+        f"{path}: not a Dataset-JSON file name (expected {', '.join(SUFFIXES.values())})"
+    )
+
+
+class _Sink:
+    """Where the encoded text goes: a UTF-8 text file, or a zlib stream for DSJC."""
+
+    def __init__(self, path: Path, encoding: str, level: int) -> None:
+        self._fh = path.open("wb")
+        self._zlib = zlib.compressobj(level, zlib.DEFLATED, 15) if encoding == "dsjc" else None
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self._fh.write(self._zlib.compress(data) if self._zlib is not None else data)
+
+    def close(self) -> None:
+        if self._zlib is not None:
+            self._fh.write(self._zlib.flush())
+        self._fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()
 
 
 def write_dataset_json(
@@ -125,13 +205,19 @@ def write_dataset_json(
     created: str,
     define_path: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    encoding: str | None = None,
+    dsjc_level: int = DSJC_LEVEL,
 ) -> Path:
     """Write one dataset as Dataset-JSON 1.1, streaming rows in chunks.
 
+    `encoding` is "json", "ndjson" or "dsjc" (default: what the file name's suffix says).
     `created` is the build's fixed creation time (also used as dbLastModifiedDateTime: the
     datasets are snapshots of that build). `define_path` becomes metaDataRef.
     """
     path = Path(path)
+    encoding = encoding or encoding_of(path)
+    if encoding not in ENCODINGS:
+        raise CdiscforgeError(f"unknown Dataset-JSON encoding {encoding!r}: choose {ENCODINGS}")
     columns = _columns(dataset)
     header: dict[str, Any] = {
         "datasetJSONCreationDateTime": created,
@@ -157,25 +243,32 @@ def write_dataset_json(
     head = json.dumps(header, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    sink = _Sink(tmp, encoding, dsjc_level)
     try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-            fh.write(head[:-1] + ',"rows":[')
-            frame = dataset.frame
-            step = max(1, chunk_rows)
-            for start in range(0, len(frame), step):
-                chunk = frame.iloc[start : start + step]
-                values = [
-                    _column_values(chunk[var.name], var, col["dataType"])
-                    for var, col in zip(dataset.variables, columns, strict=True)
-                ]
-                rows = list(zip(*values, strict=True))  # json writes tuples as arrays
-                text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-                if start:
-                    fh.write(",")
-                fh.write(text[1:-1])
-            fh.write("]}\n")
+        nd = encoding != "json"
+        sink.write(head + "\n" if nd else head[:-1] + ',"rows":[')
+        frame = dataset.frame
+        step = max(1, chunk_rows)
+        for start in range(0, len(frame), step):
+            chunk = frame.iloc[start : start + step]
+            values = [
+                _column_values(chunk[var.name], var, col["dataType"])
+                for var, col in zip(dataset.variables, columns, strict=True)
+            ]
+            rows = list(zip(*values, strict=True))  # json writes tuples as arrays
+            if nd:
+                sink.write("\n".join(map(_ENCODE, rows)) + "\n")
+                continue
+            text = _ENCODE(rows)
+            if start:
+                sink.write(",")
+            sink.write(text[1:-1])
+        if not nd:
+            sink.write("]}\n")
+        sink.close()
     except BaseException:
         # No half-written file is left behind for a later step to pick up.
+        sink.abort()
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(path)
@@ -197,6 +290,17 @@ def _variable(column: dict[str, Any]) -> Variable:
     )
 
 
+def _decimal_numbers(raw: pd.Series) -> pd.Series:
+    """float64 of decimal strings, each distinct string parsed once by Python's float (which
+    rounds correctly: "0.30000000000000004" and "-0.00" give back the doubles written). A
+    comma is the thousands separator Dataset-JSON 1.1 allows in them ("1,234.5")."""
+    codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+    if any(type(v) is not str for v in distinct):
+        raise ValueError("a decimal value is not a string")
+    parsed = np.array([float(v.replace(",", "")) for v in distinct] + [np.nan], dtype="float64")
+    return pd.Series(parsed[codes], index=raw.index)
+
+
 def _frame_column(values: list[Any], column: dict[str, Any], var: Variable) -> pd.Series:
     raw = pd.Series(values, dtype=object)
     data_type = column.get("dataType", "string")
@@ -207,29 +311,35 @@ def _frame_column(values: list[Any], column: dict[str, Any], var: Variable) -> p
     if var.is_char:
         text = raw.astype("str")
         return text.mask(raw.isna() | (text == ""))
+    if data_type == "decimal" or column.get("targetDataType") == "decimal":
+        return _decimal_numbers(raw)
     return pd.to_numeric(raw, errors="raise").astype("float64")
 
 
-def read_dataset_json(path: Path) -> Dataset:
-    """Read a Dataset-JSON 1.1 file into a `Dataset` (see the module docstring for types)."""
-    path = Path(path)
-    try:
-        with path.open("r", encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"cannot read as Dataset-JSON: {exc}") from exc
+def _metadata(path: Path, doc: Any) -> list[dict[str, Any]]:
+    if not isinstance(doc, dict):
+        raise InputError(path, "not Dataset-JSON: the metadata is not a JSON object")
     for key in ("name", "columns"):
         if key not in doc:
             raise InputError(path, f"not Dataset-JSON: no {key!r}")
-    columns = doc["columns"]
-    rows = doc.get("rows", [])
+    return doc["columns"]
+
+
+def _frame_of(
+    path: Path,
+    rows: list[Any],
+    first_row: int,
+    columns: list[dict[str, Any]],
+    variables: list[Variable],
+) -> pd.DataFrame:
+    """A chunk of rows as a frame, typed per column; row numbers in errors count from 1."""
     width = len(columns)
-    bad = next((i for i, r in enumerate(rows) if len(r) != width), None)
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != width), None)
     if bad is not None:
+        found = len(rows[bad]) if isinstance(rows[bad], list) else type(rows[bad]).__name__
         raise InputError(
-            path, f"has {len(rows[bad])} values where columns declare {width}", row=bad + 1
+            path, f"has {found} values where columns declare {width}", row=first_row + bad
         )
-    variables = [_variable(c) for c in columns]
     by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     data = {}
     for column, var, values in zip(columns, variables, by_column, strict=True):
@@ -241,12 +351,140 @@ def read_dataset_json(path: Path) -> Dataset:
                 f"values do not fit dataType {column.get('dataType')}: {exc}",
                 column=var.name,
             ) from exc
+    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+
+
+class _ZlibReader(io.RawIOBase):
+    """A DSJC file as the Dataset-NDJSON bytes it compresses, inflated as they are read."""
+
+    def __init__(self, path: Path, chunk_bytes: int = 1 << 20) -> None:
+        self._fh = path.open("rb")
+        self._inflate = zlib.decompressobj(15)
+        self._chunk = chunk_bytes
+        self._pending = b""
+        self.path = path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if self._inflate.eof:
+                return 0
+            data = self._fh.read(self._chunk)
+            if not data:
+                raise InputError(self.path, "DSJC: the zlib stream ends before it is complete")
+            try:
+                self._pending = self._inflate.decompress(data)
+            except zlib.error as exc:
+                raise InputError(self.path, f"DSJC: not a zlib stream ({exc})") from exc
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _open_ndjson(path: Path, encoding: str) -> TextIO:
+    """The Dataset-NDJSON text of a .ndjson or .dsjc file, as a stream of lines."""
+    if encoding == "dsjc":
+        return io.TextIOWrapper(io.BufferedReader(_ZlibReader(path)), encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def _ndjson_lines(fh: TextIO) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line that is not blank."""
+    for number, line in enumerate(fh, start=1):
+        if line.strip():
+            yield number, line
+
+
+def _parse_lines(path: Path, lines: list[tuple[int, str]]) -> list[Any]:
+    """The JSON values of a chunk of lines: one C-level parse, or per line to say where."""
+    try:
+        return json.loads("[" + ",".join(text for _, text in lines) + "]")
+    except json.JSONDecodeError:
+        pass
+    out = []
+    for number, text in lines:
+        try:
+            out.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"line {number} is not JSON: {exc.msg}", row=number) from None
+    return out
+
+
+def _read_ndjson(
+    path: Path, encoding: str, chunk_rows: int
+) -> tuple[dict[str, Any], list[pd.DataFrame], int]:
+    frames: list[pd.DataFrame] = []
+    n_rows = 0
+    with _open_ndjson(path, encoding) as fh:
+        lines = _ndjson_lines(fh)
+        first = next(lines, None)
+        if first is None:
+            raise InputError(path, "not Dataset-NDJSON: the file is empty")
+        try:
+            doc = json.loads(first[1])
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"line 1 (the metadata) is not JSON: {exc.msg}") from None
+        columns = _metadata(path, doc)
+        variables = [_variable(c) for c in columns]
+        batch: list[tuple[int, str]] = []
+        for item in lines:
+            batch.append(item)
+            if len(batch) >= chunk_rows:
+                frames.append(
+                    _frame_of(path, _parse_lines(path, batch), n_rows + 1, columns, variables)
+                )
+                n_rows += len(batch)
+                batch = []
+        if batch or not frames:
+            frames.append(
+                _frame_of(path, _parse_lines(path, batch), n_rows + 1, columns, variables)
+            )
+            n_rows += len(batch)
+    return doc, frames, n_rows
+
+
+def read_dataset_json(path: Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Dataset:
+    """Read a Dataset-JSON 1.1 file of any encoding (.json, .ndjson, .dsjc, by its suffix)
+    into a `Dataset` (see the module docstring for types).
+
+    The one reader: `cdiscforge validate` and the tests read every encoding through it, so
+    the three cannot drift apart. Dataset-NDJSON and DSJC are read `chunk_rows` lines at a
+    time; a .json file is parsed whole (its rows are one array).
+    """
+    path = Path(path)
+    encoding = encoding_of(path)
+    if encoding == "json":
+        try:
+            with path.open("r", encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(path, f"cannot read as Dataset-JSON: {exc}") from exc
+        columns = _metadata(path, doc)
+        variables = [_variable(c) for c in columns]
+        rows = doc.get("rows", [])
+        frames = [_frame_of(path, rows, 1, columns, variables)]
+        del rows
+    else:
+        try:
+            doc, frames, _ = _read_ndjson(path, encoding, max(1, chunk_rows))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(path, f"cannot read as Dataset-NDJSON: {exc}") from exc
+        columns = doc["columns"]
+        variables = [_variable(c) for c in columns]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     keyed = sorted((c["keySequence"], c["name"]) for c in columns if "keySequence" in c)
     name = str(doc["name"])
     return Dataset(
         name=name,
         label=str(doc.get("label", "")),
-        frame=pd.DataFrame(data, index=pd.RangeIndex(len(rows))),
+        frame=frame,
         variables=variables,
         keys=[n for _, n in keyed],
         standard="ADaMIG 1.3" if name.upper().startswith("AD") else "SDTMIG 3.4",
@@ -465,11 +703,46 @@ def _read_members(path: Path, chunk_chars: int) -> tuple[dict[str, Any] | None, 
     return members, tally
 
 
+def _read_ndjson_members(path: Path, encoding: str) -> tuple[dict[str, Any] | None, _RowTally]:
+    """`_read_members` for Dataset-NDJSON and DSJC: line 1 is the metadata, every later
+    non-blank line one row, decoded one line at a time and tallied, not kept."""
+    tally = _RowTally()
+    with _open_ndjson(path, encoding) as fh:
+        lines = _ndjson_lines(fh)
+        first = next(lines, None)
+        if first is None:
+            raise _Malformed("the file is empty: line 1 must be the metadata object")
+        try:
+            doc = _DECODE(first[1].strip())[0]
+        except json.JSONDecodeError as exc:
+            raise _Malformed(f"{exc.msg}: line 1 column {exc.pos + 1} (the metadata)") from None
+        if not isinstance(doc, dict):
+            return None, tally
+        if "rows" in doc:
+            raise _Malformed(
+                "line 1 (the metadata) holds rows; in Dataset-NDJSON each row is a line"
+            )
+        for number, text in lines:
+            try:
+                row, end = _DECODE(text.strip())
+            except json.JSONDecodeError as exc:
+                raise _Malformed(
+                    f"{exc.msg} in rows/{tally.count}: line {number} column {exc.pos + 1}"
+                ) from None
+            if end != len(text.strip()):
+                raise _Malformed(f"extra data after the row in rows/{tally.count}: line {number}")
+            tally.add(row)
+    doc["rows"] = []
+    return doc, tally
+
+
 def check_dataset_json(
     path: Path, *, chunk_chars: int = CHECK_CHUNK_CHARS
 ) -> tuple[list[str], int]:
-    """Problems of a Dataset-JSON file against the 1.1 schema and its own counts, and its
-    number of rows (read once, so the build's cross-check parses each file once).
+    """Problems of a Dataset-JSON file (any encoding, by its suffix) against the 1.1 schema
+    and its own counts, and its number of rows (read once, so the build's cross-check parses
+    each file once). Dataset-NDJSON and DSJC are read line by line (`_read_ndjson_members`);
+    the metadata line is held to the same schema, rows to the same checks.
 
     The file is streamed in chunks of `chunk_chars` characters: members other than `rows`
     (small) are decoded whole, rows one at a time and not kept, so memory does not grow with
@@ -483,10 +756,13 @@ def check_dataset_json(
     """
     path = Path(path)
     try:
-        doc, tally = _read_members(path, chunk_chars)
+        if encoding_of(path) == "json":
+            doc, tally = _read_members(path, chunk_chars)
+        else:
+            doc, tally = _read_ndjson_members(path, encoding_of(path))
     except _Malformed as exc:
         return [f"{path}: not readable JSON: {exc}"], 0
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, CdiscforgeError) as exc:
         return [f"{path}: not readable JSON: {exc}"], 0
     if doc is None:
         return [f"{path}: (top level): is not a JSON object"], 0

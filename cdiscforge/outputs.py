@@ -335,6 +335,36 @@ def report_target(
     return root
 
 
+def check_targets_apart(targets: dict[str, Path], inputs: dict[str, list[Path]]) -> list[str]:
+    """Problems of several builds' output folders taken together (`build-many`), one line
+    each: two builds given the same folder, or one inside another's (they would write over
+    each other), or one that is or contains another build's spec or raw folder. Each
+    folder alone is still judged by `check_target`; paths are compared resolved.
+    """
+    resolved = {name: path.expanduser().resolve() for name, path in targets.items()}
+    problems = []
+    names = list(resolved)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if resolved[a] == resolved[b]:
+                problems.append(f"{a} and {b} have the same output folder {resolved[a]}")
+            elif _contains(resolved[a], resolved[b]) or _contains(resolved[b], resolved[a]):
+                outer, inner = (a, b) if _contains(resolved[a], resolved[b]) else (b, a)
+                problems.append(
+                    f"the output folder of {inner} ({resolved[inner]}) is inside that of "
+                    f"{outer} ({resolved[outer]})"
+                )
+    for a in names:
+        for b, folders in inputs.items():
+            for folder in folders:
+                if a != b and _contains(resolved[a], folder.expanduser().resolve()):
+                    problems.append(
+                        f"the output folder of {a} ({resolved[a]}) is or contains an input "
+                        f"folder of {b} ({folder.expanduser().resolve()})"
+                    )
+    return problems
+
+
 @dataclass
 class OutputState:
     """An output folder as found: its manifests and the files no manifest lists (the user's)."""

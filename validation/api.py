@@ -148,9 +148,33 @@ def _read_xpts(files: list[Path]) -> list[Dataset]:
 
 
 def _is_dataset_json(path: Path) -> bool:
-    """A Dataset-JSON file names its version in the first members (cheap sniff, no parse)."""
+    """A Dataset-JSON file names its version in the first members (cheap sniff, no parse).
+    A .dsjc file is taken on its name: its zlib stream is judged when it is read."""
+    if path.suffix.lower() == ".dsjc":
+        return True
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         return '"datasetJSONVersion"' in fh.read(4096)
+
+
+def _dataset_json_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The Dataset-JSON files of a folder, any encoding (.json, .ndjson, .dsjc), one per
+    dataset: where a dataset is there in several encodings, the first of json, ndjson, dsjc
+    is read and the others named in the report's notes (they hold the same content)."""
+    from cdiscforge.datasetjson import ENCODINGS, SUFFIXES
+
+    chosen: dict[str, Path] = {}
+    notes = []
+    if not folder.is_dir():
+        return [], []
+    for encoding in ENCODINGS:
+        suffix = SUFFIXES[encoding]
+        for file in sorted(p for p in folder.iterdir() if p.suffix.lower() == suffix):
+            stem = file.stem.lower()
+            if stem in chosen:
+                notes.append(f"{file.name}: not read, {chosen[stem].name} holds the same dataset")
+            else:
+                chosen[stem] = file
+    return sorted(chosen.values()), notes
 
 
 def _read_jsons(files: list[Path]) -> tuple[list[Dataset], list[str]]:
@@ -188,16 +212,20 @@ def read_input(path: Path) -> Input:
         files = [f for s in stages for f in _xpt_files(s)]
         defines = [s / "define.xml" for s in stages if (s / "define.xml").is_file()]
         return Input(_read_xpts(files), "build", defines)
-    jsons = sorted(path.glob("*.json"))
+    jsons, duplicates = _dataset_json_files(path)
     json_dirs = [path / "datasetjson" / s for s in ("sdtm", "adam")]
     if not jsons:
-        jsons = [f for d in json_dirs if d.is_dir() for f in sorted(d.glob("*.json"))]
+        for folder in json_dirs:
+            files, notes = _dataset_json_files(folder)
+            jsons += files
+            duplicates += notes
     datasets, skipped = _read_jsons(jsons)
+    skipped = duplicates + skipped
     if not datasets:
         raise InputError(
             path,
             "nothing to validate: no *.xpt here or in sdtm/ or adam/, and no Dataset-JSON "
-            "*.json here or in datasetjson/sdtm, datasetjson/adam",
+            "(*.json, *.ndjson, *.dsjc) here or in datasetjson/sdtm, datasetjson/adam",
         )
     names = [d.name for d in datasets]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -341,7 +369,8 @@ def _described_by(define: Path, datasets: Sequence[Dataset]) -> list[Dataset]:
     the build root's datasetjson/<stage> files); all of them when none is found there."""
     folder = define.parent
     stems = {p.stem.upper() for p in folder.glob("*.xpt")}
-    stems |= {p.stem.upper() for p in (folder.parent / "datasetjson" / folder.name).glob("*.json")}
+    json_dir = folder.parent / "datasetjson" / folder.name
+    stems |= {p.stem.upper() for p in _dataset_json_files(json_dir)[0]}
     beside = [d for d in datasets if d.name.upper() in stems]
     return beside or list(datasets)
 

@@ -197,18 +197,23 @@ def crosscheck(
     json_dir: Path | None = None,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    encodings: tuple[str, ...] = ("json",),
 ) -> list[str]:
     """Problems found comparing define.xml with the XPT (and Dataset-JSON) files; empty if none.
 
-    Each Dataset-JSON file is also checked against its schema (`check_dataset_json`). XPT
-    values are read `chunk_rows` observations at a time (see the module docstring)."""
-    from cdiscforge.datasetjson import check_dataset_json
+    Each Dataset-JSON file (one per dataset in each of `encodings`: json, ndjson, dsjc) is
+    also checked against its schema (`check_dataset_json`). XPT values are read
+    `chunk_rows` observations at a time (see the module docstring)."""
+    from cdiscforge.datasetjson import SUFFIXES, check_dataset_json
     from cdiscforge.xpt import read_xpt_variables
 
     define_path, xpt_dir = Path(define_path), Path(xpt_dir)
     groups, codelists = _read_define(define_path)
     xpts = _files(xpt_dir, ".xpt")
-    jsons = _files(Path(json_dir), ".json") if json_dir is not None else {}
+    jsons: dict[str, Path] = {}
+    if json_dir is not None:
+        for encoding in encodings:
+            jsons.update(_files(Path(json_dir), SUFFIXES[encoding]))
     problems: list[str] = []
     described = {g.href.lower() for g in groups}
     for name in sorted(set(xpts) - described):
@@ -227,8 +232,8 @@ def crosscheck(
         if names or json_dir is not None:  # the row count is only compared with the JSON
             n_rows, values = _scan_xpt(xpt_path, names, chunk_rows)
         problems.extend(_check_dataset(group, xpt_vars, values, codelists))
-        if json_dir is not None:
-            json_name = f"{Path(group.href).stem.lower()}.json"
+        for encoding in encodings if json_dir is not None else ():
+            json_name = f"{Path(group.href).stem.lower()}{SUFFIXES[encoding]}"
             json_path = jsons.get(json_name)
             if json_path is None:
                 problems.append(f"{group.name}: no Dataset-JSON file {json_name} in {json_dir}")

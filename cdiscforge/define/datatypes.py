@@ -86,9 +86,13 @@ def _numeric(series: pd.Series) -> np.ndarray:
 
 
 def _all_whole(series: pd.Series) -> bool:
-    # Beyond 2**53 a double no longer holds every integer: call such a column float.
+    # Beyond 2**53 a double no longer holds every integer: call such a column float. An
+    # integer has no sign of zero either: a -0.0 makes the column float, so Dataset-JSON
+    # writes it as -0.0 and it reads back as written.
     values = _numeric(series)
-    return bool(np.all(values == np.round(values)) and np.all(np.abs(values) <= 2.0**53))
+    negative_zero = bool(np.any(np.signbit(values[values == 0])))
+    whole = np.all(values == np.round(values)) and np.all(np.abs(values) <= 2.0**53)
+    return bool(whole) and not negative_zero
 
 
 def significant_digits(var: Variable, series: pd.Series) -> int | None:
@@ -111,10 +115,15 @@ def json_data_type(define_type: str, var: Variable) -> tuple[str, str | None]:
 
     Dataset-JSON 1.1 stores numeric SAS dates as ISO 8601 strings typed "date"/"datetime"/
     "time" with targetDataType "integer", so a reader can turn them back into SAS numbers.
-    Partial ISO 8601 values and durations are not xs:date/xs:dateTime, hence "string".
+    Partial ISO 8601 values and durations are not xs:date/xs:dateTime, hence "string". A
+    float with significant digits declared in its spec is "decimal" (a string in the rows).
     """
     kind = temporal_kind(var)
     if kind is not None:
         return kind, "integer"
+    if define_type == "float" and var.significant_digits is not None:
+        # define.xml states SignificantDigits: the values are decimals, exchanged as decimal
+        # strings (Dataset-JSON 1.1 "Decimal Variables") so no reader rounds them.
+        return "decimal", "decimal"
     mapping = {"integer": "integer", "float": "float", "date": "date", "datetime": "datetime"}
     return mapping.get(define_type, "string"), None
