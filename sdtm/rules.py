@@ -7,7 +7,6 @@ definitions, unscheduled-visit conventions) come from the spec parameters and ta
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 import pandas as pd
