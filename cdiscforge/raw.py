@@ -44,7 +44,9 @@ from cdiscforge.errors import InputError, Located, SpecError, collecting, raise_
 ColumnType = Literal["str", "int", "float", "date", "time", "datetime"]
 # Keys a raw_forms.yaml column / form may carry (the spec loader rejects any other key).
 COLUMN_KEYS = frozenset({"type", "required", "format", "description", "min", "max", "values"})
-FORM_KEYS = frozenset({"file", "columns", "key", "subject", "description", "min_rows", "checks"})
+FORM_KEYS = frozenset(
+    {"file", "columns", "key", "subject", "subject_columns", "description", "min_rows", "checks"}
+)
 CHECK_OPS = ("not_before", "not_after")
 # C0 controls and DEL, except tab, LF and CR (whitespace, normalised to a space instead).
 CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
@@ -86,6 +88,18 @@ class FormSpec:
     description: str = ""
     min_rows: int = 1
     checks: tuple[Check, ...] = ()
+    # USUBJID template column -> this form's column (resolved by the spec loader from
+    # `subject_columns` and `subject`): the columns that say whose record a row is.
+    subject_columns: tuple[tuple[str, str], ...] = ()
+
+    def subject_key(self, frame: pd.DataFrame) -> pd.Series:
+        """Which subject each row belongs to, comparable across forms (the template's
+        column parts in order; the full USUBJID is `StudySpec.subject_key`)."""
+        columns = [c for _, c in self.subject_columns] or [self.subject]
+        key = frame[columns[0]].astype("string").str.strip()
+        for column in columns[1:]:
+            key = key + "\x1f" + frame[column].astype("string").str.strip()
+        return key
 
 
 @dataclass
@@ -403,7 +417,7 @@ def check_relations(forms: dict[str, RawForm]) -> None:
                 continue
             early, late = _span(other.iso[check.other_column])
             bound = early if check.op == "not_before" else late
-            subj = other.frame[other.spec.subject].astype("string")
+            subj = other.spec.subject_key(other.frame)
             frame = pd.DataFrame({"s": subj.to_numpy(), "b": bound.to_numpy()}).dropna()
             agg = frame.groupby("s")["b"].min() if check.op == "not_before" else None
             if agg is None:
@@ -412,7 +426,7 @@ def check_relations(forms: dict[str, RawForm]) -> None:
                 {"s": subj.to_numpy(), "v": other.frame[check.other_column].to_numpy()}
             ).dropna()
             raw_by = raw.drop_duplicates("s").set_index("s")["v"]
-            mine = form.frame[form.spec.subject].astype("string")
+            mine = form.spec.subject_key(form.frame)
             _compare(form, check, mine.map(agg), other, mine.map(raw_by))
 
 

@@ -251,8 +251,27 @@ class TableRef(_Strict):
     codelists: dict[str, str] = {}  # column -> CT codelist its values must be in
 
 
+class UsubjidPart(_Strict):
+    """One part of the USUBJID template: exactly one of a study metadata key (`meta:
+    studyid`), a raw column (`column: SUBJNO`, renamed per form by `subject_columns`) or a
+    literal (`value: "P"`)."""
+
+    meta: Literal["studyid", "protocol", "sponsor", "name"] | None = None
+    column: str | None = None
+    value: str | None = None
+
+
+class UsubjidTemplate(_Strict):
+    """study.yaml `usubjid`: USUBJID = the parts joined by `separator`; the same key joins
+    every form's records to their subject (aggregates, cross-form checks, generators)."""
+
+    parts: list[UsubjidPart] = Field(min_length=1)
+    separator: str = "-"
+
+
 class StudyFile(_Strict):
     study: StudyMeta
+    usubjid: UsubjidTemplate | None = None
     usubjid_separator: str = "-"
     ascii: str = "transliterate"
     raw_forms: str = "raw_forms.yaml"
@@ -450,10 +469,67 @@ class StudySpec:
         s = self.config.study
         return {"studyid": s.studyid, "protocol": s.protocol, "sponsor": s.sponsor}
 
+    @cached_property
+    def usubjid_template(self) -> UsubjidTemplate:
+        """study.yaml `usubjid`, or the old rule: STUDYID, `usubjid_separator`, SUBJECT."""
+        if self.config.usubjid is not None:
+            return self.config.usubjid
+        return UsubjidTemplate(
+            parts=[UsubjidPart(meta="studyid"), UsubjidPart(column="SUBJECT")],
+            separator=self.config.usubjid_separator,
+        )
+
+    def _usubjid_words(self) -> tuple[str, ...]:
+        """The template's parts for define.xml method text (none: the old rule's words)."""
+        if self.config.usubjid is None:
+            return ()
+        return tuple(
+            f"{p.column} as collected" if p.column is not None
+            else (p.meta.upper() if p.meta == "studyid" else f"the study {p.meta}")
+            if p.meta is not None
+            else f'"{p.value}"'
+            for p in self.config.usubjid.parts
+        )  # fmt: skip
+
+    def subject_columns(self, form: str) -> dict[str, str]:
+        """Template column -> the column of `form` holding it (`subject_columns` of the
+        form; a form's `subject` stands for the template's only column part)."""
+        return dict(self.forms[form].subject_columns) if form in self.forms else {}
+
+    def subject_key(self, frame: pd.DataFrame, form: str | None = None) -> pd.Series:
+        """The one subject key (USUBJID) of each row of `frame`, a raw form's rows when `form`
+        is given: the template's parts, each column part read from the form's own column
+        (see `subject_columns`), stripped, joined by the separator. The `usubjid` rule,
+        aggregates over forms and generators all call this, so a subject is the same subject
+        in every form."""
+        template = self.usubjid_template
+        names = self.subject_columns(form) if form else {}
+        meta = {**self.placeholders(), "name": self.config.study.name}
+        pieces: list[pd.Series | str] = []
+        for part in template.parts:
+            if part.column is not None:
+                column = names.get(part.column, part.column)
+                pieces.append(frame[column].astype("string").str.strip())
+            elif part.meta is not None:
+                pieces.append(meta[part.meta])
+            else:
+                pieces.append(part.value or "")
+        out: pd.Series | str = pieces[0]
+        for piece in pieces[1:]:
+            out = out + template.separator + piece
+        if isinstance(out, str):  # no column part: one key for every row
+            return pd.Series(out, index=frame.index, dtype="string")
+        return out.astype("string")
+
     def usubjid(self, subject: pd.Series) -> pd.Series:
-        """The study's one USUBJID rule: STUDYID, separator, the EDC subject number."""
-        text = subject.astype("string").str.strip()
-        return (self.studyid + self.config.usubjid_separator + text).astype("string")
+        """USUBJID from the subject numbers of a form holding the template's only column
+        part (kept for callers holding one subject column)."""
+        columns = [p.column for p in self.usubjid_template.parts if p.column is not None]
+        if len(columns) != 1:
+            raise SpecError(
+                self.file, "usubjid", "this step needs a template with exactly one column part"
+            )
+        return self.subject_key(pd.DataFrame({columns[0]: subject}))
 
     def stage_of(self, dataset: str) -> str:
         spec = self.datasets.get(dataset)
@@ -517,17 +593,50 @@ class StudySpec:
             subject = form.get("subject") or next(
                 (c for c in ("SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols), None
             )
+            names = self._subject_columns(path, where, form, cols)
             out[name] = FormSpec(
                 name,
                 form["file"],
                 cols,
                 tuple(form.get("key", [])),
-                subject or "SUBJECT",
+                names[0][1] if len(names) == 1 else (subject or "SUBJECT"),
                 form.get("description", ""),
                 **form_extras(path, where, form, cols),
+                subject_columns=names,
             )
         check_references(path, out)
         return out
+
+    def _subject_columns(
+        self, path: Path, where: str, form: dict[str, Any], cols: dict[str, ColumnSpec]
+    ) -> tuple[tuple[str, str], ...]:
+        """Template column -> this form's column, for every column part of the USUBJID
+        template: the form's `subject_columns` entry, else (a template with one column part)
+        the form's `subject` or the part's own name, else the part's own name. A mapping
+        naming a template column or a form column that does not exist is a spec error."""
+        parts = [p.column for p in self.usubjid_template.parts if p.column is not None]
+        given = form.get("subject_columns") or {}
+        at = f"{where}.subject_columns"
+        if not isinstance(given, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in given.items()
+        ):
+            raise SpecError(path, at, "expected a mapping of template column -> form column")
+        for part, column in given.items():
+            if part not in parts:
+                raise SpecError(
+                    path, f"{at}.{part}",
+                    f"{part!r} is not a column part of the USUBJID template (study.yaml "
+                    f"usubjid: {parts})",
+                )  # fmt: skip
+            if column not in cols:
+                raise SpecError(
+                    path, f"{at}.{part}", f"{column!r} is not a column of form {where[6:]!r}"
+                )
+        single = form.get("subject") or next(
+            (c for c in (parts[0], "SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols),
+            parts[0],
+        ) if len(parts) == 1 else None  # fmt: skip
+        return tuple((p, given.get(p) or single or p) for p in parts)
 
     def date_formats(self, form: str) -> dict[str, str]:
         spec = self.forms[form]
@@ -700,7 +809,8 @@ class StudySpec:
                 if v.name.startswith("_")
             },
             placeholders=self.placeholders(),
-            usubjid_separator=self.config.usubjid_separator,
+            usubjid_separator=self.usubjid_template.separator,
+            usubjid_parts=self._usubjid_words(),
             records=(
                 "form" if kind == "source" else kind,
                 str(getattr(first, kind, "") or "") if first else "",
@@ -771,7 +881,13 @@ class StudySpec:
         params = {
             k: v for k, v in entry.items() if k != "rule" and (k in own or k not in VARIABLE_META)
         }
-        return rdef, _validated(rdef.params, params, path, where)
+        checked = _validated(rdef.params, params, path, where)
+        problems = getattr(checked, "spec_problems", None)
+        if problems is not None and self._forms_ok:  # references to forms and their columns
+            found = [SpecError(path, f"{where}.{key}", text) for key, text in problems(self)]
+            if found:
+                raise SpecErrors.combine(found)
+        return rdef, checked
 
     def _variable(
         self, entry: Any, ig: pd.DataFrame, path: Path, where: str, stage: str
@@ -888,10 +1004,20 @@ class StudySpec:
                 refs = [r[4:] for r in block.filter.refs() if r.startswith("raw.")]
                 check(refs, f"records[{i}].filter")
         for var in variables:
-            rule_params = overrides.get(var.name, (var.rule, var.params))[1]
+            rdef, rule_params = overrides.get(var.name, (var.rule, var.params))
             if rule_params is not None:
                 with found.part():
                     check(rule_params.raw_columns(), var.key_path)
+            if rdef is not None and rdef.name == "usubjid" and not rule_params.raw_columns():
+                with found.part():
+                    for part, col in form.subject_columns:
+                        if col not in known:
+                            raise SpecError(
+                                path, var.key_path,
+                                f"form {form.name!r} ({form.file}) has no column {col!r} for "
+                                f"the USUBJID template part {part!r}: declare its "
+                                "subject_columns in raw_forms.yaml",
+                            )  # fmt: skip
 
 
 def _codes(path: Path, where: str, codes: Any) -> tuple[str, ...]:

@@ -320,7 +320,7 @@ def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
     source = ctx.store.source(params["form"])
     seen = pd.DataFrame(
         {
-            "USUBJID": ctx.study.usubjid(source.frame[source.subject]),
+            "USUBJID": ctx.study.subject_key(source.frame, params["form"]),
             "label": source.frame[params["folder"]].astype("string").str.strip().str.upper(),
         }
     )

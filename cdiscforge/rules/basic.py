@@ -489,29 +489,94 @@ def _norm(series: pd.Series) -> pd.Series:
 
 
 class AggregateParams(Params):
-    dataset: str | None = None  # an already built dataset ...
-    form: str | None = None  # ... or a raw form (its dates converted through the contract)
-    column: str | None = None
-    date: str | None = None  # raw date column (with `form`)
-    time: str | None = None
-    func: Literal["min", "max", "first", "last", "count"] = "min"
-    where: Condition | None = None
+    """One value per subject (and per any `by` keys, e.g. visit) from the records of another
+    raw form or built dataset: RFSTDTC from the infusion form, SVSTDTC per visit. Joined by
+    the study's one subject key, so a USUBJID template reaches every aggregate."""
+
+    dataset: str | None = Field(None, description="an already built dataset to aggregate")
+    form: str | None = Field(
+        None, description="a raw form to aggregate (its dates converted through the contract)"
+    )
+    column: str | None = Field(None, description="the column whose values are aggregated")
+    date: str | None = Field(
+        None, description="raw date column of `form`, converted to ISO 8601 first"
+    )
+    time: str | None = Field(None, description="raw time column joined to `date`")
+    func: Literal["min", "max", "first", "last", "count", "any"] = Field(
+        "min",
+        description="min/max (partial dates left out), first/last in record order, count of "
+        "records, any: Y when a record exists (null otherwise)",
+    )
+    where: Condition | None = Field(
+        None, description="condition on the aggregated records' own columns"
+    )
+    by: list[str] | dict[str, str] = Field(
+        [],
+        description="keys beside the subject: [VISIT] (same column name on both sides) or "
+        "{FOLDER: VISIT} (aggregated column -> this block's raw column or variable)",
+    )
 
     def domains(self) -> set[str]:
         return {self.dataset} if self.dataset else set()
 
+    def by_pairs(self) -> list[tuple[str, str]]:
+        """(column of the aggregated records, reference in this block) per `by` key."""
+        if isinstance(self.by, dict):
+            return list(self.by.items())
+        return [(k, k) for k in self.by]
+
+    def spec_problems(self, study: Any) -> list[tuple[str, str]]:
+        """(key, problem) for every reference the loader can check: the form, its columns
+        (column, date, time, `by`, `where`) and its subject columns."""
+        if (self.dataset is None) == (self.form is None):
+            return [("form", "give exactly one of 'dataset' or 'form'")]
+        if self.form is None:
+            return [] if self.column else [("column", "an aggregate over a dataset needs column")]
+        forms = study.forms
+        if self.form not in forms:
+            return [("form", f"unknown raw form {self.form!r}; forms: {sorted(forms)}")]
+        spec = forms[self.form]
+        known = set(spec.columns)
+        out: list[tuple[str, str]] = []
+
+        def need(key: str, column: str | None) -> None:
+            if column is not None and column not in known:
+                out.append((key, f"unknown raw column {column!r} in form {self.form!r}"))
+
+        if self.date is None and self.column is None and self.func not in ("count", "any"):
+            out.append(("date", "an aggregate over a form needs date or column"))
+        need("column", self.column)
+        need("date", self.date)
+        need("time", self.time)
+        if self.date is not None and self.date in known and not spec.columns[self.date].format:
+            out.append(("date", f"raw column {self.date!r} declares no date format"))
+        for i, (theirs, _) in enumerate(self.by_pairs()):
+            need(f"by[{i}]" if isinstance(self.by, list) else f"by.{theirs}", theirs)
+        if self.where is not None:
+            for ref in self.where.refs():
+                need("where", ref.removeprefix("raw."))
+        for part, column in spec.subject_columns:
+            if column not in known:
+                out.append(
+                    ("form", f"form {self.form!r} has no column {column!r} for the USUBJID "
+                     f"template part {part!r}: declare its subject_columns in raw_forms.yaml")
+                )  # fmt: skip
+        return out
+
 
 @rule("aggregate", AggregateParams)
 def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
-    """Per subject min/max/first/last/count of a column of another dataset or raw form.
+    """Per subject (and `by` keys) min/max/first/last/count/any of another form or dataset.
 
     With `form` and `date` (and `time`), raw dates are converted to ISO 8601 first through
     the contract, so RFSTDTC can come from the infusion form before EX exists. ISO 8601
     text sorts in time order at equal precision; partial dates are left out of min/max.
+    A join that matches none of this dataset's subjects is a build warning (a wrong
+    USUBJID template or subject column would otherwise give null for every subject).
     Example: `{name: RFSTDTC, rule: aggregate, form: infusion, date: EXSTDAT, time: EXSTTIM}`.
     """
-    if (p.dataset is None) == (p.form is None):
-        raise SpecError(ctx.spec_file, ctx.variable, "give exactly one of 'dataset' or 'form'")
+    for key, problem in p.spec_problems(ctx.study) if p.dataset is None else []:
+        raise SpecError(ctx.spec_file, f"{ctx.variable}.{key}", problem)
     if p.dataset is not None:
         frame = ctx.domain(p.dataset).frame
         if p.column is None:
@@ -519,38 +584,88 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
         sub_ctx = _context_on(ctx, frame, p.dataset)
         keys = frame["USUBJID"]
         values = frame[p.column]
+        what = f"dataset {p.dataset}"
     else:
         source = ctx.store.source(p.form)  # type: ignore[arg-type]
-        sub_ctx = _context_on(ctx, source.frame, p.form or "", source)
-        keys = ctx.study.usubjid(source.frame[source.subject])
+        frame = source.frame
+        sub_ctx = _context_on(ctx, frame, p.form or "", source)
+        keys = ctx.study.subject_key(frame, p.form)
+        what = f"form {p.form}"
         if p.date:
             values = dates.to_iso8601(
-                source.frame[p.date],
+                frame[p.date],
                 source.date_formats[p.date],
                 Located(source.file, p.date, source.rows),
-                times=source.frame[p.time] if p.time else None,
+                times=frame[p.time] if p.time else None,
             )
         elif p.column:
-            values = source.frame[p.column]
+            values = frame[p.column]
         else:
-            raise SpecError(ctx.spec_file, ctx.variable, "aggregate over a form needs date/column")
-    keep = p.where.evaluate(sub_ctx) if p.where is not None else pd.Series(True, index=keys.index)
-    frame = pd.DataFrame({"k": keys.to_numpy(), "v": values.to_numpy()})[keep.to_numpy()]
+            values = pd.Series(True, index=frame.index)
+    pairs = p.by_pairs()
+    for theirs, _ in pairs:
+        if theirs not in frame.columns:
+            raise SpecError(ctx.spec_file, f"{ctx.variable}.by", f"{what} has no {theirs!r}")
+    kcols = ["__k0", *(f"__k{i + 1}" for i in range(len(pairs)))]
+    right = pd.DataFrame({"__k0": keys.astype("string").to_numpy()})
+    for col, (theirs, _) in zip(kcols[1:], pairs, strict=True):
+        right[col] = _key_text(frame[theirs]).to_numpy()
+    right["v"] = values.to_numpy()
+    if p.where is not None:
+        right = right[p.where.evaluate(sub_ctx).to_numpy(dtype=bool)]
     if p.func in ("min", "max") and p.date:
-        frame = frame[frame["v"].str.len() >= 10]
-    frame = frame.dropna(subset=["v"]) if p.func != "count" else frame
-    grouped = frame.groupby("k", sort=True)["v"]
-    agg = {
-        "min": grouped.min,
-        "max": grouped.max,
-        "first": grouped.first,
-        "last": grouped.last,
-        "count": grouped.count,
-    }[p.func]()
-    result = ctx.ref("USUBJID").map(agg)
+        right = right[(right["v"].str.len() >= 10).fillna(False).to_numpy(dtype=bool)]
+    right = right.dropna(subset=["v"]) if p.func != "count" else right
+    grouped = right.groupby(kcols, sort=True)["v"]
+    # any: "Y" for every group with a record left (groups exist only where one does)
+    if p.func == "any":
+        agg = pd.Series("Y", index=grouped.size().index, dtype="string")
+    else:
+        agg = getattr(grouped, p.func)()
+    agg = agg.rename("__value").reset_index()
+    left = pd.DataFrame({"__k0": ctx.ref("USUBJID").astype("string")}, index=ctx.out.index)
+    for col, (_, ours) in zip(kcols[1:], pairs, strict=True):
+        left[col] = _key_text(_by_ref(ctx, ours))
+    merged = left.reset_index().merge(agg, on=kcols, how="left").set_index("index")
+    result = merged["__value"].reindex(ctx.out.index)
+    _warn_no_subject_match(ctx, what, right["__k0"], left["__k0"])
     if p.func == "count":
         result = result.fillna(0)
     return _tidy(result.astype(object))
+
+
+def _key_text(values: pd.Series) -> pd.Series:
+    """Join keys compared as trimmed text (whole numbers without a trailing .0)."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        from cdiscforge.vectorise import integers_as_text
+
+        return integers_as_text(values).astype("string")
+    return values.astype("string").str.strip()
+
+
+def _by_ref(ctx: RuleContext, ref: str) -> pd.Series:
+    """A `by` key on this block's side: a variable computed earlier, else a raw column."""
+    if ref.startswith("raw.") or ref in ctx.out.columns:
+        return ctx.ref(ref)
+    if ctx.source is not None and ref in ctx.source.frame.columns:
+        return ctx.source.frame[ref]
+    return ctx.ref(ref)  # the SpecError naming what is known
+
+
+def _warn_no_subject_match(ctx: RuleContext, what: str, theirs: pd.Series, ours: pd.Series) -> None:
+    """A build warning when the joined records have subjects but none is one of this
+    dataset's: the result is null for every record, which validation cannot see."""
+    their_keys = pd.Index(theirs.dropna().unique())
+    our_keys = pd.Index(ours.dropna().unique())
+    if len(their_keys) and len(our_keys) and not their_keys.isin(our_keys).any():
+        ctx.log.warn(
+            ctx.study.stage_of(ctx.dataset), ctx.dataset,
+            f"{what}: none of its {len(their_keys)} subject key(s) matches a USUBJID of "
+            f"{ctx.dataset} ({len(our_keys)} subject(s)); {ctx.variable} is null for every "
+            "subject. Check study.yaml usubjid and the form's subject_columns",
+            variable=ctx.variable, count=len(ours),
+            examples=[f"{what}: {their_keys[0]}", f"{ctx.dataset}: {our_keys[0]}"],
+        )  # fmt: skip
 
 
 def _context_on(ctx: RuleContext, frame: pd.DataFrame, name: str, source: Any = None) -> Any:
@@ -573,7 +688,15 @@ def _context_on(ctx: RuleContext, frame: pd.DataFrame, name: str, source: Any = 
 
 
 class UsubjidParams(Params):
-    from_: str | None = Field(None, alias="from")
+    """USUBJID from the study's template (study.yaml `usubjid`), the same key every
+    aggregate and generator joins subjects by."""
+
+    from_: str | None = Field(
+        None,
+        alias="from",
+        description="raw column standing for the template's only column part (default: the "
+        "form's subject columns)",
+    )
     raw_fields = ("from_",)
 
 
@@ -582,8 +705,10 @@ def usubjid(ctx: RuleContext, p: UsubjidParams) -> pd.Series:
     """USUBJID by the study's one rule (study.yaml `usubjid`), from the source's subject
     column (the form contract's `subject`, default SUBJECT) or `from`."""
     assert ctx.source is not None
-    column = p.from_ or ctx.source.subject or "SUBJECT"
-    return ctx.study.usubjid(ctx.raw(column))
+    if p.from_:
+        return ctx.study.usubjid(ctx.raw(p.from_))
+    form = ctx.source.name if ctx.source.name in ctx.study.forms else None
+    return ctx.study.subject_key(ctx.source.frame, form)
 
 
 # --- sequence numbers and results ------------------------------------------------------------
@@ -826,7 +951,7 @@ _UNMATCHED_WORDS = {
     "null": "; a value not in the list is set to null",
 }
 _FUNC_WORDS = {"min": "earliest", "max": "latest", "first": "first", "last": "last",
-               "count": "number of records"}  # fmt: skip
+               "count": "number of records", "any": "presence (Y) of"}  # fmt: skip
 
 
 @describes("constant")
@@ -930,9 +1055,10 @@ def _say_lookup(p: LookupParams, w: Words) -> str:
 def _say_aggregate(p: AggregateParams, w: Words) -> str:
     what = p.column or p.date or "records"
     where = f"{p.dataset}" if p.dataset else f"the {p.form.replace('_', ' ')} form"  # type: ignore[union-attr]
-    text = f"per subject, the {_FUNC_WORDS[p.func]} {what} in {where}"
+    per = "per subject" + "".join(f" and {ours}" for _, ours in p.by_pairs())
+    text = f"{per}, the {_FUNC_WORDS[p.func]} {what} in {where}"
     if p.form and p.date:
-        text = f"per subject, the {_FUNC_WORDS[p.func]} date {p.date}"
+        text = f"{per}, the {_FUNC_WORDS[p.func]} date {p.date}"
         text += f" with time {p.time}" if p.time else ""
         text += f" in {where}, in ISO 8601"
     if p.where is not None:
@@ -945,6 +1071,8 @@ def _say_usubjid(p: UsubjidParams, w: Words) -> str:
     subject = f"{p.from_} as collected" if p.from_ else "the subject number as collected"
     sep = w.usubjid_separator
     joined = {"-": "a hyphen", "": "nothing", " ": "a space"}.get(sep, f'"{sep}"')
+    if w.usubjid_parts and not p.from_:
+        return f"{join(list(w.usubjid_parts), last='and')}, joined by {joined}"
     return f"STUDYID and {subject}, joined by {joined}"
 
 

@@ -35,6 +35,8 @@ class Words:
     )
     placeholders: dict[str, str] = field(default_factory=dict)
     usubjid_separator: str = "-"
+    # The USUBJID template's parts in words (study.yaml `usubjid`); empty: the old rule.
+    usubjid_parts: tuple[str, ...] = ()
     # What a `from:` column belongs to: ("form", name), ("table", name), ("dataset", name)
     # or ("generator", name), from the dataset's record blocks.
     records: tuple[str, str] = ("form", "")

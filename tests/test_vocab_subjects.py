@@ -1,0 +1,218 @@
+"""Issue 14 parts 2, 6, 7: subject identity from a USUBJID template, the pivot record block
+and aggregates by declared keys, on a small hand-written study (two sites, three subjects),
+plus planted spec errors through the real CLI on a copy of the bundled study.
+
+The mini study's USUBJID is `<protocol>/<SITE>/<SUBJNO>` (a protocol prefix and a slash),
+its dosing form names the parts SITEID and PATID (`subject_columns`); every expected value
+below was worked out by hand from the rows written here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cdiscforge.buildlog import BuildLog
+from cdiscforge.engine import RawStore, build_stage
+from cdiscforge.model import Dataset
+from cdiscforge.spec import load_study
+
+STUDY_YAML = """
+study:
+  studyid: XY201
+  name: XY-201
+  description: A small hand-made study for the subject-identity tests.
+  protocol: PROT-XY-201
+  sponsor: Nobody
+usubjid:
+  parts: [{meta: protocol}, {column: SITE}, {column: SUBJNO}]
+  separator: "/"
+raw_forms: raw_forms.yaml
+tables:
+  cohorts: {file: tables.yaml, path: cohorts}
+sdtm: [sdtm]
+"""
+
+RAW_FORMS = """
+forms:
+  demog:
+    file: demog.csv
+    key: [SITE, SUBJNO]
+    columns:
+      SITE: {type: str, required: true}
+      SUBJNO: {type: str, required: true}
+      SEX: {type: str}
+  dosing:
+    file: dosing.csv
+    subject_columns: {SITE: SITEID, SUBJNO: PATID}
+    columns:
+      SITEID: {type: str, required: true}
+      PATID: {type: str, required: true}
+      DOSDAT: {type: date, format: "%Y-%m-%d"}
+      DOSTIM: {type: time, format: "%H:%M"}
+"""
+
+TABLES = """
+cohorts:
+  - {USUBJID: PROT-XY-201/01/001, COHORT: LOW}
+  - {USUBJID: PROT-XY-201/02/001, COHORT: HIGH}
+  - {USUBJID: PROT-XY-201/01/002, COHORT: LOW}
+"""
+
+DM = """
+dataset: DM
+keys: [STUDYID, USUBJID]
+records:
+  - source: demog
+variables:
+  - {name: STUDYID, rule: constant, value: "{studyid}"}
+  - {name: DOMAIN, rule: constant, value: DM}
+  - {name: USUBJID, rule: usubjid}
+  - {name: SUBJID, rule: assign, from: SUBJNO}
+  - {name: SITEID, rule: assign, from: SITE}
+  - {name: RFSTDTC, rule: aggregate, form: dosing, date: DOSDAT, time: DOSTIM, func: min}
+  - {name: RFENDTC, rule: aggregate, form: dosing, date: DOSDAT, func: max}
+  - {name: _NDOSE, type: Num, rule: aggregate, form: dosing, func: count}
+  - {name: ARMCD, rule: lookup, table: cohorts, match: {USUBJID: USUBJID}, column: COHORT}
+  - {name: SEX, rule: assign, from: SEX}
+"""
+
+DEMOG = """SITE,SUBJNO,SEX
+01,001,F
+02,001,M
+01,002,F
+"""
+
+# Subject 001 of site 02 and subject 001 of site 01 share a subject number: only the
+# template's SITE part tells their doses apart. 01/002 was never dosed.
+DOSING = """SITEID,PATID,DOSDAT,DOSTIM
+01,001,2021-03-02,09:30
+01,001,2021-03-01,10:00
+02,001,2021-04-05,08:15
+"""
+
+
+def write_study(root: Path, extra: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """The mini study's spec folder and raw folder under `root` (`extra`: more files,
+    path relative to the spec folder or `raw/NAME`)."""
+    spec, raw = root / "spec", root / "raw"
+    (spec / "sdtm").mkdir(parents=True)
+    raw.mkdir()
+    files = {
+        "study.yaml": STUDY_YAML,
+        "raw_forms.yaml": RAW_FORMS,
+        "tables.yaml": TABLES,
+        "sdtm/dm.yaml": DM,
+        "raw/demog.csv": DEMOG,
+        "raw/dosing.csv": DOSING,
+        **(extra or {}),
+    }
+    for rel, text in files.items():
+        target = root / rel if rel.startswith("raw/") else spec / rel
+        target.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return spec, raw
+
+
+def build(spec: Path, raw: Path) -> tuple[dict[str, Dataset], BuildLog]:
+    study = load_study(spec)
+    log = BuildLog()
+    return build_stage(study, "sdtm", RawStore(study, raw, log), log), log
+
+
+def by_subject(ds: Dataset, column: str) -> dict[str, object]:
+    frame = ds.frame
+    return {
+        u: (None if pd.isna(v) else v) for u, v in zip(frame["USUBJID"], frame[column], strict=True)
+    }
+
+
+def warnings_of(log: BuildLog, dataset: str) -> list[str]:
+    return [f"{e.variable}: {e.message}" for e in log.warnings if e.dataset == dataset]
+
+
+# --- 2. subject identity -----------------------------------------------------------------
+
+
+def test_usubjid_template_reaches_dm_aggregate_and_lookup(tmp_path: Path) -> None:
+    out, log = build(*write_study(tmp_path))
+    dm = out["DM"]
+    assert dm.frame["USUBJID"].tolist() == [
+        "PROT-XY-201/01/001", "PROT-XY-201/01/002", "PROT-XY-201/02/001"
+    ]  # fmt: skip
+    # aggregate over the dosing form, keyed by its SITEID/PATID columns: earliest dose with
+    # its time, latest dose date, number of doses (0 for the undosed subject)
+    assert by_subject(dm, "RFSTDTC") == {
+        "PROT-XY-201/01/001": "2021-03-01T10:00",
+        "PROT-XY-201/01/002": None,
+        "PROT-XY-201/02/001": "2021-04-05T08:15",
+    }
+    assert by_subject(dm, "RFENDTC")["PROT-XY-201/01/001"] == "2021-03-02"
+    study = load_study(tmp_path / "spec")
+    doses = study.subject_key(pd.read_csv(tmp_path / "raw/dosing.csv", dtype=str), "dosing")
+    assert doses.tolist() == ["PROT-XY-201/01/001"] * 2 + ["PROT-XY-201/02/001"]
+    # a spec table keyed by the template's USUBJID text
+    assert by_subject(dm, "ARMCD") == {
+        "PROT-XY-201/01/001": "LOW", "PROT-XY-201/01/002": "LOW", "PROT-XY-201/02/001": "HIGH"
+    }  # fmt: skip
+    assert not warnings_of(log, "DM")
+    # define.xml's method text names the template's parts
+    usubjid = next(v for v in dm.variables if v.name == "USUBJID")
+    assert "SITE as collected" in (usubjid.method or "") and '"/"' in (usubjid.method or "")
+
+
+def test_join_matching_no_subject_is_a_warning(tmp_path: Path) -> None:
+    """The issue's case: USUBJID hand-built by `concat` with another separator than the
+    template's, so no dosing record finds its subject. RFSTDTC is null for every subject
+    (as before), but now the build log says so, naming dataset, variable and form."""
+    spec, raw = write_study(tmp_path)
+    dm = spec / "sdtm" / "dm.yaml"
+    dm.write_text(
+        dm.read_text()
+        .replace(
+            "{name: USUBJID, rule: usubjid}",
+            "{name: USUBJID, rule: concat, sep: '-',"
+            " parts: [{value: PROT-XY-201}, raw.SITE, raw.SUBJNO]}",
+        )
+        .replace("column: COHORT}", 'column: COHORT, unmatched: "null"}')
+    )
+    out, log = build(spec, raw)
+    assert out["DM"].frame["RFSTDTC"].isna().all()
+    found = [e for e in log.warnings if e.dataset == "DM" and e.variable == "RFSTDTC"]
+    assert len(found) == 1
+    assert "form dosing" in found[0].message and "none of its 2 subject key(s)" in found[0].message
+    assert found[0].examples == ["form dosing: PROT-XY-201/01/001", "DM: PROT-XY-201-01-001"]
+    # every aggregate over the form is reported, each under its own variable
+    assert {e.variable for e in log.warnings if "form dosing" in e.message} == {
+        "RFSTDTC", "RFENDTC", "_NDOSE"
+    }  # fmt: skip
+
+
+def test_default_template_is_the_old_rule(seed_spec: Path) -> None:
+    study = load_study(seed_spec)
+    frame = pd.DataFrame({"SUBJECT": [" 101-001", "101-002"], "PATID": ["101-003", "x"]})
+    assert study.subject_key(frame, "enrolment").tolist() == [
+        "NCT03691909-101-001", "NCT03691909-101-002"
+    ]  # fmt: skip
+    # the lab transfer names its subject PATID (its `subject`): the same key
+    assert study.subject_key(frame, "lab").tolist() == ["NCT03691909-101-003", "NCT03691909-x"]
+
+
+def test_subject_columns_errors_are_located(tmp_path: Path) -> None:
+    spec, _ = write_study(tmp_path)
+    forms = spec / "raw_forms.yaml"
+    forms.write_text(
+        forms.read_text().replace("{SITE: SITEID, SUBJNO: PATID}", "{SITE: SITENO, SUBJ: PATID}")
+    )
+    with pytest.raises(Exception) as info:
+        load_study(spec)
+    text = str(info.value)
+    assert "raw_forms.yaml" in text
+    assert "forms.dosing.subject_columns" in text
+    assert "'SITENO' is not a column of form 'dosing'" in text or "'SUBJ'" in text
