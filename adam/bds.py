@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, rule
@@ -59,12 +60,18 @@ def assign_window(day: pd.Series, windows: pd.DataFrame) -> pd.Series:
 
 
 class WindowParams(Params):
-    day: str = "ADY"
-    output: Literal["AVISITN", "AVISIT"] = "AVISITN"
-    file: str = "tables.yaml"
-    key: str = "windows"
-    baseline_flag: str | None = None  # e.g. ABLFL: its record goes to `baseline_visit`
-    baseline_visit: float | None = None
+    day: str = Field("ADY", description="the relative day placed in a window")
+    output: Literal["AVISITN", "AVISIT"] = Field(
+        "AVISITN", description="which window column the rule gives"
+    )
+    file: str = Field(
+        "tables.yaml", description="spec file (in the study folder) holding the windows"
+    )
+    key: str = Field("windows", description="top-level key of the windows list")
+    baseline_flag: str | None = Field(
+        None, description="reference to a flag (ABLFL): its Y record goes to baseline_visit"
+    )
+    baseline_visit: float | None = Field(None, description="AVISITN of the baseline window")
     ref_fields = ("day", "baseline_flag")
 
 
@@ -139,11 +146,15 @@ def baseline_flag(
 
 
 class AblflParams(Params):
-    by: list[str] = ["USUBJID", "PARAMCD"]
-    date: str = "ADT"
-    reference: str = "TRTSDT"
-    value: str = "AVAL"
-    tie: Literal["last", "first"] = "last"
+    by: list[str] = Field(["USUBJID", "PARAMCD"], description="one baseline per group")
+    date: str = Field("ADT", description="the record's numeric analysis date")
+    reference: str = Field(
+        "TRTSDT", description="numeric date the baseline must not follow (treatment start)"
+    )
+    value: str = Field("AVAL", description="the value that must be non-missing")
+    tie: Literal["last", "first"] = Field(
+        "last", description="two candidates on one date: last or first"
+    )
     ref_fields = ("by", "date", "reference", "value")
 
 
@@ -165,9 +176,9 @@ def baseline_value(frame: pd.DataFrame, by: list[str], flag: str, var: str) -> p
 
 
 class BaseParams(Params):
-    by: list[str] = ["USUBJID", "PARAMCD"]
-    flag: str = "ABLFL"
-    var: str = "AVAL"
+    by: list[str] = Field(["USUBJID", "PARAMCD"], description="the groups")
+    flag: str = Field("ABLFL", description="the baseline flag variable")
+    var: str = Field("AVAL", description="the variable copied from the baseline record")
     ref_fields = ("by", "flag", "var")
 
 
@@ -194,9 +205,9 @@ def percent_change(chg: pd.Series, base_value: pd.Series) -> pd.Series:
 
 
 class ChgParams(Params):
-    var: str = "AVAL"
-    base: str = "BASE"
-    post: Condition  # which records are post-baseline, e.g. {col: ADY, gt: 1}
+    var: str = Field("AVAL", description="the analysis value")
+    base: str = Field("BASE", description="the baseline value")
+    post: Condition = Field(description="which records are post-baseline")
     ref_fields = ("var", "base")
 
 
@@ -209,8 +220,8 @@ def chg(ctx: RuleContext, p: ChgParams) -> pd.Series:
 
 
 class PchgParams(Params):
-    chg: str = "CHG"
-    base: str = "BASE"
+    chg: str = Field("CHG", description="the change from baseline")
+    base: str = Field("BASE", description="the baseline value")
     ref_fields = ("chg", "base")
 
 
@@ -260,14 +271,18 @@ def analysis_flag(
 
 
 class AnlflParams(Params):
-    by: list[str] = ["USUBJID", "PARAMCD"]
-    visit: str = "AVISITN"
-    day: str = "ADY"
-    value: str = "AVAL"
-    baseline: str | None = "ABLFL"
-    tie: Literal["later", "earlier"] = "later"
-    file: str = "tables.yaml"
-    key: str = "windows"
+    by: list[str] = Field(["USUBJID", "PARAMCD"], description="the groups (with the visit)")
+    visit: str = Field("AVISITN", description="the analysis visit variable")
+    day: str = Field("ADY", description="the relative day compared with the window's target day")
+    value: str = Field("AVAL", description="the value that must be non-missing")
+    baseline: str | None = Field(
+        "ABLFL", description="the baseline flag: its record is the one analysed in its window"
+    )
+    tie: Literal["later", "earlier"] = Field(
+        "later", description="equally close to target: later or earlier day"
+    )
+    file: str = Field("tables.yaml", description="spec file holding the windows")
+    key: str = Field("windows", description="top-level key of the windows list")
     ref_fields = ("by", "visit", "day", "value", "baseline")
 
 
@@ -298,10 +313,12 @@ def analysis_flag_rule(ctx: RuleContext, p: AnlflParams) -> pd.Series:
 
 
 class CensoredParams(Params):
-    char: str  # the character result (LBSTRESC), may be "<0.5" / ">200"
-    num: str  # the numeric result (LBSTRESN): null for qualified results
-    below: Literal["half", "limit", "null"] = "half"
-    above: Literal["limit", "null"] = "limit"
+    char: str = Field(description="the character result (may be <x or >x)")
+    num: str = Field(description="the numeric result (null for qualified results)")
+    below: Literal["half", "limit", "null"] = Field(
+        "half", description="a <x result: half, limit or null"
+    )
+    above: Literal["limit", "null"] = Field("limit", description="a >x result: limit or null")
     ref_fields = ("char", "num")
 
 
@@ -334,9 +351,9 @@ def censored_value_rule(ctx: RuleContext, p: CensoredParams) -> pd.Series:
 
 
 class CensoredTypeParams(Params):
-    char: str  # the character result (LBSTRESC)
-    below: str | None = "HALFLLOQ"  # DTYPE for a `<x` result (ADaM CT DTYPE)
-    above: str | None = "ULOQ"  # DTYPE for a `>x` result
+    char: str = Field(description="the character result (may be <x or >x)")
+    below: str | None = Field("HALFLLOQ", description="DTYPE for a <x result")
+    above: str | None = Field("ULOQ", description="DTYPE for a >x result")
     ref_fields = ("char",)
 
 
@@ -358,8 +375,9 @@ def censored_dtype(ctx: RuleContext, p: CensoredTypeParams) -> pd.Series:
 
 
 class MergeParams(Params):
-    dataset: str = "ADSL"
-    var: str | None = None  # default: the variable's own name
+    dataset: str = Field("ADSL", description="the subject-level dataset read")
+    var: str | None = Field(None, description="its variable (default: the target's name)")
+    dataset_fields = ("dataset",)
 
     def domains(self) -> set[str]:
         return {self.dataset}

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Params, RuleContext, rule
@@ -113,11 +114,13 @@ def relative_day(date: pd.Series, reference: pd.Series) -> pd.Series:
 
 
 class NumericDateParams(Params):
-    var: str | None = None  # an ISO 8601 variable of the record source or computed earlier
-    dataset: str | None = None  # ... or a per-subject variable of another dataset (DM)
-    column: str | None = None
-    time: bool = False  # keep the time part (for --DTM)
+    var: str | None = Field(None, description="an ISO 8601 variable (or raw.NAME)")
+    dataset: str | None = Field(None, description="or: a per-subject dataset (DM)")
+    column: str | None = Field(None, description="with dataset: its ISO 8601 variable")
+    time: bool = Field(False, description="keep the time part (a datetime, for --DTM)")
     ref_fields = ("var",)
+    dataset_fields = ("dataset",)
+    dataset_columns = ("column",)
 
     def domains(self) -> set[str]:
         return {self.dataset} if self.dataset else set()
@@ -145,12 +148,18 @@ def numeric_date(ctx: RuleContext, p: NumericDateParams) -> pd.Series:
 
 
 class ImputeDateParams(Params):
-    var: str  # the partial ISO 8601 variable (AESTDTC)
-    fill: Literal["first", "last"]
-    min_date: str | None = None  # a numeric date variable (TRTSDT)
-    max_date: str | None = None
-    not_after: str | None = None  # a numeric date variable the result cannot follow (AENDT)
-    output: Literal["date", "flag"] = "date"
+    var: str = Field(description="the possibly partial ISO 8601 date")
+    fill: Literal["first", "last"] = Field(description="impute the first or last possible day")
+    min_date: str | None = Field(
+        None, description="numeric date the imputed date is moved up to when possible"
+    )
+    max_date: str | None = Field(
+        None, description="numeric date the imputed date is capped at when possible"
+    )
+    not_after: str | None = Field(None, description="numeric date the result may never follow")
+    output: Literal["date", "flag"] = Field(
+        "date", description="the date, or its imputation flag (D, M)"
+    )
     ref_fields = ("var", "min_date", "max_date", "not_after")
 
 
@@ -190,8 +199,8 @@ def impute_date(ctx: RuleContext, p: ImputeDateParams) -> pd.Series:
 
 
 class RelativeDayParams(Params):
-    date: str
-    reference: str = "TRTSDT"
+    date: str = Field(description="the numeric date")
+    reference: str = Field("TRTSDT", description="the numeric day-1 date")
     ref_fields = ("date", "reference")
 
 
@@ -205,11 +214,11 @@ def relative_day_rule(ctx: RuleContext, p: RelativeDayParams) -> pd.Series:
 
 
 class DateDiffParams(Params):
-    start: str
-    end: str
-    unit: Literal["days", "weeks", "years"] = "days"
-    add_one: bool = False  # inclusive count of days (durations: same day = 1 day)
-    decimals: int | None = None
+    start: str = Field(description="the numeric start date")
+    end: str = Field(description="the numeric end date")
+    unit: Literal["days", "weeks", "years"] = Field("days", description="days, weeks or years")
+    add_one: bool = Field(False, description="count days inclusively (same day = 1)")
+    decimals: int | None = Field(None, description="round to this many decimals")
     ref_fields = ("start", "end")
 
 

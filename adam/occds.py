@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from cdiscforge.rules import Condition, Params, RuleContext, rule
 from cdiscforge.rules.words import Words, describes
@@ -50,11 +51,11 @@ def treatment_emergent(
 
 
 class TrtemflParams(Params):
-    start: str = "ASTDT"
-    end: str = "AENDT"
-    trt_start: str = "TRTSDT"
-    trt_end: str | None = None
-    window_days: float | None = None
+    start: str = Field("ASTDT", description="analysis start date")
+    end: str = Field("AENDT", description="analysis end date")
+    trt_start: str = Field("TRTSDT", description="treatment start date")
+    trt_end: str | None = Field(None, description="treatment end date")
+    window_days: float | None = Field(None, description="days after treatment end still emergent")
     ref_fields = ("start", "end", "trt_start", "trt_end")
 
 
@@ -87,9 +88,11 @@ def first_occurrence(
 
 
 class FirstParams(Params):
-    by: list[str]
-    order: list[str]
-    where: Condition | None = None
+    by: list[str] = Field(description="one flag per group")
+    order: list[str] = Field(description="sort keys: the first record is flagged")
+    where: Condition | None = Field(
+        None, description="only records where this holds are candidates"
+    )
     ref_fields = ("by", "order")
 
 

@@ -9,33 +9,56 @@ not evaluable makes the count null).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from cdiscforge.engine import generator
 from cdiscforge.errors import SpecError
-from cdiscforge.rules import Condition, Params, RuleContext
+from cdiscforge.rules import Condition, Params, RuleContext, generator
 from cdiscforge.rules.basic import _context_on
 
 
 class CountParam(Params):
-    PARAMCD: str
-    PARAM: str
-    where: Condition
+    """One derived parameter: its code, name and which source records it counts."""
+
+    PARAMCD: str = Field(description="the parameter's code (PARAMCD)")
+    PARAM: str = Field(description="the parameter's name (PARAM)")
+    where: Condition = Field(description="which records of the dataset this parameter counts")
 
 
 class CountParams(Params):
-    datasets: list[str]  # the one SDTM dataset read (listed so the build orders it first)
-    by: list[str]  # e.g. [USUBJID, VISITNUM, VISIT, MKDTC]: one count per group
-    result: str  # e.g. MKSTRESC
-    positive: list[str] = ["Y"]
-    not_evaluable: Condition  # which records are joints not evaluable
-    not_evaluable_rule: Literal["zero", "prorate", "missing"]
-    min_evaluable: int = 1
-    seq: str | None = None  # --SEQ of the source (first SEQ of the group kept as a trace)
-    parameters: list[CountParam]
+    """Derived BDS parameter records counting positive results of an SDTM findings dataset
+    (e.g. swollen and tender joint counts from per-joint records), with a stated rule for
+    records that could not be evaluated, so a sum is never silently biased."""
+
+    datasets: list[str] = Field(
+        min_length=1, max_length=1, description="the one dataset read (listed so it is built first)"
+    )
+    by: list[str] = Field(min_length=1, description="variables of the dataset: one count per group")
+    result: str = Field(description="the dataset's result variable (e.g. MKSTRESC)")
+    positive: list[str] = Field(
+        ["Y"], description="result values counted as positive (case-insensitive)"
+    )
+    not_evaluable: Condition = Field(description="which records could not be evaluated")
+    not_evaluable_rule: Literal["zero", "prorate", "missing"] = Field(
+        description="zero: count positives only; prorate: scale to all records; missing: null count"
+    )
+    min_evaluable: int = Field(
+        1, ge=0, description="with prorate: fewest evaluable records for a count"
+    )
+    seq: str | None = Field(
+        None, description="the dataset's --SEQ: the group's first is kept as SRCSEQ"
+    )
+    parameters: list[CountParam] = Field(
+        min_length=1, description="the parameters derived, each with its records"
+    )
+    dataset_fields = ("datasets",)
+    dataset_columns = ("by", "result", "seq")
+
+    def domains(self) -> set[str]:
+        return set(self.datasets)
 
 
 def count_positive(
@@ -65,20 +88,14 @@ def count_positive(
     return agg
 
 
-@generator("count_records")
-def count_records(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+@generator("count_records", CountParams)
+def count_records(ctx: RuleContext, p: CountParams) -> pd.DataFrame:
     """Parameter records counting positive results of an SDTM dataset (SJC66, TJC68 from MK).
 
     One record per parameter and `by` group with columns: the `by` variables, PARAMCD, PARAM,
     AVAL, N_ASSESSED, N_NE, N_POS, SRCDOM, SRCVAR and SRCSEQ (the first --SEQ of the group:
     the derived sum's documented trace is "all records of the group", stated in the spec).
     """
-    try:
-        p = CountParams.model_validate(params)
-    except Exception as exc:  # pydantic error: name the spec
-        raise SpecError(ctx.spec_file, "records.params", str(exc).splitlines()[0]) from exc
-    if len(p.datasets) != 1:
-        raise SpecError(ctx.spec_file, "records.params.datasets", "name exactly one dataset")
     name = p.datasets[0]
     frame = ctx.domain(name).frame.reset_index(drop=True)
     sub = _context_on(ctx, frame, name)

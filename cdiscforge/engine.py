@@ -14,7 +14,6 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,23 +31,11 @@ from cdiscforge.errors import (
 )
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, check_relations, read_form
-from cdiscforge.rules import RuleContext, Source
+from cdiscforge.rules import GENERATORS, RuleContext, Source, generator  # noqa: F401
 from cdiscforge.spec import DatasetSpec, StudySpec
 from cdiscforge.vectorise import integers_as_text
 
-Generator = Callable[[RuleContext, dict[str, Any]], pd.DataFrame]
-GENERATORS: dict[str, Generator] = {}
 MAX_CHAR_BYTES = 200
-
-
-def generator(name: str) -> Callable[[Generator], Generator]:
-    """Register a record generator: a function making a block's records (e.g. SE)."""
-
-    def deco(fn: Generator) -> Generator:
-        GENERATORS[name] = fn
-        return fn
-
-    return deco
 
 
 class RawStore:
@@ -327,15 +314,9 @@ def _block_source(
             raise SpecError(spec.file, f"records[{i}].dataset", f"{block.dataset} is not built")
         frame = domains[block.dataset].frame.reset_index(drop=True)
         return Source(block.dataset, block.dataset, frame, np.arange(1, len(frame) + 1))
-    fn = GENERATORS.get(block.generator or "")
-    if fn is None:
-        raise SpecError(
-            spec.file,
-            f"records[{i}].generator",
-            f"unknown generator {block.generator!r}; known: {sorted(GENERATORS)}",
-        )
+    gdef = GENERATORS[block.generator or ""]  # known: checked when the spec loaded
     ctx = _context(study, spec, "", pd.DataFrame(), None, domains, log, store)
-    frame = fn(ctx, block.params).reset_index(drop=True)
+    frame = gdef.fn(ctx, spec.block_params[i]).reset_index(drop=True)
     return Source(
         block.generator or "", f"{block.generator} (generated)", frame, np.arange(1, len(frame) + 1)
     )

@@ -46,7 +46,7 @@ from cdiscforge.raw import (
     column_extras,
     form_extras,
 )
-from cdiscforge.rules import RULES, Condition, Params, RuleDef
+from cdiscforge.rules import GENERATORS, RULES, Condition, Params, RuleDef
 from cdiscforge.rules.words import Words, describe_rule, method_text
 from cdiscforge.xpt import MAX_LABEL
 
@@ -139,7 +139,7 @@ def _validated(model: type[BaseModel], data: Any, file: Path, prefix: str) -> An
         found: list[SpecError] = []
         for err in exc.errors():
             path = _loc((*(p for p in [prefix] if p), *err["loc"])).replace("from_", "from")
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             elif err["type"] == "missing":
@@ -368,6 +368,8 @@ class DatasetSpec:
     variables: list[VariableSpec]
     block_rules: list[dict[str, tuple[RuleDef, Params]]]
     dedupe: Dedupe | None = None
+    # A generator block's checked `params` (None for other blocks), by block index.
+    block_params: list[Params | None] = field(default_factory=list)
     supp: list[SuppItem] = field(default_factory=list)
     sort: list[str] = field(default_factory=list)
     value_level_by: str | None = None
@@ -380,7 +382,9 @@ class DatasetSpec:
         for block in self.records:
             if block.dataset:
                 deps.add(block.dataset)
-            deps |= set(block.params.get("datasets", []))
+        for params in self.block_params:
+            if params is not None:
+                deps |= params.domains()
         for var in self.variables:
             if var.params is not None:
                 deps |= var.params.domains()
@@ -414,17 +418,53 @@ class StudySpec:
             with found.part():
                 self.table(name)  # load and check every table up front
         self.datasets: dict[str, DatasetSpec] = {}
+        # Dataset files that did not load (their names, None if unreadable): a reference to
+        # one of them is not a second error.
+        self._broken: list[str | None] = []
         for stage in STAGES:
             for rel in getattr(self.config, stage):
                 path = folder / rel
                 files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
                 for f in files:
                     with found.part():
-                        spec = self._load_dataset(f, stage)
+                        try:
+                            spec = self._load_dataset(f, stage)
+                        except SpecError:
+                            self._broken.append(_dataset_name(f))
+                            raise
                         if spec.name in self.datasets:
                             raise SpecError(f, "dataset", f"dataset {spec.name} is defined twice")
                         self.datasets[spec.name] = spec
+        for spec in self.datasets.values():
+            self._check_references(spec, found)
         found.raise_any()
+
+    def _check_references(self, spec: DatasetSpec, found: _Collect) -> None:
+        """The forms, tables, datasets and columns every rule and generator of `spec` names
+        exist (checked once all files are read: a rule may name a dataset of another file)."""
+        checks: list[tuple[str, Params]] = []
+        for i, (block, params) in enumerate(zip(spec.records, spec.block_params, strict=True)):
+            if params is not None:
+                checks.append((f"records[{i}].params", params))
+            with found.part():
+                missing = block.dataset and block.dataset not in self.datasets
+                if missing and None not in self._broken and block.dataset not in self._broken:
+                    raise SpecError(
+                        spec.file,
+                        f"records[{i}].dataset",
+                        f"unknown dataset {block.dataset!r}; datasets: {sorted(self.datasets)}",
+                    )
+        checks += [(v.key_path, v.params) for v in spec.variables if v.params is not None]
+        for i, rules in enumerate(spec.block_rules):
+            checks += [(f"records[{i}].variables.{n}", p) for n, (_, p) in rules.items()]
+        for where, params in checks:
+            for key, problem in params.check_references(self):
+                if self._broken and "unknown dataset" in problem:
+                    named = problem.split("'")[1] if "'" in problem else None
+                    if None in self._broken or named in self._broken:
+                        continue
+                with found.part():
+                    raise SpecError(spec.file, f"{where}.{key}", problem)
 
     # --- study-level facts -------------------------------------------------------------------
 
@@ -727,6 +767,11 @@ class StudySpec:
                 if block.table and block.table not in self.config.tables:
                     raise SpecError(path, f"records[{i}].table", f"unknown table {block.table!r}")
                 good_blocks.add(i)
+        block_params: list[Params | None] = []
+        for i, block in enumerate(spec.records):
+            block_params.append(None)
+            with found.part():
+                block_params[i] = self._generator_params(block, path, f"records[{i}]")
 
         variables: list[VariableSpec] = []
         # Names as written (a variable whose spec is broken still exists for the checks below,
@@ -778,6 +823,7 @@ class StudySpec:
             klass=spec.klass or default_class, structure=spec.structure or default_structure,
             standard=standard, keys=spec.keys, records=spec.records, variables=variables,
             block_rules=block_rules, dedupe=spec.dedupe, supp=spec.supp, sort=spec.sort,
+            block_params=block_params,
             value_level_by=spec.value_level_by, comment=spec.comment, subclass=spec.subclass,
         )  # fmt: skip
 
@@ -863,6 +909,22 @@ class StudySpec:
                     for block, (rdef, params) in per_block
                 ]
                 meta.method = f"{var.name}: {'; '.join(parts)}."
+
+    def _generator_params(self, block: Block, path: Path, where: str) -> Params | None:
+        """A generator block's `params`, checked against the generator's model; `params` on
+        any other block is an error (it would be ignored)."""
+        if not block.generator:
+            if block.params:
+                raise SpecError(path, f"{where}.params", "only a generator block takes params")
+            return None
+        gdef = GENERATORS.get(block.generator)
+        if gdef is None:
+            raise SpecError(
+                path,
+                f"{where}.generator",
+                f"unknown generator {block.generator!r}; known: {', '.join(sorted(GENERATORS))}",
+            )
+        return _validated(gdef.params, block.params, path, f"{where}.params")
 
     def _rule(self, entry: dict[str, Any], path: Path, where: str) -> tuple[RuleDef, Params]:
         if not isinstance(entry, dict) or "rule" not in entry:
@@ -1018,6 +1080,16 @@ class StudySpec:
                                 f"the USUBJID template part {part!r}: declare its "
                                 "subject_columns in raw_forms.yaml",
                             )  # fmt: skip
+
+
+def _dataset_name(path: Path) -> str | None:
+    """The `dataset:` a spec file names, if it can be read at all."""
+    try:
+        data = load_yaml(path)
+    except SpecError:
+        return None
+    name = data.get("dataset") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _codes(path: Path, where: str, codes: Any) -> tuple[str, ...]:

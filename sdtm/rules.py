@@ -6,14 +6,11 @@ definitions, unscheduled-visit conventions) come from the spec parameters and ta
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from cdiscforge.engine import generator
-from cdiscforge.errors import SpecError
-from cdiscforge.rules import Params, RuleContext, rule
+from cdiscforge.rules import Params, RuleContext, generator, rule
 from cdiscforge.rules.basic import AggregateParams, aggregate
 from cdiscforge.rules.words import Words, describes
 from cdiscforge.vectorise import map_distinct
@@ -27,16 +24,24 @@ def _datetime(iso: pd.Series) -> pd.Series:
 
 
 class VisitnumParams(Params):
-    folder: str  # reference to the collected visit label (e.g. raw.FOLDER)
-    key: str  # visits-table column holding that label (edc_folder, lab_visit)
-    date: str  # the record's ISO 8601 date (for unscheduled visits)
-    table: str = "visits"
-    unscheduled: str = "UNS"  # labels starting with this are unscheduled
-    step: float = 0.01
+    folder: str = Field(description="reference to the collected visit label (e.g. raw.FOLDER)")
+    key: str = Field(description="visits-table column holding that label (edc_folder, lab_visit)")
+    date: str = Field(description="the record's ISO 8601 date (places unscheduled visits)")
+    table: str = Field("visits", description="the spec table of planned visits")
+    unscheduled: str = Field("UNS", description="labels starting with this are unscheduled visits")
+    step: float = Field(
+        0.01, description="VISITNUM increment per unscheduled visit after a planned one"
+    )
     # The dataset whose visit numbers unscheduled records on the same date reuse (SV), so
     # LB, MK ... agree with SV; it is built first. Null: number them within this dataset.
-    unscheduled_from: str | None = "SV"
+    unscheduled_from: str | None = Field(
+        "SV",
+        description="dataset whose VISITNUM same-date unscheduled visits reuse (null: number here)",
+    )
     ref_fields = ("folder", "date")
+    table_fields = ("table",)
+    table_columns = ("key",)
+    dataset_fields = ("unscheduled_from",)
 
     def domains(self) -> set[str]:
         return {self.unscheduled_from} if self.unscheduled_from else set()
@@ -115,10 +120,13 @@ def _after_previous(
 
 
 class VisitParams(Params):
-    num: str = "VISITNUM"
-    table: str = "visits"
-    unscheduled_label: str = "UNSCHEDULED"
+    num: str = Field("VISITNUM", description="reference to the record's VISITNUM")
+    table: str = Field("visits", description="the spec table of planned visits")
+    unscheduled_label: str = Field(
+        "UNSCHEDULED", description="VISIT text for unscheduled visits, followed by the number"
+    )
     ref_fields = ("num",)
+    table_fields = ("table",)
 
 
 @rule("visit", VisitParams)
@@ -134,9 +142,10 @@ def visit(ctx: RuleContext, p: VisitParams) -> pd.Series:
 
 
 class VisitdyParams(Params):
-    num: str = "VISITNUM"
-    table: str = "visits"
+    num: str = Field("VISITNUM", description="reference to the record's VISITNUM")
+    table: str = Field("visits", description="the spec table of planned visits")
     ref_fields = ("num",)
+    table_fields = ("table",)
 
 
 @rule("visitdy", VisitdyParams, origin="Protocol")
@@ -152,7 +161,9 @@ def visitdy(ctx: RuleContext, p: VisitdyParams) -> pd.Series:
 
 
 class EpochParams(Params):
-    date: str
+    date: str = Field(
+        description="the record's ISO 8601 date, placed among the subject's SE elements"
+    )
     ref_fields = ("date",)
 
     def domains(self) -> set[str]:
@@ -237,10 +248,12 @@ def _partial_bounds(dtc: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 class LobxflParams(Params):
-    by: list[str]
-    date: str
-    result: str
-    reference: str = "RFXSTDTC"
+    by: list[str] = Field(
+        description="variables besides USUBJID: one flag per group (e.g. LBTESTCD)"
+    )
+    date: str = Field(description="the record's ISO 8601 date")
+    result: str = Field(description="the result that must be non-missing")
+    reference: str = Field("RFXSTDTC", description="DM variable: first exposure")
     ref_fields = ("by", "date", "result")
 
     def domains(self) -> set[str]:
@@ -265,9 +278,9 @@ def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
 
 
 class TreatmentEmergentParams(Params):
-    start: str
-    end: str | None = None
-    reference: str = "RFXSTDTC"
+    start: str = Field(description="the event's ISO 8601 start date")
+    end: str | None = Field(None, description="the event's ISO 8601 end date")
+    reference: str = Field("RFXSTDTC", description="DM variable: first exposure")
     ref_fields = ("start", "end")
 
     def domains(self) -> set[str]:
@@ -301,8 +314,38 @@ def treatment_emergent(ctx: RuleContext, p: TreatmentEmergentParams) -> pd.Serie
     return out.mask(ref.isna() | (ref.str.len() < 10).fillna(True), pd.NA)
 
 
-@generator("missed_visits")
-def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+class MissedVisitsParams(Params):
+    """Planned visits a subject missed, as SV records (SVPRESP = Y, SVOCCUR = N; SDTMIG 3.4),
+    so a visit that never happened is visible instead of silently absent."""
+
+    datasets: list[str] = Field(
+        ["DM"], description="datasets read first (DM: the reference and end dates)"
+    )
+    form: str = Field(description="raw form of attended visits, one row per subject and visit")
+    folder: str = Field(description="column of `form` holding the visit label")
+    key: str = Field(
+        description="column of `table` holding the same label (matched case-insensitively)"
+    )
+    table: str = Field(
+        "visits", description="spec table of planned visits (VISITNUM, VISIT, VISITDY)"
+    )
+    window_after: str | None = Field(
+        None, description="column of `table`: days after VISITDY the visit may still happen"
+    )
+    reference: str = Field("RFSTDTC", description="DM variable: the subject's day 1")
+    end: str = Field("RFPENDTC", description="DM variable: end of the subject's participation")
+    form_fields = ("form",)
+    form_columns = ("folder",)
+    table_fields = ("table",)
+    table_columns = ("key", "window_after")
+    dataset_fields = ("datasets",)
+
+    def domains(self) -> set[str]:
+        return {"DM", *self.datasets}
+
+
+@generator("missed_visits", MissedVisitsParams)
+def missed_visits(ctx: RuleContext, params: MissedVisitsParams) -> pd.DataFrame:
     """Planned visits a subject missed, for SV's SVPRESP = Y / SVOCCUR = N records (SDTMIG 3.4).
 
     A planned visit (the `table`, default `visits`) is missed when the subject has no row for
@@ -312,30 +355,24 @@ def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
     or before the end of participation (DM.`end`, default RFPENDTC). Subjects never exposed
     (screen failures) miss nothing. Columns: USUBJID, VISITNUM, VISIT.
     """
-    for name in ("form", "folder", "key"):
-        if name not in params:
-            raise SpecError(ctx.spec_file, f"records.params.{name}", "required")
-    table = ctx.study.table(params.get("table", "visits"))
-    window = params.get("window_after")
-    source = ctx.store.source(params["form"])
+    p = params
+    table = ctx.study.table(p.table)
+    window = p.window_after
+    source = ctx.store.source(p.form)
     seen = pd.DataFrame(
         {
-            "USUBJID": ctx.study.subject_key(source.frame, params["form"]),
-            "label": source.frame[params["folder"]].astype("string").str.strip().str.upper(),
+            "USUBJID": ctx.study.subject_key(source.frame, p.form),
+            "label": source.frame[p.folder].astype("string").str.strip().str.upper(),
         }
     )
     dm = ctx.domain("DM").frame
-    start = pd.to_datetime(
-        dm[params.get("reference", "RFSTDTC")].astype("string").str.slice(0, 10), errors="coerce"
-    )
-    end = pd.to_datetime(
-        dm[params.get("end", "RFPENDTC")].astype("string").str.slice(0, 10), errors="coerce"
-    )
+    start = pd.to_datetime(dm[p.reference].astype("string").str.slice(0, 10), errors="coerce")
+    end = pd.to_datetime(dm[p.end].astype("string").str.slice(0, 10), errors="coerce")
     subjects = pd.DataFrame({"USUBJID": dm["USUBJID"].astype("string"), "t0": start, "t1": end})
     subjects = subjects.dropna(subset=["t0", "t1"])
     planned = pd.DataFrame(
         {
-            "label": table[params["key"]].astype("string").str.upper(),
+            "label": table[p.key].astype("string").str.upper(),
             "VISITNUM": table["VISITNUM"].astype(float),
             "VISIT": table["VISIT"].astype("string"),
             "days": table["VISITDY"].astype(float).where(table["VISITDY"] < 0,
@@ -352,8 +389,33 @@ def missed_visits(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
     return missed[["USUBJID", "VISITNUM", "VISIT"]].reset_index(drop=True)
 
 
-@generator("subject_elements")
-def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
+class ElementStart(Params):
+    """One planned element and where its start date comes from."""
+
+    ETCD: str = Field(description="the element's code (TE/TA ETCD)")
+    start: AggregateParams = Field(
+        description="an `aggregate` rule's parameters giving each subject's start"
+    )
+
+
+class SubjectElementsParams(Params):
+    """SE records, one per element a subject entered, dated from events the study collects,
+    so SE and EPOCH follow what happened rather than the plan."""
+
+    elements: list[ElementStart] = Field(min_length=1, description="the elements in planned order")
+    end: AggregateParams = Field(
+        description="an `aggregate` rule's parameters: end of the last element entered"
+    )
+
+    def domains(self) -> set[str]:
+        out = {"DM"} | self.end.domains()
+        for element in self.elements:
+            out |= element.start.domains()
+        return out
+
+
+@generator("subject_elements", SubjectElementsParams)
+def subject_elements(ctx: RuleContext, params: SubjectElementsParams) -> pd.DataFrame:
     """SE records: one per element a subject entered, from dated events.
 
     `params.elements` lists, in planned order, ETCD and `start` (an `aggregate` rule's
@@ -367,23 +429,21 @@ def subject_elements(ctx: RuleContext, params: dict[str, Any]) -> pd.DataFrame:
     sub = type(ctx)(
         ctx.study, ctx.dataset, "", base, None, ctx.domains, ctx.log, ctx.spec_file, ctx.store
     )
-    if "elements" not in params or "end" not in params:
-        raise SpecError(ctx.spec_file, "records.params", "needs 'elements' and 'end'")
     starts = []
-    for order, element in enumerate(params["elements"], 1):
-        sub.variable = f"SE {element['ETCD']}"
-        values = aggregate(sub, AggregateParams.model_validate(element["start"]))
+    for order, element in enumerate(params.elements, 1):
+        sub.variable = f"SE {element.ETCD}"
+        values = aggregate(sub, element.start)
         starts.append(
             pd.DataFrame(
                 {
                     "USUBJID": base["USUBJID"],
-                    "ETCD": element["ETCD"],
+                    "ETCD": element.ETCD,
                     "SESTDTC": values.astype("string"),
                     "TAETORD": order,
                 }
             )
         )
-    end = aggregate(sub, AggregateParams.model_validate(params["end"])).astype("string")
+    end = aggregate(sub, params.end).astype("string")
     frame = pd.concat(starts, ignore_index=True).dropna(subset=["SESTDTC"])
     frame = frame.sort_values(["USUBJID", "TAETORD"], kind="stable")
     frame["SEENDTC"] = frame.groupby("USUBJID")["SESTDTC"].shift(-1)

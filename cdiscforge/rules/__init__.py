@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from cdiscforge.errors import Located, SpecError, raise_first
 
@@ -37,6 +37,72 @@ class Params(BaseModel):
     # checker (unknown raw columns) and the engine (build order).
     raw_fields: ClassVar[tuple[str, ...]] = ()
     ref_fields: ClassVar[tuple[str, ...]] = ()
+    # Checked when the spec loads (`check_references`): fields naming a raw form, a spec
+    # table or a dataset of the study; fields naming columns of that form / table / dataset
+    # (a dict field: its keys); groups of fields of which exactly one must be given.
+    form_fields: ClassVar[tuple[str, ...]] = ()
+    table_fields: ClassVar[tuple[str, ...]] = ()
+    dataset_fields: ClassVar[tuple[str, ...]] = ()
+    form_columns: ClassVar[tuple[str, ...]] = ()
+    table_columns: ClassVar[tuple[str, ...]] = ()
+    dataset_columns: ClassVar[tuple[str, ...]] = ()
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Params:
+        for group in self.one_of:
+            given = [f for f in group if getattr(self, f, None) is not None]
+            if len(given) != 1:
+                names = " or ".join(repr(_key(type(self), f)) for f in group)
+                raise ValueError(f"give exactly one of {names}")
+        return self
+
+    def check_references(self, study: StudySpec) -> list[tuple[str, str]]:
+        """(key, problem) for each form, table, dataset or column this rule names that the
+        study does not have; nested parameter models are checked too. Run by the loader
+        after every spec file is read, so a typo is a located spec error, not a traceback
+        at build time."""
+        out: list[tuple[str, str]] = []
+        cls = type(self)
+        for kind, fields, names in (
+            ("raw form", self.form_fields, set(study.forms)),
+            ("spec table", self.table_fields, set(study.config.tables)),
+            ("dataset", self.dataset_fields, set(study.datasets)),
+        ):
+            for name in fields:
+                for value in _strings(getattr(self, name, None)):
+                    if value not in names:
+                        out.append(
+                            (_key(cls, name), f"unknown {kind} {value!r}; known: {sorted(names)}")
+                        )
+        out += self._check_columns(study)
+        for name in cls.model_fields:
+            for where, sub in _models(getattr(self, name, None), _key(cls, name)):
+                out += [(f"{where}.{k}", m) for k, m in sub.check_references(study)]
+        return out
+
+    def _check_columns(self, study: StudySpec) -> list[tuple[str, str]]:
+        cls = type(self)
+        out: list[tuple[str, str]] = []
+        targets: list[tuple[tuple[str, ...], str, set[str] | None]] = []
+        for kind, fields, columns, lookup in (
+            ("raw form", self.form_fields, self.form_columns, _form_columns),
+            ("spec table", self.table_fields, self.table_columns, _table_columns),
+            ("dataset", self.dataset_fields, self.dataset_columns, _dataset_columns),
+        ):
+            for name in fields:
+                for value in _strings(getattr(self, name, None)):
+                    targets.append((columns, f"{kind} {value!r}", lookup(study, value)))
+        for columns, owner, known in targets:
+            if known is None:
+                continue
+            for name in columns:
+                value = getattr(self, name, None)
+                listed = list(value) if isinstance(value, dict) else _strings(value)
+                for col in listed:
+                    if col not in known:
+                        out.append((_key(cls, name), f"{owner} has no column {col!r}"))
+        return out
 
     def raw_columns(self) -> list[str]:
         out: list[str] = []
@@ -51,6 +117,42 @@ class Params(BaseModel):
     def domains(self) -> set[str]:
         """Datasets this rule reads (for ordering the build)."""
         return set()
+
+
+def _key(cls: type[BaseModel], name: str) -> str:
+    """A field's name as the spec writes it (`from`, not `from_`)."""
+    field = cls.model_fields.get(name)
+    return (field.alias if field is not None and field.alias else name).rstrip("_")
+
+
+def _models(value: Any, where: str) -> list[tuple[str, Params]]:
+    """Nested parameter models in a field's value, with their key paths."""
+    if isinstance(value, Params):
+        return [(where, value)]
+    if isinstance(value, (list, tuple)):
+        return [m for i, v in enumerate(value) for m in _models(v, f"{where}[{i}]")]
+    if isinstance(value, dict):
+        return [m for k, v in value.items() for m in _models(v, f"{where}.{k}")]
+    return []
+
+
+def _form_columns(study: StudySpec, name: str) -> set[str] | None:
+    form = study.forms.get(name)
+    return set(form.columns) if form is not None else None
+
+
+def _table_columns(study: StudySpec, name: str) -> set[str] | None:
+    if name not in study.config.tables:
+        return None
+    try:
+        return set(study.table(name).columns)
+    except SpecError:
+        return None  # the table's own problem is reported where it is loaded
+
+
+def _dataset_columns(study: StudySpec, name: str) -> set[str] | None:
+    spec = study.datasets.get(name)
+    return {v.name for v in spec.variables if v.keep} if spec is not None else None
 
 
 def _strings(value: Any) -> list[str]:
@@ -106,6 +208,36 @@ def rule(
             raise RuntimeError(f"rule {name!r} registered twice")
         doc = (fn.__doc__ or "").strip()
         RULES[name] = RuleDef(name, params, fn, origin, final, doc, describe, origin_of)
+        return fn
+
+    return deco
+
+
+@dataclass(frozen=True)
+class GeneratorDef:
+    """A record generator: makes a block's records (SE from dated events, missed visits,
+    derived parameters) instead of reading them. Its `params` model checks the block's
+    `params:` when the spec loads, as a rule's model checks its parameters."""
+
+    name: str
+    params: type[Params]
+    fn: Callable[[RuleContext, Any], pd.DataFrame]
+    doc: str
+
+
+GENERATORS: dict[str, GeneratorDef] = {}
+
+
+def generator(
+    name: str, params: type[Params]
+) -> Callable[[Callable[[RuleContext, Any], pd.DataFrame]], Callable[..., pd.DataFrame]]:
+    """Register a record generator under `name`; a block `generator: NAME` with `params:`
+    (validated against `params`) gets its records from it."""
+
+    def deco(fn: Callable[[RuleContext, Any], pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+        if name in GENERATORS or name in RULES:
+            raise RuntimeError(f"generator {name!r} registered twice")
+        GENERATORS[name] = GeneratorDef(name, params, fn, (fn.__doc__ or "").strip())
         return fn
 
     return deco

@@ -29,7 +29,10 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 class ConstantParams(Params):
-    value: Any = None
+    value: Any = Field(
+        None,
+        description="the value every record gets ({studyid} placeholders filled); omitted: null",
+    )
 
 
 @rule("constant", ConstantParams, origin="Assigned")
@@ -46,10 +49,13 @@ def constant(ctx: RuleContext, p: ConstantParams) -> pd.Series:
 
 
 class AssignParams(Params):
-    from_: str | None = Field(None, alias="from")
-    var: str | None = None
-    upper: bool = False
+    from_: str | None = Field(
+        None, alias="from", description="a raw column of the block's source to copy"
+    )
+    var: str | None = Field(None, description="a variable computed earlier (or raw.NAME) to copy")
+    upper: bool = Field(False, description="upper-case the copied text")
     raw_fields = ("from_",)
+    one_of = (("from_", "var"),)
     ref_fields = ("var",)
 
 
@@ -74,11 +80,18 @@ def _source(ctx: RuleContext, raw: str | None, var: str | None) -> pd.Series:
 
 
 class NumberParams(Params):
-    from_: str | None = Field(None, alias="from")
-    var: str | None = None
-    factor: float | str | None = None  # a number or a reference to a per-record factor
-    decimals: int | None = None
+    from_: str | None = Field(
+        None, alias="from", description="a raw column of the block's source holding the number"
+    )
+    var: str | None = Field(
+        None, description="a variable computed earlier (or raw.NAME) holding the number"
+    )
+    factor: float | str | None = Field(
+        None, description="multiply by this number, or by a per-record reference"
+    )
+    decimals: int | None = Field(None, description="round to this many decimals")
     raw_fields = ("from_",)
+    one_of = (("from_", "var"),)
     ref_fields = ("var",)
 
 
@@ -108,12 +121,23 @@ def _factor(ctx: RuleContext, factor: float | str | None) -> Any:
 
 
 class CtParams(Params):
-    from_: str | None = Field(None, alias="from")
-    var: str | None = None
-    codelist: str
-    synonyms: dict[str, str] = {}
-    unmatched: Unmatched = "error"
+    from_: str | None = Field(
+        None,
+        alias="from",
+        description="a raw column of the block's source holding the collected text",
+    )
+    var: str | None = Field(
+        None, description="a variable computed earlier (or raw.NAME) holding the collected text"
+    )
+    codelist: str = Field(description="the CDISC codelist (short name or NCI code) to map to")
+    synonyms: dict[str, str] = Field(
+        {}, description="collected text -> submission value, tried first (case/space-insensitive)"
+    )
+    unmatched: Unmatched = Field(
+        "error", description="a value not in the codelist: error, keep, upper or null"
+    )
     raw_fields = ("from_",)
+    one_of = (("from_", "var"),)
     ref_fields = ("var",)
 
 
@@ -168,11 +192,22 @@ def _apply_unmatched(
 
 
 class MapParams(Params):
-    from_: str | None = Field(None, alias="from")
-    var: str | None = None
-    values: dict[str, Any]
-    unmatched: Unmatched = "error"
+    from_: str | None = Field(
+        None,
+        alias="from",
+        description="a raw column of the block's source holding the collected text",
+    )
+    var: str | None = Field(
+        None, description="a variable computed earlier (or raw.NAME) holding the collected text"
+    )
+    values: dict[str, Any] = Field(
+        min_length=1, description="collected text -> value (keys case/space-insensitive)"
+    )
+    unmatched: Unmatched = Field(
+        "error", description="a value not in `values`: error, keep, upper or null"
+    )
     raw_fields = ("from_",)
+    one_of = (("from_", "var"),)
     ref_fields = ("var",)
 
 
@@ -197,8 +232,8 @@ def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
 
 
 class Iso8601Params(Params):
-    date: str
-    time: str | None = None
+    date: str = Field(description="raw date (or datetime) column; its format from raw_forms.yaml")
+    time: str | None = Field(None, description="raw time column joined to the date")
     raw_fields = ("date", "time")
 
 
@@ -233,8 +268,10 @@ def iso8601(ctx: RuleContext, p: Iso8601Params) -> pd.Series:
 
 
 class StudyDayParams(Params):
-    date: str
-    reference: str = "RFSTDTC"
+    date: str = Field(description="the ISO 8601 date: a variable computed earlier (or raw.NAME)")
+    reference: str = Field(
+        "RFSTDTC", description="DM variable (or one of this dataset) that is day 1"
+    )
     ref_fields = ("date",)
 
     def domains(self) -> set[str]:
@@ -259,9 +296,13 @@ def study_day(ctx: RuleContext, p: StudyDayParams) -> pd.Series:
 
 
 class ConcatParams(Params):
-    parts: list[str | dict[str, Any]]
-    sep: str = ""
-    skip_null: bool = True
+    parts: list[str | dict[str, Any]] = Field(
+        min_length=1, description="references, or {value: text} literals, joined in order"
+    )
+    sep: str = Field("", description="text put between parts")
+    skip_null: bool = Field(
+        True, description="skip null parts (false: any null part makes the result null)"
+    )
     ref_fields = ("parts",)
 
 
@@ -294,10 +335,13 @@ def concat(ctx: RuleContext, p: ConcatParams) -> pd.Series:
 
 
 class ExtractParams(Params):
-    from_: str | None = Field(None, alias="from")
-    var: str | None = None
-    pattern: str
+    from_: str | None = Field(
+        None, alias="from", description="a raw column of the block's source to search"
+    )
+    var: str | None = Field(None, description="a variable computed earlier (or raw.NAME) to search")
+    pattern: str = Field(description="regular expression; its first capture group is the value")
     raw_fields = ("from_",)
+    one_of = (("from_", "var"),)
     ref_fields = ("var",)
 
 
@@ -321,7 +365,9 @@ def extract(ctx: RuleContext, p: ExtractParams) -> pd.Series:
 
 
 class CoalesceParams(Params):
-    refs: list[str]
+    refs: list[str] = Field(
+        min_length=1, description="references tried in order; the first non-missing wins"
+    )
     ref_fields = ("refs",)
 
 
@@ -335,15 +381,19 @@ def coalesce(ctx: RuleContext, p: CoalesceParams) -> pd.Series:
 
 
 class Case(Params):
-    when: Condition
-    value: Any = None
-    ref: str | None = None
+    when: Condition = Field(description="the condition selecting the records of this case")
+    value: Any = Field(None, description="the value those records get")
+    ref: str | None = Field(None, description="or: the reference whose value they get")
 
 
 class ConditionParams(Params):
-    cases: list[Case]
-    default: Any = None
-    default_ref: str | None = None
+    cases: list[Case] = Field(
+        min_length=1, description="cases tried in order; a record takes the first that holds"
+    )
+    default: Any = Field(None, description="value when no case holds (default null)")
+    default_ref: str | None = Field(
+        None, description="or: a reference whose value records get when no case holds"
+    )
 
     def raw_columns(self) -> list[str]:
         refs = [r for c in self.cases for r in c.when.refs() + ([c.ref] if c.ref else [])]
@@ -388,11 +438,18 @@ def _tidy(series: pd.Series) -> pd.Series:
 
 
 class LookupParams(Params):
-    table: str
-    match: dict[str, str]  # table column -> reference in this dataset
-    column: str
-    unmatched: Literal["error", "null"] = "error"
+    table: str = Field(description="the spec table (study.yaml `tables:`)")
+    match: dict[str, str] = Field(
+        min_length=1,
+        description="table column -> reference compared with it (as text, case-insensitively)",
+    )
+    column: str = Field(description="the table column whose value the record gets")
+    unmatched: Literal["error", "null"] = Field(
+        "error", description="a key not in the table: error, or null (logged)"
+    )
     ref_fields = ("match",)
+    table_fields = ("table",)
+    table_columns = ("match", "column")
 
 
 @rule("lookup", LookupParams)
@@ -515,6 +572,11 @@ class AggregateParams(Params):
         description="keys beside the subject: [VISIT] (same column name on both sides) or "
         "{FOLDER: VISIT} (aggregated column -> this block's raw column or variable)",
     )
+    one_of = (("dataset", "form"),)
+    form_fields = ("form",)
+    form_columns = ("column", "date", "time")
+    dataset_fields = ("dataset",)
+    dataset_columns = ("column",)
 
     def domains(self) -> set[str]:
         return {self.dataset} if self.dataset else set()
@@ -715,8 +777,10 @@ def usubjid(ctx: RuleContext, p: UsubjidParams) -> pd.Series:
 
 
 class SeqParams(Params):
-    by: list[str]
-    within: list[str] = ["USUBJID"]
+    by: list[str] = Field(description="sort keys within the group before numbering")
+    within: list[str] = Field(
+        ["USUBJID"], description="the group numbered 1..n ([] numbers the whole dataset)"
+    )
     ref_fields = ("by", "within")
 
 
@@ -739,10 +803,17 @@ def seq(ctx: RuleContext, p: SeqParams) -> pd.Series:
 
 
 class ResultCharParams(Params):
-    var: str
-    factor: float | str | None = None  # a number or a per-record reference
-    decimals: int | str | None = None  # a number or a per-record reference
-    unit: str | None = None  # the record's unit (named when its factor is missing)
+    var: str = Field(description="the collected result (--ORRES)")
+    factor: float | str | None = Field(
+        None, description="conversion factor: a number or a per-record reference"
+    )
+    decimals: int | str | None = Field(
+        None, description="decimals after conversion: a number or a per-record reference"
+    )
+    unit: str | None = Field(
+        None,
+        description="reference to the record's unit (named in the error when a factor is missing)",
+    )
     ref_fields = ("var", "factor", "decimals", "unit")
 
 
@@ -813,7 +884,7 @@ def result_char(ctx: RuleContext, p: ResultCharParams) -> pd.Series:
 
 
 class ResultNumParams(Params):
-    var: str
+    var: str = Field(description="the standard character result (--STRESC)")
     ref_fields = ("var",)
 
 
@@ -826,9 +897,9 @@ def result_num(ctx: RuleContext, p: ResultNumParams) -> pd.Series:
 
 
 class NrindParams(Params):
-    var: str
-    low: str
-    high: str
+    var: str = Field(description="the numeric result")
+    low: str = Field(description="reference to the range's lower limit")
+    high: str = Field(description="reference to the range's upper limit")
     ref_fields = ("var", "low", "high")
 
 
@@ -848,9 +919,11 @@ def nrind(ctx: RuleContext, p: NrindParams) -> pd.Series:
 
 
 class AgeParams(Params):
-    birth: str
-    at: str
-    partial: Literal["null", "lower"] = "null"
+    birth: str = Field(description="the ISO 8601 birth date (may be partial)")
+    at: str = Field(description="the ISO 8601 date the age is taken at")
+    partial: Literal["null", "lower"] = Field(
+        "null", description="age ambiguous from a partial birth date: null, or the lower age"
+    )
     ref_fields = ("birth", "at")
 
 
@@ -892,10 +965,13 @@ def age(ctx: RuleContext, p: AgeParams) -> pd.Series:
 
 
 class CtCodeParams(Params):
-    var: str
-    codelist: str | None = None
-    codelist_var: str | None = None  # a variable naming each record's codelist
+    var: str = Field(description="the submission value whose C-code is wanted")
+    codelist: str | None = Field(None, description="the codelist of every record")
+    codelist_var: str | None = Field(
+        None, description="or: a reference naming each record's codelist"
+    )
     ref_fields = ("var", "codelist_var")
+    one_of = (("codelist", "codelist_var"),)
 
 
 @rule("ct_code", CtCodeParams, origin="Assigned")
@@ -920,7 +996,9 @@ def ct_code(ctx: RuleContext, p: CtCodeParams) -> pd.Series:
 
 
 class CtVersionParams(Params):
-    when: Condition | None = None
+    when: Condition | None = Field(
+        None, description="only records where this holds get the version (others null)"
+    )
 
     def raw_columns(self) -> list[str]:
         refs = self.when.refs() if self.when is not None else []
