@@ -32,6 +32,7 @@ them in a spreadsheet view of the export.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from cdiscforge.dates import DEFAULT_UNKNOWN, DateFormat, FormatError, check_column_format
+from cdiscforge.dates import parse_format as _parse_format
 from cdiscforge.errors import InputError, Located, SpecError, collecting, raise_first, report
 
 ColumnType = Literal["str", "int", "float", "date", "time", "datetime"]
@@ -63,6 +66,7 @@ class ColumnSpec:
     min: float | str | None = None  # a number, or an ISO date YYYY-MM-DD for a date column
     max: float | str | None = None
     values: tuple[str, ...] = ()  # a coded column's only allowed codes (e.g. Y, N)
+    date_format: DateFormat | None = None  # `format` parsed (date, datetime, time columns)
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,46 @@ class RawForm:
 # --- the contract's vocabulary, parsed for the spec loader -----------------------------------
 
 
-def column_extras(path: Path, where: str, cdef: dict[str, Any]) -> dict[str, Any]:
+def partial_date_unknowns(path: Path, where: str, value: Any) -> tuple[str, ...]:
+    """The study's spellings of an unknown date part (`partial_dates`):
+    `{unknown: [UN, UNK, "--", ""]}`, or the older `{unknown_day: UN, unknown_month: UNK}`
+    (those spellings, accepted for any part); absent: cdiscforge.dates.DEFAULT_UNKNOWN."""
+    if value is None:
+        return DEFAULT_UNKNOWN
+    if not isinstance(value, dict) or not value:
+        raise SpecError(path, where, "expected {unknown: [UN, UNK, ...]}")
+    extra = sorted(set(value) - {"unknown", "unknown_day", "unknown_month"})
+    if extra:
+        raise SpecError(path, f"{where}.{extra[0]}", "unknown key (allowed: unknown)")
+    if "unknown" in value:
+        if set(value) != {"unknown"}:
+            raise SpecError(path, where, "give unknown, or unknown_day/unknown_month, not both")
+        found = value["unknown"]
+    else:
+        found = [value[k] for k in ("unknown_day", "unknown_month") if k in value]
+        found = [x for v in found for x in (v if isinstance(v, list) else [v])]
+    if not isinstance(found, list) or not all(isinstance(x, str) for x in found):
+        raise SpecError(path, where, 'expected a list of texts, e.g. [UN, UNK, "--", ""]')
+    if any(x.strip() != x or re.search(r"\d", x) for x in found):
+        raise SpecError(path, where, "an unknown spelling holds no digits or outer blanks")
+    return tuple(dict.fromkeys(x.upper() for x in found))
+
+
+def column_extras(
+    path: Path, where: str, cdef: dict[str, Any], unknown: tuple[str, ...] = DEFAULT_UNKNOWN
+) -> dict[str, Any]:
     """`min`/`max` of a raw_forms.yaml column, checked against its type: numbers for
-    int/float, ISO dates (YYYY-MM-DD) for date columns."""
+    int/float, ISO dates (YYYY-MM-DD) for date columns; and its `format` parsed (a pattern
+    the date parser cannot read is a spec error here, never a failed build later)."""
     out: dict[str, Any] = {}
     ctype = cdef.get("type", "str")
+    if cdef.get("format") is not None:
+        try:
+            fmt = _parse_format(cdef["format"], unknown)
+            check_column_format(fmt, ctype)
+        except FormatError as exc:
+            raise SpecError(path, f"{where}.format", str(exc)) from None
+        out["date_format"] = fmt
     for bound in ("min", "max"):
         if cdef.get(bound) is None:
             continue
@@ -208,7 +247,7 @@ def read_form(
     spec: FormSpec,
     raw_dir: Path,
     *,
-    date_formats: dict[str, str] | None = None,
+    date_formats: dict[str, str | DateFormat] | None = None,
     deduped: bool = False,
 ) -> RawForm:
     """Read one raw export and check it against its contract (see the module docstring).
@@ -311,7 +350,9 @@ def _check_text(form: RawForm) -> None:
         frame[col] = s.mask(s == "")
 
 
-def _check_contract(form: RawForm, date_formats: dict[str, str], deduped: bool) -> None:
+def _check_contract(
+    form: RawForm, date_formats: dict[str, str | DateFormat], deduped: bool
+) -> None:
     frame, spec = form.frame, form.spec
     if len(frame) < spec.min_rows:
         report(
@@ -351,7 +392,7 @@ def _check_contract(form: RawForm, date_formats: dict[str, str], deduped: bool) 
                 _raise(form, finite < cspec.min, col, f"below the declared minimum {cspec.min:g}")
             if cspec.max is not None:
                 _raise(form, finite > cspec.max, col, f"above the declared maximum {cspec.max:g}")
-        elif cspec.type == "date" and col in date_formats:
+        elif cspec.type in ("date", "datetime") and col in date_formats:
             from cdiscforge.dates import to_iso8601
 
             iso = to_iso8601(values, date_formats[col], Located(str(form.path), col, form.rows))

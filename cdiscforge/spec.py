@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cdiscforge import ct, standards, yamlsafe
+from cdiscforge.dates import DateFormat
 from cdiscforge.errors import CdiscforgeError, SpecError, SpecErrors
 from cdiscforge.model import (
     ORIGINS,
@@ -45,6 +46,7 @@ from cdiscforge.raw import (
     check_references,
     column_extras,
     form_extras,
+    partial_date_unknowns,
 )
 from cdiscforge.rules import GENERATORS, RULES, Condition, Params, RuleDef
 from cdiscforge.rules.words import Words, describe_rule, method_text
@@ -283,6 +285,8 @@ class StudyFile(_Strict):
     dictionaries: dict[str, DictionaryMeta] = {}
     documents: dict[str, DocumentMeta] = {}
     codelists: dict[str, SponsorCodelistMeta] = {}
+    # Spellings of an unknown date part (or in raw_forms.yaml; cdiscforge.raw).
+    partial_dates: dict[str, Any] | None = None
 
 
 class Split(_Strict):
@@ -586,6 +590,14 @@ class StudySpec:
         out: dict[str, FormSpec] = {}
         self.form_sources = {}
         self.form_pages = {}
+        found = _Collect()  # every bad column (e.g. each unreadable date format) at once
+        declared = data.get("partial_dates") if "forms" in data else None
+        if declared is not None and self.config.partial_dates is not None:
+            raise SpecError(path, "partial_dates", "declared in study.yaml too: keep one")
+        if declared is None and self.config.partial_dates is not None:
+            unknown = partial_date_unknowns(self.file, "partial_dates", self.config.partial_dates)
+        else:
+            unknown = partial_date_unknowns(path, "partial_dates", declared)
         for name, form in forms.items():
             where = f"forms.{name}"
             if not isinstance(form, dict) or "file" not in form or "columns" not in form:
@@ -604,6 +616,7 @@ class StudySpec:
             if pages:
                 self.form_pages[name] = tuple(str(x) for x in pages)
             cols: dict[str, ColumnSpec] = {}
+            broken = len(found.errors)
             for col, cdef in form["columns"].items():
                 cdef = cdef or {}
                 allowed = COLUMN_KEYS
@@ -621,15 +634,20 @@ class StudySpec:
                     "datetime",
                 ):
                     raise SpecError(path, f"{where}.columns.{col}.type", "unknown column type")
-                cols[col] = ColumnSpec(
-                    col,
-                    cdef.get("type", "str"),
-                    bool(cdef.get("required")),
-                    cdef.get("format"),
-                    cdef.get("description", ""),
-                    **column_extras(path, f"{where}.columns.{col}", cdef),
-                    values=_codes(path, f"{where}.columns.{col}.values", cdef.get("values", [])),
-                )
+                with found.part():
+                    cols[col] = ColumnSpec(
+                        col,
+                        cdef.get("type", "str"),
+                        bool(cdef.get("required")),
+                        cdef.get("format"),
+                        cdef.get("description", ""),
+                        **column_extras(path, f"{where}.columns.{col}", cdef, unknown),
+                        values=_codes(
+                            path, f"{where}.columns.{col}.values", cdef.get("values", [])
+                        ),
+                    )
+            if len(found.errors) > broken:
+                continue  # the form's own checks would only repeat its columns' errors
             subject = form.get("subject") or next(
                 (c for c in ("SUBJECT", "PATID", "SUBJID", "USUBJID") if c in cols), None
             )
@@ -644,6 +662,7 @@ class StudySpec:
                 **form_extras(path, where, form, cols),
                 subject_columns=names,
             )
+        found.raise_any()
         check_references(path, out)
         return out
 
@@ -678,9 +697,10 @@ class StudySpec:
         ) if len(parts) == 1 else None  # fmt: skip
         return tuple((p, given.get(p) or single or p) for p in parts)
 
-    def date_formats(self, form: str) -> dict[str, str]:
+    def date_formats(self, form: str) -> dict[str, DateFormat]:
+        """The parsed `format` of each date/time column of a form (cdiscforge.dates)."""
         spec = self.forms[form]
-        return {c: s.format for c, s in spec.columns.items() if s.format}
+        return {c: s.date_format for c, s in spec.columns.items() if s.date_format}
 
     # --- spec tables --------------------------------------------------------------------------
 

@@ -265,9 +265,9 @@ def test_failed_run_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_dates_and_times_follow_the_contract_formats(messy: Path) -> None:
     forms = yaml.safe_load((STUDY / "raw_forms.yaml").read_text(encoding="utf-8"))["forms"]
     shapes = {
-        "%d-%b-%Y": r"^(\d{2}|UN)-([A-Z]{3})-\d{4}$|^UNK-UNK-\d{4}$",
-        "%Y-%m-%d": r"^\d{4}-\d{2}-\d{2}$",
-        "%H:%M": r"^([01]\d|2[0-3]):[0-5]\d$",
+        "DD-MON-YYYY": r"^(\d{2}|UN)-([A-Z]{3})-\d{4}$|^UNK-UNK-\d{4}$",
+        "YYYY-MM-DD": r"^\d{4}-\d{2}-\d{2}$",
+        "HH:MI": r"^([01]\d|2[0-3]):[0-5]\d$",
     }
     checked = 0
     for form, spec in forms.items():

@@ -1,0 +1,304 @@
+"""Issue 14, spec vocabulary for values (contract sections 1, 3 and 4): raw date/time formats
+and partial dates, conversions with an offset, the `arithmetic` and `date_shift` rules,
+explicit literal-vs-reference conditions and the new condition tests, `extract`'s unmatched
+policy, and unscheduled visits numbered by their label.
+
+Planted spec errors go through the real CLI (`python -m cdiscforge.cli build`): each must be a
+located spec error (file and key path), exit 2, no traceback, nothing published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cdiscforge.dates import FormatError, parse_format, to_iso8601
+from cdiscforge.errors import InputError, Located, SpecError
+
+CLI = [sys.executable, "-m", "cdiscforge.cli"]
+WHERE = Located("f.csv", "DAT")
+MON = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+
+
+def _iso(values: list, fmt: str, **kw) -> list:
+    out = to_iso8601(pd.Series(values, dtype="object"), fmt, WHERE, **kw)
+    return [None if pd.isna(v) else v for v in out.tolist()]
+
+
+# --- 1. raw date/time formats --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "iso"),
+    [
+        ("MM/DD/YYYY", "02/13/2019", "2019-02-13"),
+        ("MM/DD/YYYY", "2/3/2019", "2019-02-03"),
+        ("DD-MON-YYYY", "13-feb-2019", "2019-02-13"),
+        ("YYYY-MM-DD", "2019-02-13", "2019-02-13"),
+        ("MM-DD-YYYY HH:MI", "02-13-2019 09:05", "2019-02-13T09:05"),
+        ("MM-DD-YYYY HH:MI", "02-13-2019   09:05", "2019-02-13T09:05"),  # a space: 1 or more
+        ("DD/MM/YY", "13/02/19", "2019-02-13"),
+        ("DD/MM/YY", "13/02/68", "2068-02-13"),
+        ("DD/MM/YY", "13/02/69", "1969-02-13"),
+        ("YYYYMMDD", "20190213", "2019-02-13"),
+        ("DD.MM.YYYY HH:MI:SS", "13.02.2019 23:59:58", "2019-02-13T23:59:58"),
+        ('YYYY-MM-DD"T"HH:MI', "2019-02-13T10:30", "2019-02-13T10:30"),
+        ("MM/DD/YYYY HH:MI AM", "02/13/2019 12:15 AM", "2019-02-13T00:15"),
+        ("MM/DD/YYYY HH:MI PM", "02/13/2019 12:15 pm", "2019-02-13T12:15"),
+        ("MM/DD/YYYY HH:MI AM", "02/13/2019 01:15 PM", "2019-02-13T13:15"),
+        ("mm/dd/yyyy", "02/13/2019", "2019-02-13"),  # tokens in any case
+        ("iso8601", "2019", "2019"),
+        ("iso8601", "2019-02", "2019-02"),
+        ("ISO8601", "2019-02-13T10:30:05", "2019-02-13T10:30:05"),
+        ("iso8601", "2019-02-13T10", "2019-02-13T10"),
+        ("date9", "13FEB2019", "2019-02-13"),
+        ("%m/%d/%Y", "02/13/2019", "2019-02-13"),
+        ("%d-%b-%Y", "13-FEB-2019", "2019-02-13"),
+        ("%Y-%m-%d", "2019-02-13", "2019-02-13"),
+        ("%d/%m/%y %I:%M %p", "13/02/19 07:30 PM", "2019-02-13T19:30"),
+        ("%Y-%m-%dT%H:%M:%S", "2019-02-13T10:30:05", "2019-02-13T10:30:05"),
+    ],
+)
+def test_each_format_and_token_reads_its_dates(fmt: str, text: str, iso: str) -> None:
+    assert _iso([text], fmt) == [iso]
+
+
+@pytest.mark.parametrize(
+    ("dates", "fmt", "times", "time_fmt", "iso"),
+    [
+        ("02/13/2019", "MM/DD/YYYY", "10:30", "HH:MI", "2019-02-13T10:30"),
+        ("02/13/2019", "MM/DD/YYYY", "10:30:15", "HH:MI:SS", "2019-02-13T10:30:15"),
+        ("02/13/2019", "MM/DD/YYYY", "10:30 PM", "HH:MI AM", "2019-02-13T22:30"),
+        ("02/13/2019", "MM/DD/YYYY", "22:30", "%H:%M", "2019-02-13T22:30"),
+        ("02/13/2019", "MM/DD/YYYY", "22:30", "HH:MM", "2019-02-13T22:30"),  # older spelling
+        ("02/UN/2019", "MM/DD/YYYY", "22:30", "HH:MI", "2019-02"),  # no time on a partial
+    ],
+)
+def test_separate_time_columns_in_their_own_format(
+    dates: str, fmt: str, times: str, time_fmt: str, iso: str
+) -> None:
+    assert _iso([dates], fmt, times=pd.Series([times]), time_fmt=time_fmt) == [iso]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "iso"),
+    [
+        ("MM/DD/YYYY", "02/UN/2019", "2019-02"),  # unknown day
+        ("DD/MM/YYYY", "UN/02/2019", "2019-02"),
+        ("MM/DD/YYYY", "UN/02/2019", "2019"),  # unknown month, known day: right truncation
+        ("MM/DD/YYYY", "UNK/UNK/2019", "2019"),
+        ("MM/DD/YYYY", "--/--/2019", "2019"),
+        ("MM/DD/YYYY", "02//2019", "2019-02"),  # a blank part
+        ("DD-MON-YYYY", "UN-FEB-2019", "2019-02"),
+        ("DD-MON-YYYY", "UNK-UNK-2019", "2019"),
+        ("DD-MON-YYYY", "13-FEB-UNKN", None),  # unknown year: nothing is known
+        ("MM-DD-YYYY HH:MI", "02-13-2019 10:UN", "2019-02-13T10"),  # unknown minute
+        ("MM-DD-YYYY HH:MI", "02-13-2019 UN:UN", "2019-02-13"),  # unknown hour: no time
+        ("MM-DD-YYYY HH:MI", "02-UN-2019 10:30", "2019-02"),  # no time on a partial date
+        ("date9", "UNFEB2019", "2019-02"),
+        ("date9", "UNUNK2019", "2019"),
+    ],
+)
+def test_each_partial_form_is_right_truncated(fmt: str, text: str, iso: str | None) -> None:
+    assert _iso([text], fmt) == [iso]
+
+
+def test_declared_unknown_spellings_are_the_only_ones() -> None:
+    only_un = parse_format("MM/DD/YYYY", ("UN",))
+    assert _iso(["UN/UN/2019"], only_un) == ["2019"]
+    with pytest.raises(InputError, match="not a date in format MM/DD/YYYY"):
+        _iso(["NK/UN/2019"], only_un)
+    with pytest.raises(InputError, match="not a date"):
+        _iso(["02//2019"], only_un)  # blank is not declared unknown here
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "problem"),
+    [
+        ("MM/DD/YYYY", "13/02/2019", "impossible month"),
+        ("MM/DD/YYYY", "02/30/2019", "impossible calendar date"),
+        ("MM/DD/YYYY", "2019-02-13", "not a date in format MM/DD/YYYY"),
+        ("DD-MON-YYYY", "13-FOO-2019", "unknown month abbreviation"),
+        ("MM/DD/YYYY HH:MI", "02/13/2019 24:00", "not a time"),
+        ("MM/DD/YYYY HH:MI AM", "02/13/2019 13:00 PM", "not a time"),
+        ("MM/DD/YYYY HH:MI", "02/13/2019 10:60", "not a time"),
+    ],
+)
+def test_impossible_values_are_located_input_errors(fmt: str, text: str, problem: str) -> None:
+    with pytest.raises(InputError) as err:
+        _iso(["02/13/2019" if "MM/DD" in fmt and "HH" not in fmt else None, text], fmt)
+    assert err.value.row == 2 and err.value.column == "DAT" and err.value.value == text.upper()
+    assert problem in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "problem"),
+    [
+        ("MM/DD/YYYX", "is not a date/time token"),
+        ("DD-MMM-YYYY", "a month name is MON"),
+        ("YYYY-MM-DD HH:MM", "minutes are MI"),
+        ("DD/YYYY", "a day (DD) without a month"),
+        ("MM/DD", "a month without a year"),
+        ("HH:MI AM PM", "appears twice"),
+        ("%d/%m/%Y %Z", "unsupported strftime directive %Z"),
+        ("%j", "unsupported strftime directive %j"),
+        ('YYYY-MM-DD"T', "unclosed quote"),
+        ("", "non-empty"),
+    ],
+)
+def test_unreadable_formats_say_why(fmt: str, problem: str) -> None:
+    with pytest.raises(FormatError) as err:
+        parse_format(fmt)
+    assert problem in str(err.value)
+
+
+# Property tests: every real date written in a format reads back as itself; every partial
+# written with unknown parts reads back right-truncated.
+
+FORMATS = {
+    "MM/DD/YYYY": lambda d: f"{d.month:02d}/{d.day:02d}/{d.year}",
+    "DD-MON-YYYY": lambda d: f"{d.day:02d}-{MON[d.month - 1]}-{d.year}",
+    "YYYY-MM-DD": lambda d: d.isoformat(),
+    "DD/MM/YY": lambda d: f"{d.day:02d}/{d.month:02d}/{d.year % 100:02d}",
+    "date9": lambda d: f"{d.day:02d}{MON[d.month - 1]}{d.year}",
+    "%m-%d-%Y": lambda d: f"{d.month}-{d.day}-{d.year}",
+    "iso8601": lambda d: d.isoformat(),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    day=st.dates(min_value=dt.date(1969, 1, 1), max_value=dt.date(2068, 12, 31)),
+    fmt=st.sampled_from(sorted(FORMATS)),
+    clock=st.one_of(st.none(), st.times()),
+)
+def test_round_trip_of_complete_dates_and_times(day: dt.date, fmt: str, clock) -> None:
+    text = FORMATS[fmt](day)
+    if clock is None:
+        assert _iso([text], fmt) == [day.isoformat()]
+        return
+    hour12 = clock.hour % 12 or 12
+    times = pd.Series([f"{hour12}:{clock.minute:02d}:{clock.second:02d} {clock:%p}"])
+    expect = f"{day.isoformat()}T{clock:%H:%M:%S}"
+    assert _iso([text], fmt, times=times, time_fmt="HH:MI:SS AM") == [expect]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    day=st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2099, 12, 31)),
+    unknown_day=st.booleans(),
+    unknown_month=st.booleans(),
+    spelling=st.sampled_from(["UN", "UNK", "--", ""]),
+    fmt=st.sampled_from(["MM/DD/YYYY", "DD-MON-YYYY", "YYYY-MM-DD", "DD.MM.YYYY"]),
+)
+def test_partials_are_right_truncated_for_any_unknown_spelling(
+    day: dt.date, unknown_day: bool, unknown_month: bool, spelling: str, fmt: str
+) -> None:
+    dd = spelling if unknown_day else f"{day.day:02d}"
+    mm = spelling if unknown_month else f"{day.month:02d}"
+    mon = spelling if unknown_month else MON[day.month - 1]
+    text = {
+        "MM/DD/YYYY": f"{mm}/{dd}/{day.year}",
+        "DD-MON-YYYY": f"{dd}-{mon}-{day.year}",
+        "YYYY-MM-DD": f"{day.year}-{mm}-{dd}",
+        "DD.MM.YYYY": f"{dd}.{mm}.{day.year}",
+    }[fmt]
+    fmt_obj = parse_format(fmt, ("UN", "UNK", "--", ""))
+    expect = (
+        str(day.year) if unknown_month else day.isoformat()[:7] if unknown_day else day.isoformat()
+    )
+    assert _iso([text], fmt_obj) == [expect]
+
+
+# --- the spec loader and the real CLI --------------------------------------------------------
+
+
+@pytest.fixture
+def spec(tmp_path: Path, seed_spec: Path) -> Path:
+    dest = tmp_path / "spec"
+    shutil.copytree(seed_spec, dest)
+    return dest
+
+
+def _edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _var(data: dict, name: str) -> dict:
+    return next(v for v in data["variables"] if v["name"] == name)
+
+
+def _refused(spec: Path, tmp_path: Path, *needles: str) -> None:
+    """The real CLI refuses the planted spec: exit 2, located message, nothing published."""
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [*CLI, "build", "--spec", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "spec error" in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+    assert not out.exists() or not list(out.rglob("*.xpt"))
+
+
+def _set_format(spec: Path, form: str, column: str, fmt: str) -> None:
+    _edit(spec / "raw_forms.yaml", lambda d: d["forms"][form]["columns"][column].update(format=fmt))
+
+
+def test_bundled_formats_load_parsed(seed_spec: Path) -> None:
+    from cdiscforge.spec import load_study
+
+    study = load_study(seed_spec)
+    formats = study.date_formats("adverse_events")
+    assert formats["AESTDAT"].text == "DD-MON-YYYY"
+    assert formats["AESTDAT"].unknown == ("UN", "UNK")  # partial_dates.unknown
+
+
+def test_bad_date_pattern_is_a_located_spec_error(spec: Path, tmp_path: Path) -> None:
+    from cdiscforge.spec import load_study
+
+    _set_format(spec, "adverse_events", "AESTDAT", "MM/DD/YYYQ")
+    _set_format(spec, "adverse_events", "AEENDAT", "DD/MM")  # both reported in one run
+    with pytest.raises(SpecError) as err:
+        load_study(spec)
+    text = str(err.value)
+    assert "forms.adverse_events.columns.AESTDAT.format" in text and "MM/DD/YYYQ" in text
+    assert "forms.adverse_events.columns.AEENDAT.format" in text
+    _refused(spec, tmp_path, "raw_forms.yaml", "AESTDAT.format", "'MM/DD/YYYQ'")
+
+
+def test_unsupported_strftime_directive_is_a_located_spec_error(spec: Path, tmp_path: Path) -> None:
+    _set_format(spec, "lab", "COLLTIME", "%H:%M %Z")
+    _refused(spec, tmp_path, "raw_forms.yaml", "forms.lab.columns.COLLTIME.format", "%Z")
+
+
+def test_format_must_fit_the_column_type(spec: Path) -> None:
+    from cdiscforge.spec import load_study
+
+    _set_format(spec, "lab", "COLLTIME", "YYYY-MM-DD")
+    with pytest.raises(SpecError, match="time column must have only time tokens"):
+        load_study(spec)
+
+
+def test_partial_dates_declaration_is_checked(spec: Path) -> None:
+    from cdiscforge.spec import load_study
+
+    _edit(spec / "raw_forms.yaml", lambda d: d.update(partial_dates={"unknwn": ["UN"]}))
+    with pytest.raises(SpecError) as err:
+        load_study(spec)
+    assert err.value.key_path == "partial_dates.unknwn"
