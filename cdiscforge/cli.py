@@ -281,5 +281,26 @@ def validate(
         sys.exit(1)
 
 
+@main.command(name="rules")
+@click.argument("name", required=False)
+@click.option(
+    "--markdown", is_flag=True, help="Print the full reference as Markdown (docs/rules.md)."
+)
+def rules_command(name: str | None, markdown: bool) -> None:
+    """The spec vocabulary: every rule and record generator with its purpose; NAME for one
+    in full (parameters with type, default and description, and an example)."""
+    from cdiscforge import reference
+
+    try:
+        if markdown:
+            if name:
+                raise click.UsageError("give NAME or --markdown, not both")
+            click.echo(reference.markdown(), nl=False)
+        else:
+            click.echo(reference.text(name))
+    except CdiscforgeError as exc:
+        _fail(exc)
+
+
 if __name__ == "__main__":
     main()

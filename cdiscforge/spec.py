@@ -422,9 +422,9 @@ class StudySpec:
             with found.part():
                 self.table(name)  # load and check every table up front
         self.datasets: dict[str, DatasetSpec] = {}
-        # Dataset files that did not load (their names, None if unreadable): a reference to
-        # one of them is not a second error.
-        self._broken: list[str | None] = []
+        # Dataset files that did not load: while there are any, a reference to a dataset not
+        # found is not reported (it may be the broken one's: one error, not a cascade).
+        self._broken: list[Path] = []
         for stage in STAGES:
             for rel in getattr(self.config, stage):
                 path = folder / rel
@@ -434,7 +434,7 @@ class StudySpec:
                         try:
                             spec = self._load_dataset(f, stage)
                         except SpecError:
-                            self._broken.append(_dataset_name(f))
+                            self._broken.append(f)
                             raise
                         if spec.name in self.datasets:
                             raise SpecError(f, "dataset", f"dataset {spec.name} is defined twice")
@@ -452,7 +452,7 @@ class StudySpec:
                 checks.append((f"records[{i}].params", params))
             with found.part():
                 missing = block.dataset and block.dataset not in self.datasets
-                if missing and None not in self._broken and block.dataset not in self._broken:
+                if missing and not self._broken:
                     raise SpecError(
                         spec.file,
                         f"records[{i}].dataset",
@@ -463,10 +463,8 @@ class StudySpec:
             checks += [(f"records[{i}].variables.{n}", p) for n, (_, p) in rules.items()]
         for where, params in checks:
             for key, problem in params.check_references(self):
-                if self._broken and "unknown dataset" in problem:
-                    named = problem.split("'")[1] if "'" in problem else None
-                    if None in self._broken or named in self._broken:
-                        continue
+                if self._broken and problem.startswith("unknown dataset"):
+                    continue
                 with found.part():
                     raise SpecError(spec.file, f"{where}.{key}", problem)
 
@@ -1100,16 +1098,6 @@ class StudySpec:
                                 f"the USUBJID template part {part!r}: declare its "
                                 "subject_columns in raw_forms.yaml",
                             )  # fmt: skip
-
-
-def _dataset_name(path: Path) -> str | None:
-    """The `dataset:` a spec file names, if it can be read at all."""
-    try:
-        data = load_yaml(path)
-    except SpecError:
-        return None
-    name = data.get("dataset") if isinstance(data, dict) else None
-    return name if isinstance(name, str) else None
 
 
 def _codes(path: Path, where: str, codes: Any) -> tuple[str, ...]:
