@@ -36,6 +36,8 @@ class Reconciliation:
     read: int
     written: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+    # How written rows became records when one row gives several (a pivot): not a reject.
+    routed: str = ""
 
     @property
     def balanced(self) -> bool:
@@ -79,10 +81,12 @@ class BuildLog:
                 "rejected": sum(r.rejected.values()),
                 "reasons": "; ".join(f"{k}: {v}" for k, v in sorted(r.rejected.items())),
                 "balanced": r.balanced,
+                "routed": r.routed,
             }
             for r in self.reconciliation
         ]
-        cols = ["source", "file", "dataset", "read", "written", "rejected", "reasons", "balanced"]
+        cols = ["source", "file", "dataset", "read", "written", "rejected", "reasons", "balanced",
+                "routed"]  # fmt: skip
         return pd.DataFrame(rows, columns=cols)
 
     def write(self, out_dir: Path) -> tuple[Path, Path]:
@@ -106,8 +110,9 @@ class BuildLog:
         for r in self.reconciliation:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r.rejected.items())) or "none"
             flag = "" if r.balanced else "  <-- DOES NOT BALANCE"
+            routed = f" (routed: {r.routed})" if r.routed else ""
             lines.append(
-                f"  {r.source} -> {r.dataset}: read {r.read}, written {r.written}, "
+                f"  {r.source} -> {r.dataset}: read {r.read}, written {r.written}{routed}, "
                 f"rejected {sum(r.rejected.values())} ({reasons}){flag}"
             )
         lines += ["", "OUTPUTS"]

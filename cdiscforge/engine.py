@@ -214,6 +214,10 @@ def build_dataset(
             )
             ctx.source = source
             ctx.out = pd.DataFrame(index=source.frame.index)
+        if block.pivot is not None:
+            source = _pivot(spec, i, source, row, log)
+            ctx.source = source
+            ctx.out = pd.DataFrame(index=source.frame.index)
         if block.split is not None:
             source = _split(spec, i, source, row, log)
             ctx.source = source
@@ -344,6 +348,83 @@ def _split(spec: DatasetSpec, i: int, source: Source, row: Reconciliation, log: 
     rows = np.asarray(source.rows)[long.index.to_numpy()]
     return Source(source.name, source.file, out.reset_index(drop=True), rows,
                   source.date_formats, source.subject)  # fmt: skip
+
+
+PIVOT_COLUMNS = ("TESTCD", "TEST", "ORRES", "ORRESU", "STAT", "REASND")
+
+
+def _pivot(spec: DatasetSpec, i: int, source: Source, row: Reconciliation, log: BuildLog) -> Source:
+    """A wide form as findings records (see `spec.Pivot`): one record per (form row, test),
+    in row then test order, beside the form's own columns. A not-done row gives STAT = NOT
+    DONE and REASND, its result and unit left null (a result written there anyway is
+    logged); a blank result gives no record (`skip_empty`). A row giving no record at all
+    is rejected with that reason; the routing (rows -> records) goes to the reconciliation.
+    Work is per test, vectorised over the rows."""
+    pivot = spec.records[i].pivot
+    assert pivot is not None
+    frame = source.frame.reset_index(drop=True)
+    positions = np.arange(len(frame))
+    parts: list[pd.DataFrame] = []
+    skipped = overwritten = 0
+    for j, test in enumerate(pivot.tests):
+        result = frame[test.result].astype("string").str.strip()
+        blank = (result.isna() | (result == "")).to_numpy(dtype=bool)
+        done_by = test.not_done or pivot.not_done
+        not_done = np.zeros(len(frame), dtype=bool)
+        if done_by is not None:
+            codes = [done_by.equals] if isinstance(done_by.equals, str) else done_by.equals
+            flag = frame[done_by.column].astype("string").str.strip()
+            not_done = flag.isin(codes).fillna(False).to_numpy(dtype=bool)
+        keep = ~blank | not_done if pivot.skip_empty else np.ones(len(frame), dtype=bool)
+        skipped += int((blank & ~not_done).sum()) if pivot.skip_empty else 0
+        overwritten += int((~blank & not_done).sum())
+        orres = result.mask(blank | not_done)
+        if test.unit is None:
+            unit = pd.Series(pd.NA, index=frame.index, dtype="string")
+        elif test.unit.column:
+            unit = frame[test.unit.column].astype("string")
+        else:
+            unit = pd.Series(test.unit.value, index=frame.index, dtype="string")
+        values = {
+            "TESTCD": pd.Series(test.TESTCD, index=frame.index, dtype="string"),
+            "TEST": pd.Series(test.TEST, index=frame.index, dtype="string"),
+            "ORRES": orres,
+            "ORRESU": unit.mask(orres.isna()),
+            "STAT": pd.Series(np.where(not_done, "NOT DONE", None), dtype="string"),
+            "REASND": (
+                frame[done_by.reason].astype("string").where(not_done)
+                if done_by is not None and done_by.reason
+                else pd.Series(pd.NA, index=frame.index, dtype="string")
+            ),
+        }
+        for name, q in test.qualifiers.items():
+            values[name] = (
+                frame[q.column].astype("string")
+                if q.column
+                else pd.Series(q.value, index=frame.index, dtype="string")
+            )
+        part = frame.assign(**values)[keep]
+        part.insert(len(part.columns), "__pos", positions[keep])
+        part.insert(len(part.columns), "__test", j)
+        parts.append(part)
+    long = pd.concat(parts, ignore_index=True)
+    long = long.sort_values(["__pos", "__test"], kind="stable").reset_index(drop=True)
+    pos = long.pop("__pos").to_numpy()
+    long = long.drop(columns="__test")
+    rows = np.asarray(source.rows)[pos]
+    made = len(np.unique(pos))
+    if len(frame) - made:
+        row.rejected["no result in any pivot test"] = len(frame) - made
+    row.routed = f"{made} row(s) -> {len(long)} record(s) ({len(pivot.tests)} tests)"
+    log.info(spec.stage, spec.name,
+             f"{made} {source.name} row(s) pivoted into {len(long)} record(s), up to one per "
+             f"test ({', '.join(t.TESTCD for t in pivot.tests)}); {skipped} blank result(s) "
+             "gave no record", count=len(long))  # fmt: skip
+    if overwritten:
+        log.warn(spec.stage, spec.name,
+                 f"{overwritten} result(s) on {source.name} rows marked not done were left "
+                 "out (ORRES null, STAT NOT DONE)", count=overwritten)  # fmt: skip
+    return Source(source.name, source.file, long, rows, source.date_formats, source.subject)
 
 
 def _empty(meta: Variable, index: pd.Index) -> pd.Series:

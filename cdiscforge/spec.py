@@ -297,6 +297,73 @@ class Split(_Strict):
     sep: str = ","  # a regular expression
 
 
+class PivotValue(_Strict):
+    """A pivot test's unit or qualifier: a raw column of the form, or a constant."""
+
+    column: str | None = Field(None, description="raw column of the form holding the value")
+    value: str | None = Field(None, description="a constant for every record of the test")
+
+
+class PivotNotDone(_Strict):
+    """Rows where the test was not done: STAT = NOT DONE (and REASND from `reason`), even
+    with a blank result."""
+
+    column: str = Field(description="raw column saying whether the test was done")
+    equals: str | list[str] = Field(description="the value(s) of `column` meaning not done")
+    reason: str | None = Field(None, description="raw column holding the reason not done")
+
+
+class PivotTest(_Strict):
+    """One test of a wide form: which column holds its result, its unit and qualifiers."""
+
+    TESTCD: str = Field(description="the test's short code (e.g. SYSBP)")
+    TEST: str = Field(description="the test's name (e.g. Systolic Blood Pressure)")
+    result: str = Field(description="raw column holding the test's result")
+    unit: PivotValue | None = Field(None, description="the result's unit: column or constant")
+    qualifiers: dict[str, PivotValue] = Field(
+        {}, description="more columns of the records (e.g. LOC, POS): name -> column or value"
+    )
+    not_done: PivotNotDone | None = Field(
+        None, description="this test's own not-done columns (default: the pivot's)"
+    )
+
+
+class Pivot(_Strict):
+    """A wide form (one column per test) read once as findings records: one record per
+    (row, test) with TESTCD, TEST, ORRES, ORRESU, STAT, REASND and the qualifiers beside
+    the form's own columns; the reconciliation counts each form row once."""
+
+    tests: list[PivotTest] = Field(min_length=1, description="the tests, in record order")
+    not_done: PivotNotDone | None = Field(
+        None, description="the row-level not-done flag and reason, for every test"
+    )
+    skip_empty: bool = Field(
+        True, description="a test with a blank result (and not NOT DONE) gives no record"
+    )
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(key path under `pivot`, raw column) for every column the pivot reads."""
+        out: list[tuple[str, str]] = []
+
+        def not_done(where: str, nd: PivotNotDone | None) -> None:
+            if nd is not None:
+                out.append((f"{where}.column", nd.column))
+                if nd.reason:
+                    out.append((f"{where}.reason", nd.reason))
+
+        not_done("not_done", self.not_done)
+        for j, test in enumerate(self.tests):
+            at = f"tests[{j}]"
+            out.append((f"{at}.result", test.result))
+            if test.unit is not None and test.unit.column:
+                out.append((f"{at}.unit.column", test.unit.column))
+            for name, q in test.qualifiers.items():
+                if q.column:
+                    out.append((f"{at}.qualifiers.{name}.column", q.column))
+            not_done(f"{at}.not_done", test.not_done)
+        return out
+
+
 class Block(_Strict):
     source: str | None = None  # a raw form
     table: str | None = None  # a spec table
@@ -306,6 +373,7 @@ class Block(_Strict):
     filter: Condition | None = None
     filter_reason: str = "not for this dataset (filter)"
     split: Split | None = None
+    pivot: Pivot | None = None  # a wide form as findings records (one per row and test)
     variables: dict[str, dict[str, Any]] = {}
 
 
@@ -784,6 +852,8 @@ class StudySpec:
                     )
                 if block.table and block.table not in self.config.tables:
                     raise SpecError(path, f"records[{i}].table", f"unknown table {block.table!r}")
+                if block.pivot is not None:
+                    self._check_pivot(path, i, block, found)
                 good_blocks.add(i)
         block_params: list[Params | None] = []
         for i, block in enumerate(spec.records):
@@ -1056,6 +1126,51 @@ class StudySpec:
             key_path=where,
         )
 
+    def _check_pivot(self, path: Path, i: int, block: Block, found: _Collect) -> None:
+        """A pivot reads a raw form (not with `split`); every column it names is one of the
+        form's (each unknown one its own located error); test codes are unique; the
+        record columns it adds do not clash with the form's own."""
+        pivot = block.pivot
+        assert pivot is not None
+        at = f"records[{i}].pivot"
+        if not block.source or block.split is not None:
+            raise SpecError(path, at, "a pivot reads a raw form (`source`), without `split`")
+        form = self.forms[block.source]
+        for where, column in pivot.columns():
+            with found.part():
+                if column not in form.columns:
+                    raise SpecError(
+                        path, f"{at}.{where}",
+                        f"unknown raw column {column!r} in form {form.name!r} ({form.file})",
+                    )  # fmt: skip
+        codes = [t.TESTCD for t in pivot.tests]
+        with found.part():
+            dupes = sorted({c for c in codes if codes.count(c) > 1})
+            if dupes:
+                raise SpecError(path, f"{at}.tests", f"test codes given twice: {dupes}")
+        added = {"TESTCD", "TEST", "ORRES", "ORRESU", "STAT", "REASND"}
+        for j, test in enumerate(pivot.tests):
+            for name, q in test.qualifiers.items():
+                with found.part():
+                    if (q.column is None) == (q.value is None):
+                        raise SpecError(
+                            path, f"{at}.tests[{j}].qualifiers.{name}", "give column or value"
+                        )
+                added.add(name)
+            with found.part():
+                if test.unit is not None and (test.unit.column is None) == (
+                    test.unit.value is None
+                ):
+                    raise SpecError(path, f"{at}.tests[{j}].unit", "give column or value")
+        with found.part():
+            clash = sorted(added & set(form.columns))
+            if clash:
+                raise SpecError(
+                    path, at,
+                    f"the pivot's record columns {clash} have the names of columns of form "
+                    f"{form.name!r}: name the qualifiers otherwise",
+                )  # fmt: skip
+
     def _check_raw_columns(
         self,
         path: Path,
@@ -1082,7 +1197,10 @@ class StudySpec:
         if block.filter is not None:
             with found.part():
                 refs = [r[4:] for r in block.filter.refs() if r.startswith("raw.")]
-                check(refs, f"records[{i}].filter")
+                check(refs, f"records[{i}].filter")  # on the form's rows, before a pivot
+        if block.pivot is not None:  # the record columns a pivot adds
+            known |= {"TESTCD", "TEST", "ORRES", "ORRESU", "STAT", "REASND"}
+            known |= {q for t in block.pivot.tests for q in t.qualifiers}
         for var in variables:
             rdef, rule_params = overrides.get(var.name, (var.rule, var.params))
             if rule_params is not None:

@@ -216,3 +216,113 @@ def test_subject_columns_errors_are_located(tmp_path: Path) -> None:
     assert "raw_forms.yaml" in text
     assert "forms.dosing.subject_columns" in text
     assert "'SITENO' is not a column of form 'dosing'" in text or "'SUBJ'" in text
+
+
+# --- 6. pivot ----------------------------------------------------------------------------
+
+VITALS_FORM = """
+  vitals:
+    file: vitals.csv
+    columns:
+      SITE: {type: str, required: true}
+      SUBJNO: {type: str, required: true}
+      VISIT: {type: str, required: true}
+      VSPERF: {type: str, values: ["Y", "N"]}
+      VSREASND: {type: str}
+      SYSBP: {type: str}
+      DIABP: {type: str}
+      TEMP: {type: str}
+      TEMPU: {type: str}
+      WEIGHT: {type: str}
+"""
+
+# Row 1: every test; row 2: DIABP and WEIGHT blank; row 3: not done (all blank, a reason);
+# row 4: done but nothing written: no record at all.
+VITALS = """SITE,SUBJNO,VISIT,VSPERF,VSREASND,SYSBP,DIABP,TEMP,TEMPU,WEIGHT
+01,001,SCREEN,Y,,120,80,36.8,C,70.5
+01,001,WEEK 1,Y,,118,,98.1,F,
+02,001,SCREEN,N,Subject refused,,,,,
+01,002,SCREEN,Y,,,,,,
+"""
+
+VS = """
+dataset: VS
+keys: [STUDYID, USUBJID, VSTESTCD, VISIT]
+sort: [STUDYID, USUBJID, VSSEQ]
+records:
+  - source: vitals
+    pivot:
+      tests:
+        - {TESTCD: SYSBP, TEST: Systolic Blood Pressure, result: SYSBP, unit: {value: mmHg}}
+        - {TESTCD: DIABP, TEST: Diastolic Blood Pressure, result: DIABP, unit: {value: mmHg}}
+        - {TESTCD: TEMP, TEST: Temperature, result: TEMP, unit: {column: TEMPU},
+           qualifiers: {LOC: {value: ORAL CAVITY}}}
+        - {TESTCD: WEIGHT, TEST: Weight, result: WEIGHT, unit: {value: kg}}
+      not_done: {column: VSPERF, equals: "N", reason: VSREASND}
+variables:
+  - {name: STUDYID, rule: constant, value: "{studyid}"}
+  - {name: DOMAIN, rule: constant, value: VS}
+  - {name: USUBJID, rule: usubjid}
+  - {name: VSSEQ, rule: seq, by: [VISIT, VSTESTCD]}
+  - {name: VSTESTCD, rule: assign, from: TESTCD}
+  - {name: VSTEST, rule: assign, from: TEST}
+  - {name: VSORRES, rule: assign, from: ORRES}
+  - {name: VSORRESU, rule: assign, from: ORRESU}
+  - {name: VSSTAT, rule: assign, from: STAT}
+  - {name: VSREASND, rule: assign, from: REASND}
+  - {name: VSLOC, rule: assign, from: LOC}
+  - {name: VISIT, rule: assign, from: VISIT}
+"""
+
+
+def pivot_study(root: Path) -> tuple[Path, Path]:
+    spec, raw = write_study(root, {"sdtm/vs.yaml": VS, "raw/vitals.csv": VITALS})
+    forms = spec / "raw_forms.yaml"
+    forms.write_text(forms.read_text() + textwrap.dedent(VITALS_FORM).replace("\n", "\n  ")[1:])
+    return spec, raw
+
+
+def test_pivot_wide_vitals_form(tmp_path: Path) -> None:
+    out, log = build(*pivot_study(tmp_path))
+    vs = out["VS"].frame
+    cols = ["USUBJID", "VISIT", "VSTESTCD", "VSORRES", "VSORRESU", "VSSTAT", "VSREASND", "VSLOC"]
+    got = [[None if pd.isna(v) else v for v in r] for r in vs[cols].itertuples(index=False)]
+    u1, u3 = "PROT-XY-201/01/001", "PROT-XY-201/02/001"
+    assert got == [
+        [u1, "SCREEN", "DIABP", "80", "mmHg", None, None, None],
+        [u1, "SCREEN", "SYSBP", "120", "mmHg", None, None, None],
+        [u1, "SCREEN", "TEMP", "36.8", "C", None, None, "ORAL CAVITY"],
+        [u1, "SCREEN", "WEIGHT", "70.5", "kg", None, None, None],
+        [u1, "WEEK 1", "SYSBP", "118", "mmHg", None, None, None],
+        [u1, "WEEK 1", "TEMP", "98.1", "F", None, None, "ORAL CAVITY"],
+        [u3, "SCREEN", "DIABP", None, None, "NOT DONE", "Subject refused", None],
+        [u3, "SCREEN", "SYSBP", None, None, "NOT DONE", "Subject refused", None],
+        [u3, "SCREEN", "TEMP", None, None, "NOT DONE", "Subject refused", "ORAL CAVITY"],
+        [u3, "SCREEN", "WEIGHT", None, None, "NOT DONE", "Subject refused", None],
+    ]
+    assert vs["VSTEST"].iloc[0] == "Diastolic Blood Pressure"
+    # the form is read once: one reconciliation row, each form row counted once, the
+    # routing shown apart from the one true reject (a row with no result at all)
+    recon = log.reconciliation_frame()
+    mine = recon[recon["dataset"] == "VS"]
+    assert len(mine) == 1
+    r = mine.iloc[0]
+    assert (r["source"], r["read"], r["written"], r["rejected"]) == ("vitals", 4, 3, 1)
+    assert r["reasons"] == "no result in any pivot test: 1"
+    assert r["routed"] == "3 row(s) -> 10 record(s) (4 tests)"
+    assert bool(r["balanced"])
+    text = " ".join(e.message for e in log.events if e.dataset == "VS")
+    assert "3 vitals row(s) pivoted into 10 record(s)" in text
+    assert "6 blank result(s) gave no record" in text  # row 2: 2, row 4: 4
+
+
+def test_pivot_keeps_blank_tests_without_skip_empty(tmp_path: Path) -> None:
+    spec, raw = pivot_study(tmp_path)
+    vs = spec / "sdtm" / "vs.yaml"
+    vs.write_text(
+        vs.read_text().replace("reason: VSREASND}", "reason: VSREASND}\n      skip_empty: false")
+    )
+    out, log = build(spec, raw)
+    assert len(out["VS"].frame) == 16  # 4 rows x 4 tests
+    r = log.reconciliation_frame().query("dataset == 'VS'").iloc[0]
+    assert (r["read"], r["written"], r["rejected"]) == (4, 4, 0)
