@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cdiscforge import ct, outputs
+from cdiscforge import outputs
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.errors import ValidationFailed
@@ -145,8 +145,15 @@ def _build(
     from validation.waivers import study_waivers
 
     waivers = study_waivers(study.folder)  # specs/<study>/waivers.yaml: explained findings
+    from validation.findings import ValidationOptions
+
+    checks = ValidationOptions(  # the study's CT: its releases and sponsor codelists
+        ct_version=study.terminology.version("sdtm"), terminology=study.terminology
+    )
     result = _timed(
-        timings, "validate", lambda: validate_datasets(list(datasets.values()), waivers=waivers)
+        timings,
+        "validate",
+        lambda: validate_datasets(list(datasets.values()), checks=checks, waivers=waivers),
     )
 
     def refuse(written: bool) -> ValidationFailed:
@@ -287,7 +294,7 @@ def write_outputs(
     from cdiscforge.xpt import write_xpt
 
     created = datetime.fromisoformat(study.creation_datetime)
-    info = study.info(sdtm_ct=ct.sdtm_ct_version(), adam_ct=ct.sdtm_ct_version())
+    info = study.info()  # CT releases: the study's ct_version (ct.Terminology)
     files: list[Path] = []
     for stage, sets, standard in (("sdtm", sdtm_sets, "SDTM"), ("adam", adam_sets, "ADaM")):
         if not sets:

@@ -166,11 +166,21 @@ class StudyInfo:
 
 @dataclass(frozen=True)
 class SponsorCodelist:
-    """A sponsor-defined codelist (no CDISC codelist exists, e.g. a causality scale)."""
+    """A sponsor-defined codelist (study data: study.yaml, codelists.yaml, codelists/*.csv).
+
+    `terms` are the submission values in display order; `decodes` and `nci` (same length, or
+    empty) their decodes and NCI term codes; `extends` the NCI code of the extensible CDISC
+    codelist the list extends (its new terms are def:ExtendedValue="Yes" in define.xml).
+    """
 
     key: str
     name: str
     terms: tuple[str, ...]
+    decodes: tuple[str | None, ...] = ()
+    nci: tuple[str | None, ...] = ()
+    extends: str | None = None
+    data_type: str = "text"
+    file: str = ""  # where it was declared (for located errors)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cdiscforge import ct, standards, yamlsafe
+from cdiscforge import ct, spec_codelists, standards, yamlsafe
 from cdiscforge.dates import DateFormat
 from cdiscforge.errors import CdiscforgeError, SpecError, SpecErrors
 from cdiscforge.model import (
@@ -229,13 +229,6 @@ class DocumentMeta(_Strict):
     stages: list[Literal["sdtm", "adam"]] = ["sdtm", "adam"]
 
 
-class SponsorCodelistMeta(_Strict):
-    """A sponsor-defined codelist (no CDISC codelist exists), its terms in display order."""
-
-    name: str
-    terms: list[str]
-
-
 class TableRef(_Strict):
     """A spec table: a list in a study YAML file, with the checks its rows must pass when
     the spec loads (a catalogue's misspelt key or blank unit is a spec error, never a value
@@ -284,7 +277,11 @@ class StudyFile(_Strict):
     ts: list[dict[str, Any]] = []
     dictionaries: dict[str, DictionaryMeta] = {}
     documents: dict[str, DocumentMeta] = {}
-    codelists: dict[str, SponsorCodelistMeta] = {}
+    # Sponsor codelists (the older place; also codelists.yaml, codelists/*.csv): checked by
+    # cdiscforge.spec_codelists. ct_version: CT release per package (ct.Terminology).
+    codelists: dict[str, Any] = {}
+    sponsor_codelists: dict[str, Any] = {}
+    ct_version: dict[str, str] = {}
     # Spellings of an unknown date part (or in raw_forms.yaml; cdiscforge.raw).
     partial_dates: dict[str, Any] | None = None
 
@@ -477,6 +474,14 @@ class StudySpec:
         self.file = folder / "study.yaml"
         self.config: StudyFile = _validated(StudyFile, load_yaml(self.file), self.file, "")
         found = _Collect()
+        self.sponsor_codelists: list[SponsorCodelist] = []
+        with found.part():
+            self.sponsor_codelists = spec_codelists.load(
+                folder, self.file, {**self.config.codelists, **self.config.sponsor_codelists}
+            )
+        self.terminology = ct.default_terminology()
+        with found.part():
+            self.terminology = self._terminology()
         self.forms: dict[str, FormSpec] = {}
         # Filled by _load_forms; empty when the contract itself is broken.
         self.form_sources: dict[str, str] = {}
@@ -550,6 +555,25 @@ class StudySpec:
             return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return self.config.study.creation_datetime
 
+    def _terminology(self) -> ct.Terminology:
+        """The study's one CT lookup: its chosen releases and its sponsor codelists."""
+        for key, version in self.config.ct_version.items():
+            if key not in ct.PACKAGES:
+                raise SpecError(
+                    self.file, f"ct_version.{key}", f"unknown CT package; one of {ct.PACKAGES}"
+                )
+            if version not in ct.bundled_versions(key):
+                raise SpecError(
+                    self.file, f"ct_version.{key}", ct.unknown_version_message(key, version)
+                )
+        return ct.Terminology(self.config.ct_version, self.sponsor_codelists)
+
+    def check_codelist(self, path: Path, where: str, name: object) -> None:
+        """A codelist id a spec names is a sponsor codelist or a CDISC one (located error)."""
+        if not isinstance(name, str) or not self.terminology.has(name):
+            dataset = f"dataset {self._dataset}: " if getattr(self, "_dataset", "") else ""
+            raise SpecError(path, where, dataset + self.terminology.unknown_message(str(name)))
+
     def info(self, sdtm_ct: str = "", adam_ct: str = "") -> StudyInfo:
         s = self.config.study
         return StudyInfo(
@@ -558,8 +582,8 @@ class StudySpec:
             description=s.description,
             protocol=s.protocol,
             sponsor=s.sponsor,
-            sdtm_ct_version=sdtm_ct,
-            adam_ct_version=adam_ct,
+            sdtm_ct_version=sdtm_ct or self.terminology.version("sdtm"),
+            adam_ct_version=adam_ct or self.terminology.version("adam"),
             creation_datetime=self.creation_datetime,
             dictionaries=tuple(
                 Dictionary(key, d.name, d.version, d.href, d.ref)
@@ -569,10 +593,7 @@ class StudySpec:
                 Document(key, d.kind, d.title, d.href, tuple(d.stages))
                 for key, d in self.config.documents.items()
             ),
-            codelists=tuple(
-                SponsorCodelist(key, c.name, tuple(c.terms))
-                for key, c in self.config.codelists.items()
-            ),
+            codelists=tuple(self.sponsor_codelists),
         )
 
     def placeholders(self) -> dict[str, str]:
@@ -788,7 +809,7 @@ class StudySpec:
             raise SpecError(path, ref.path, "expected a list of records")
         found = _Collect()
         rows, wheres = _table_rows(path, ref, node, found)
-        _check_table(path, name, ref, rows, wheres, found)
+        _check_table(path, name, ref, rows, wheres, found, self.terminology)
         found.raise_any()
         frame = pd.json_normalize(rows, sep="_") if rows else pd.DataFrame()
         self._tables[name] = frame
@@ -807,6 +828,7 @@ class StudySpec:
         name = spec.dataset
         if not DATASET_NAME_RE.match(name):  # the IG defaults hang on it: stop here
             raise SpecError(path, "dataset", f"{name!r}: a dataset name is {DATASET_NAME_RULE}")
+        self._dataset = name  # named in codelist errors (check_codelist)
         found = _Collect()
         with found.part():
             if spec.supp and len(f"SUPP{name}") > 8:
@@ -1037,6 +1059,9 @@ class StudySpec:
             found = [SpecError(path, f"{where}.{key}", text) for key, text in problems(self)]
             if found:
                 raise SpecErrors.combine(found)
+        named = getattr(checked, "codelist", None)
+        if named is not None:  # ct, map, ct_code ...: a codelist the study's CT has
+            self.check_codelist(path, f"{where}.codelist", named)
         return rdef, checked
 
     def _variable(
@@ -1074,14 +1099,14 @@ class StudySpec:
                 ValueLevel(vlm.by, value, use.codelist, use.label, use.method)
                 for value, use in vlm.values.items()
             )
+            for value, use in vlm.values.items():
+                if use.codelist:
+                    self.check_codelist(
+                        path, f"{where}.value_level.values.{value}.codelist", use.codelist
+                    )
         named = entry.get("codelist")
-        if named and named not in self.config.codelists and not ct.has_codelist(named):
-            raise SpecError(
-                path,
-                f"{where}.codelist",
-                f"unknown codelist {named!r}: neither in the bundled CDISC CT nor a sponsor "
-                f"codelist of study.yaml (codelists: {sorted(self.config.codelists)})",
-            )
+        if named:
+            self.check_codelist(path, f"{where}.codelist", named)
         dictionary = entry.get("dictionary") or next(
             (k for k, d in self.config.dictionaries.items() if name in d.variables), None
         )
@@ -1280,6 +1305,7 @@ def _check_table(
     rows: list[dict[str, Any]],
     wheres: list[str],
     found: _Collect,
+    terminology: ct.Terminology | None = None,
 ) -> None:
     """The row checks a table declares (required, unique, positive, integers, codelists),
     every failing row collected with its key path."""
@@ -1310,7 +1336,7 @@ def _check_table(
             with found.part():
                 if value is not None and not _blank(value):
                     try:
-                        cl = ct_module.codelist(listname)
+                        cl = (terminology or ct_module.default_terminology()).codelist(listname)
                     except CdiscforgeError as exc:
                         raise SpecError(path, f"tables.{name}.codelists", str(exc)) from exc
                     if str(value) not in cl.values:

@@ -149,6 +149,9 @@ class ValidationOptions:
     ig: str = "3.4"
     adamig: str = "1.3"
     ct_version: str = ""
+    # The CT lookup (cdiscforge.ct.Terminology) a build validates against: the study's CT
+    # releases and sponsor codelists; None: the bundled default releases.
+    terminology: Any = None
 
 
 @dataclass

@@ -205,7 +205,7 @@ class _ValueSet:
     values: frozenset[str]
 
 
-def _codelist(var: Variable, ig_row: pd.Series | None) -> tuple[Any, str]:
+def _codelist(var: Variable, ig_row: pd.Series | None, terminology: Any = None) -> tuple[Any, str]:
     """The CT value set for a variable or a reason why none.
 
     The spec's codelist, else the IG's. Where the IG names several codelists for one variable
@@ -214,6 +214,7 @@ def _codelist(var: Variable, ig_row: pd.Series | None) -> tuple[Any, str]:
     """
     from cdiscforge import ct
 
+    terms = terminology or ct.default_terminology()  # the one CT lookup
     ig_codes = []
     if ig_row is not None:
         ig_codes = [c.strip() for c in str(ig_row["codelist_codes"]).split(";") if c.strip()]
@@ -225,14 +226,14 @@ def _codelist(var: Variable, ig_row: pd.Series | None) -> tuple[Any, str]:
     if not names:
         return None, ""
     try:
-        lists = [ct.codelist(n) for n in names]
+        lists = [terms.codelist(n) for n in names]
     except (KeyError, LookupError, CdiscforgeError) as exc:
         return None, f"codelist {names} not in the shipped CT ({exc})"
     if len(lists) == 1:
         return lists[0], ""
     return _ValueSet(
         " | ".join(c.short_name for c in lists),
-        ", ".join(c.code for c in lists),
+        ", ".join(c.code or c.short_name for c in lists),
         any(c.extensible for c in lists),
         frozenset().union(*(c.values for c in lists)),
     ), ""
@@ -312,12 +313,14 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
         v = var.name
         ig_row = ig.loc[v] if v in ig.index else None
         if options.ct and var.is_char:
-            codelist, why = _codelist(var, ig_row)
+            codelist, why = _codelist(var, ig_row, options.terminology)
             if codelist is not None:
                 rule_id = "CF-DS-0005" if codelist.extensible else "CF-DS-0004"
                 kind = "extensible" if codelist.extensible else "non-extensible"
                 column = v
-                description = f"{v} in {kind} codelist {codelist.short_name} ({codelist.code})"
+                description = (
+                    f"{v} in {kind} codelist {codelist.short_name} ({codelist.code or 'sponsor'})"
+                )
                 if codelist.code in _CHARACTER_RESULT_CODELISTS:
                     column = f"{HELPER_PREFIX}{v}_NON_NUMERIC"
                     text = as_string(frame[v], "string")

@@ -344,6 +344,10 @@ class _CodeListUse:
 class _Builder:
     def __init__(self, study: StudyInfo, standard: Standard, created: str) -> None:
         self.study = study
+        # The study's one CT lookup (its CT releases and sponsor codelists).
+        self.terms = ct.Terminology(
+            {"sdtm": study.sdtm_ct_version, "adam": study.adam_ct_version}, study.codelists
+        )
         self.standard = standard
         self.created = created
         self.codelist_uses: dict[str, _CodeListUse] = {}
@@ -506,7 +510,8 @@ class _Builder:
 
     def _use_codelist(self, ds: Dataset, var: Variable, series: pd.Series) -> str:
         ref = var.codelist or ""
-        key = ct.codelist(ref).short_name if ct.has_codelist(ref) else ref
+        found = self.terms.find(ref)
+        key = found.short_name if found is not None else ref
         use = self.codelist_uses.setdefault(key, _CodeListUse(name=key, numeric=not var.is_char))
         use.numeric = use.numeric and not var.is_char
         values = _used_values(series)
@@ -522,25 +527,31 @@ class _Builder:
         return f"CL.{oid_part(key)}"
 
     def _ct_standard_oid(self, codelist: ct.Codelist) -> str:
-        publishing = "ADaM" if codelist.standard.upper().startswith("ADAM") else "SDTM"
+        standard = codelist.standard.upper()
+        publishing = (
+            "ADaM" if standard.startswith("ADAM")
+            else "DEFINE-XML" if standard.startswith("DEFINE")
+            else "SDTM"
+        )  # fmt: skip
         oid = f"STD.CT.{publishing}"
         if all(s.oid != oid for s in self.model.standards):
-            version = (
-                self.study.adam_ct_version if publishing == "ADaM" else self.study.sdtm_ct_version
-            ) or codelist.standard.split()[-1]
+            version = {
+                "ADaM": self.study.adam_ct_version,
+                "SDTM": self.study.sdtm_ct_version,
+            }.get(publishing) or codelist.standard.split()[-1]
             self.model.standards.append(StandardDef(oid, "CDISC/NCI", "CT", version, publishing))
         return oid
 
     def finish_codelists(self) -> None:
-        sponsor = {c.key: c for c in self.study.codelists}
         for key in sorted(self.codelist_uses):
             use = self.codelist_uses[key]
-            known = key not in sponsor and ct.has_codelist(key)
-            cl = ct.codelist(key) if known else None
-            if key in sponsor:
+            cl = self.terms.find(key)
+            base = self.terms.cdisc(cl.extends) if cl is not None and cl.extends else None
+            if cl is not None and cl.sponsor:
                 # A sponsor codelist lists its declared terms in order (then any other value
-                # the data hold, which the validation reports), with no NCI alias.
-                declared = list(sponsor[key].terms)
+                # the data hold, which the validation reports); an NCI alias only where it
+                # extends a CDISC list (its terms new to that list: ExtendedValue="Yes").
+                declared = [str(v) for v in cl.terms["value"].tolist()]
                 ordered = declared + sorted(use.values - set(declared))
             elif cl is not None:
                 ct_order = [str(v) for v in cl.terms["value"].tolist()]
@@ -554,23 +565,28 @@ class _Builder:
             else:
                 ordered = sorted(use.values)
             items = []
+            declared_decodes = cl.decodes() if cl is not None else {}
+            cdisc_values = base.values if base is not None else frozenset()
             for value in ordered:
                 decode = use.decodes.get(value) if use.has_partner else None
+                decode = declared_decodes.get(value) or decode
                 code = cl.term_code(value) if cl is not None else None
-                items.append(
-                    CodeListItemDef(value, decode, code, extended=cl is not None and code is None)
-                )
+                if cl is not None and cl.sponsor:
+                    extended = base is not None and value not in cdisc_values
+                else:
+                    extended = cl is not None and code is None
+                items.append(CodeListItemDef(value, decode, code, extended=extended))
             data_type = "text"
             if use.numeric:
                 data_type = "integer" if use.whole else "float"
             self.model.codelists.append(
                 CodeListDef(
                     oid=f"CL.{oid_part(key)}",
-                    name=cl.name
-                    if cl is not None
-                    else (sponsor[key].name if key in sponsor else key),
+                    name=cl.name if cl is not None else key,
                     data_type=data_type,
-                    standard_oid=self._ct_standard_oid(cl) if cl is not None else None,
+                    standard_oid=self._ct_standard_oid(cl)
+                    if cl is not None and (not cl.sponsor or base is not None)
+                    else None,
                     nci_code=cl.code if cl is not None else None,
                     items=items,
                 )

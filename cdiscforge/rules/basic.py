@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cdiscforge import ct as ct_module
 from cdiscforge import dates
@@ -129,7 +129,9 @@ class CtParams(Params):
     var: str | None = Field(
         None, description="a variable computed earlier (or raw.NAME) holding the collected text"
     )
-    codelist: str = Field(description="the CDISC codelist (short name or NCI code) to map to")
+    codelist: str = Field(
+        description="Codelist to map to: a CDISC short name or NCI code, or a sponsor codelist id."
+    )
     synonyms: dict[str, str] = Field(
         {}, description="collected text -> submission value, tried first (case/space-insensitive)"
     )
@@ -153,17 +155,22 @@ def ct(ctx: RuleContext, p: CtParams) -> pd.Series:
     Example: `{name: SEX, rule: ct, from: SEX, codelist: SEX, synonyms: {Female: F}}`.
     """
     values = _source(ctx, p.from_, p.var)
-    codelist = ct_module.codelist(p.codelist)
+    codelist = _terminology(ctx).codelist(p.codelist)
     mapped, unmatched = codelist.map_values(values, p.synonyms)
     return _apply_unmatched(
-        ctx,
-        values,
-        mapped,
-        unmatched,
-        p.unmatched,
-        p.from_ or p.var or "",
-        f"codelist {codelist.short_name} ({codelist.code})",
+        ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", _cl_words(codelist)
     )
+
+
+def _terminology(ctx: RuleContext) -> ct_module.Terminology:
+    """The study's one CT lookup (chosen CT releases and its sponsor codelists)."""
+    return getattr(ctx.study, "terminology", None) or ct_module.default_terminology()
+
+
+def _cl_words(codelist: ct_module.Codelist) -> str:
+    if codelist.sponsor:
+        return f"sponsor codelist {codelist.short_name}"
+    return f"codelist {codelist.short_name} ({codelist.code})"
 
 
 def _apply_unmatched(
@@ -201,7 +208,12 @@ class MapParams(Params):
         None, description="a variable computed earlier (or raw.NAME) holding the collected text"
     )
     values: dict[str, Any] = Field(
-        min_length=1, description="collected text -> value (keys case/space-insensitive)"
+        {}, description="Raw text -> value; with `codelist`, extra spellings tried first."
+    )
+    codelist: str | None = Field(
+        None,
+        description="A sponsor or CDISC codelist: its codes and decodes map to the code, and "
+        "the variable gets the CodeList in define.xml.",
     )
     unmatched: Unmatched = Field(
         "error", description="a value not in `values`: error, keep, upper or null"
@@ -209,6 +221,12 @@ class MapParams(Params):
     raw_fields = ("from_",)
     one_of = (("from_", "var"),)
     ref_fields = ("var",)
+
+    @model_validator(mode="after")
+    def _table_or_codelist(self) -> MapParams:
+        if not self.values and self.codelist is None:
+            raise ValueError("give `values` (the map) or `codelist` (or both)")
+        return self
 
 
 @rule("map", MapParams, origin="Collected")
@@ -219,6 +237,13 @@ def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
     values follow `unmatched` as in `ct`.
     """
     values = _source(ctx, p.from_, p.var)
+    if p.codelist is not None:
+        codelist = _terminology(ctx).codelist(p.codelist)
+        mapped, unmatched = codelist.map_values(values, p.values)
+        what = f"the spec's map or {_cl_words(codelist)}" if p.values else _cl_words(codelist)
+        return _apply_unmatched(
+            ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", what
+        )
     table = {ct_module.normalise_text(k): v for k, v in p.values.items()}
     key = map_distinct(_text(values), ct_module.normalise_text)
     mapped = key.map(table)
@@ -989,7 +1014,7 @@ def ct_code(ctx: RuleContext, p: CtCodeParams) -> pd.Series:
     out = pd.Series(pd.NA, index=values.index, dtype="string")
     for name in lists.dropna().unique():
         rows = lists == name
-        terms = ct_module.codelist(str(name)).terms
+        terms = _terminology(ctx).codelist(str(name)).terms
         mapping = dict(zip(terms["value"], terms["code"], strict=True))
         out = out.mask(rows, values[rows].map(mapping))
     return out
@@ -1014,7 +1039,7 @@ def ct_version(ctx: RuleContext, p: CtVersionParams) -> pd.Series:
     Example: `{name: TSVCDVER, rule: ct_version, when: {col: TSVCDREF, eq: CDISC CT}}`.
     """
     index = ctx.out.index
-    out = pd.Series(ct_module.sdtm_ct_version(), index=index, dtype="string")
+    out = pd.Series(_terminology(ctx).version("sdtm"), index=index, dtype="string")
     if p.when is not None:
         out = out.where(p.when.evaluate(ctx).to_numpy(dtype=bool))
     return out
@@ -1062,9 +1087,8 @@ def _say_number(p: NumberParams, w: Words) -> str:
 
 @describes("ct")
 def _say_ct(p: CtParams, w: Words) -> str:
-    text = (
-        f"{w.source(p.from_, p.var)} mapped to the submission value of CDISC codelist {p.codelist}"
-    )
+    kind = "CDISC codelist" if ct_module.has_codelist(p.codelist) else "sponsor codelist"
+    text = f"{w.source(p.from_, p.var)} mapped to the submission value of {kind} {p.codelist}"
     if p.synonyms:
         pairs = [f"{k} as {v}" for k, v in sorted(p.synonyms.items())]
         text += f", reading {join(pairs)}"
@@ -1074,7 +1098,15 @@ def _say_ct(p: CtParams, w: Words) -> str:
 @describes("map")
 def _say_map(p: MapParams, w: Words) -> str:
     pairs = [f"{k} to {w.value(v)}" for k, v in p.values.items()]
-    return f"{w.source(p.from_, p.var)} mapped {join(pairs)}" + _UNMATCHED_WORDS[p.unmatched]
+    if p.codelist is None:
+        return f"{w.source(p.from_, p.var)} mapped {join(pairs)}" + _UNMATCHED_WORDS[p.unmatched]
+    kind = "CDISC codelist" if ct_module.has_codelist(p.codelist) else "sponsor codelist"
+    text = (
+        f"{w.source(p.from_, p.var)} mapped to the code of {kind} {p.codelist} (by code or decode)"
+    )
+    if pairs:
+        text += f", reading {join(pairs)}"
+    return text + _UNMATCHED_WORDS[p.unmatched]
 
 
 @describes("iso8601")
