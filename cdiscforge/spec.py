@@ -146,6 +146,8 @@ def _validated(model: type[BaseModel], data: Any, file: Path, prefix: str) -> An
                 msg = "unknown key"
             elif err["type"] == "missing":
                 msg = "missing required field"
+            elif err["type"] == "value_error":
+                msg = msg.removeprefix("Value error, ")
             found.append(SpecError(file, path, msg))
         raise SpecErrors.combine(found) from exc
     except TypeError as exc:  # e.g. a YAML mapping with a non-text key
@@ -911,6 +913,7 @@ class StudySpec:
             # A broken variable or block rule is reported already; the others are checked.
             if block.source and block.source in self.forms and i in good_blocks and block_ok:
                 self._check_raw_columns(path, i, block, variables, rules, found)
+        self._check_values(path, spec, variables, block_rules, set(names), found)
         for key in spec.keys:
             with found.part():
                 if key not in names:
@@ -1196,6 +1199,47 @@ class StudySpec:
                     f"{form.name!r}: name the qualifiers otherwise",
                 )  # fmt: skip
 
+    def _check_values(
+        self,
+        path: Path,
+        spec: DatasetFile,
+        variables: list[VariableSpec],
+        block_rules: list[dict[str, tuple[RuleDef, Params]]],
+        names: set[str],
+        found: _Collect,
+    ) -> None:
+        """Conditions and value expressions, against what the dataset and the raw forms name:
+        a bare text in lt/le/gt/ge naming a variable or raw column (once a reference, now
+        always a literal), and a variable reference (arithmetic, date_shift) to no variable
+        of the dataset."""
+        columns = {c for form in self.forms.values() for c in form.columns}
+        checked: list[tuple[str, Any]] = [(v.key_path, v.params) for v in variables]
+        for i, (block, rules) in enumerate(zip(spec.records, block_rules, strict=True)):
+            checked.append((f"records[{i}].filter", block.filter))
+            checked += [(f"records[{i}].variables.{n}", p) for n, (_, p) in rules.items()]
+        for where, params in checked:
+            for at, cond in _conditions(params, where):
+                for op, text in cond.bare_texts():
+                    name = text.removeprefix("raw.")
+                    if text.startswith("raw.") or text in names or name in columns:
+                        with found.part():
+                            raise SpecError(
+                                path,
+                                f"{at}.{op}",
+                                f"{op}: {text!r} is a literal text; write {{var: {text}}} to "
+                                f"compare with the variable {text}, or {{value: {text}}} for "
+                                "the text",
+                            )
+            for field_name, ref in getattr(params, "variable_refs", lambda: [])():
+                if not ref.startswith("raw.") and ref not in names:
+                    with found.part():
+                        raise SpecError(
+                            path,
+                            f"{where}.{field_name}",
+                            f"unknown reference {ref!r}: not a variable of {spec.dataset} "
+                            "(write raw.NAME for a raw column)",
+                        )
+
     def _check_raw_columns(
         self,
         path: Path,
@@ -1241,6 +1285,27 @@ class StudySpec:
                                 f"the USUBJID template part {part!r}: declare its "
                                 "subject_columns in raw_forms.yaml",
                             )  # fmt: skip
+
+
+def _conditions(node: Any, where: str) -> Iterator[tuple[str, Condition]]:
+    """Every Condition inside a rule's parameters (or a block filter), with its key path."""
+    if isinstance(node, Condition):
+        yield where, node
+        for name in ("all", "any"):
+            for i, sub in enumerate(getattr(node, name) or []):
+                yield from _conditions(sub, f"{where}.{name}[{i}]")
+        if node.not_ is not None:
+            yield from _conditions(node.not_, f"{where}.not")
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            key = type(node).model_fields[name].alias or name
+            yield from _conditions(getattr(node, name), f"{where}.{key}")
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _conditions(item, f"{where}[{i}]")
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            yield from _conditions(item, f"{where}.{key}")
 
 
 def _codes(path: Path, where: str, codes: Any) -> tuple[str, ...]:

@@ -6,9 +6,11 @@ definitions, unscheduled-visit conventions) come from the spec parameters and ta
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from cdiscforge.rules import Params, RuleContext, generator, rule
 from cdiscforge.rules.basic import AggregateParams, aggregate
@@ -38,10 +40,20 @@ class VisitnumParams(Params):
         "SV",
         description="dataset whose VISITNUM same-date unscheduled visits reuse (null: number here)",
     )
+    label_pattern: str | None = Field(
+        None,
+        description="regular expression with a group named num (case-insensitive): a label "
+        "matching it is an unscheduled visit numbered by its label, VISITNUM = num",
+    )
     ref_fields = ("folder", "date")
     table_fields = ("table",)
     table_columns = ("key",)
     dataset_fields = ("unscheduled_from",)
+
+    @field_validator("label_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return _label_pattern(value)
 
     def domains(self) -> set[str]:
         return {self.unscheduled_from} if self.unscheduled_from else set()
@@ -64,6 +76,17 @@ def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
         zip(table[p.key].astype("string").str.upper(), table["VISITNUM"].astype(float), strict=True)
     )
     nums = labels.map(mapping).astype("Float64")
+    if p.label_pattern:
+        numbered = _numbered(ctx.ref(p.folder), p.label_pattern)
+        by_label = pd.to_numeric(numbered, errors="coerce").astype("Float64")
+        clash = by_label.notna() & by_label.isin(list(mapping.values()))
+        ctx.report(
+            clash,
+            f"unscheduled visit label numbered like a planned visit of table {p.table!r}",
+            warn=True,
+            examples=labels[clash].unique().tolist()[:3],
+        )
+        nums = nums.mask(nums.isna() & by_label.notna(), by_label)
     unmatched = labels.notna() & nums.isna()
     unsched = unmatched & labels.str.startswith(p.unscheduled.upper()).fillna(False)
     ctx.input_error(
@@ -125,20 +148,68 @@ class VisitParams(Params):
     unscheduled_label: str = Field(
         "UNSCHEDULED", description="VISIT text for unscheduled visits, followed by the number"
     )
-    ref_fields = ("num",)
+    folder: str | None = Field(
+        None,
+        description="reference to the collected visit label (e.g. raw.FOLDER), read with "
+        "label_pattern",
+    )
+    label_pattern: str | None = Field(
+        None,
+        description="the visitnum rule's label_pattern: a label matching it gives VISIT = "
+        "unscheduled_label and num as written (Unscheduled 1.10 -> UNSCHEDULED 1.10)",
+    )
+    ref_fields = ("num", "folder")
     table_fields = ("table",)
+
+    @field_validator("label_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return _label_pattern(value)
+
+    @model_validator(mode="after")
+    def _both(self) -> VisitParams:
+        if (self.folder is None) != (self.label_pattern is None):
+            raise ValueError("give folder and label_pattern together")
+        return self
 
 
 @rule("visit", VisitParams)
 def visit(ctx: RuleContext, p: VisitParams) -> pd.Series:
-    """VISIT from VISITNUM: the table's name for planned visits, `UNSCHEDULED n.nn` else."""
+    """VISIT from VISITNUM: the table's name for planned visits, `UNSCHEDULED n.nn` else;
+    with `folder`/`label_pattern`, a label numbered by the pattern keeps its number as
+    written (`Unscheduled 1.1` -> `UNSCHEDULED 1.1`)."""
     table = ctx.study.table(p.table)
     nums = ctx.ref(p.num).astype("Float64")
     mapping = dict(zip(table["VISITNUM"].astype(float), table["VISIT"].astype(str), strict=True))
     names = map_distinct(nums, lambda v: mapping.get(float(v)))
     unplanned = nums.notna() & names.isna()
     labels = map_distinct(nums, lambda v: f"{p.unscheduled_label} {v:.2f}")
+    if p.folder and p.label_pattern:
+        numbered = _numbered(ctx.ref(p.folder), p.label_pattern)
+        labels = labels.mask(numbered.notna(), p.unscheduled_label + " " + numbered)
+        unplanned = unplanned | (numbered.notna() & nums.notna())
     return names.mask(unplanned, labels).astype("string")
+
+
+def _label_pattern(value: str | None) -> str | None:
+    """A visit label pattern: a valid regular expression with a group named num."""
+    if value is None:
+        return None
+    try:
+        compiled = re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from None
+    if "num" not in compiled.groupindex:
+        raise ValueError(f"{value!r} needs a group named num, e.g. (?P<num>\\d+(\\.\\d+)?)")
+    return value
+
+
+def _numbered(labels: pd.Series, pattern: str) -> pd.Series:
+    """The visit number as written in each label matching `pattern` (null elsewhere)."""
+    text = labels.astype("string").str.strip()
+    got = text.str.extract(re.compile(pattern, re.IGNORECASE), expand=True)["num"]
+    number = pd.to_numeric(got, errors="coerce")
+    return got.astype("string").where(number.notna())
 
 
 class VisitdyParams(Params):
@@ -466,9 +537,12 @@ def _say_visitnum(p: VisitnumParams, w: Words) -> str:
     if p.unscheduled_from:
         text += f" takes the VISITNUM {p.unscheduled_from} gives the subject's visit on that date"
         text += ", else"
-    return text + (
+    text += (
         f" follows the subject's last planned visit before {w.ref(p.date)} in steps of {p.step:g}"
     )
+    if p.label_pattern:
+        text += "; a label naming its own number (such as Unscheduled 1.1) takes that number"
+    return text
 
 
 @describes("visit")
@@ -476,6 +550,10 @@ def _say_visit(p: VisitParams, w: Words) -> str:
     return (
         f"name of the planned visit {w.ref(p.num)} in {w.table(p.table)}; for an unscheduled "
         f"visit {p.unscheduled_label} followed by {w.ref(p.num)}"
+    ) + (
+        f", as written in {w.ref(p.folder)} when the label names its number"
+        if p.label_pattern
+        else ""
     )
 
 

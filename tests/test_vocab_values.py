@@ -302,3 +302,227 @@ def test_partial_dates_declaration_is_checked(spec: Path) -> None:
     with pytest.raises(SpecError) as err:
         load_study(spec)
     assert err.value.key_path == "partial_dates.unknwn"
+
+
+# --- rules, one context at a time -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, seed_spec: Path):
+    import sdtm  # noqa: F401  (registers the SDTM rules)
+    from cdiscforge.spec import load_study
+
+    dest = tmp_path_factory.mktemp("values") / "spec"
+    shutil.copytree(seed_spec, dest)
+    return load_study(dest)
+
+
+def _ctx(study, out: pd.DataFrame, raw: pd.DataFrame | None = None, log=None):
+    import numpy as np
+
+    from cdiscforge.buildlog import BuildLog
+    from cdiscforge.rules import RuleContext, Source
+
+    source = None if raw is None else Source("t", "t.csv", raw, np.arange(1, len(raw) + 1))
+    return RuleContext(study, "XX", "V", out, source, {}, log or BuildLog(), "xx.yaml")
+
+
+def _run(name: str, ctx, **params: object) -> list:
+    from cdiscforge.rules import RULES
+
+    rdef = RULES[name]
+    got = rdef.fn(ctx, rdef.params.model_validate(params))
+    return [None if pd.isna(v) else v for v in got.tolist()]
+
+
+def _holds(study, cond: dict, out: pd.DataFrame, raw: pd.DataFrame | None = None) -> list:
+    from cdiscforge.rules import Condition
+
+    return Condition.model_validate(cond).evaluate(_ctx(study, out, raw)).tolist()
+
+
+# --- 4. conditions ---------------------------------------------------------------------------
+
+VISITS = pd.DataFrame(
+    {
+        "LABEL": ["UNS1", "Unscheduled 1.1", "WEEK 4", None, "UNS12"],
+        "A": [1.0, 5.0, 3.0, None, 2.0],
+        "B": [1.0, 4.0, 4.0, 2.0, None],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("cond", "expect"),
+    [
+        ({"col": "LABEL", "startswith": "UNS"}, [True, False, False, False, True]),
+        ({"col": "LABEL", "endswith": "1"}, [True, True, False, False, False]),
+        ({"col": "LABEL", "contains": "ed"}, [False, True, False, False, False]),
+        ({"col": "LABEL", "contains": "."}, [False, True, False, False, False]),  # not a regex
+        ({"col": "LABEL", "matches": r"^UNS\d+$"}, [True, False, False, False, True]),
+        ({"col": "LABEL", "missing": True}, [False, False, False, True, False]),
+        ({"col": "LABEL", "missing": False}, [True, True, True, False, True]),
+        ({"var": "LABEL", "in": ["WEEK 4", "UNS1"]}, [True, False, True, False, False]),
+        ({"col": "LABEL", "not_in": ["WEEK 4", "UNS1"]}, [False, True, False, True, True]),
+        ({"col": "A", "lt": {"var": "B"}}, [False, False, True, False, False]),
+        ({"col": "A", "ge": {"var": "B"}}, [True, True, False, False, False]),
+        ({"col": "A", "eq": {"var": "B"}}, [True, False, False, False, False]),
+        ({"col": "A", "ne": {"var": "B"}}, [False, True, True, True, True]),
+        ({"col": "A", "gt": 2}, [False, True, True, False, False]),
+        ({"col": "A", "le": {"value": 2}}, [True, False, False, False, True]),
+        ({"col": "A", "in": [{"var": "B"}, 5]}, [True, True, False, False, False]),
+        ({"col": "LABEL", "eq": {"value": "WEEK 4"}}, [False, False, True, False, False]),
+        ({"col": "LABEL", "lt": "V"}, [True, True, False, False, True]),  # bare text: literal
+        (
+            {"all": [{"col": "LABEL", "startswith": "UNS"}, {"col": "A", "gt": 1}]},
+            [False, False, False, False, True],
+        ),
+        (
+            {"any": [{"col": "LABEL", "eq": "WEEK 4"}, {"col": "B", "missing": True}]},
+            [False, False, True, False, True],
+        ),
+        ({"not": {"col": "LABEL", "startswith": "UNS"}}, [False, True, True, True, False]),
+    ],
+)
+def test_each_condition_test(study, cond: dict, expect: list) -> None:
+    assert _holds(study, cond, VISITS) == expect
+
+
+def test_raw_text_compares_as_a_number_with_a_number(study) -> None:
+    raw = pd.DataFrame({"AGE": ["17", "40", "65", None, "n/a"]})
+    out = pd.DataFrame(index=raw.index)
+    assert _holds(study, {"col": "raw.AGE", "lt": 40}, out, raw) == [True] + [False] * 4
+    assert _holds(study, {"col": "raw.AGE", "eq": 65}, out, raw) == [
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cond", "problem"),
+    [
+        ({"col": "X"}, "has no test"),
+        ({"eq": 1}, "needs col"),
+        ({"col": "X", "var": "Y", "eq": 1}, "not both"),
+        ({"col": "X", "matches": "UNS("}, "not a valid regular expression"),
+        ({"col": "X", "lt": {"vr": "Y"}}, "{var: REF} or {value: X}"),
+        ({"all": [{"col": "X", "eq": 1}], "col": "Y"}, "either"),
+    ],
+)
+def test_malformed_conditions_are_refused(cond: dict, problem: str) -> None:
+    from pydantic import ValidationError
+
+    from cdiscforge.rules import Condition
+
+    with pytest.raises(ValidationError, match=re_escape(problem)):
+        Condition.model_validate(cond)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_conditions_in_words() -> None:
+    from cdiscforge.rules import Condition
+    from cdiscforge.rules.words import Words
+
+    cond = Condition.model_validate(
+        {
+            "all": [
+                {"col": "raw.VISIT", "startswith": "UNS"},
+                {"col": "A", "lt": {"var": "B"}},
+                {"col": "C", "matches": "^X$"},
+            ]
+        }
+    )
+    assert Words().condition(cond) == (
+        'VISIT as collected starts with "UNS", A is below B and C matches the text pattern "^X$"'
+    )
+
+
+def _dm_case(spec: Path, cond: dict) -> None:
+    def change(data: dict) -> None:
+        _var(data, "ARMNRS").setdefault("cases", [])[0]["when"] = cond
+
+    _edit(spec / "sdtm" / "dm.yaml", change)
+
+
+def test_literal_vs_reference_misuse_is_a_located_spec_error(spec: Path, tmp_path: Path) -> None:
+    from cdiscforge.spec import load_study
+
+    _dm_case(
+        spec, {"all": [{"col": "RFXSTDTC", "missing": False}, {"col": "RFSTDTC", "lt": "RFICDTC"}]}
+    )
+    with pytest.raises(SpecError) as err:
+        load_study(spec)
+    assert "ARMNRS" in err.value.key_path and err.value.key_path.endswith("all[1].lt")
+    assert "write {var: RFICDTC}" in err.value.problem
+    _refused(spec, tmp_path, "dm.yaml", "write {var: RFICDTC} to compare with the variable RFICDTC")
+
+
+def test_a_bad_regex_is_a_located_spec_error(spec: Path, tmp_path: Path) -> None:
+    _dm_case(spec, {"col": "raw.ENROLLED", "matches": "^(N"})
+    _refused(spec, tmp_path, "dm.yaml", "ARMNRS", "not a valid regular expression")
+
+
+# --- extract's unmatched policy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "expect"),
+    [("null", ["101", None, None]), ("keep", ["101", "X-9", None])],
+)
+def test_extract_unmatched_policy(study, policy: str, expect: list) -> None:
+    from cdiscforge.buildlog import BuildLog
+
+    raw = pd.DataFrame({"SUBJ": ["101-001", "X-9", None]})
+    log = BuildLog()
+    ctx = _ctx(study, pd.DataFrame(index=raw.index), raw, log)
+    got = _run("extract", ctx, **{"from": "SUBJ", "pattern": r"^(\d{3})-", "unmatched": policy})
+    assert got == expect
+    assert "not matching pattern" in str(log.events) and "X-9" in str(log.events)
+
+
+def test_extract_unmatched_error_by_default(study) -> None:
+    raw = pd.DataFrame({"SUBJ": ["101-001", "X-9"]})
+    with pytest.raises(InputError) as err:
+        _run("extract", _ctx(study, pd.DataFrame(index=raw.index), raw),
+             **{"from": "SUBJ", "pattern": r"^(\d{3})-"})  # fmt: skip
+    assert err.value.row == 2 and err.value.value == "X-9"
+
+
+# --- unscheduled visits numbered by their label --------------------------------------------
+
+
+def test_unscheduled_visits_numbered_by_label(study) -> None:
+    pattern = r"^Unscheduled (?P<num>\d+(\.\d+)?)$"
+    raw = pd.DataFrame(
+        {"FOLDER": ["SCREEN", "Unscheduled 1.1", "UNSCHEDULED 1.10", "Unscheduled 4"]}
+    )
+    out = pd.DataFrame(
+        {"USUBJID": ["S-1"] * 4, "D": ["2019-01-01", "2019-01-05", "2019-01-06", "2019-02-01"]}
+    )
+    ctx = _ctx(study, out, raw)
+    nums = _run("visitnum", ctx, folder="raw.FOLDER", key="edc_folder", date="D",
+                unscheduled_from=None, label_pattern=pattern)  # fmt: skip
+    assert nums == [1.0, 1.1, 1.1, 4.0]
+    out["VISITNUM"] = pd.Series(nums, dtype="Float64")
+    names = _run("visit", _ctx(study, out, raw), folder="raw.FOLDER", label_pattern=pattern)
+    assert names == ["SCREENING", "UNSCHEDULED 1.1", "UNSCHEDULED 1.10", "UNSCHEDULED 4"]
+    assert "numbered like a planned visit" in str(ctx.log.events)  # 4 is WEEK 1's number
+
+
+def test_visit_label_pattern_needs_a_num_group() -> None:
+    from pydantic import ValidationError
+
+    from cdiscforge.rules import RULES
+
+    with pytest.raises(ValidationError, match="group named num"):
+        RULES["visitnum"].params.model_validate(
+            {"folder": "raw.F", "key": "edc_folder", "date": "D", "label_pattern": r"^U(\d+)$"}
+        )

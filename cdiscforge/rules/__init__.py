@@ -12,6 +12,7 @@ spec (or a helper variable starting with `_`), or a raw column when written `raw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -338,9 +339,40 @@ class RuleContext:
 
 # --- conditions: a small structured vocabulary, never evaluated code ----------------------
 
+# Tests whose right side is a value (a bare scalar is always a literal; `{var: REF}` a
+# reference, `{value: X}` an explicit literal); text tests take a literal text only.
+VALUE_TESTS = ("eq", "ne", "lt", "le", "gt", "ge")
+LIST_TESTS = ("in_", "not_in")
+TEXT_TESTS = ("startswith", "endswith", "contains", "matches")
+ORDER_TESTS = ("lt", "le", "gt", "ge")
+_COMPARE = {"eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge"}
+
+
+def _operand_error(value: Any) -> str | None:
+    """Why a right-hand side is malformed (a mapping other than {var: REF} / {value: X})."""
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in ("var", "value"):
+            return f"expected a value, {{var: REF}} or {{value: X}}, got {value!r}"
+        if "var" in value and not isinstance(value["var"], str):
+            return f"{{var: ...}} names a variable or raw.COLUMN, got {value['var']!r}"
+    if isinstance(value, list):
+        return f"expected one value, got a list {value!r}"
+    return None
+
 
 class Condition(BaseModel):
-    """`{col: REF, eq|ne|in|not_in|missing|lt|le|gt|ge: ...}` or `{all|any: [...]}`, `{not: c}`."""
+    """Which records a rule or block applies to: a structured test, never code.
+
+    `{col: REF, TEST: ...}` (`var:` is an alias of `col:`; REF a target variable, a helper
+    `_NAME` or `raw.COLUMN`), several tests in one mapping all holding, with the tests
+    `eq`/`ne`/`lt`/`le`/`gt`/`ge` (right side: a bare scalar is a literal, `{var: REF}` a
+    reference, `{value: X}` an explicit literal), `in`/`not_in` (a list of such values),
+    `startswith`/`endswith`/`contains` (literal text), `matches` (a regular expression,
+    searched; checked when the spec loads), `missing: true|false`; or the combinators
+    `{all: [...]}`, `{any: [...]}`, `{not: {...}}`. A number compared with text compares the
+    text as a number (raw columns are text); a missing value fails every test but `ne`,
+    `not_in` and `missing: true`.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -354,24 +386,91 @@ class Condition(BaseModel):
     le: Any = None
     gt: Any = None
     ge: Any = None
+    startswith: str | None = None
+    endswith: str | None = None
+    contains: str | None = None
+    matches: str | None = None
     all: list[Condition] | None = None
     any: list[Condition] | None = None
     not_: Condition | None = None
 
-    def __init__(self, **data: Any) -> None:
+    @model_validator(mode="before")
+    @classmethod
+    def _spelling(cls, data: Any) -> Any:
+        """`in`, `not` and `var` as written in a spec (Python keywords / an alias)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
         if "in" in data:
             data["in_"] = data.pop("in")
         if "not" in data:
             data["not_"] = data.pop("not")
-        super().__init__(**data)
+        if "var" in data:
+            if "col" in data:
+                raise ValueError("give col or var (the same thing), not both")
+            data["col"] = data.pop("var")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Condition:
+        tests = [t for t in (*VALUE_TESTS, *LIST_TESTS, *TEXT_TESTS, "missing")
+                 if getattr(self, t) is not None]  # fmt: skip
+        combinators = [c for c in ("all", "any", "not_") if getattr(self, c) is not None]
+        shown = [t.rstrip("_") for t in tests]
+        if combinators:
+            if len(combinators) > 1 or tests or self.col is not None:
+                raise ValueError(
+                    "a condition is either {col: REF, tests...} or one of all/any/not, "
+                    f"not both (got {[c.rstrip('_') for c in combinators] + shown})"
+                )
+            return self
+        if self.col is None:
+            raise ValueError("a condition needs col (or var) with a test, or all/any/not")
+        if not tests:
+            raise ValueError(
+                f"the condition on {self.col} has no test (eq, ne, lt, le, gt, ge, in, not_in, "
+                "startswith, endswith, contains, matches, missing)"
+            )
+        for name in VALUE_TESTS:
+            problem = _operand_error(getattr(self, name))
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        for name in LIST_TESTS:
+            for item in getattr(self, name) or []:
+                problem = _operand_error(item)
+                if problem:
+                    raise ValueError(f"{name.rstrip('_')}: {problem}")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(
+                    f"matches: {self.matches!r} is not a valid regular expression ({exc})"
+                ) from None
+        return self
 
     def refs(self) -> list[str]:
+        """Every reference: the left side and each `{var: REF}` operand, nested ones too."""
         out = [self.col] if self.col else []
+        for name in VALUE_TESTS:
+            value = getattr(self, name)
+            if isinstance(value, dict) and "var" in value:
+                out.append(value["var"])
+        for name in LIST_TESTS:
+            out += [
+                v["var"] for v in getattr(self, name) or [] if isinstance(v, dict) and "var" in v
+            ]
         for sub in (self.all or []) + (self.any or []):
             out += sub.refs()
         if self.not_:
             out += self.not_.refs()
         return out
+
+    def bare_texts(self) -> list[tuple[str, str]]:
+        """(test, text) of each bare text in this condition's own lt/le/gt/ge (not nested
+        ones): the spec loader refuses one that names a variable or raw column (it used to
+        be a reference)."""
+        return [(op, v) for op in ORDER_TESTS if isinstance(v := getattr(self, op), str)]
 
     def evaluate(self, ctx: RuleContext) -> pd.Series:
         index = ctx.out.index if ctx.source is None else ctx.source.frame.index
@@ -387,27 +486,71 @@ class Condition(BaseModel):
             return result
         if self.not_ is not None:
             return ~self.not_.evaluate(ctx)
-        if self.col is None:
-            raise SpecError(ctx.spec_file, ctx.variable, "condition needs col, all, any or not")
+        assert self.col is not None  # checked when the spec loaded
         values = ctx.ref(self.col)
         result = pd.Series(True, index=values.index)
         if self.missing is not None:
             result &= values.isna() if self.missing else values.notna()
-        if self.eq is not None:
-            result &= (values == self.eq).fillna(False)
-        if self.ne is not None:
-            result &= (values != self.ne).fillna(True)
-        if self.in_ is not None:
-            result &= values.isin(self.in_)
-        if self.not_in is not None:
-            result &= ~values.isin(self.not_in)
-        for op in ("lt", "le", "gt", "ge"):
-            bound = getattr(self, op)
-            if bound is not None:
-                other = ctx.ref(bound) if isinstance(bound, str) else bound
-                cmp = getattr(values, op)(other)
-                result &= cmp.fillna(False).astype(bool)
+        for op in VALUE_TESTS:
+            operand = getattr(self, op)
+            if operand is not None:
+                hit = _compare(values, op, _operand(ctx, operand))
+                result &= hit.fillna(op == "ne").astype(bool)
+        for op in LIST_TESTS:
+            items = getattr(self, op)
+            if items is None:
+                continue
+            literals = [v["value"] if isinstance(v, dict) else v for v in items
+                        if not (isinstance(v, dict) and "var" in v)]  # fmt: skip
+            hit = values.isin(literals)
+            for item in items:
+                if isinstance(item, dict) and "var" in item:
+                    hit |= _compare(values, "eq", ctx.ref(item["var"])).fillna(False).astype(bool)
+            result &= hit if op == "in_" else ~hit
+        text = values.astype("string") if any(getattr(self, t) for t in TEXT_TESTS) else None
+        if text is not None:
+            for op in TEXT_TESTS:
+                literal = getattr(self, op)
+                if literal is None:
+                    continue
+                if op == "matches":
+                    hit = text.str.contains(literal, regex=True)
+                elif op == "contains":
+                    hit = text.str.contains(literal, regex=False)
+                else:
+                    hit = getattr(text.str, op)(literal)
+                result &= hit.fillna(False).astype(bool)
         return result.astype(bool)
+
+
+def _operand(ctx: RuleContext, value: Any) -> Any:
+    """A right-hand side: `{var: REF}` -> the referenced column, `{value: X}` / X -> X."""
+    if isinstance(value, dict):
+        return ctx.ref(value["var"]) if "var" in value else value["value"]
+    return value
+
+
+def _numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _compare(values: pd.Series, op: str, other: Any) -> pd.Series:
+    """`values OP other`, element-wise; text against a number compares as numbers (raw
+    columns are text), so `{col: raw.AGE, lt: 40}` means what it says; text that is no
+    number then fails the test (passes `ne`)."""
+    if isinstance(other, pd.Series):
+        if _numeric(values) != _numeric(other):
+            values = pd.to_numeric(values, errors="coerce")
+            other = pd.to_numeric(other, errors="coerce")
+    elif isinstance(other, (int, float)) and not isinstance(other, bool):
+        if not _numeric(values):
+            values = pd.to_numeric(values, errors="coerce")
+    elif isinstance(other, str) and _numeric(values):
+        number = pd.to_numeric(pd.Series([other]), errors="coerce").iloc[0]
+        if pd.isna(number):
+            return pd.Series(op == "ne", index=values.index)
+        other = float(number)
+    return getattr(values, _COMPARE[op])(other)
 
 
 Condition.model_rebuild()

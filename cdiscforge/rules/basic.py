@@ -5,11 +5,12 @@ SDTM-specific rules (visits, epochs, last observation before exposure) live in `
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cdiscforge import ct as ct_module
 from cdiscforge import dates
@@ -365,28 +366,50 @@ class ExtractParams(Params):
     )
     var: str | None = Field(None, description="a variable computed earlier (or raw.NAME) to search")
     pattern: str = Field(description="regular expression; its first capture group is the value")
+    unmatched: Literal["error", "null", "keep"] = Field(
+        "error",
+        description="a value the pattern does not match: error (stop, naming the row), "
+        "null (set to null, counted in the build log) or keep (kept whole, counted)",
+    )
     raw_fields = ("from_",)
     one_of = (("from_", "var"),)
     ref_fields = ("var",)
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from None
+        if compiled.groups < 1:
+            raise ValueError(f"{value!r} has no capture group: put the part to keep in (...)")
+        return value
 
 
 @rule("extract", ExtractParams, origin="Collected")
 def extract(ctx: RuleContext, p: ExtractParams) -> pd.Series:
     """First capture group of a regular expression (e.g. SITEID from `101-001`).
 
-    A non-missing value that does not match is an input error.
+    A non-missing value that does not match follows `unmatched`: error (default: an input
+    error naming the row and value), null or keep (the whole value, trimmed); both logged
+    as a warning with the count.
     """
     values = _text(_source(ctx, p.from_, p.var))
     got = values.str.extract(p.pattern, expand=False)
     if isinstance(got, pd.DataFrame):
         got = got.iloc[:, 0]
-    ctx.input_error(
-        values.notna() & got.isna(),
-        p.from_ or p.var or "",
-        values,
-        f"does not match pattern {p.pattern!r}",
-    )
-    return got
+    missed = values.notna() & got.isna()
+    if p.unmatched == "error":
+        ctx.input_error(
+            missed, p.from_ or p.var or "", values, f"does not match pattern {p.pattern!r}"
+        )
+        return got
+    examples = sorted(values[missed].astype(str).unique().tolist())[:5]
+    action = "kept whole" if p.unmatched == "keep" else "set to null"
+    ctx.report(missed, f"value(s) not matching pattern {p.pattern!r}: {action}", warn=True,
+               examples=examples)  # fmt: skip
+    return got.mask(missed, values.str.strip()) if p.unmatched == "keep" else got
 
 
 class CoalesceParams(Params):
@@ -1135,7 +1158,12 @@ def _say_concat(p: ConcatParams, w: Words) -> str:
 
 @describes("extract")
 def _say_extract(p: ExtractParams, w: Words) -> str:
-    return f"the part of {w.source(p.from_, p.var)} the spec's text pattern picks out"
+    text = f"the part of {w.source(p.from_, p.var)} the spec's text pattern picks out"
+    if p.unmatched == "keep":
+        text += "; a value the pattern does not fit is kept whole"
+    elif p.unmatched == "null":
+        text += "; null for a value the pattern does not fit"
+    return text
 
 
 @describes("coalesce")

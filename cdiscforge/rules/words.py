@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from cdiscforge.rules import Condition, Params, RuleDef
 
 _OPS = {"lt": "is below", "le": "is at most", "gt": "is above", "ge": "is at least"}
+_TEXT_OPS = {
+    "startswith": "starts with",
+    "endswith": "ends with",
+    "contains": "contains",
+    "matches": "matches the text pattern",
+}
 
 
 @dataclass
@@ -104,9 +110,9 @@ class Words:
         if cond.missing is not None:
             parts.append("is missing" if cond.missing else "is present")
         if cond.eq is not None:
-            parts.append(f"is {self.value(cond.eq)}")
+            parts.append(f"is {self.operand(cond.eq)}")
         if cond.ne is not None:
-            parts.append(f"is not {self.value(cond.ne)}")
+            parts.append(f"is not {self.operand(cond.ne)}")
         if cond.in_ is not None:
             parts.append(f"is one of {self.values(cond.in_)}")
         if cond.not_in is not None:
@@ -114,15 +120,24 @@ class Words:
         for op, verb in _OPS.items():
             bound = getattr(cond, op)
             if bound is not None:
-                shown = self.ref(bound) if isinstance(bound, str) else self.value(bound)
-                parts.append(f"{verb} {shown}")
+                parts.append(f"{verb} {self.operand(bound)}")
+        for op, verb in _TEXT_OPS.items():
+            text = getattr(cond, op)
+            if text is not None:
+                parts.append(f'{verb} "{text}"')
         return f"{subject} {join(parts, last='and') or 'is given'}"
+
+    def operand(self, value: Any) -> str:
+        """A condition's right side: `{var: REF}` by its reference, else the literal."""
+        if isinstance(value, dict):
+            return self.ref(value["var"]) if "var" in value else self.value(value.get("value"))
+        return self.value(value)
 
     def values(self, values: Iterable[Any]) -> str:
         # Case variants of one value (Not evaluable / NOT EVALUABLE) read as one.
         seen: dict[str, str] = {}
         for v in values:
-            text = self.value(v)
+            text = self.operand(v)
             seen.setdefault(text.upper(), text)
         return join(list(seen.values()), last="or")
 
