@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -326,3 +327,188 @@ def test_pivot_keeps_blank_tests_without_skip_empty(tmp_path: Path) -> None:
     assert len(out["VS"].frame) == 16  # 4 rows x 4 tests
     r = log.reconciliation_frame().query("dataset == 'VS'").iloc[0]
     assert (r["read"], r["written"], r["rejected"]) == (4, 4, 0)
+
+
+# --- 7. aggregates by declared keys --------------------------------------------------------
+
+VISIT_FORMS = """
+  visits:
+    file: visits.csv
+    columns:
+      SITE: {type: str, required: true}
+      SUBJNO: {type: str, required: true}
+      VISIT: {type: str, required: true}
+  assessments:
+    file: assessments.csv
+    columns:
+      SITE: {type: str, required: true}
+      SUBJNO: {type: str, required: true}
+      VISIT: {type: str, required: true}
+      ASMDAT: {type: date, format: "%Y-%m-%d"}
+      ASMTIM: {type: time, format: "%H:%M"}
+      KIND: {type: str}
+      DONE: {type: str, values: ["Y", "N"]}
+"""
+
+VISITS = """SITE,SUBJNO,VISIT
+01,001,SCREEN
+01,001,WEEK 1
+02,001,SCREEN
+01,002,SCREEN
+"""
+
+# 01/001 SCREEN: three assessments, the earliest (the X-ray) not done; 02/001: one, not done.
+ASSESSMENTS = """SITE,SUBJNO,VISIT,ASMDAT,ASMTIM,KIND,DONE
+01,001,SCREEN,2021-02-01,08:00,LAB,Y
+01,001,SCREEN,2021-02-03,09:30,ECG,Y
+01,001,SCREEN,2021-01-31,07:00,XRAY,N
+01,001,WEEK 1,2021-03-08,10:00,LAB,Y
+02,001,SCREEN,2021-03-20,11:00,LAB,N
+"""
+
+AGG = "rule: aggregate, form: assessments"
+SV = f"""
+dataset: SV
+keys: [STUDYID, USUBJID, VISIT]
+records:
+  - source: visits
+variables:
+  - {{name: STUDYID, rule: constant, value: "{{studyid}}"}}
+  - {{name: DOMAIN, rule: constant, value: SV}}
+  - {{name: USUBJID, rule: usubjid}}
+  - {{name: VISIT, rule: assign, from: VISIT}}
+  - {{name: SVSTDTC, {AGG}, date: ASMDAT, time: ASMTIM, func: min, by: [VISIT],
+     where: {{col: DONE, eq: "Y"}}}}
+  - {{name: SVENDTC, {AGG}, date: ASMDAT, func: max, by: {{VISIT: raw.VISIT}}}}
+  - {{name: SVNDONE, label: Assessments done, type: Num, {AGG}, func: count, by: [VISIT],
+     where: {{col: DONE, eq: "Y"}}}}
+  - {{name: SVFIRST, label: First assessment, type: Char, {AGG}, column: KIND, func: first,
+     by: [VISIT]}}
+  - {{name: SVLAST, label: Last assessment, type: Char, {AGG}, column: KIND, func: last,
+     by: [VISIT]}}
+  - {{name: SVECGFL, label: ECG at the visit, type: Char, {AGG}, func: any, by: [VISIT],
+     where: {{col: KIND, eq: ECG}}}}
+"""
+
+
+def visit_study(root: Path) -> tuple[Path, Path]:
+    spec, raw = write_study(
+        root,
+        {"sdtm/sv.yaml": SV, "raw/visits.csv": VISITS, "raw/assessments.csv": ASSESSMENTS},
+    )
+    forms = spec / "raw_forms.yaml"
+    forms.write_text(forms.read_text() + textwrap.dedent(VISIT_FORMS).replace("\n", "\n  ")[1:])
+    return spec, raw
+
+
+def test_aggregates_per_subject_and_visit(tmp_path: Path) -> None:
+    out, log = build(*visit_study(tmp_path))
+    sv = out["SV"].frame
+    cols = ["USUBJID", "VISIT", "SVSTDTC", "SVENDTC", "SVNDONE", "SVFIRST", "SVLAST", "SVECGFL"]
+    got = [[None if pd.isna(v) else v for v in r] for r in sv[cols].itertuples(index=False)]
+    u1, u2, u3 = "PROT-XY-201/01/001", "PROT-XY-201/01/002", "PROT-XY-201/02/001"
+    assert got == [
+        # min among done records (the not-done X-ray of 31 Jan left out); max over all
+        [u1, "SCREEN", "2021-02-01T08:00", "2021-02-03", 2, "LAB", "XRAY", "Y"],
+        [u1, "WEEK 1", "2021-03-08T10:00", "2021-03-08", 1, "LAB", "LAB", None],
+        [u2, "SCREEN", None, None, 0, None, None, None],  # no assessment at all
+        [u3, "SCREEN", None, "2021-03-20", 0, "LAB", "LAB", None],  # only a not-done one
+    ]
+    assert not [e for e in log.warnings if e.dataset == "SV"]
+    # define.xml method text names the keys beside the subject
+    meta = {v.name: v for v in out["SV"].variables}
+    assert (meta["SVSTDTC"].method or "").startswith(
+        "SVSTDTC: per subject and VISIT, the earliest date ASMDAT with time ASMTIM"
+    )
+
+
+def test_aggregate_by_a_key_matching_nothing_warns(tmp_path: Path) -> None:
+    """Subjects match but the visit key never does (the assessments' VISIT against the
+    visit form's SUBJNO): null for every record, and a warning naming the keys."""
+    spec, raw = visit_study(tmp_path)
+    sv = spec / "sdtm" / "sv.yaml"
+    sv.write_text(sv.read_text().replace("by: {VISIT: raw.VISIT}", "by: {VISIT: raw.SUBJNO}"))
+    out, log = build(spec, raw)
+    assert out["SV"].frame["SVENDTC"].isna().all()
+    found = [e for e in log.warnings if e.dataset == "SV" and e.variable == "SVENDTC"]
+    assert len(found) == 1 and "form assessments" in found[0].message
+
+
+# --- planted spec errors through the real CLI ------------------------------------------------
+
+CLI = [sys.executable, "-m", "cdiscforge.cli"]
+
+
+def _cli_build(spec: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "build", "--spec", str(spec), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def _refused(result: subprocess.CompletedProcess[str], out: Path, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+    assert not out.exists() or not list(out.rglob("*.xpt"))
+
+
+def _edit(path: Path, change: Callable[[dict], None]) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_planted_pivot_and_aggregate_errors_through_the_cli(
+    seed_spec: Path, tmp_path: Path
+) -> None:
+    """A pivot naming an unknown result column and a unit column, and an aggregate whose
+    `by`, `where` and `date` name columns its form lacks: every one located, in one run."""
+    spec = tmp_path / "spec"
+    shutil.copytree(seed_spec, spec)
+
+    def pivot(d: dict) -> None:
+        d["records"] = [{
+            "source": "ra_history",
+            "pivot": {"tests": [
+                {"TESTCD": "RFATAB", "TEST": "Autoantibody, Rheumatoid Factor",
+                 "result": "RFSTATUS"},
+                {"TESTCD": "ATAB", "TEST": "Autoantibody", "result": "ACCPSTAT",
+                 "unit": {"column": "ACCPUNIT"}},
+            ]},
+        }]  # fmt: skip
+
+    _edit(spec / "sdtm" / "is.yaml", pivot)
+
+    def aggregate(d: dict) -> None:
+        rf = next(v for v in d["variables"] if v["name"] == "RFSTDTC")
+        rf.update(by=["VISITNO"], where={"col": "EXDONE", "eq": "Y"})
+        ic = next(v for v in d["variables"] if v["name"] == "RFICDTC")
+        ic.update(date="ICDATE")
+
+    _edit(spec / "sdtm" / "dm.yaml", aggregate)
+    out = tmp_path / "out"
+    _refused(
+        _cli_build(spec, out), out,
+        "is.yaml: records[0].pivot.tests[0].result: unknown raw column 'RFSTATUS' in form "
+        "'ra_history'",
+        "is.yaml: records[0].pivot.tests[1].unit.column: unknown raw column 'ACCPUNIT'",
+        "dm.yaml: variables[4](RFSTDTC).by[0]: unknown raw column 'VISITNO' in form 'infusion'",
+        "dm.yaml: variables[4](RFSTDTC).where: unknown raw column 'EXDONE' in form 'infusion'",
+        "dm.yaml: variables[8](RFICDTC).date: unknown raw column 'ICDATE' in form 'enrolment'",
+    )  # fmt: skip
+
+
+def test_planted_subject_columns_error_through_the_cli(seed_spec: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "spec"
+    shutil.copytree(seed_spec, spec)
+    forms = spec / "raw_forms.yaml"
+    text = forms.read_text()
+    anchor = "    key: [PATID, ACCESSION, TESTCODE]\n"
+    assert anchor in text
+    forms.write_text(text.replace(anchor, anchor + "    subject_columns: {SUBJECT: PATNO}\n"))
+    out = tmp_path / "out"
+    _refused(
+        _cli_build(spec, out), out,
+        "raw_forms.yaml: forms.lab.subject_columns.SUBJECT: 'PATNO' is not a column of form "
+        "'lab'",
+    )  # fmt: skip

@@ -310,7 +310,15 @@ class RuleContext:
         """Per-record value of `column` from dataset `name` (one record per USUBJID)."""
         other = self.domain(name).frame[["USUBJID", column]].drop_duplicates("USUBJID")
         mapping = pd.Series(other[column].to_numpy(), index=other["USUBJID"].to_numpy())
-        return self.ref("USUBJID").map(mapping)
+        mine = self.ref("USUBJID")
+        if len(mapping) and mine.notna().any() and not mine.isin(mapping.index).any():
+            # A join matching no subject: null for every record, which validation cannot see.
+            self.log.warn(self.study.stage_of(self.dataset), self.dataset,
+                          f"dataset {name}: none of this dataset's {mine.nunique()} USUBJID(s) "
+                          f"is one of {name}'s; {self.variable} is null for every record",
+                          variable=self.variable, count=len(mine),
+                          examples=[str(mine.dropna().iloc[0])])  # fmt: skip
+        return mine.map(mapping)
 
     def report(
         self, mask: pd.Series, message: str, *, warn: bool = False, examples: list | None = None

@@ -736,9 +736,17 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
     left = pd.DataFrame({"__k0": ctx.ref("USUBJID").astype("string")}, index=ctx.out.index)
     for col, (_, ours) in zip(kcols[1:], pairs, strict=True):
         left[col] = _key_text(_by_ref(ctx, ours))
-    merged = left.reset_index().merge(agg, on=kcols, how="left").set_index("index")
+    merged = left.reset_index().merge(agg, on=kcols, how="left", indicator=True).set_index("index")
     result = merged["__value"].reindex(ctx.out.index)
-    _warn_no_subject_match(ctx, what, right["__k0"], left["__k0"])
+    warned = _warn_no_subject_match(ctx, what, right["__k0"], left["__k0"])
+    if not warned and pairs and len(agg) and len(left) and not (merged["_merge"] == "both").any():
+        ctx.log.warn(
+            ctx.study.stage_of(ctx.dataset), ctx.dataset,
+            f"{what}: subjects match but none of its (subject, "
+            f"{', '.join(t for t, _ in pairs)}) keys matches a record of {ctx.dataset} "
+            f"by {', '.join(o for _, o in pairs)}; {ctx.variable} is null for every record",
+            variable=ctx.variable, count=len(left),
+        )  # fmt: skip
     if p.func == "count":
         result = result.fillna(0)
     return _tidy(result.astype(object))
@@ -762,9 +770,10 @@ def _by_ref(ctx: RuleContext, ref: str) -> pd.Series:
     return ctx.ref(ref)  # the SpecError naming what is known
 
 
-def _warn_no_subject_match(ctx: RuleContext, what: str, theirs: pd.Series, ours: pd.Series) -> None:
+def _warn_no_subject_match(ctx: RuleContext, what: str, theirs: pd.Series, ours: pd.Series) -> bool:
     """A build warning when the joined records have subjects but none is one of this
-    dataset's: the result is null for every record, which validation cannot see."""
+    dataset's: the result is null for every record, which validation cannot see. True when
+    it warned."""
     their_keys = pd.Index(theirs.dropna().unique())
     our_keys = pd.Index(ours.dropna().unique())
     if len(their_keys) and len(our_keys) and not their_keys.isin(our_keys).any():
@@ -776,6 +785,8 @@ def _warn_no_subject_match(ctx: RuleContext, what: str, theirs: pd.Series, ours:
             variable=ctx.variable, count=len(ours),
             examples=[f"{what}: {their_keys[0]}", f"{ctx.dataset}: {our_keys[0]}"],
         )  # fmt: skip
+        return True
+    return False
 
 
 def _context_on(ctx: RuleContext, frame: pd.DataFrame, name: str, source: Any = None) -> Any:
