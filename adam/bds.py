@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,21 @@ def _windows_file(path: Path, key: str) -> pd.DataFrame:
     if overlap:
         raise SpecError(path, key, "analysis windows overlap: a day must fall in one window")
     return frame
+
+
+def _check_windows(params: Any, study: Any) -> list[tuple[str, str]]:
+    """The analysis windows a rule names, read and checked when the spec loads (a broken
+    windows list is a spec error then, not a failed build)."""
+    try:
+        table = _windows_file(study.folder / params.file, params.key)
+    except SpecError as exc:
+        return [("file", str(exc))]
+    visit = getattr(params, "baseline_visit", None)
+    if getattr(params, "baseline_flag", None) and visit is None:
+        return [("baseline_visit", "baseline_flag needs baseline_visit")]
+    if visit is not None and (table["AVISITN"].astype(float) == float(visit)).sum() != 1:
+        return [("baseline_visit", f"{visit} is not the AVISITN of one window")]
+    return []
 
 
 def windows_table(ctx: RuleContext, file: str, key: str) -> pd.DataFrame:
@@ -73,6 +88,9 @@ class WindowParams(Params):
     )
     baseline_visit: float | None = Field(None, description="AVISITN of the baseline window")
     ref_fields = ("day", "baseline_flag")
+
+    def check_references(self, study: Any) -> list[tuple[str, str]]:
+        return super().check_references(study) + _check_windows(self, study)
 
 
 @rule("window", WindowParams, final=True)
@@ -284,6 +302,9 @@ class AnlflParams(Params):
     file: str = Field("tables.yaml", description="spec file holding the windows")
     key: str = Field("windows", description="top-level key of the windows list")
     ref_fields = ("by", "visit", "day", "value", "baseline")
+
+    def check_references(self, study: Any) -> list[tuple[str, str]]:
+        return super().check_references(study) + _check_windows(self, study)
 
 
 @rule("analysis_flag", AnlflParams, final=True)

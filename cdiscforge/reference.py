@@ -304,11 +304,26 @@ def _run(entry: Entry, ex: dict[str, Any], tmp: Path) -> list[str]:
         out[col] = before[col].to_numpy()
     ctx = RuleContext(loaded, dataset, str(spec["name"]), out, source, domains, log, str(file),
                       store)  # fmt: skip
-    meta = Variable(name=str(spec["name"]), label="x", type=spec.get("type", "Char"))
+    meta = Variable(name=str(spec["name"]), label="x", type=_var_type(spec))
     if rdef.final and source is not None:
         return ["a final rule runs on the stacked record set: give `before`, not `raw`"]
     got = _typed(rdef.fn(ctx, params), meta, ctx)
     return _compare(list(got), ex.get("expect"), "") + _check_log(ex, log)
+
+
+def _var_type(spec: dict[str, Any]) -> str:
+    """The variable's type as the loader gives it: the spec's `type`, else the SDTMIG or
+    ADaMIG type of a variable of that name (AESTDY: Num), else Char."""
+    from cdiscforge import standards
+
+    if spec.get("type") in ("Char", "Num"):
+        return str(spec["type"])
+    name = str(spec["name"])
+    for table in (standards.sdtmig_variables(), standards.adamig_variables()):
+        types_ = table.loc[table["name"] == name, "type"]
+        if not types_.empty:
+            return "Num" if str(types_.iloc[0]).lower().startswith("num") else "Char"
+    return "Char"
 
 
 def _check_log(ex: dict[str, Any], log: Any) -> list[str]:
@@ -322,6 +337,8 @@ def _check_log(ex: dict[str, Any], log: Any) -> list[str]:
 
 
 def _same(got: Any, want: Any) -> bool:
+    if isinstance(got, pd.Timestamp) and not pd.isna(got):
+        got = got.date().isoformat() if got == got.normalize() else got.isoformat()
     if got is None or (not isinstance(got, (list, dict)) and pd.isna(got)):
         return want is None
     if want is None:
@@ -340,7 +357,7 @@ def _compare(got: list[Any], want: Any, what: str) -> list[str]:
     if not isinstance(want, list):
         return [f"expect{what} must be a list of values, one per record"]
     if len(got) != len(want) or not all(_same(g, w) for g, w in zip(got, want, strict=False)):
-        shown = [None if not isinstance(g, str) and pd.isna(g) else g for g in got]
+        shown = [_shown(g) for g in got]
         return [f"expect{what}: wanted {want}, got {shown}"]
     return []
 
@@ -357,6 +374,16 @@ def _compare_frame(got: pd.DataFrame, want: Any) -> list[str]:
     return out
 
 
+def _shown(value: Any) -> Any:
+    """A value as the example file would write it (for the failure message)."""
+    if not isinstance(value, (str, list, dict)) and pd.isna(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat() if value == value.normalize() else value.isoformat()
+    value = _plain(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
@@ -367,7 +394,8 @@ def _plain(value: Any) -> Any:
 def _example_yaml(example: dict[str, Any]) -> str:
     """The example's spec snippet as a spec author writes it."""
     spec = example.get("spec")
-    text = yaml.safe_dump([spec] if "rule" in (spec or {}) else spec, sort_keys=False,
+    shown = [spec] if "rule" in (spec or {}) else {"records": [spec]}
+    text = yaml.safe_dump(shown, sort_keys=False,
                           default_flow_style=None, allow_unicode=True, width=88)  # fmt: skip
     return text.rstrip()
 
@@ -462,6 +490,12 @@ def _entry_markdown(entry: Entry) -> list[str]:
         lines += ["No parameters.", ""]
     if example:
         lines += ["Example:", "", "```yaml", _example_yaml(example), "```", ""]
+        given = {k: example[k] for k in ("raw_columns", "study", "datasets", "forms", "tables")
+                 if example.get(k)}  # fmt: skip
+        if given:
+            text = yaml.safe_dump(given, sort_keys=False, default_flow_style=None, width=88)
+            lines += ["given (what the rule reads besides the record's columns):", "", "```yaml",
+                      text.rstrip(), "```", ""]  # fmt: skip
         table = _io_table(example)
         if table:
             lines += [*table, ""]

@@ -27,8 +27,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cdiscforge.errors import SpecError
 from validation.catalogue import RULES
 from validation.findings import Finding, ValidationResult
@@ -83,10 +81,9 @@ def load_waivers(path: Path) -> list[Waiver]:
     path = Path(path)
     if not path.is_file():
         return []
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise SpecError(path, "", f"not valid YAML: {exc}") from None
+    from cdiscforge.spec import load_yaml  # the one guarded spec reader (located errors)
+
+    data = load_yaml(path) or {}
     entries = data.get("waivers") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise SpecError(path, "waivers", "expected a list of waivers under the key 'waivers'")
