@@ -24,6 +24,14 @@ from lxml import etree
 
 from cdiscforge.studies import study_dir
 
+# Until the lead's merge: the study needs features other branches are building. Remove the
+# mark once `cdiscforge build --spec specs/cfdemo02 --raw specs/cfdemo02/raw` exits 0.
+pytestmark = pytest.mark.xfail(
+    strict=True,
+    reason="needs spec-values' `arithmetic` rule (sdtm/vs.yaml F->C, in->cm, lb->kg), and "
+    "`aggregate` with `form`+`date`+`time` to read the time column with its own declared "
+    "format (DM.RFSTDTC from DOSETM '08:05 AM' fails: 'not a time in format HH:MM')",
+)
 SPEC = study_dir("cfdemo02")
 RAW = SPEC / "raw"
 ODM = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.1"}
@@ -148,6 +156,9 @@ def test_vitals_pivot_and_unit_conversions(built: Built) -> None:
     assert (fever["VSORRES"], fever["VSORRESU"]) == ("100.4", "F")
     assert (fever["VSSTRESN"], fever["VSSTRESC"], fever["VSSTRESU"]) == (38.0, "38", "C")
     assert fever["VSLOC"] == "ORAL CAVITY"
+    # A date-only record on the dosing day (pre-dose vitals) falls before the 08:05 dose.
+    assert rec("01/001", 2, "SYSBP")["EPOCH"] == "SCREENING"
+    assert rec("01/001", 3, "SYSBP")["EPOCH"] == "FOLLOW-UP"  # Day 3: discharge
     # 98.2 F: 66.2 * 5 / 9 = 36.777... -> 36.8 C.
     temp = rec("01/001", 1, "TEMP")
     assert (temp["VSSTRESN"], temp["VSSTRESC"]) == (36.8, "36.8")
