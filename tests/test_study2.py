@@ -105,6 +105,25 @@ def test_record_counts(built: Built) -> None:
     _ok(built)
     got = {name: len(built.xpt(name)) for name in COUNTS}
     assert got == COUNTS
+    # The wide form is read once: its 29 rows are routed to 136 records, none rejected.
+    recon = pd.read_csv(built.out / "reconciliation.csv", dtype=str, keep_default_na=False)
+    vitals = _one(recon, source="vitals", dataset="VS")
+    assert (vitals["read"], vitals["written"], vitals["rejected"]) == ("29", "29", "0")
+    assert "136" in vitals["routed"]
+    # The one imputed value (AGE from the partial birth date) is in the build log.
+    log = (built.out / "build.log").read_text("utf-8")
+    assert "age not exact from a partial birth date: lower possible age used" in log
+
+
+def test_validate_command_agrees(built: Built, tmp_path: Path) -> None:
+    """`cdiscforge validate` on the published package, with the study's waivers: exit 0."""
+    _ok(built)
+    cmd = [sys.executable, "-m", "cdiscforge.cli", "validate", str(built.out), "--report",
+           str(tmp_path / "report"), "--waivers", str(SPEC / "waivers.yaml")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    results = json.loads((tmp_path / "report" / "results.json").read_text("utf-8"))
+    assert [f["rule_id"] for f in results["findings"] if not f.get("waiver")] == []
 
 
 def test_usubjid_template_and_subject_keys(built: Built) -> None:
