@@ -213,7 +213,8 @@ def _summary_table(result: object, limit: int = 60) -> list[str]:
     "report",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for report.html, report.xlsx, results.json and gx/ "
-    "(default ./validation-report/<name of PATH>).",
+    "(default ./validation-report/<name of PATH>; inside a project folder "
+    "<project>/outputs/validation-report/<name>).",
 )
 @click.option(
     "--waivers",
@@ -244,15 +245,20 @@ def validate(
 
     PATH is a folder of XPT files (ours or anyone's), a build output root (its sdtm/ and
     adam/ together, with their define.xml), or a folder of Dataset-JSON files. The report is
-    written to ./validation-report/<name of PATH> unless --report says where; never into
-    PATH.
+    written to ./validation-report/<name of PATH> (inside a project folder such as a
+    checkout: <project>/outputs/validation-report/<name>) unless --report says where; never
+    into PATH or the source tree.
     """
     from datetime import UTC, datetime
 
+    from cdiscforge.outputs import report_target
     from validation import validate_directory, write_report
     from validation.waivers import load_waivers
 
     try:
+        # Never into the folder being validated (it may be someone else's data), nor into
+        # the source tree of a checkout: refused before anything is read.
+        target = report_target(report, path)
         waivers = load_waivers(waivers_file) if waivers_file else []
         result = validate_directory(
             path, engine=engine, ig=ig, ct_version=ct_version, waivers=waivers
@@ -260,8 +266,6 @@ def validate(
     except CdiscforgeError as exc:
         _fail(exc)
         return
-    # Never write into the folder being validated (it may be someone else's data).
-    target = report or Path("validation-report") / path.resolve().name
     run_date = datetime.now(UTC).replace(microsecond=0).isoformat()
     html, _ = write_report(result, target, run_date=run_date)
     counts: dict[str, int] = {}

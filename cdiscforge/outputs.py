@@ -286,6 +286,55 @@ def check_target(
     return root
 
 
+def report_target(
+    report: Path | None, data: Path, *, cwd: Path | None = None, home: Path | None = None
+) -> Path:
+    """Where `cdiscforge validate` writes its report; refuse folders it must never write into.
+
+    Default: `validation-report/<name of data>` in the current folder, except inside a
+    project (a folder holding pyproject.toml or .git, e.g. a cdiscforge checkout), where it is
+    `<project>/outputs/validation-report/<name>`: the build's own output area, never the
+    source tree. Refused (exit 2, nothing written): the data folder itself or a folder
+    inside or around it, the home or project folder itself (or one containing it), and any
+    folder inside a Python package or the bundled specs (the source tree)."""
+    from cdiscforge.studies import specs_root
+
+    cwd = (cwd or Path.cwd()).resolve()
+    home = (home or Path.home()).resolve()
+    data = data.expanduser().resolve()
+    project = _project_root(cwd)
+    if report is None:
+        base = project / "outputs" if project is not None else cwd
+        report = base / "validation-report" / data.name
+    root = report.expanduser()
+    root = (cwd / root if not root.is_absolute() else root).resolve()
+
+    def refuse(why: str) -> OutputRefused:
+        return OutputRefused(
+            f"refusing to write the validation report into {root}: {why}; nothing was "
+            "written. Give --report a folder outside the data and the source tree."
+        )
+
+    if _contains(data, root) or _contains(root, data):
+        raise refuse(f"it is inside or around the folder being validated {data}")
+    if _contains(root, home):
+        raise refuse(f"it is or contains your home folder {home}")
+    if project is not None and _contains(root, project):
+        raise refuse(f"it is or contains the project folder {project}")
+    specs = specs_root().resolve()
+    if _contains(specs, root):
+        raise refuse(f"it is inside the bundled specs {specs}")
+    stop = project.parent if project is not None else None
+    for folder in (root, *root.parents):
+        if folder == stop:
+            break
+        if (folder / "__init__.py").is_file():
+            raise refuse(f"it is inside the Python package {folder} (the source tree)")
+    if root.exists() and not root.is_dir():
+        raise refuse("it is a file, not a folder")
+    return root
+
+
 @dataclass
 class OutputState:
     """An output folder as found: its manifests and the files no manifest lists (the user's)."""
