@@ -526,3 +526,176 @@ def test_visit_label_pattern_needs_a_num_group() -> None:
         RULES["visitnum"].params.model_validate(
             {"folder": "raw.F", "key": "edc_folder", "date": "D", "label_pattern": r"^U(\d+)$"}
         )
+
+
+# --- 3. values: offset, arithmetic, date_shift -------------------------------------------------
+
+
+def test_number_with_factor_and_offset(study) -> None:
+    raw = pd.DataFrame({"TEMP": ["98.6", "212", None], "OFF": ["1", "2", "3"]})
+    out = pd.DataFrame(index=raw.index)
+    got = _run("number", _ctx(study, out, raw), **{"from": "TEMP", "factor": 0.5555555556,
+               "offset": -17.7777777778, "decimals": 1})  # fmt: skip
+    assert got == [37.0, 100.0, None]
+    out["OFF"] = pd.Series([1.0, 2.0, 3.0], dtype="Float64")
+    got = _run("number", _ctx(study, out, raw), **{"from": "TEMP", "offset": "OFF"})
+    assert got == [99.6, 214.0, None]
+
+
+def test_result_char_converts_with_an_offset(study) -> None:
+    out = pd.DataFrame({"ORRES": ["98.6", "<95", "HEMOLYSED"]})
+    got = _run("result_char", _ctx(study, out), var="ORRES", factor=0.5555555556,
+               offset=-17.7777777778, decimals=1)  # fmt: skip
+    assert got == ["37", "<35", "HEMOLYSED"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "expect"),
+    [
+        ("(raw.TEMP - 32) * 5 / 9", [37.0, 100.0, None, -40.0]),
+        ("raw.TEMP - 32 * 5 / 9", [80.8, 194.2, None, -57.8]),  # * and / bind tighter
+        ("-raw.TEMP + 1", [-97.6, -211.0, None, 41.0]),  # unary minus
+        ("2 - -raw.TEMP", [100.6, 214.0, None, -38.0]),
+        ("10 - 4 - 3", [3.0, 3.0, 3.0, 3.0]),  # left to right
+        ("100 / 10 / 5", [2.0, 2.0, 2.0, 2.0]),
+        ("(raw.TEMP)", [98.6, 212.0, None, -40.0]),
+    ],
+)
+def test_arithmetic_precedence_and_unary_minus(study, expr: str, expect: list) -> None:
+    raw = pd.DataFrame({"TEMP": ["98.6", "212", None, "-40"]})
+    got = _run("arithmetic", _ctx(study, pd.DataFrame(index=raw.index), raw), expr=expr, round=1)
+    assert got == expect
+
+
+def test_arithmetic_division_by_zero_is_null_and_counted(study) -> None:
+    from cdiscforge.buildlog import BuildLog
+
+    out = pd.DataFrame({"WT": [70.0, 80.0, 90.0], "HT": [1.75, 0.0, 0.0]})
+    log = BuildLog()
+    got = _run("arithmetic", _ctx(study, out, log=log), expr="WT / (HT * HT)", round=2)
+    assert got == [22.86, None, None]
+    warned = [e for e in log.events if "division by zero" in str(e)]
+    assert len(warned) == 1 and "2" in str(warned[0])
+
+
+def test_arithmetic_text_that_is_no_number_is_a_located_input_error(study) -> None:
+    raw = pd.DataFrame({"TEMP": ["98.6", "hot"]})
+    with pytest.raises(InputError) as err:
+        _run("arithmetic", _ctx(study, pd.DataFrame(index=raw.index), raw), expr="raw.TEMP * 2")
+    assert err.value.row == 2 and err.value.column == "TEMP" and err.value.value == "hot"
+
+
+@pytest.mark.parametrize(
+    ("expr", "problem"),
+    [
+        ("(raw.TEMP - 32 * 5 / 9", "expected )"),
+        ("raw.TEMP ^ 2", "unexpected '^' at character 10"),
+        ("raw.TEMP +", "at the end"),
+        ("__import__('os')", "unexpected"),
+        ("1 / (2 - 2)", "divides by zero"),
+        ("", "an expression is needed"),
+    ],
+)
+def test_arithmetic_syntax_errors(expr: str, problem: str) -> None:
+    from pydantic import ValidationError
+
+    from cdiscforge.rules import RULES
+
+    with pytest.raises(ValidationError, match=re_escape(problem)):
+        RULES["arithmetic"].params.model_validate({"expr": expr})
+
+
+def test_arithmetic_and_offset_in_words() -> None:
+    from cdiscforge.rules import RULES
+    from cdiscforge.rules.words import Words, describe_rule
+
+    rdef = RULES["arithmetic"]
+    params = rdef.params.model_validate({"expr": "(raw.TEMP - 32) * 5 / 9", "round": 1})
+    assert describe_rule(rdef, params, Words()).startswith(
+        "(TEMP as collected - 32) x 5 / 9, rounded to 1 decimal"
+    )
+    rdef = RULES["number"]
+    params = rdef.params.model_validate({"from": "T", "factor": 0.5, "offset": -17.5})
+    assert describe_rule(rdef, params, Words()) == (
+        "the numeric value of T as collected multiplied by 0.5 minus 17.5"
+    )
+    assert rdef.origin_for(params) == "Derived"
+
+
+@pytest.mark.parametrize(
+    ("date", "amount", "unit", "expect"),
+    [
+        ("2019-01-31", 14, "days", "2019-02-14"),
+        ("2019-01-31", -31, "days", "2018-12-31"),
+        ("2019-01-31T10:30", 2, "weeks", "2019-02-14T10:30"),  # the time part is kept
+        ("2019-01-31", 1, "months", "2019-02-28"),  # month end
+        ("2020-01-31", 1, "months", "2020-02-29"),  # leap year
+        ("2019-03-31", -1, "months", "2019-02-28"),
+        ("2019-05-15", 13, "months", "2020-06-15"),
+        ("2020-02-29", 1, "years", "2021-02-28"),
+        ("2019-12-31", -2, "years", "2017-12-31"),
+    ],
+)
+def test_date_shift(study, date: str, amount: int, unit: str, expect: str) -> None:
+    out = pd.DataFrame({"D": [date]})
+    assert _run("date_shift", _ctx(study, out), date="D", amount=amount, unit=unit) == [expect]
+
+
+def test_date_shift_partial_and_per_record_amounts(study) -> None:
+    from cdiscforge.buildlog import BuildLog
+
+    out = pd.DataFrame(
+        {
+            "D": ["2019-01-31", "2019-01", None, "2019-03-01", "2019-03-01"],
+            "N": [1.0, 1.0, 1.0, None, 1.5],
+        }
+    )
+    log = BuildLog()
+    got = _run("date_shift", _ctx(study, out, log=log), date="D", amount={"var": "N"},
+               unit="months")  # fmt: skip
+    assert got == ["2019-02-28", None, None, None, None]
+    text = str(log.events)
+    assert "partial or unreadable date" in text and "not a whole number" in text
+    assert "month's last day used" in text
+
+
+def _set_var(spec: Path, dataset: str, entry: dict) -> None:
+    """Add `entry` after the last variable of a dataset spec."""
+    _edit(spec / "sdtm" / f"{dataset}.yaml", lambda d: d["variables"].append(entry))
+
+
+def test_arithmetic_syntax_error_is_a_located_spec_error(spec: Path, tmp_path: Path) -> None:
+    _set_var(spec, "dm", {"name": "_X", "rule": "arithmetic", "expr": "(AGE + 1"})
+    _refused(spec, tmp_path, "dm.yaml", "(_X).expr", "expected )")
+
+
+def test_arithmetic_unknown_reference_is_a_located_spec_error(spec: Path, tmp_path: Path) -> None:
+    from cdiscforge.spec import load_study
+
+    _set_var(spec, "dm", {"name": "_X", "rule": "arithmetic", "expr": "AGEE * 12"})
+    _set_var(spec, "dm", {"name": "_Y", "rule": "arithmetic", "expr": "raw.AGEE * 12"})
+    _set_var(spec, "dm", {"name": "_Z", "rule": "date_shift", "date": "RFSTDT", "amount": 1,
+                          "unit": "days"})  # fmt: skip
+    with pytest.raises(SpecError) as err:
+        load_study(spec)
+    text = str(err.value)
+    assert "(_X).expr: unknown reference 'AGEE'" in text
+    assert "unknown raw column 'AGEE'" in text and "(_Y)" in text
+    assert "(_Z).date: unknown reference 'RFSTDT'" in text
+    _refused(spec, tmp_path, "dm.yaml", "unknown reference 'AGEE'")
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "date_shift"])
+def test_rule_examples_run(study, name: str) -> None:
+    """The example files of the new rules (cdiscforge/rules/examples, the contract's format)
+    give what they say."""
+    from cdiscforge.rules import RULES
+
+    path = Path(__file__).parents[1] / "cdiscforge" / "rules" / "examples" / f"{name}.yaml"
+    example = yaml.safe_load(path.read_text())
+    entry = dict(example["spec"])
+    assert entry.pop("rule") == name and entry.pop("name")
+    raw = pd.DataFrame(example["raw"], dtype="string")
+    params = RULES[name].params.model_validate(entry)
+    got = RULES[name].fn(_ctx(study, pd.DataFrame(index=raw.index), raw), params)
+    assert [None if pd.isna(v) else v for v in got.tolist()] == example["expect"]

@@ -119,6 +119,11 @@ class Params(BaseModel):
         """Datasets this rule reads (for ordering the build)."""
         return set()
 
+    def variable_refs(self) -> list[tuple[str, str]]:
+        """(parameter, reference) of each reference the spec loader checks names a variable
+        of the dataset (raw.NAME references are checked against the form instead)."""
+        return []
+
 
 def _key(cls: type[BaseModel], name: str) -> str:
     """A field's name as the spec writes it (`from`, not `from_`)."""
@@ -573,3 +578,4 @@ def render(template: Any, ctx: RuleContext) -> Any:
 
 # Register the vocabulary (import for side effects).
 from cdiscforge.rules import basic as _basic  # noqa: E402,F401
+from cdiscforge.rules import values as _values  # noqa: E402,F401

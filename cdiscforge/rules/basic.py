@@ -90,15 +90,21 @@ class NumberParams(Params):
     factor: float | str | None = Field(
         None, description="multiply by this number, or by a per-record reference"
     )
+    offset: float | str | None = Field(
+        None,
+        description="added after the factor (value x factor + offset): a number or a reference "
+        "to a per-record offset; for exact formulas prefer the arithmetic rule",
+    )
     decimals: int | None = Field(None, description="round to this many decimals")
     raw_fields = ("from_",)
     one_of = (("from_", "var"),)
-    ref_fields = ("var",)
+    ref_fields = ("var", "offset")
 
 
 @rule("number", NumberParams, origin="Collected")
 def number(ctx: RuleContext, p: NumberParams) -> pd.Series:
-    """Numeric value of a raw column or variable, optionally times `factor`, rounded.
+    """Numeric value of a raw column or variable, optionally times `factor` plus `offset`
+    (F -> C: factor 0.5555555556, offset -17.7777777778), rounded to `decimals`.
 
     Text that is not a number is an input error naming the row and value (use `result_num`
     for results that may carry `<`/`>` qualifiers).
@@ -107,6 +113,8 @@ def number(ctx: RuleContext, p: NumberParams) -> pd.Series:
     nums = pd.to_numeric(values, errors="coerce")
     ctx.input_error(values.notna() & nums.isna(), p.from_ or p.var or "", values, "not a number")
     nums = nums.astype("Float64") * _factor(ctx, p.factor)
+    if p.offset is not None:
+        nums = nums + _offset(ctx, p.offset)
     return nums.round(p.decimals) if p.decimals is not None else nums
 
 
@@ -116,6 +124,13 @@ def _factor(ctx: RuleContext, factor: float | str | None) -> Any:
     if isinstance(factor, str):
         return pd.to_numeric(ctx.ref(factor), errors="coerce").astype("Float64")
     return factor
+
+
+def _offset(ctx: RuleContext, offset: float | str) -> Any:
+    """An offset: a number, or a per-record reference (a missing one leaves the value null)."""
+    if isinstance(offset, str):
+        return pd.to_numeric(ctx.ref(offset), errors="coerce").astype("Float64")
+    return offset
 
 
 # --- controlled terminology and sponsor mappings ---------------------------------------------
@@ -866,6 +881,11 @@ class ResultCharParams(Params):
     factor: float | str | None = Field(
         None, description="conversion factor: a number or a per-record reference"
     )
+    offset: float | str | None = Field(
+        None,
+        description="added to a numeric result after the factor (result x factor + offset): "
+        "a number or a per-record reference",
+    )
     decimals: int | str | None = Field(
         None, description="decimals after conversion: a number or a per-record reference"
     )
@@ -873,7 +893,7 @@ class ResultCharParams(Params):
         None,
         description="reference to the record's unit (named in the error when a factor is missing)",
     )
-    ref_fields = ("var", "factor", "decimals", "unit")
+    ref_fields = ("var", "factor", "offset", "decimals", "unit")
 
 
 _QUALIFIED = r"^\s*(?P<q>[<>]=?)?\s*(?P<n>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
@@ -934,6 +954,8 @@ def result_char(ctx: RuleContext, p: ResultCharParams) -> pd.Series:
             "a numeric result whose unit has no conversion factor to the standard unit",
         )
     converted = parts["num"].astype("Float64") * factor
+    if p.offset is not None:
+        converted = converted + _offset(ctx, p.offset)
     decimals = ctx.ref(p.decimals) if isinstance(p.decimals, str) else p.decimals
     text = _format_numbers(converted, decimals)
     qual = parts["q"].fillna("")
@@ -1105,7 +1127,15 @@ def _say_assign(p: AssignParams, w: Words) -> str:
 
 def _number_origin(p: NumberParams) -> str:
     # A number scaled by a unit factor is a converted value, not the collected one.
-    return "Derived" if p.factor is not None else "Collected"
+    return "Derived" if p.factor is not None or p.offset is not None else "Collected"
+
+
+def _say_offset(offset: float | str | None, w: Words) -> str:
+    if offset is None:
+        return ""
+    if isinstance(offset, str):
+        return f" plus {w.ref(offset)}"
+    return f" minus {w.value(-offset)}" if offset < 0 else f" plus {w.value(offset)}"
 
 
 @describes("number", origin_of=_number_origin)
@@ -1114,6 +1144,7 @@ def _say_number(p: NumberParams, w: Words) -> str:
     if p.factor is not None:
         factor = w.ref(p.factor) if isinstance(p.factor, str) else w.value(p.factor)
         text += f" multiplied by {factor}"
+    text += _say_offset(p.offset, w)
     if p.decimals is not None:
         text += f", rounded to {p.decimals} decimal places"
     return text
@@ -1238,6 +1269,9 @@ def _say_result_char(p: ResultCharParams, w: Words) -> str:
     if p.factor is not None:
         factor = w.ref(p.factor) if isinstance(p.factor, str) else w.value(p.factor)
         text += f": a number is multiplied by {factor}"
+    if p.offset is not None:
+        lead = ": a number" if p.factor is None else ","
+        text += lead + _say_offset(p.offset, w)
     if p.decimals is not None:
         dec = w.ref(p.decimals) if isinstance(p.decimals, str) else f"{p.decimals} decimal places"
         text += f", rounded to {dec}"
