@@ -367,8 +367,8 @@ def _pivot(spec: DatasetSpec, i: int, source: Source, row: Reconciliation, log: 
     parts: list[pd.DataFrame] = []
     skipped = overwritten = 0
     for j, test in enumerate(pivot.tests):
-        result = frame[test.result].astype("string").str.strip()
-        blank = (result.isna() | (result == "")).to_numpy(dtype=bool)
+        result = frame[test.result].astype("string")  # as collected: rules tidy it
+        blank = (result.isna() | (result.str.strip() == "")).to_numpy(dtype=bool)
         done_by = test.not_done or pivot.not_done
         not_done = np.zeros(len(frame), dtype=bool)
         if done_by is not None:

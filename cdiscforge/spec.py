@@ -976,6 +976,15 @@ class StudySpec:
             ),
         )
         derived_only = not forms and any(b.generator for b in spec.records)
+        pivot_set = {
+            name
+            for b in spec.records
+            if b.pivot is not None
+            for name in (
+                "TESTCD", "TEST",
+                *(q for t in b.pivot.tests for q, v in t.qualifiers.items() if v.value is not None),
+            )
+        }  # fmt: skip
         for var in variables:
             meta = var.meta
             explicit = next((e for e in spec.variables if e.get("name") == var.name), {})
@@ -988,6 +997,14 @@ class StudySpec:
                 # Set per record block only: the blocks' common origin, else Derived.
                 kinds = {rdef.origin_for(params) for _, (rdef, params) in per_block}
                 meta.origin = kinds.pop() if len(kinds) == 1 else "Derived"
+            if (
+                "origin" not in explicit
+                and var.rule is not None
+                and var.rule.name == "assign"
+                and getattr(var.params, "from_", None) in pivot_set
+            ):
+                # A pivot's test code/name and constant qualifiers are the spec's, not the CRF's.
+                meta.origin = "Assigned"
             copied = meta.origin in ("Collected", "Assigned") and var.name != "DOMAIN"
             if design and "origin" not in explicit and copied:
                 # Trial-design content is the protocol's, whether copied or assigned.

@@ -22,6 +22,7 @@ import yaml
 
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
+from cdiscforge.errors import InputError, InputErrors
 from cdiscforge.model import Dataset
 from cdiscforge.spec import load_study
 
@@ -96,7 +97,7 @@ DEMOG = """SITE,SUBJNO,SEX
 DOSING = """SITEID,PATID,DOSDAT,DOSTIM
 01,001,2021-03-02,09:30
 01,001,2021-03-01,10:00
-02,001,2021-04-05,08:15
+02,001,2021-04-05,20:15
 """
 
 
@@ -152,7 +153,7 @@ def test_usubjid_template_reaches_dm_aggregate_and_lookup(tmp_path: Path) -> Non
     assert by_subject(dm, "RFSTDTC") == {
         "PROT-XY-201/01/001": "2021-03-01T10:00",
         "PROT-XY-201/01/002": None,
-        "PROT-XY-201/02/001": "2021-04-05T08:15",
+        "PROT-XY-201/02/001": "2021-04-05T20:15",
     }
     assert by_subject(dm, "RFENDTC")["PROT-XY-201/01/001"] == "2021-03-02"
     study = load_study(tmp_path / "spec")
@@ -203,6 +204,34 @@ def test_default_template_is_the_old_rule(seed_spec: Path) -> None:
     ]  # fmt: skip
     # the lab transfer names its subject PATID (its `subject`): the same key
     assert study.subject_key(frame, "lab").tolist() == ["NCT03691909-101-003", "NCT03691909-x"]
+
+
+def test_cross_form_checks_compare_by_the_whole_subject_key(tmp_path: Path) -> None:
+    """Subject 001 of site 02 consented on 10 Apr and was dosed on 5 Apr: an error. Keyed
+    by PATID alone, 001 of site 01 (consent 15 Feb) would have hidden it."""
+    spec, raw = write_study(tmp_path)
+    forms = spec / "raw_forms.yaml"
+    text = forms.read_text()
+    text = text.replace(
+        "      SEX: {type: str}\n",
+        '      SEX: {type: str}\n      ICDAT: {type: date, format: "%Y-%m-%d"}\n',
+    )
+    text = text.replace(
+        "    subject_columns: {SITE: SITEID, SUBJNO: PATID}\n",
+        "    subject_columns: {SITE: SITEID, SUBJNO: PATID}\n"
+        "    checks:\n      - {column: DOSDAT, not_before: {form: demog, column: ICDAT}}\n",
+    )
+    forms.write_text(text)
+    (raw / "demog.csv").write_text(
+        "SITE,SUBJNO,SEX,ICDAT\n01,001,F,2021-02-15\n02,001,M,2021-04-10\n01,002,F,2021-01-01\n"
+    )
+    with pytest.raises(InputError) as info:
+        build(spec, raw)
+    errors = info.value.errors if isinstance(info.value, InputErrors) else [info.value]
+    problems = [str(e) for e in errors]
+    assert len(problems) == 1, problems
+    assert "dosing.csv, row 3, column DOSDAT, value '2021-04-05'" in problems[0]
+    assert "demog.ICDAT of the same subject" in problems[0]
 
 
 def test_subject_columns_errors_are_located(tmp_path: Path) -> None:
@@ -302,6 +331,12 @@ def test_pivot_wide_vitals_form(tmp_path: Path) -> None:
         [u3, "SCREEN", "WEIGHT", None, None, "NOT DONE", "Subject refused", None],
     ]
     assert vs["VSTEST"].iloc[0] == "Diastolic Blood Pressure"
+    # define.xml: the test code, name and the constant location are the spec's (Assigned),
+    # the results and the unit column are collected
+    origin = {v.name: v.origin for v in out["VS"].variables}
+    assert [origin[n] for n in ("VSTESTCD", "VSTEST", "VSLOC", "VSORRES")] == [
+        "Assigned", "Assigned", "Assigned", "Collected"
+    ]  # fmt: skip
     # the form is read once: one reconciliation row, each form row counted once, the
     # routing shown apart from the one true reject (a row with no result at all)
     recon = log.reconciliation_frame()

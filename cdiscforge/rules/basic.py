@@ -722,6 +722,8 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
                 source.date_formats[p.date],
                 Located(source.file, p.date, source.rows),
                 times=frame[p.time] if p.time else None,
+                time_fmt=source.date_formats.get(p.time or "", "HH:MM"),
+                time_where=Located(source.file, p.time, source.rows) if p.time else None,
             )
         elif p.column:
             values = frame[p.column]
