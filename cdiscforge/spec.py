@@ -481,7 +481,8 @@ class StudySpec:
             self.sponsor_codelists = spec_codelists.load(
                 folder, self.file, {**self.config.codelists, **self.config.sponsor_codelists}
             )
-        self.terminology = ct.default_terminology()
+        # Bad ct_version: reported, and the rest checked against the default releases.
+        self.terminology = ct.Terminology(None, self.sponsor_codelists)
         with found.part():
             self.terminology = self._terminology()
         self.forms: dict[str, FormSpec] = {}

@@ -258,15 +258,16 @@ def select_standards(
     """
     from cdiscforge import ct
 
-    bundled_ct = ct.sdtm_ct_version()
+    bundled_ct = ct.sdtm_ct_version()  # the default release
+    releases = ct.bundled_versions("sdtm")
     notes: list[str] = []
     if ig is not None and ig not in BUNDLED_SDTMIG:
         raise CdiscforgeError(
             f"--ig {ig}: SDTMIG {ig} metadata is not bundled (bundled: {', '.join(BUNDLED_SDTMIG)})"
         )
-    if ct_version is not None and ct_version != bundled_ct:
+    if ct_version is not None and ct_version not in releases:
         raise CdiscforgeError(
-            f"--ct {ct_version}: that CT package is not bundled (bundled: {bundled_ct})"
+            f"--ct {ct_version}: that CT package is not bundled (bundled: {', '.join(releases)})"
         )
     declared: dict[str, str] = {}
     for define in defines:
@@ -285,10 +286,15 @@ def select_standards(
         notes.append(f"ADaMIG {adamig} is not bundled: validated against ADaMIG 1.3")
         adamig = BUNDLED_ADAMIG[-1]
     chosen_ct = ct_version or declared.get("CT") or bundled_ct
-    if chosen_ct != bundled_ct:
+    if chosen_ct not in releases:
         notes.append(f"CT {chosen_ct} is not bundled: validated against CT {bundled_ct}")
         chosen_ct = bundled_ct
-    options = ValidationOptions(ig=chosen_ig, adamig=adamig, ct_version=chosen_ct)
+    options = ValidationOptions(
+        ig=chosen_ig,
+        adamig=adamig,
+        ct_version=chosen_ct,
+        terminology=ct.Terminology({"sdtm": chosen_ct}),  # the one CT lookup, that release
+    )
     return options, list(dict.fromkeys(notes))
 
 
@@ -316,6 +322,7 @@ def validate_directory(
         ig=chosen.ig,
         adamig=chosen.adamig,
         ct_version=chosen.ct_version,
+        terminology=chosen.terminology,
         check_lengths=options.check_lengths or found.kind == "dataset-json",
     )
     result = validate_datasets(found.datasets, checks=options, engine=engine)
