@@ -306,5 +306,34 @@ def rules_command(name: str | None, markdown: bool) -> None:
         _fail(exc)
 
 
+@main.command()
+@click.option(
+    "--raw",
+    "raw",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the raw CSV exports.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The new study's spec folder (raw_forms.yaml is written there).",
+)
+def init(raw: Path, out: Path) -> None:
+    """Draft a raw-form contract (OUT/raw_forms.yaml) from the raw CSV files' headers and
+    values: one form per file, each column's type and date/time format guessed. Refuses to
+    overwrite an existing raw_forms.yaml (exit 2). Next steps: docs/map-your-study.md."""
+    from cdiscforge.scaffold import init_spec
+
+    try:
+        path = init_spec(raw, out)
+    except CdiscforgeError as exc:
+        _fail(exc)
+        return
+    click.echo(f"wrote {path}: check each guessed type and format, then see docs/map-your-study.md")
+
+
 if __name__ == "__main__":
     main()
