@@ -24,14 +24,6 @@ from lxml import etree
 
 from cdiscforge.studies import study_dir
 
-# Until the lead's merge: the study needs features other branches are building. Remove the
-# mark once `cdiscforge build --spec specs/cfdemo02 --raw specs/cfdemo02/raw` exits 0.
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason="needs spec-values' `arithmetic` rule (sdtm/vs.yaml F->C, in->cm, lb->kg), and "
-    "`aggregate` with `form`+`date`+`time` to read the time column with its own declared "
-    "format (DM.RFSTDTC from DOSETM '08:05 AM' fails: 'not a time in format HH:MM')",
-)
 SPEC = study_dir("cfdemo02")
 RAW = SPEC / "raw"
 ODM = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.1"}
@@ -188,6 +180,19 @@ def test_vitals_pivot_and_unit_conversions(built: Built) -> None:
     assert (weight["VSORRESU"], weight["VSSTRESN"], weight["VSSTRESU"]) == ("LB", 80.0, "kg")
     # 64.5 in * 2.54 = 163.83 -> 163.8 cm.
     assert rec("01/002", 1, "HEIGHT")["VSSTRESN"] == 163.8
+    # Every converted record, recomputed from its VSORRES (no value of the export sits on a
+    # rounding tie at 0.1).
+    formulas = {"TEMP": (lambda f: (f - 32) * 5 / 9, "F", "C"),
+                "HEIGHT": (lambda i: i * 2.54, "in", "cm"),
+                "WEIGHT": (lambda lb: lb * 0.45359237, "LB", "kg")}  # fmt: skip
+    done = vs[vs["VSORRES"] != ""]
+    for testcd, (convert, orresu, stresu) in formulas.items():
+        rows = done[done["VSTESTCD"] == testcd]
+        # 29 rows less the BP-only repeat and the NOT DONE row; 7 screenings; + 5 Day 8 rows
+        assert len(rows) == {"TEMP": 27, "HEIGHT": 7, "WEIGHT": 7 + 5}[testcd]
+        expected = [round(convert(float(v)), 1) for v in rows["VSORRES"]]
+        assert rows["VSSTRESN"].tolist() == expected, testcd
+        assert set(rows["VSORRESU"]) == {orresu} and set(rows["VSSTRESU"]) == {stresu}
     # Blood pressure stays as collected, with its position from the sponsor's list.
     bp = rec("01/003", 2.1, "SYSBP")
     assert (bp["VSORRES"], bp["VSSTRESN"], bp["VSSTRESU"], bp["VSPOS"]) == (
