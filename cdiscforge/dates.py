@@ -286,6 +286,20 @@ def to_iso8601(
     return pd.Series(looked_up["iso"].to_numpy(), index=dates.index, dtype="string")
 
 
+def has_time(values: pd.Series, fmt: str | DateFormat) -> pd.Series:
+    """Rows whose collected text (in a date-and-time format) holds a known hour: where a
+    partial date drops a collected time, so the caller can log it (never raises)."""
+    dfmt = _as_format(fmt)
+    if not dfmt.has_time:
+        return pd.Series(False, index=values.index)
+    groups = _clean(values).str.extract(dfmt.regex())
+    hour = groups["h"].astype("string") if "h" in groups.columns else None
+    if hour is None:
+        return pd.Series(False, index=values.index)
+    known = hour.notna() & ~hour.isin([u.upper() for u in dfmt.unknown]) & (hour != "")
+    return known.fillna(False).astype(bool)
+
+
 def _clean(values: pd.Series) -> pd.Series:
     text = values.astype("string").str.strip().str.upper()
     return text.mask(text == "")

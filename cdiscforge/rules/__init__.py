@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cdiscforge.errors import Located, SpecError, raise_first
 
@@ -399,10 +399,12 @@ class Condition(BaseModel):
     le: Any = None
     gt: Any = None
     ge: Any = None
-    startswith: str | None = None
-    endswith: str | None = None
-    contains: str | None = None
-    matches: str | None = None
+    startswith: str | None = Field(None, description="holds when the value starts with this text")
+    endswith: str | None = Field(None, description="holds when the value ends with this text")
+    contains: str | None = Field(None, description="holds when the value contains this text")
+    matches: str | None = Field(
+        None, description="holds when this regular expression is found in the value (searched)"
+    )
     all: list[Condition] | None = None
     any: list[Condition] | None = None
     not_: Condition | None = None

@@ -305,6 +305,9 @@ def iso8601(ctx: RuleContext, p: Iso8601Params) -> pd.Series:
                examples=ctx.raw(p.date)[partial].astype(str).unique().tolist()[:3])  # fmt: skip
     if times is not None:
         ctx.report(times.notna() & partial, "time dropped because its date is partial", warn=True)
+    elif (dates.parse_format(fmt) if isinstance(fmt, str) else fmt).has_time:
+        dropped = partial & dates.has_time(ctx.raw(p.date), fmt)
+        ctx.report(dropped, "time dropped because its date is partial", warn=True)
     return out
 
 
