@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cdiscforge import ct, spec_codelists, standards, yamlsafe
 from cdiscforge.dates import DateFormat
@@ -256,6 +256,12 @@ class UsubjidPart(_Strict):
     meta: Literal["studyid", "protocol", "sponsor", "name"] | None = None
     column: str | None = None
     value: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> UsubjidPart:
+        if sum(x is not None for x in (self.meta, self.column, self.value)) != 1:
+            raise ValueError("a USUBJID part is exactly one of meta, column or value")
+        return self
 
 
 class UsubjidTemplate(_Strict):

@@ -547,3 +547,17 @@ def test_planted_subject_columns_error_through_the_cli(seed_spec: Path, tmp_path
         "raw_forms.yaml: forms.lab.subject_columns.SUBJECT: 'PATNO' is not a column of form "
         "'lab'",
     )  # fmt: skip
+
+
+def test_usubjid_template_errors_are_located(tmp_path: Path) -> None:
+    spec, _ = write_study(tmp_path)
+    study = spec / "study.yaml"
+    study.write_text(
+        study.read_text().replace("{column: SITE}", "{column: SITE, value: X}")
+        .replace("{meta: protocol}", "{meta: protocl}")
+    )  # fmt: skip
+    with pytest.raises(Exception) as info:
+        load_study(spec)
+    text = str(info.value)
+    assert "study.yaml: usubjid.parts[0].meta" in text  # an unknown study key
+    assert "usubjid.parts[1]" in text and "exactly one of meta, column or value" in text
