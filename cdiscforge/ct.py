@@ -24,8 +24,10 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from cdiscforge.errors import CdiscforgeError
@@ -157,30 +159,35 @@ class _Package:
         self.package = package
         self.version = version
         self.standard = f"{STANDARD_NAMES[package]} {version}"
-        self.frame = table.to_pandas(types_mapper=lambda _: pd.StringDtype())
-        is_head = (self.frame["codelist"] == "").to_numpy(dtype=bool)
-        starts = is_head.nonzero()[0]
-        ends = [*starts[1:], len(self.frame)]
-        heads = self.frame.iloc[starts]
-        # NCI code -> (header row, end of its terms)
-        self.slices = {
-            str(code): (int(s), int(e))
-            for code, s, e in zip(heads["code"], starts, ends, strict=True)
-        }
-        self.by_short = {str(v): str(c) for v, c in zip(heads["value"], heads["code"], strict=True)}
+        # Kept as an Arrow table: only the header rows are read now; a codelist's terms
+        # become a (small) DataFrame when it is first asked for.
+        self.table = table
+        is_head = pc.equal(table["codelist"], "").to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(is_head)
+        ends = [*starts[1:].tolist(), table.num_rows]
+        heads = table.take(pa.array(starts)).to_pydict()
+        self.heads = {
+            code: (int(s), int(e), name, ext == "Yes", short)
+            for code, s, e, name, ext, short in zip(
+                heads["code"], starts.tolist(), ends, heads["name"], heads["extensible"],
+                heads["value"], strict=True,
+            )
+        }  # fmt: skip
+        self.slices = {code: (h[0], h[1]) for code, h in self.heads.items()}  # NCI code -> rows
+        self.by_short = {h[4]: code for code, h in self.heads.items()}
 
     def resolve(self, name_or_code: str) -> str | None:
         return name_or_code if name_or_code in self.slices else self.by_short.get(name_or_code)
 
     def codelist(self, code: str) -> Codelist:
-        start, end = self.slices[code]
-        head = self.frame.iloc[start]
-        terms = self.frame.iloc[start + 1 : end][TERM_COLUMNS].reset_index(drop=True)
+        start, end, name, extensible, short = self.heads[code]
+        rows = self.table.slice(start + 1, end - start - 1).select(TERM_COLUMNS)
+        terms = rows.to_pandas(types_mapper=lambda _: pd.StringDtype())
         return Codelist(
             code=code,
-            name=str(head["name"]),
-            short_name=str(head["value"]),
-            extensible=head["extensible"] == "Yes",
+            name=name,
+            short_name=short,
+            extensible=extensible,
             standard=self.standard,
             terms=terms,
         )

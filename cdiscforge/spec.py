@@ -483,10 +483,14 @@ class StudySpec:
         self.config: StudyFile = _validated(StudyFile, load_yaml(self.file), self.file, "")
         found = _Collect()
         self.sponsor_codelists: list[SponsorCodelist] = []
-        with found.part():
+        self._broken_codelists: set[str] = set()  # reported already: not "unknown" again
+        try:
             self.sponsor_codelists = spec_codelists.load(
                 folder, self.file, {**self.config.codelists, **self.config.sponsor_codelists}
             )
+        except spec_codelists.SponsorCodelistErrors as exc:
+            found.errors.append(exc.error)
+            self.sponsor_codelists, self._broken_codelists = exc.loaded, exc.broken
         # Bad ct_version: reported, and the rest checked against the default releases.
         self.terminology = ct.Terminology(None, self.sponsor_codelists)
         with found.part():
@@ -579,6 +583,8 @@ class StudySpec:
 
     def check_codelist(self, path: Path, where: str, name: object) -> None:
         """A codelist id a spec names is a sponsor codelist or a CDISC one (located error)."""
+        if name in self._broken_codelists:
+            return
         if not isinstance(name, str) or not self.terminology.has(name):
             dataset = f"dataset {self._dataset}: " if getattr(self, "_dataset", "") else ""
             raise SpecError(path, where, dataset + self.terminology.unknown_message(str(name)))
@@ -1000,6 +1006,11 @@ class StudySpec:
                 for block, rules in zip(spec.records, block_rules, strict=True)
                 if var.name in rules
             ]
+            named = {getattr(params, "codelist", None) for _, (_, params) in per_block}
+            if meta.codelist is None and not meta.value_level and len(named) == 1:
+                # Every block maps it with the same codelist (ct/map `codelist:`): define.xml
+                # gives the variable that CodeList.
+                meta.codelist = named.pop()
             if var.rule is None and per_block and "origin" not in explicit:
                 # Set per record block only: the blocks' common origin, else Derived.
                 kinds = {rdef.origin_for(params) for _, (rdef, params) in per_block}

@@ -69,15 +69,28 @@ class CodelistsFile(BaseModel):
     codelists: list[SponsorCodelistEntry]
 
 
+class SponsorCodelistErrors(Exception):
+    """The problems of a study's sponsor codelists (`error`, one or a SpecErrors), with the
+    lists that loaded fine (`loaded`) and the ids of the broken ones (`broken`), so the rest
+    of the spec is still checked against the good lists and a reference to a broken one is
+    not reported a second time as unknown."""
+
+    def __init__(self, error: SpecError, loaded: list[SponsorCodelist], broken: set[str]) -> None:
+        super().__init__(str(error))
+        self.error, self.loaded, self.broken = error, loaded, broken
+
+
 def load(
     folder: Path, study_file: Path, legacy: dict[str, dict[str, Any]]
 ) -> list[SponsorCodelist]:
-    """Every sponsor codelist of a study folder, checked; all problems in one SpecErrors."""
+    """Every sponsor codelist of a study folder, checked; all problems raised together as
+    SponsorCodelistErrors."""
     from cdiscforge.errors import SpecErrors
     from cdiscforge.spec import _validated, load_yaml
 
     errors: list[SpecError] = []
     entries: list[tuple[Path, str, SponsorCodelistEntry]] = []
+    broken: set[str] = set()
 
     def collect(fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -94,11 +107,16 @@ def load(
         entry = collect(_validated, SponsorCodelistEntry, data, study_file, where)
         if entry is not None:
             entries.append((study_file, where, entry))
+        else:
+            broken.add(str(key))
     yaml_file = folder / "codelists.yaml"
     if yaml_file.is_file():
         data = collect(load_yaml, yaml_file)
         if data is not None:
             parsed = collect(_validated, CodelistsFile, data, yaml_file, "")
+            items = data.get("codelists") if isinstance(data, dict) else None
+            if parsed is None and isinstance(items, list):
+                broken |= {str(i["id"]) for i in items if isinstance(i, dict) and "id" in i}
             if parsed is not None:
                 entries += [
                     (yaml_file, f"codelists[{i}]({e.id})", e)
@@ -110,14 +128,18 @@ def load(
             entry = collect(_read_csv, path)
             if entry is not None:
                 entries.append((path, "", entry))
+            else:
+                broken.add(path.stem)
     out: list[SponsorCodelist] = []
     seen: dict[str, str] = {}
     for path, where, entry in entries:
         result = collect(_checked, path, where, entry, seen)
         if result is not None:
             out.append(result)
+        else:
+            broken.add(entry.id)
     if errors:
-        raise SpecErrors.combine(errors)
+        raise SponsorCodelistErrors(SpecErrors.combine(errors), out, broken)
     return out
 
 

@@ -308,3 +308,31 @@ def test_broken_sponsor_codelists_are_located_spec_errors(
     with pytest.raises(SpecError) as err:
         load_study(spec)
     assert expected in " ".join(str(err.value).split())
+
+
+def test_block_level_map_with_codelist_gives_the_variable_its_codelist(
+    seed_spec: Path, tmp_path: Path
+) -> None:
+    spec = _sponsor_spec(tmp_path, seed_spec)
+    ae = spec / "sdtm" / "ae.yaml"
+    data = yaml.safe_load(ae.read_text())
+    var = next(v for v in data["variables"] if v["name"] == "AEREL")
+    for key in ("rule", "from", "codelist"):
+        var.pop(key, None)
+    data["records"][0]["variables"] = {
+        "AEREL": {"rule": "map", "from": "AEREL", "codelist": "AEREL_SP"}
+    }
+    ae.write_text(yaml.safe_dump(data, sort_keys=False))
+    study = load_study(spec)
+    aerel = next(v for v in study.datasets["AE"].variables if v.name == "AEREL")
+    assert aerel.meta.codelist == "AEREL_SP"
+
+
+def test_a_broken_sponsor_list_is_reported_once(seed_spec: Path, tmp_path: Path) -> None:
+    spec = _sponsor_spec(tmp_path, seed_spec)
+    (spec / "codelists" / "ROUTE_SP.csv").write_text("code,order\nINTRAVENOUS,one\n")
+    with pytest.raises(SpecError) as err:
+        load_study(spec)
+    text = " ".join(str(err.value).split())
+    assert "ROUTE_SP.csv: line 2, column order: not a whole number: 'one'" in text
+    assert "unknown codelist" not in text  # EXROUTE's reference is not reported again

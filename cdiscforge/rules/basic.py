@@ -146,7 +146,7 @@ class CtParams(Params):
         None, description="a variable computed earlier (or raw.NAME) holding the collected text"
     )
     codelist: str = Field(
-        description="Codelist to map to: a CDISC short name or NCI code, or a sponsor codelist id."
+        description="the codelist to map to: CDISC short name or NCI code, or a sponsor codelist id"
     )
     synonyms: dict[str, str] = Field(
         {}, description="collected text -> submission value, tried first (case/space-insensitive)"
@@ -224,12 +224,12 @@ class MapParams(Params):
         None, description="a variable computed earlier (or raw.NAME) holding the collected text"
     )
     values: dict[str, Any] = Field(
-        {}, description="Raw text -> value; with `codelist`, extra spellings tried first."
+        {}, description="collected text -> value; with `codelist`, spellings tried first"
     )
     codelist: str | None = Field(
         None,
-        description="A sponsor or CDISC codelist: its codes and decodes map to the code, and "
-        "the variable gets the CodeList in define.xml.",
+        description="a sponsor or CDISC codelist: its codes and decodes map to the code; the "
+        "variable gets its CodeList in define.xml",
     )
     unmatched: Unmatched = Field(
         "error", description="a value not in `values`: error, keep, upper or null"
@@ -247,10 +247,14 @@ class MapParams(Params):
 
 @rule("map", MapParams, origin="Collected")
 def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
-    """Map collected text through the spec's own table (case/space-insensitive keys).
+    """Map collected text through the spec's own table (case/space-insensitive keys), or to
+    the codes of a codelist.
 
-    For sponsor-defined value lists that have no CDISC codelist (e.g. AEREL). Unmatched
-    values follow `unmatched` as in `ct`.
+    For sponsor-defined value lists (e.g. AEREL). With `codelist` (a sponsor codelist of the
+    study's codelists.yaml / codelists/*.csv, or a CDISC one), a value matching a term's code
+    or decode (case/space-insensitive) gives the code, after the spellings in `values`; the
+    variable then has that CodeList in define.xml. Unmatched values follow `unmatched` as in
+    `ct`. Example: `{name: AEREL, rule: map, from: AEREL, codelist: AEREL_SP}`.
     """
     values = _source(ctx, p.from_, p.var)
     if p.codelist is not None:
