@@ -711,3 +711,13 @@ def test_iso8601_rule_logs_a_time_dropped_from_a_partial_datetime(study) -> None
     assert _run("iso8601", ctx, date="DTM") == ["2019-02-13T10:30", "2019-02", "2019-02"]
     dropped = [e for e in ctx.log.events if "time dropped" in e.message]
     assert [(e.level, e.count) for e in dropped] == [("warning", 1)]
+
+
+def test_iso8601_rule_on_a_time_column_is_a_spec_error_not_a_traceback(study) -> None:
+    from cdiscforge.dates import parse_format
+
+    raw = pd.DataFrame({"TIM": ["10:30"]})
+    ctx = _ctx(study, pd.DataFrame(index=raw.index), raw)
+    ctx.source.date_formats = {"TIM": parse_format("HH:MI")}
+    with pytest.raises(SpecError, match="not a date column"):
+        _run("iso8601", ctx, date="TIM")

@@ -293,7 +293,7 @@ def iso8601(ctx: RuleContext, p: Iso8601Params) -> pd.Series:
     src = ctx.source
     assert src is not None
     fmt = src.date_formats.get(p.date)
-    if fmt is None:
+    if fmt is None or not (dates.parse_format(fmt) if isinstance(fmt, str) else fmt).has_date:
         raise SpecError(ctx.spec_file, ctx.variable, f"raw column {p.date!r} is not a date column")
     times = ctx.raw(p.time) if p.time else None
     out = dates.to_iso8601(
