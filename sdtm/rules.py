@@ -48,7 +48,6 @@ class VisitnumParams(Params):
     ref_fields = ("folder", "date")
     table_fields = ("table",)
     table_columns = ("key",)
-    dataset_fields = ("unscheduled_from",)
 
     @field_validator("label_pattern")
     @classmethod
