@@ -5,7 +5,7 @@ change, analysis flags, treatment-emergence, first occurrence, ADSL merge) into 
 vocabulary, and the `count_records` parameter generator.
 """
 
-from adam import bds as _bds  # noqa: F401
-from adam import dates as _dates  # noqa: F401
-from adam import occds as _occds  # noqa: F401
-from adam import params as _params  # noqa: F401
+from cdiscforge.adam import bds as _bds  # noqa: F401
+from cdiscforge.adam import dates as _dates  # noqa: F401
+from cdiscforge.adam import occds as _occds  # noqa: F401
+from cdiscforge.adam import params as _params  # noqa: F401

@@ -551,7 +551,7 @@ def plot_svg(
 
 def _env() -> Environment:
     return Environment(
-        loader=PackageLoader("adam", "templates"),
+        loader=PackageLoader("cdiscforge.adam", "templates"),
         autoescape=select_autoescape(["html", "j2"], default=True),
         undefined=StrictUndefined,
         keep_trailing_newline=True,

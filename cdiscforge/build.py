@@ -157,11 +157,11 @@ def _build(
     inputs = _input_hashes(spec_dir, raw_dir, staging, out_dir, log)
 
     say("validate")
-    from validation import validate_datasets, write_report
-    from validation.waivers import study_waivers
+    from cdiscforge.validation import validate_datasets, write_report
+    from cdiscforge.validation.waivers import study_waivers
 
     waivers = study_waivers(study.folder)  # specs/<study>/waivers.yaml: explained findings
-    from validation.findings import ValidationOptions
+    from cdiscforge.validation.findings import ValidationOptions
 
     checks = ValidationOptions(  # the study's CT: its releases and sponsor codelists
         ct_version=study.terminology.version("sdtm"), terminology=study.terminology
@@ -283,7 +283,7 @@ def _check_defines(
     define.xml against that stage's datasets, adding their findings to `result` (waivers
     applied) so error-level ones stop publishing like any validation error; every unwaived
     finding is also a line of the build log."""
-    from validation.rules_define import add_define_checks
+    from cdiscforge.validation.rules_define import add_define_checks
 
     for stage, sets in (("sdtm", sdtm_sets), ("adam", adam_sets)):
         define = staging / stage / "define.xml"
@@ -395,7 +395,7 @@ def write_outputs(
         for missing in missing_documents(define):
             log.warn("write", stage.upper(), f"{missing}: the sponsor supplies this document")
     if adam_sets:
-        from adam.tables import write_efficacy_tables
+        from cdiscforge.adam.tables import write_efficacy_tables
 
         # the study's tables spec decides (no efficacy block: no table); SDTM too, for the
         # footnotes that count imputations there (not-evaluable joints in MK)

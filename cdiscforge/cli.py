@@ -261,7 +261,7 @@ def simulate(
 
 def _summary_table(result: object, limit: int = 60) -> list[str]:
     """Findings as a fixed-width table: rule, severity, dataset, variable, count, message."""
-    from validation.catalogue import SEVERITIES
+    from cdiscforge.validation.catalogue import SEVERITIES
 
     findings = sorted(
         result.findings,  # type: ignore[attr-defined]
@@ -330,8 +330,8 @@ def validate(
     from datetime import UTC, datetime
 
     from cdiscforge.outputs import report_target
-    from validation import validate_directory, write_report
-    from validation.waivers import load_waivers
+    from cdiscforge.validation import validate_directory, write_report
+    from cdiscforge.validation.waivers import load_waivers
 
     try:
         # Never into the folder being validated (it may be someone else's data), nor into

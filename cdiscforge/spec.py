@@ -1488,5 +1488,5 @@ def load_study(folder: Path) -> StudySpec:
     # Each stage package (sdtm/, adam/) registers its own rules into the vocabulary when
     # imported; a spec may use any of them.
     for stage in STAGES:
-        importlib.import_module(stage)
+        importlib.import_module(f"cdiscforge.{stage}")
     return StudySpec(folder)

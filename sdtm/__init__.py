@@ -4,4 +4,4 @@ Importing the package registers the SDTM timing rules (visits, epochs, elements,
 into the rule vocabulary.
 """
 
-from sdtm import rules as _rules  # noqa: F401
+from cdiscforge.sdtm import rules as _rules  # noqa: F401

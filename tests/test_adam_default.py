@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import adam  # noqa: F401  (registers the ADaM rules)
-import sdtm  # noqa: F401
+from cdiscforge import (
+    adam,  # noqa: F401  (registers the ADaM rules)
+    sdtm,  # noqa: F401
+)
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.model import Dataset

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from adam.bds import (
+from cdiscforge.adam.bds import (
     analysis_flag,
     assign_window,
     baseline_flag,
@@ -15,9 +14,9 @@ from adam.bds import (
     change,
     percent_change,
 )
-from adam.dates import impute_dates, relative_day
-from adam.occds import first_occurrence, treatment_emergent
-from adam.params import count_positive
+from cdiscforge.adam.dates import impute_dates, relative_day
+from cdiscforge.adam.occds import first_occurrence, treatment_emergent
+from cdiscforge.adam.params import count_positive
 
 D = pd.Timestamp
 WINDOWS = pd.DataFrame(
@@ -241,7 +240,8 @@ def test_censored_results() -> None:
 
 
 def test_censored_dtype_flags_the_imputed_values() -> None:
-    from adam.bds import CensoredTypeParams, censored_dtype
+    from cdiscforge.adam.bds import CensoredTypeParams, censored_dtype
+
     from cdiscforge.buildlog import BuildLog
     from cdiscforge.rules import RuleContext
 

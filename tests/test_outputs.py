@@ -383,7 +383,7 @@ def test_a_crash_mid_build_keeps_previous_output_and_leaves_no_staging(
 ) -> None:
     """Any exception, not only ours: here validation itself crashes, after SDTM and ADaM."""
     import cdiscforge.build as build
-    import validation
+    from cdiscforge import validation
 
     out = _copy(previous, tmp_path / "out")
     before = _snapshot(out)

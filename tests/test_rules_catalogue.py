@@ -6,13 +6,12 @@ from __future__ import annotations
 import inspect
 import re
 
+import cdiscforge.validation.rules_define
+import cdiscforge.validation.suites
+import cdiscforge.validation.waivers
 import pytest
-
-import validation.rules_define
-import validation.suites
-import validation.waivers
-from validation.catalogue import RULES, SEVERITIES, load_catalogue
-from validation.rules import CHECKS, register, rule_set
+from cdiscforge.validation.catalogue import RULES, SEVERITIES, load_catalogue
+from cdiscforge.validation.rules import CHECKS, register, rule_set
 
 
 def test_every_rule_entry_has_a_check_and_every_check_an_entry():
@@ -21,9 +20,9 @@ def test_every_rule_entry_has_a_check_and_every_check_an_entry():
     assert set(CHECKS) == by_engine["rule"]
     # Suite, define.xml and waiver rules are emitted by name in their modules.
     for module, engine in (
-        (validation.suites, "suite"),
-        (validation.rules_define, "define"),
-        (validation.waivers, "waiver"),
+        (cdiscforge.validation.suites, "suite"),
+        (cdiscforge.validation.rules_define, "define"),
+        (cdiscforge.validation.waivers, "waiver"),
     ):
         source = inspect.getsource(module)
         ids = {r.id for r in RULES.values() if r.engine == engine}

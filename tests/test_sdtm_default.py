@@ -16,8 +16,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-import sdtm  # noqa: F401  (registers the SDTM rules)
-from cdiscforge import ct
+from cdiscforge import (
+    ct,
+    sdtm,  # noqa: F401  (registers the SDTM rules)
+)
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.model import Dataset

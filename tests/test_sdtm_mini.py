@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import sdtm  # noqa: F401  (registers the SDTM rules)
+from cdiscforge import sdtm  # noqa: F401  (registers the SDTM rules)
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.model import Dataset

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sdtm  # noqa: F401  (registers the SDTM rules)
-from cdiscforge import ct
+from cdiscforge import (
+    ct,
+    sdtm,  # noqa: F401  (registers the SDTM rules)
+)
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_order, build_stage
 from cdiscforge.errors import InputError

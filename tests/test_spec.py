@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import sdtm  # noqa: F401  (registers the SDTM rules the specs name)
+from cdiscforge import sdtm  # noqa: F401  (registers the SDTM rules the specs name)
 from cdiscforge.errors import SpecError
 from cdiscforge.spec import load_study
 

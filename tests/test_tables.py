@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cdiscforge.adam.tables import format_p, load_config, write_efficacy_tables
 from scipy import stats as sps
 
-import adam  # noqa: F401  (registers the ADaM rules)
-import sdtm  # noqa: F401
-from adam.tables import format_p, load_config, write_efficacy_tables
+from cdiscforge import (
+    adam,  # noqa: F401  (registers the ADaM rules)
+    sdtm,  # noqa: F401
+)
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.model import Dataset

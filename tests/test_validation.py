@@ -10,10 +10,10 @@ import subprocess
 
 import pandas as pd
 import pytest
+from cdiscforge.validation import RULES, ValidationOptions, validate_datasets, write_report
 
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.standards import adam_variables, domain_variables
-from validation import RULES, ValidationOptions, validate_datasets, write_report
 
 STUDY = "CF01"
 SUBJECTS = ["CF01-01-001", "CF01-01-002", "CF01-01-003"]
@@ -229,10 +229,9 @@ def test_good_study_has_no_errors_and_checks_every_rule(baseline):
     # Every suite and rule of the catalogue runs on the small study extended with the datasets
     # the newer rules read (tests/rules_helpers.py), and none of them errs there. define.xml
     # rules need a define.xml (test_rules_define.py); waiver rules waivers (test_rules_cli_build).
-    from rules_helpers import rich_study
-
     # The 200-byte check runs only where no writer bounds lengths (Dataset-JSON input): ask for it.
-    from validation.findings import ValidationOptions
+    from cdiscforge.validation.findings import ValidationOptions
+    from rules_helpers import rich_study
 
     rich = validate_datasets(
         list(rich_study().values()), checks=ValidationOptions(check_lengths=True)

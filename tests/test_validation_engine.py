@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cdiscforge.validation import ValidationOptions, validate_datasets, write_report
+from cdiscforge.validation.api import define_standards, read_input, select_standards
+from cdiscforge.validation.native import SUPPORTED, evaluate
+from cdiscforge.validation.report import XLSX_SHEETS
+from cdiscforge.validation.suites import Expectation, batch_frame, build_suite
 from openpyxl import load_workbook
 
 from cdiscforge.errors import CdiscforgeError, XptError
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.xpt import write_xpt
-from validation import ValidationOptions, validate_datasets, write_report
-from validation.api import define_standards, read_input, select_standards
-from validation.native import SUPPORTED, evaluate
-from validation.report import XLSX_SHEETS
-from validation.suites import Expectation, batch_frame, build_suite
 
 CLI = [sys.executable, "-m", "cdiscforge.cli"]
 
@@ -207,7 +207,7 @@ def test_length_expectations_only_where_nothing_bounds_lengths() -> None:
 
 
 def _gx_validate(suite_doc: dict, frame: pd.DataFrame) -> list:
-    from validation.gx_runner import _context, _gx
+    from cdiscforge.validation.gx_runner import _context, _gx
 
     gx = _gx()
     with warnings.catch_warnings():
@@ -448,7 +448,7 @@ def test_fast_xpt_reader_on_special_missing_and_windows_1252(tmp_path: Path) -> 
 
 
 def _plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    from validation.operations import plain
+    from cdiscforge.validation.operations import plain
 
     return pd.DataFrame({c: plain(frame[c]) for c in frame.columns}, index=frame.index)
 
@@ -479,8 +479,9 @@ def test_findings_do_not_depend_on_categorical_columns(
 ) -> None:
     """Planted faults in record, cross-dataset and subject-level rules give the same findings
     and checks whether the XPT text is read as str or as categoricals."""
+    from cdiscforge.validation.api import validate_directory
+
     import cdiscforge.xpt as xpt
-    from validation.api import validate_directory
 
     folder = tmp_path / "sdtm"
     shutil.copytree(built / "sdtm", folder)

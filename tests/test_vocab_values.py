@@ -309,7 +309,7 @@ def test_partial_dates_declaration_is_checked(spec: Path) -> None:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory, seed_spec: Path):
-    import sdtm  # noqa: F401  (registers the SDTM rules)
+    from cdiscforge import sdtm  # noqa: F401  (registers the SDTM rules)
     from cdiscforge.spec import load_study
 
     dest = tmp_path_factory.mktemp("values") / "spec"

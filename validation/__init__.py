@@ -4,10 +4,10 @@ Entry points: `validate_datasets` (the build, before publishing), `validate_dire
 (`cdiscforge validate DIR`) and `write_report` (report.html + results.json).
 """
 
-from validation.api import read_directory, validate_datasets, validate_directory
-from validation.catalogue import RULES, Rule
-from validation.findings import Check, Finding, ValidationOptions, ValidationResult
-from validation.report import write_report
+from cdiscforge.validation.api import read_directory, validate_datasets, validate_directory
+from cdiscforge.validation.catalogue import RULES, Rule
+from cdiscforge.validation.findings import Check, Finding, ValidationOptions, ValidationResult
+from cdiscforge.validation.report import write_report
 
 __all__ = [
     "RULES",

@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cdiscforge.validation.findings import Check, Engine, ValidationOptions, ValidationResult
+from cdiscforge.validation.rules import Study, run_rules
+from cdiscforge.validation.rules_define import define_findings
+from cdiscforge.validation.suites import build_suite, suite_json
+from cdiscforge.validation.waivers import Waiver, apply_waivers
+
 from cdiscforge.errors import CdiscforgeError, InputError
 from cdiscforge.model import Dataset
-from validation.findings import Check, Engine, ValidationOptions, ValidationResult
-from validation.rules import Study, run_rules
-from validation.rules_define import define_findings
-from validation.suites import build_suite, suite_json
-from validation.waivers import Waiver, apply_waivers
 
 ADAM_STANDARD = "ADaMIG 1.3"
 ENGINE_ALIASES: dict[str, Engine] = {
@@ -68,9 +69,9 @@ def validate_datasets(
 
     start = time.perf_counter()
     if which == "native":
-        from validation.native import run_suites
+        from cdiscforge.validation.native import run_suites
     else:
-        from validation.gx_runner import run_suites
+        from cdiscforge.validation.gx_runner import run_suites
     suite_findings, suite_checks = run_suites(plans, max_examples=options.max_examples)
     result.timings[which] = time.perf_counter() - start
 

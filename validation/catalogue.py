@@ -91,7 +91,7 @@ def _rule(entry: dict[str, Any], where: str) -> Rule:
 @cache
 def load_catalogue() -> dict[str, Rule]:
     """The shipped catalogue by rule id (ValueError naming the entry if the file is malformed)."""
-    text = (resources.files("validation") / CATALOGUE_FILE).read_text(encoding="utf-8")
+    text = (resources.files("cdiscforge.validation") / CATALOGUE_FILE).read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     out: dict[str, Rule] = {}
     for i, entry in enumerate(data["rules"]):

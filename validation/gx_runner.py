@@ -16,8 +16,8 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
-from validation.suites import (
+from cdiscforge.validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
+from cdiscforge.validation.suites import (
     MESSAGE_VALUES,
     Expectation,
     ExpectationOutcome,

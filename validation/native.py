@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
-from validation.operations import as_string
-from validation.suites import (
+from cdiscforge.validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
+from cdiscforge.validation.operations import as_string
+from cdiscforge.validation.suites import (
     MESSAGE_VALUES,
     Expectation,
     ExpectationOutcome,

@@ -84,7 +84,7 @@ def iso_after(start: pd.Series, end: pd.Series) -> pd.Series:
     ISO text of one precision sorts like time, so a vectorised string comparison of the common
     prefix decides; 2019-03 vs 2019-03-05 compares "2019-03" with "2019-03" (not after).
     """
-    from validation.suites import ISO8601  # an invalid value is CF-DS-0006's finding
+    from cdiscforge.validation.suites import ISO8601  # an invalid value is CF-DS-0006's finding
 
     s, e = text(start), text(end)
     valid = s.str.match(ISO8601).fillna(False) & e.str.match(ISO8601).fillna(False)

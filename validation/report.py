@@ -15,10 +15,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from cdiscforge.validation.catalogue import RULES, SEVERITIES
+from cdiscforge.validation.findings import ValidationResult
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-from validation.catalogue import RULES, SEVERITIES
-from validation.findings import ValidationResult
 
 REPORT_HTML = "report.html"
 RESULTS_JSON = "results.json"
@@ -30,7 +29,7 @@ XLSX_SHEETS = ("Dataset Summary", "Issue Summary", "Details", "Rules")
 
 def _environment() -> Environment:
     return Environment(
-        loader=PackageLoader("validation", "templates"),
+        loader=PackageLoader("cdiscforge.validation", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,

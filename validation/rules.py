@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from cdiscforge.validation.catalogue import RULES, rule
+from cdiscforge.validation.findings import Check, Finding
+from cdiscforge.validation.operations import as_string, plain
+from cdiscforge.validation.suites import ig_table, index_columns, sdtm_domain
 
 from cdiscforge.model import Dataset
-from validation.catalogue import RULES, rule
-from validation.findings import Check, Finding
-from validation.operations import as_string, plain
-from validation.suites import ig_table, index_columns, sdtm_domain
 
 CheckFn = Callable[["Study"], Iterable["Outcome"]]
 # rule id -> the check function that evaluates it (one function may evaluate several ids).
@@ -619,8 +619,8 @@ def ad_trtemfl(study: Study) -> Iterable[Outcome]:
 
 def rule_set() -> list[CheckFn]:
     """Every registered check function once, in registration order (SDTM, then ADaM)."""
-    import validation.rules_adam
-    import validation.rules_sdtm  # noqa: F401  (registers its checks)
+    import cdiscforge.validation.rules_adam
+    import cdiscforge.validation.rules_sdtm  # noqa: F401  (registers its checks)
 
     return list(dict.fromkeys(CHECKS.values()))
 

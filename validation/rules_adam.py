@@ -9,10 +9,9 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-
-from validation import operations as op
-from validation.rules import Outcome, Study, not_applicable, outcome, register
-from validation.suites import is_bds
+from cdiscforge.validation import operations as op
+from cdiscforge.validation.rules import Outcome, Study, not_applicable, outcome, register
+from cdiscforge.validation.suites import is_bds
 
 POPULATION_FLAGS = ("ITTFL", "SAFFL", "EFFFL", "FASFL", "PPROTFL", "COMPLFL", "RANDFL", "ENRLFL")
 

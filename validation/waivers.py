@@ -27,9 +27,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cdiscforge.validation.catalogue import RULES
+from cdiscforge.validation.findings import Finding, ValidationResult
+
 from cdiscforge.errors import SpecError
-from validation.catalogue import RULES
-from validation.findings import Finding, ValidationResult
 
 WAIVERS_FILE = "waivers.yaml"
 _KEYS = {"rule", "dataset", "variable", "where", "max_count", "reason", "by", "date"}
