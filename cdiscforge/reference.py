@@ -46,7 +46,7 @@ def _load_vocabulary() -> None:
     from cdiscforge.spec import STAGES
 
     for stage in STAGES:
-        importlib.import_module(stage)
+        importlib.import_module(f"cdiscforge.{stage}")
 
 
 @dataclass(frozen=True)
