@@ -199,15 +199,6 @@ class ChunkGenerator:
                 data[name] = pd.Series([None] * n, dtype="str")
         return pd.DataFrame(data)
 
-    def generate(self, form: str, cohort: Cohort, switches: dict[str, bool]) -> pd.DataFrame:
-        """One declared form's rows for this chunk, by its kind."""
-        spec = self.sim["forms"][form]
-        kind = spec["kind"]
-        if kind == "lab_transfer":
-            return self.lab_transfer(form, spec, cohort, switches)  # type: ignore[attr-defined]
-        method = getattr(self, kind)
-        return method(form, spec, cohort)
-
     # ---- subjects -------------------------------------------------------------------------
     def cohort(self) -> Cohort:
         plan, sim = self.plan, self.sim
@@ -324,7 +315,8 @@ class ChunkGenerator:
         enrolled = spec.get("subjects", "enrolled") == "enrolled"
         ids = c.enrolled_ids if enrolled else c.subject
         n = len(ids)
-        rng = self.form_rng(spec) if "stream" in spec else None
+        # a form without `stream` draws nothing (load_profile rejects drawing generators there)
+        rng = self.form_rng(spec) if "stream" in spec else stream(self.seed, self.plan.index)
         minutes: dict[str, np.ndarray] = {}
         values: dict[str, Any] = {}
         for column, src in spec["columns"].items():
@@ -334,29 +326,28 @@ class ChunkGenerator:
                 continue
             if "text" in src or "value" in src:
                 continue
-            assert rng is not None or "visit_date" in src or "date" in src
             if "visit_date" in src:
                 out: Any = edc_date(self._date_source(src, c, enrolled))
             elif "years_before" in src:
-                years = from_quantiles(rng.random(n), src["quantiles"])  # type: ignore[union-attr]
+                years = from_quantiles(rng.random(n), src["quantiles"])
                 ref = self._date_source(src["years_before"], c, enrolled)
                 out = edc_date(ref - np.floor(years * 365.25).astype("timedelta64[D]"))
             elif "share" in src:
-                hit = rng.random(n) < src["share"]  # type: ignore[union-attr]
+                hit = rng.random(n) < src["share"]
                 out = np.where(hit, self.constant(src["then"]), self.constant(src["else"]))
             elif "pick" in src:
                 texts = np.array(src["pick"], dtype=object)
-                out = texts[rng.integers(0, len(texts), n)]  # type: ignore[union-attr]
+                out = texts[rng.integers(0, len(texts), n)]
             elif "normal" in src:
                 cfg = src["normal"]
-                drawn = rng.normal(cfg["mean"], cfg["sd"], n)  # type: ignore[union-attr]
+                drawn = rng.normal(cfg["mean"], cfg["sd"], n)
                 out = fixed(np.maximum(drawn, cfg.get("min", -np.inf)), int(src["decimals"]))
             elif "time_between" in src:
-                minutes[column] = _minutes(rng, src["time_between"], n)  # type: ignore[arg-type]
+                minutes[column] = _minutes(rng, src["time_between"], n)
                 out = hhmm(minutes[column] % 1440)
             elif "minutes_after" in src:
                 lo, hi = src["minutes"]
-                step = rng.integers(lo, hi + 1, size=n)  # type: ignore[union-attr]
+                step = rng.integers(lo, hi + 1, size=n)
                 minutes[column] = minutes[src["minutes_after"]] + step
                 out = hhmm(minutes[column] % 1440)
             elif "date" in src:
@@ -580,6 +571,15 @@ class LabCatalogue:
 
 class ClinicalGenerator(ChunkGenerator):
     """Adds the lab transfer (per sample x test of a catalogue) and events to the EDC forms."""
+
+    def generate(self, form: str, cohort: Cohort, switches: dict[str, bool]) -> pd.DataFrame:
+        """One declared form's rows for this chunk, by its kind."""
+        spec = self.sim["forms"][form]
+        kind = spec["kind"]
+        if kind == "lab_transfer":
+            return self.lab_transfer(form, spec, cohort, switches)
+        method = getattr(self, kind)
+        return method(form, spec, cohort)
 
     def catalogue_of(self, spec: Mapping[str, Any]) -> LabCatalogue:
         table = spec["catalogue"]
