@@ -298,13 +298,16 @@ def test_csv_quoting_round_trips_awkward_text(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"A,B\n") and b'"a,b"' in path.read_bytes()
 
 
-def test_form_without_a_generator_is_a_spec_error(tmp_path: Path) -> None:
+def test_raw_form_not_declared_in_simulation_yaml_is_not_written(tmp_path: Path) -> None:
+    """Which forms are simulated is the simulation spec's choice: a raw form it does not
+    declare is not generated (and no file appears), while the declared ones still are."""
     study = _profile_copy(tmp_path)
     forms = study / "raw_forms.yaml"
     forms.write_text(
-        forms.read_text(encoding="utf-8") + "  vitals:\n    file: vitals.csv\n    columns: {}\n",
+        forms.read_text(encoding="utf-8")
+        + "  vitals:\n    file: vitals.csv\n    columns: {VSDAT: {type: date}}\n",
         encoding="utf-8",
     )
-    with pytest.raises(SpecError) as err:
-        simulate(study, tmp_path / "out")
-    assert err.value.key_path == "forms.vitals" and "raw_forms.yaml" in err.value.file
+    result = simulate(study, tmp_path / "out")
+    assert "vitals" not in result.files and not (tmp_path / "out" / "vitals.csv").exists()
+    assert (tmp_path / "out" / "joints.csv").exists()

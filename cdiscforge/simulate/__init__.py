@@ -1,9 +1,10 @@
 """Seeded simulator of a study's raw EDC and central-lab exports.
 
-`simulate()` writes one CSV per form of raw_forms.yaml, as the EDC and the lab vendor export
-them, from the study's simulation profile. Subjects are generated in chunks (each with its own
-seed stream) and streamed to temporary files renamed into place at the end, so memory stays
-bounded at 10,000 subjects and a failed run never leaves half-written exports behind.
+`simulate()` writes one CSV per form simulation.yaml declares (columns as raw_forms.yaml lists
+them), as the EDC and the lab vendor export them, from the study's simulation profile.
+Subjects are generated in chunks (each with its own seed stream) and streamed to temporary
+files renamed into place at the end, so memory stays bounded at 10,000 subjects and a failed
+run never leaves half-written exports behind.
 """
 
 from __future__ import annotations
@@ -14,19 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import pandas as pd
 
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.simulate import mess as mess_kinds
 from cdiscforge.simulate.formats import write_chunk
-from cdiscforge.simulate.generate import (
-    MESS_STREAM,
-    ChunkPlan,
-    ClinicalGenerator,
-    plan_chunks,
-)
-from cdiscforge.simulate.profile import MESS_KINDS, Profile, load_profile, mess_switches
+from cdiscforge.simulate.generate import ChunkPlan, ClinicalGenerator, plan_chunks
+from cdiscforge.simulate.profile import Profile, load_profile, mess_switches
 
 __all__ = ["SimulationResult", "load_profile", "simulate"]
 
@@ -42,14 +37,15 @@ class SimulationResult:
     mess: dict[str, bool] = field(default_factory=dict)
 
 
-def _mess_rng(gen: ClinicalGenerator, kind: str) -> np.random.Generator:
-    return gen.rng(MESS_STREAM, MESS_KINDS.index(kind))
-
-
 def generate_chunk(
     profile: Profile, plan: ChunkPlan, seed: int, switches: dict[str, bool]
 ) -> dict[str, pd.DataFrame]:
-    """Every form's rows for one chunk of subjects, mess applied, in contract column order."""
+    """Every declared form's rows for one chunk, mess applied, in contract column order.
+
+    Forms are generated in the order simulation.yaml lists them (a screening form before the
+    lab transfer, whose screen failures' pinned values it picks); the text mess kinds then
+    run over all of them.
+    """
     gen = ClinicalGenerator(profile, plan, seed)
     sim = profile.sim
     first = plan.index == 0
@@ -61,58 +57,36 @@ def generate_chunk(
             cohort.day1,
             follow_up,
             sim["mess"]["unscheduled_visit"],
-            _mess_rng(gen, "unscheduled_visit"),
+            gen.mess_rng("unscheduled_visit"),
             first,
             profile.design["unscheduled"]["edc_folder_prefix"],
         )
-    frames: dict[str, pd.DataFrame] = {
-        "enrolment": gen.enrolment(cohort),
-        "demographics": gen.demographics(cohort),
-        "ra_history": gen.ra_history(cohort),
-        "liposuction": gen.liposuction(cohort),
-        "infusion": gen.infusion(cohort),
-        "visits": gen.visits_form(cohort),
-        "joints": gen.joints(cohort),
-        "adverse_events": gen.adverse_events(cohort),
-        "disposition": gen.disposition(cohort),
-    }
-    lab_rows = gen.lab_values(
-        cohort, _mess_rng(gen, "unscheduled_visit") if switches["unscheduled_visit"] else None
-    )
-    if switches["lab_units"]:
-        codes = [t["LBTESTCD"] for t in gen.catalogue.tests]
-        mess_kinds.lab_units(
-            lab_rows, sim["mess"]["lab_units"], _mess_rng(gen, "lab_units"), first, codes
-        )
-    lab = gen.lab_form(cohort, lab_rows, censor=switches["censored_results"])
-    if switches["duplicate_lab_record"]:
-        lab = mess_kinds.duplicate_rows(
-            lab, sim["mess"]["duplicate_lab_record"], _mess_rng(gen, "duplicate_lab_record"), first
-        )
-    frames["lab"] = lab
+    frames = {form: gen.generate(form, cohort, switches) for form in profile.simulated_forms}
 
     cfg = sim["mess"]
     if switches["partial_dates"]:
-        mess_kinds.partial_dates(
-            frames, cfg["partial_dates"], _mess_rng(gen, "partial_dates"), first
-        )
+        mess_kinds.partial_dates(frames, cfg["partial_dates"], gen.mess_rng("partial_dates"), first)
     if switches["coded_value_variants"]:
         mess_kinds.coded_value_variants(
-            frames, cfg["coded_value_variants"], _mess_rng(gen, "coded_value_variants"), first
+            frames, cfg["coded_value_variants"], gen.mess_rng("coded_value_variants"), first
         )
     if switches["non_ascii_text"]:
         mess_kinds.non_ascii_text(
-            frames, cfg["non_ascii_text"], _mess_rng(gen, "non_ascii_text"), first
+            frames, cfg["non_ascii_text"], gen.mess_rng("non_ascii_text"), first
         )
-    if switches["long_ae_verbatim"]:
+    events_form = cfg["long_ae_verbatim"].get("form")
+    if switches["long_ae_verbatim"] and events_form in sim["forms"]:
+        events = sim["forms"][events_form]
         mess_kinds.long_ae_verbatim(
-            frames,
+            frames.get(events_form),
             cfg["long_ae_verbatim"],
-            _mess_rng(gen, "long_ae_verbatim"),
+            gen.mess_rng("long_ae_verbatim"),
             first,
-            sim["adverse_events"]["terms"],
+            events["terms"],
+            events["columns"],
+            list(events.get("coding_levels") or []),
         )
-    return {form: frames[form] for form in profile.forms["forms"]}
+    return {form: frames[form] for form in profile.forms["forms"] if form in frames}
 
 
 def simulate(
@@ -140,7 +114,11 @@ def simulate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    forms = profile.forms["forms"]
+    forms = {
+        form: profile.forms["forms"][form]
+        for form in profile.forms["forms"]
+        if form in profile.sim["forms"]
+    }
     result = SimulationResult(subjects=n, seed=s, mess=switches)
     temps: dict[str, Path] = {}
     handles: dict[str, BinaryIO] = {}

@@ -1,7 +1,7 @@
 """Text formats of the raw exports: EDC dates, numbers as labs print them, and CSV chunks.
 
 Raw exports are text. Formatting is done here, vectorised over whole columns, so the generator
-works with numbers and datetime64 and a chunk of 500 subjects (about half a million joint rows)
+works with numbers and datetime64 and a chunk of 500 subjects (about half a million item rows)
 is formatted in a few numpy/pyarrow calls rather than row by row.
 """
 

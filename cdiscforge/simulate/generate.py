@@ -9,6 +9,7 @@ raw_forms.yaml, ready to be written.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -18,20 +19,11 @@ import pandas as pd
 from scipy.special import ndtr
 
 from cdiscforge.simulate.formats import edc_date, fixed, hhmm, iso_date, limit_text, parse_hhmm
-from cdiscforge.simulate.profile import Profile
+from cdiscforge.simulate.profile import DATE_SOURCES, MESS_KINDS, Profile
 
-# Domain keys of the random streams: fixed numbers, so adding a domain never shifts the others.
-SUBJECTS, VISITS, JOINTS, LABS, EVENTS, PROCEDURES = 0, 1, 2, 3, 4, 5
+# The clinical domains' stream keys are numbers simulation.yaml's `streams` fixes; mess kinds
+# draw from MESS_STREAM, apart from all of them.
 MESS_STREAM = 100
-DOMAIN_NAMES = {
-    "subjects": SUBJECTS,
-    "visits": VISITS,
-    "joints": JOINTS,
-    "labs": LABS,
-    "events": EVENTS,
-    "procedures": PROCEDURES,
-}
-"""Names simulation.yaml's `defaults.stream_offsets` may use for the clinical domains."""
 
 
 def stream(seed: int, chunk: int, *path: int) -> np.random.Generator:
@@ -132,7 +124,7 @@ class Cohort:
     enrolled: np.ndarray  # bool per screened subject
     sex: np.ndarray  # EDC sex text per screened subject (edc_text female / male)
     scrndat: np.ndarray  # datetime64[D]
-    day1: np.ndarray  # infusion date per enrolled subject
+    day1: np.ndarray  # study day 1 (reference date) per enrolled subject
     visit_dates: dict[str, np.ndarray] = field(default_factory=dict)  # folder -> per enrolled
     unscheduled: pd.DataFrame | None = None  # enrolled index, date (mess)
 
@@ -142,7 +134,8 @@ class Cohort:
 
 
 class ChunkGenerator:
-    """Generates every form for one chunk; methods return frames in contract column order."""
+    """Generates every declared form for one chunk; each kind returns a frame in the column
+    order of raw_forms.yaml, its columns filled as simulation.yaml's `columns` says."""
 
     def __init__(self, profile: Profile, plan: ChunkPlan, seed: int) -> None:
         self.p = profile
@@ -153,29 +146,53 @@ class ChunkGenerator:
         self.site = str(self.sim["site"]["number"])
         self.visits = {v["edc_folder"]: v for v in profile.design["visits"]}
         self.text = self.sim["edc_text"]
+        self.streams = {str(k): int(v) for k, v in self.sim["streams"].items()}
         offsets = self.sim["defaults"].get("stream_offsets") or {}
-        self.offsets = {DOMAIN_NAMES[k]: int(v) for k, v in offsets.items()}
+        self.offsets = {self.streams[k]: int(v) for k, v in offsets.items()}
+        self._failure_pick: np.ndarray | None = None
 
     def rng(self, *path: int) -> np.random.Generator:
         """The stream of a domain: seed + the domain's offset (simulation.yaml), chunk, path.
 
-        Offsets let a seed search pick each domain's draws on their own (joint counts and labs
-        are independent targets); every seed gets the same offsets, so seeds stay comparable.
+        Offsets let a seed search pick each domain's draws on their own (when two forms are
+        independent calibration targets); every seed gets the same offsets, so seeds stay
+        comparable.
         """
         return stream(self.seed + self.offsets.get(path[0], 0), self.plan.index, *path)
 
-    def _frame(self, form: str, n: int, subjects: np.ndarray, **columns: Any) -> pd.DataFrame:
-        """A contract-ordered frame; STUDY/SITENUMBER/SUBJECT filled in for EDC forms."""
+    def form_rng(self, spec: Mapping[str, Any]) -> np.random.Generator:
+        """A form's own stream, `stream: [domain, sub-stream...]` in simulation.yaml."""
+        domain, *rest = spec["stream"]
+        return self.rng(self.streams[domain], *(int(x) for x in rest))
+
+    def constant(self, source: Mapping[str, Any]) -> str:
+        """`{text: <edc_text key>}` or `{value: <literal>}` as the EDC writes it."""
+        if "text" in source:
+            return str(self.text[source["text"]])
+        return str(source["value"])
+
+    def _frame(
+        self, form: str, n: int, subjects: np.ndarray, values: Mapping[str, Any]
+    ) -> pd.DataFrame:
+        """A contract-ordered frame: each raw column filled from the value its simulation.yaml
+        source names (a role the kind produced, a column name in per_subject forms, or a
+        constant); raw columns without a source stay empty."""
+        sources = self.p.sim["forms"][form]["columns"]
         data: dict[str, pd.Series] = {}
         for name in self.p.form_columns(form):
-            if name == "STUDY":
+            source = sources.get(name)
+            if isinstance(source, Mapping) and ("text" in source or "value" in source):
+                data[name] = _text(self.constant(source), n)
+                continue
+            key = name if isinstance(source, Mapping) else source
+            if key == "study":
                 data[name] = _text(self.study, n)
-            elif name == "SITENUMBER":
+            elif key == "site":
                 data[name] = _text(self.site, n)
-            elif name == "SUBJECT":
+            elif key == "subject":
                 data[name] = _text(subjects)
-            elif name in columns:
-                value = columns[name]
+            elif key is not None and key in values:
+                value = values[key]
                 series = value if isinstance(value, pd.Series) else _text(value, n)
                 data[name] = series.reset_index(drop=True).astype("str")
             else:
@@ -185,7 +202,7 @@ class ChunkGenerator:
     # ---- subjects -------------------------------------------------------------------------
     def cohort(self) -> Cohort:
         plan, sim = self.plan, self.sim
-        rng = self.rng(SUBJECTS)
+        rng = self.rng(self.streams["subjects"])
         n = plan.n_enrolled + plan.n_failed
         width = max(int(self.sim.get("subject_id_width", 3)), len(str(plan.total_screened)))
         numbers = np.arange(plan.screened_start + 1, plan.screened_start + n + 1)
@@ -196,10 +213,10 @@ class ChunkGenerator:
         icdat = self._consent_dates(n)
         scrndat = icdat + rng.integers(0, 4, size=n).astype("timedelta64[D]")
 
-        demo = sim["demographics"]
+        subjects = sim["subjects"]
         sex = np.empty(n, dtype=object)
-        sex[enrolled] = allocate(rng, plan.n_enrolled, demo["sex"])
-        female = float(demo.get("screen_failure_sex_female", 0.5))
+        sex[enrolled] = allocate(rng, plan.n_enrolled, subjects["sex"])
+        female = float(subjects.get("screen_failure_sex_female", 0.5))
         sex[~enrolled] = np.where(
             rng.random(plan.n_failed) < female, self.text["female"], self.text["male"]
         )
@@ -223,73 +240,132 @@ class ChunkGenerator:
     def _consent(self, c: Cohort) -> np.ndarray:
         return self._consent_dates(len(c.subject))
 
-    def enrolment(self, c: Cohort) -> pd.DataFrame:
-        rng = self.rng(SUBJECTS, 1)
+    def screening(self, form: str, spec: Mapping[str, Any], c: Cohort) -> pd.DataFrame:
+        """One row per screened subject; each screen failure picks a failure by weight."""
+        rng = self.form_rng(spec)
         n = len(c.subject)
         failures = self.sim["enrolment"]["screen_failures"]
         pick = rng.choice(len(failures), size=n, p=_weights([f["weight"] for f in failures]))
-        failid = np.array([f["IEFAILID"] for f in failures], dtype=object)[pick]
-        reason = np.array([f["SFREAS"] for f in failures], dtype=object)[pick]
         self._failure_pick = np.where(c.enrolled, -1, pick)
-        return self._frame(
-            "enrolment",
-            n,
-            c.subject,
-            SCRNDAT=edc_date(c.scrndat),
-            ICDAT=edc_date(self._consent(c)),
-            ENROLLED=np.where(c.enrolled, self.text["yes"], self.text["no"]),
-            IEFAILID=pd.Series(np.where(c.enrolled, None, failid), dtype="str"),
-            SFREAS=pd.Series(np.where(c.enrolled, None, reason), dtype="str"),
-        )
+        values: dict[str, Any] = {
+            "screening_date": edc_date(c.scrndat),
+            "consent_date": edc_date(self._consent(c)),
+            "enrolled": np.where(c.enrolled, self.text["yes"], self.text["no"]),
+        }
+        for role in spec["columns"].values():
+            if isinstance(role, str) and role.startswith("failure."):
+                key = role.split(".", 1)[1]
+                chosen = np.array([f.get(key) for f in failures], dtype=object)[pick]
+                values[role] = pd.Series(np.where(c.enrolled, None, chosen), dtype="str")
+        return self._frame(form, n, c.subject, values)
 
-    def demographics(self, c: Cohort) -> pd.DataFrame:
-        rng = self.rng(SUBJECTS, 2)
-        demo = self.sim["demographics"]
+    def demographics(self, form: str, spec: Mapping[str, Any], c: Cohort) -> pd.DataFrame:
+        """One row per screened subject: birth date from the age quantiles, exact-proportion
+        allocations among the enrolled (weighted draws for screen failures)."""
+        rng = self.form_rng(spec)
         n = len(c.subject)
-        age = from_quantiles(rng.random(n), demo["age_quantiles"])
+        age = from_quantiles(rng.random(n), spec["age_quantiles"])
         birth = self._consent(c) - np.floor(age * 365.25).astype("timedelta64[D]")
-        race = np.empty(n, dtype=object)
-        ethnic = np.empty(n, dtype=object)
-        race[c.enrolled] = allocate(rng, self.plan.n_enrolled, demo["race"])
-        ethnic[c.enrolled] = allocate(rng, self.plan.n_enrolled, demo["ethnic"])
-        race[~c.enrolled] = choose(rng, self.plan.n_failed, demo["race"])
-        ethnic[~c.enrolled] = choose(rng, self.plan.n_failed, demo["ethnic"])
-        other_texts = np.array(demo["race_other_text"], dtype=object)
-        other = np.where(race == "Other", other_texts[rng.integers(0, len(other_texts), n)], None)
-        return self._frame(
-            "demographics",
-            n,
-            c.subject,
-            DMDAT=edc_date(c.scrndat),
-            BRTHDAT=edc_date(birth),
-            SEX=c.sex,
-            RACE=race,
-            RACEOTH=pd.Series(other, dtype="str"),
-            ETHNIC=ethnic,
-        )
+        allocations = spec.get("allocations") or {}
+        drawn = {name: np.empty(n, dtype=object) for name in allocations}
+        for name, weights in allocations.items():
+            drawn[name][c.enrolled] = allocate(rng, self.plan.n_enrolled, weights)
+        for name, weights in allocations.items():
+            drawn[name][~c.enrolled] = choose(rng, self.plan.n_failed, weights)
+        values: dict[str, Any] = {
+            "screening_date": edc_date(c.scrndat),
+            "birth_date": edc_date(birth),
+            "sex": c.sex,
+        }
+        values.update({f"allocation.{k}": v for k, v in drawn.items()})
+        other_cfg = spec.get("other_text")
+        if other_cfg:
+            texts = np.array(other_cfg["texts"], dtype=object)
+            other = np.where(
+                drawn[other_cfg["allocation"]] == other_cfg["when"],
+                texts[rng.integers(0, len(texts), n)],
+                None,
+            )
+            values["other_text"] = pd.Series(other, dtype="str")
+        return self._frame(form, n, c.subject, values)
 
-    def ra_history(self, c: Cohort) -> pd.DataFrame:
-        rng = self.rng(SUBJECTS, 3)
-        ra = self.sim["ra_history"]
-        n = len(c.subject)
-        years = from_quantiles(rng.random(n), ra["years_since_diagnosis"])
-        diag = self._consent(c) - np.floor(years * 365.25).astype("timedelta64[D]")
-        texts = np.array(ra["prior_dmard_text"], dtype=object)
-        pos, neg = self.text["positive"], self.text["negative"]
-        return self._frame(
-            "ra_history",
-            n,
-            c.subject,
-            RADIAGDAT=edc_date(diag),
-            RFSTAT=np.where(rng.random(n) < ra["rf_positive"], pos, neg),
-            ACCPSTAT=np.where(rng.random(n) < ra["accp_positive"], pos, neg),
-            PRIORDMARD=texts[rng.integers(0, len(texts), n)],
-        )
+    def _last_visit(self, c: Cohort) -> np.ndarray:
+        last = c.day1.copy()
+        for folder in self.ordered_folders():
+            d = c.visit_dates[folder]
+            last = np.where(~np.isnat(d) & (d > last), d, last)
+        return last
+
+    def _date_source(self, source: Any, c: Cohort, enrolled: bool) -> np.ndarray:
+        """A per-subject date a per_subject column names (datetime64[D] per row)."""
+        if isinstance(source, Mapping):
+            return c.visit_dates[source["visit_date"]]
+        if source == "screening_date":
+            return c.scrndat[c.enrolled] if enrolled else c.scrndat
+        if source == "consent_date":
+            consent = self._consent(c)
+            return consent[c.enrolled] if enrolled else consent
+        if source == "reference_date":
+            return c.day1
+        return self._last_visit(c)  # last_visit_date
+
+    def per_subject(self, form: str, spec: Mapping[str, Any], c: Cohort) -> pd.DataFrame:
+        """One row per subject (screened or enrolled), each column from a generator of
+        simulation.yaml, drawn in the order the columns are listed there."""
+        enrolled = spec.get("subjects", "enrolled") == "enrolled"
+        ids = c.enrolled_ids if enrolled else c.subject
+        n = len(ids)
+        # a form without `stream` draws nothing (load_profile rejects drawing generators there)
+        rng = self.form_rng(spec) if "stream" in spec else stream(self.seed, self.plan.index)
+        minutes: dict[str, np.ndarray] = {}
+        values: dict[str, Any] = {}
+        for column, src in spec["columns"].items():
+            if isinstance(src, str):
+                if src in DATE_SOURCES:
+                    values[src] = edc_date(self._date_source(src, c, enrolled))
+                continue
+            if "text" in src or "value" in src:
+                continue
+            if "visit_date" in src:
+                out: Any = edc_date(self._date_source(src, c, enrolled))
+            elif "years_before" in src:
+                years = from_quantiles(rng.random(n), src["quantiles"])
+                ref = self._date_source(src["years_before"], c, enrolled)
+                out = edc_date(ref - np.floor(years * 365.25).astype("timedelta64[D]"))
+            elif "share" in src:
+                hit = rng.random(n) < src["share"]
+                out = np.where(hit, self.constant(src["then"]), self.constant(src["else"]))
+            elif "pick" in src:
+                texts = np.array(src["pick"], dtype=object)
+                out = texts[rng.integers(0, len(texts), n)]
+            elif "normal" in src:
+                cfg = src["normal"]
+                drawn = rng.normal(cfg["mean"], cfg["sd"], n)
+                out = fixed(np.maximum(drawn, cfg.get("min", -np.inf)), int(src["decimals"]))
+            elif "time_between" in src:
+                minutes[column] = _minutes(rng, src["time_between"], n)
+                out = hhmm(minutes[column] % 1440)
+            elif "minutes_after" in src:
+                lo, hi = src["minutes"]
+                step = rng.integers(lo, hi + 1, size=n)
+                minutes[column] = minutes[src["minutes_after"]] + step
+                out = hhmm(minutes[column] % 1440)
+            elif "date" in src:
+                days = (minutes[src["plus_days_of"]] // 1440).astype("timedelta64[D]")
+                out = edc_date(self._date_source(src["date"], c, enrolled) + days)
+            else:  # sequence
+                start = self.plan.enrolled_start if enrolled else self.plan.screened_start
+                seq = np.arange(start + 1, start + n + 1)
+                out = np.char.add(
+                    str(src.get("prefix", "")), np.char.zfill(seq.astype(str), int(src["width"]))
+                )
+            values[column] = out
+        return self._frame(form, n, ids, values)
 
     # ---- schedule -------------------------------------------------------------------------
     def schedule(self, c: Cohort) -> None:
         """Visit dates per enrolled subject; missed visits (per the attendance table) are NaT."""
-        rng = self.rng(VISITS)
+        rng = self.rng(self.streams["visits"])
         att = self.sim["attendance"]
         ref = float(att["reference_enrolled"])
         n = self.plan.n_enrolled
@@ -315,7 +391,7 @@ class ChunkGenerator:
     def ordered_folders(self) -> list[str]:
         return [f for f, _ in sorted(self.visits.items(), key=lambda kv: kv[1]["VISITNUM"])]
 
-    def visits_form(self, c: Cohort) -> pd.DataFrame:
+    def visit_dates(self, form: str, spec: Mapping[str, Any], c: Cohort) -> pd.DataFrame:
         """One row per attended visit; screen failures have their screening visit only."""
         ids_enr = c.enrolled_ids
         parts = []
@@ -339,136 +415,77 @@ class ChunkGenerator:
                 pd.DataFrame({"s": ids_enr[u["e"]], "o": 99, "f": u["folder"], "d": u["date"]})
             )
         rows = pd.concat(parts, ignore_index=True).sort_values(["s", "d", "o"], kind="stable")
-        return self._frame(
-            "visits",
-            len(rows),
-            rows["s"].to_numpy(),
-            FOLDER=rows["f"].to_numpy(),
-            VISDAT=edc_date(rows["d"].to_numpy()),
-        )
+        values = {"folder": rows["f"].to_numpy(), "date": edc_date(rows["d"].to_numpy())}
+        return self._frame(form, len(rows), rows["s"].to_numpy(), values)
 
-    # ---- procedures -----------------------------------------------------------------------
-    def liposuction(self, c: Cohort) -> pd.DataFrame:
-        rng = self.rng(PROCEDURES, 1)
-        cfg = self.sim["procedures"]["liposuction"]
-        n = self.plan.n_enrolled
-        vol = np.maximum(
-            rng.normal(cfg["volume_ml"]["mean"], cfg["volume_ml"]["sd"], n), cfg["volume_ml"]["min"]
-        )
-        folder = cfg["folder"]
-        return self._frame(
-            "liposuction",
-            n,
-            c.enrolled_ids,
-            FOLDER=folder,
-            PRSTDAT=edc_date(c.visit_dates[folder]),
-            PRSTTIM=hhmm(_minutes(rng, cfg["start_time"], n)),
-            PRLOC=cfg["site"],
-            FATVOL=fixed(vol, 0),
-        )
+    # ---- per visit x item of an item table ----------------------------------------------------
+    def item_counts(self, form: str, spec: Mapping[str, Any], c: Cohort) -> pd.DataFrame:
+        """One row per enrolled subject, attended visit (from `first_day` on), item of the item
+        table and assessment counting that item.
 
-    def infusion(self, c: Cohort) -> pd.DataFrame:
-        rng = self.rng(PROCEDURES, 2)
-        cfg = self.sim["procedures"]["infusion"]
-        n = self.plan.n_enrolled
-        start = _minutes(rng, cfg["start_time"], n)
-        lo, hi = cfg["duration_minutes"]
-        end = start + rng.integers(lo, hi + 1, size=n)
-        seq = np.arange(self.plan.enrolled_start + 1, self.plan.enrolled_start + n + 1)
-        lot = np.char.add(cfg["lot_prefix"], np.char.zfill(seq.astype(str), 4))
-        return self._frame(
-            "infusion",
-            n,
-            c.enrolled_ids,
-            FOLDER=cfg["folder"],
-            EXDOSE=str(int(cfg["dose"])),
-            EXDOSU=cfg["unit"],
-            EXSTDAT=edc_date(c.day1),
-            EXSTTIM=hhmm(start),
-            EXENDAT=edc_date(c.day1 + (end // 1440).astype("timedelta64[D]")),
-            EXENTIM=hhmm(end % 1440),
-            EXROUTE=cfg["route"],
-            EXLOT=lot,
-        )
-
-    def disposition(self, c: Cohort) -> pd.DataFrame:
-        last = c.day1.copy()
-        for folder in self.ordered_folders():
-            d = c.visit_dates[folder]
-            last = np.where(~np.isnat(d) & (d > last), d, last)
-        return self._frame(
-            "disposition",
-            self.plan.n_enrolled,
-            c.enrolled_ids,
-            DSDECOD=self.sim["disposition"]["completed"],
-            DSSTDAT=edc_date(last),
-            LASTCONTDAT=edc_date(last),
-        )
-
-    # ---- joints ---------------------------------------------------------------------------
-    def joints(self, c: Cohort) -> pd.DataFrame:
-        """134 rows per subject and attended visit from baseline on.
-
-        Each subject has a fixed propensity per joint, so the same joints stay involved across
-        visits (as in real disease); a visit's count picks the most involved joints.
+        Each assessment's baseline count comes from its quantile table (assessments joined by a
+        Gaussian copula); a visit's count responds by the remaining fraction. Each subject has
+        a fixed propensity per item, so the same items stay positive across visits (as in real
+        disease); a visit's count picks the most involved items.
         """
-        rng = self.rng(JOINTS)
-        cfg = self.sim["joint_counts"]
-        joints = self.p.joints
+        rng = self.form_rng(spec)
+        table = spec["items"]
+        items = self.p.tables[table["file"]][table["key"]]
+        assessments = spec["assessments"]
+        n_a = len(assessments)
         n = self.plan.n_enrolled
-        n_j = len(joints)
-        swell_ok = np.array([j["swollen"] for j in joints])
-        kinds = [self.text["swollen"], self.text["tender"]]  # assessment 0 and 1
-        tender_ok = np.array([j["tender"] for j in joints])
+        n_j = len(items)
+        ok = [np.array([bool(j[a["counted"]]) for j in items]) for a in assessments]
+        kinds = [self.text[a["text"]] for a in assessments]
 
-        z = rng.standard_normal((n, 2))
-        rho = float(cfg["rho"])
-        z[:, 1] = rho * z[:, 0] + np.sqrt(1 - rho**2) * z[:, 1]
+        z = rng.standard_normal((n, n_a))
+        rho = float(spec["rho"])
+        for a in range(1, n_a):
+            z[:, a] = rho * z[:, 0] + np.sqrt(1 - rho**2) * z[:, a]
         u = ndtr(z)
-        base_s = np.rint(from_quantiles(u[:, 0], cfg["baseline_swollen_quantiles"]))
-        base_t = np.rint(from_quantiles(u[:, 1], cfg["baseline_tender_quantiles"]))
-        factor = np.exp(rng.normal(0.0, cfg["subject_sd"], n))
-        non_resp_share = cfg["non_responder_fraction"]
-        non_resp = np.stack([rng.random(n) < non_resp_share[k] for k in kinds], axis=1)
+        base_raw = [
+            np.rint(from_quantiles(u[:, a], assessments[a]["baseline_quantiles"]))
+            for a in range(n_a)
+        ]
+        factor = np.exp(rng.normal(0.0, spec["subject_sd"], n))
+        non_resp = np.stack(
+            [rng.random(n) < float(a["non_responder_fraction"]) for a in assessments], axis=1
+        )
 
-        ids = [j["id"] for j in joints]
+        ids = [j[table["id"]] for j in items]
         replaced = np.zeros((n, n_j), dtype=bool)
-        candidates = [ids.index(x) for x in cfg.get("replaceable_joints", [])]
-        has_repl = rng.random(n) < cfg.get("joint_replacement_fraction", 0.0)
+        candidates = [ids.index(x) for x in spec.get("unassessable_items", [])]
+        has_repl = rng.random(n) < spec.get("unassessable_fraction", 0.0)
         if candidates:
             which = np.array(candidates)[rng.integers(0, len(candidates), n)]
             replaced[np.arange(n)[has_repl], which[has_repl]] = True
 
         propensity = rng.random((n, n_j))
         ranks = []
-        for ok in (swell_ok, tender_ok):
-            key = np.where(ok[None, :] & ~replaced, propensity, -1.0)
+        for counted in ok:
+            key = np.where(counted[None, :] & ~replaced, propensity, -1.0)
             order = np.argsort(-key, axis=1, kind="stable")
             rank = np.empty_like(order)
             np.put_along_axis(rank, order, np.arange(n_j)[None, :], axis=1)
             ranks.append(rank)
-        avail = [
-            (swell_ok[None, :] & ~replaced).sum(axis=1),
-            (tender_ok[None, :] & ~replaced).sum(axis=1),
-        ]
-        base = [np.minimum(base_s, avail[0]), np.minimum(base_t, avail[1])]
+        avail = [(counted[None, :] & ~replaced).sum(axis=1) for counted in ok]
+        base = [np.minimum(base_raw[a], avail[a]) for a in range(n_a)]
 
-        # slots: per joint, Swollen (if counted) then Tender
-        slot_joint = np.array(
-            [j for j in range(n_j) for a in (0, 1) if (swell_ok, tender_ok)[a][j]]
-        )
-        slot_kind = np.array([a for j in range(n_j) for a in (0, 1) if (swell_ok, tender_ok)[a][j]])
+        # slots: per item, each assessment counting it, in assessment order
+        slot_item = np.array([j for j in range(n_j) for a in range(n_a) if ok[a][j]])
+        slot_kind = np.array([a for j in range(n_j) for a in range(n_a) if ok[a][j]])
 
-        remaining = cfg["remaining_fraction"]
-        level = [float(cfg["non_responder_level"][k]) for k in kinds]
+        remaining = spec["remaining_fraction"]
+        level = [float(a["non_responder_level"]) for a in assessments]
+        first_day = spec.get("first_day", 1)
         visit_parts = []
         for folder in self.ordered_folders():
-            if self.visits[folder]["target_day"] < 1:
+            if self.visits[folder]["target_day"] < first_day:
                 continue
             dates = c.visit_dates[folder]
             attended = np.flatnonzero(~np.isnat(dates))
-            counts = np.empty((n, 2))
-            for a in (0, 1):
+            counts = np.empty((n, n_a))
+            for a in range(n_a):
                 if folder in remaining:
                     frac = np.where(
                         non_resp[:, a], level[a], np.minimum(1.0, remaining[folder] * factor)
@@ -492,32 +509,30 @@ class ChunkGenerator:
             count_col[order],
         )
 
-        n_sv, n_slot = len(subj_idx), len(slot_joint)
+        n_sv, n_slot = len(subj_idx), len(slot_item)
         row_s = np.repeat(subj_idx, n_slot)
-        row_j = np.tile(slot_joint, n_sv)
+        row_j = np.tile(slot_item, n_sv)
         row_k = np.tile(slot_kind, n_sv)
-        rank = np.where(row_k == 0, ranks[0][row_s, row_j], ranks[1][row_s, row_j])
+        rank = np.stack(ranks)[row_k, row_s, row_j]
         count = np.repeat(count_col, n_slot, axis=0)[np.arange(n_sv * n_slot), row_k]
         not_eval = replaced[row_s, row_j]
         result_code = np.where(not_eval, 2, np.where(rank < count, 0, 1))
 
-        labels = np.array([j["label"] for j in self.p.joints], dtype=object)
+        labels = np.array([j[table["label"]] for j in items], dtype=object)
         date_text = edc_date(date_col).to_numpy()
-        reason = cfg["joint_replacement_reason"]
-        return self._frame(
-            "joints",
-            n_sv * n_slot,
-            c.enrolled_ids[row_s],
-            FOLDER=np.repeat(folder_col, n_slot),
-            ASMDAT=np.repeat(date_text, n_slot),
-            JOINT=labels[row_j],
-            ASSESSMENT=np.array(kinds, dtype=object)[row_k],
-            RESULT=np.array(
-                [self.text["joint_present"], self.text["joint_absent"], self.text["not_evaluable"]],
-                dtype=object,
-            )[result_code],
-            NEREAS=pd.Series(np.where(not_eval, reason, None), dtype="str"),
-        )
+        results = spec["results"]
+        result_text = [self.text[results[k]] for k in ("positive", "negative", "not_evaluable")]
+        values = {
+            "folder": np.repeat(folder_col, n_slot),
+            "date": np.repeat(date_text, n_slot),
+            "item": labels[row_j],
+            "assessment": np.array(kinds, dtype=object)[row_k],
+            "result": np.array(result_text, dtype=object)[result_code],
+            "reason": pd.Series(
+                np.where(not_eval, spec.get("unassessable_reason"), None), dtype="str"
+            ),
+        }
+        return self._frame(form, n_sv * n_slot, c.enrolled_ids[row_s], values)
 
 
 def _weights(values: list[float]) -> np.ndarray:
@@ -555,24 +570,65 @@ class LabCatalogue:
 
 
 class ClinicalGenerator(ChunkGenerator):
-    """Adds the lab transfer and adverse events to the EDC forms."""
+    """Adds the lab transfer (per sample x test of a catalogue) and events to the EDC forms."""
 
-    def __init__(self, profile: Profile, plan: ChunkPlan, seed: int) -> None:
-        super().__init__(profile, plan, seed)
-        self.catalogue = LabCatalogue(list(profile.labs["tests"]))
+    def generate(self, form: str, cohort: Cohort, switches: dict[str, bool]) -> pd.DataFrame:
+        """One declared form's rows for this chunk, by its kind."""
+        spec = self.sim["forms"][form]
+        kind = spec["kind"]
+        if kind == "lab_transfer":
+            return self.lab_transfer(form, spec, cohort, switches)
+        method = getattr(self, kind)
+        return method(form, spec, cohort)
+
+    def catalogue_of(self, spec: Mapping[str, Any]) -> LabCatalogue:
+        table = spec["catalogue"]
+        return LabCatalogue(list(self.p.tables[table["file"]][table["key"]]))
 
     # ---- labs -----------------------------------------------------------------------------
-    def lab_values(self, c: Cohort, mess_rng: np.random.Generator | None) -> pd.DataFrame:
+    def lab_transfer(
+        self, form: str, spec: Mapping[str, Any], c: Cohort, switches: dict[str, bool]
+    ) -> pd.DataFrame:
+        """The lab vendor's transfer, with the lab mess kinds (units, censoring, resends)."""
+        from cdiscforge.simulate import mess as mess_kinds  # mess.py needs nothing from here
+
+        cfg = self.sim["mess"]
+        first = self.plan.index == 0
+        catalogue = self.catalogue_of(spec)
+        unscheduled = switches["unscheduled_visit"]
+        rows = self.lab_values(
+            spec, catalogue, c, self.mess_rng("unscheduled_visit") if unscheduled else None
+        )
+        if switches["lab_units"]:
+            codes = [t["LBTESTCD"] for t in catalogue.tests]
+            mess_kinds.lab_units(rows, cfg["lab_units"], self.mess_rng("lab_units"), first, codes)
+        lab = self.lab_form(form, spec, catalogue, c, rows, censor=switches["censored_results"])
+        if switches["duplicate_lab_record"]:
+            lab = mess_kinds.duplicate_rows(
+                lab, cfg["duplicate_lab_record"], self.mess_rng("duplicate_lab_record"), first
+            )
+        return lab
+
+    def mess_rng(self, kind: str) -> np.random.Generator:
+        """The stream of one mess kind (apart from every clinical stream)."""
+        return self.rng(MESS_STREAM, MESS_KINDS.index(kind))
+
+    def lab_values(
+        self,
+        labs: Mapping[str, Any],
+        catalogue: LabCatalogue,
+        c: Cohort,
+        mess_rng: np.random.Generator | None,
+    ) -> pd.DataFrame:
         """Numeric lab results in standard units: one row per sample and test.
 
-        Baseline (the infusion visit) is the subject's level; other samples vary around it by
+        Baseline (`baseline_folder`) is the subject's level; other samples vary around it by
         the test's within-subject SD plus the profile's shift for that visit. Unscheduled
         samples (a mess kind) draw from the mess stream so clean values never move.
         """
-        rng = self.rng(LABS)
-        labs = self.sim["labs"]
+        rng = self.form_rng(labs)
         model = labs["model"]
-        codes = [t["LBTESTCD"] for t in self.catalogue.tests]
+        codes = [t["LBTESTCD"] for t in catalogue.tests]
         n_t = len(codes)
         n_s = len(c.subject)
         male = c.sex == self.text["male"]
@@ -624,7 +680,7 @@ class ClinicalGenerator(ChunkGenerator):
         for i, k in enumerate(codes):
             shift = model[k].get("shift", {})
             shifts[:, i] = samples["folder"].map(shift).fillna(0.0).to_numpy(dtype=float)
-        is_base = (samples["folder"] == self.sim["procedures"]["infusion"]["folder"]).to_numpy()
+        is_base = (samples["folder"] == labs["baseline_folder"]).to_numpy()
         subject_sd = np.array([model[k].get("subject_shift_sd", 0.0) for k in codes])
         subject_shift = rng.standard_normal((n_s, n_t)) * subject_sd[None, :]
         log_factor = shifts + subject_shift[samples["s"].to_numpy()] + within[None, :] * eps
@@ -632,7 +688,7 @@ class ClinicalGenerator(ChunkGenerator):
         values = base[samples["s"].to_numpy()] * factor
 
         # screen failures' screening values the profile pins (e.g. the failed haemoglobin)
-        pick = getattr(self, "_failure_pick", None)
+        pick = self._failure_pick
         if pick is not None:
             failures = self.sim["enrolment"]["screen_failures"]
             s_idx = samples["s"].to_numpy()
@@ -690,9 +746,17 @@ class ClinicalGenerator(ChunkGenerator):
         fix = rows[~met]
         values[fix, col] = thresholds[0][~met] * (1.05 + 0.5 * ndtr(eps[fix, col]))
 
-    def lab_form(self, c: Cohort, rows: pd.DataFrame, *, censor: bool) -> pd.DataFrame:
+    def lab_form(
+        self,
+        form: str,
+        spec: Mapping[str, Any],
+        cat: LabCatalogue,
+        c: Cohort,
+        rows: pd.DataFrame,
+        *,
+        censor: bool,
+    ) -> pd.DataFrame:
         """Lab transfer text: vendor code/name/unit, result as printed, unit-converted range."""
-        cat = self.catalogue
         t = rows["test"].to_numpy()
         u = rows["unit"].to_numpy()
         f0 = cat.unit(0, "to_standard").astype(float)
@@ -729,35 +793,34 @@ class ClinicalGenerator(ChunkGenerator):
         )
         subj_digits = np.char.replace(c.subject.astype(str), "-", "")
         accession = np.char.add(
-            np.char.add("L", subj_digits[rows["s"].to_numpy()]),
+            np.char.add(str(spec.get("accession_prefix", "")), subj_digits[rows["s"].to_numpy()]),
             np.char.add("-", np.char.zfill(rows["vnum"].to_numpy().astype(str), 2)),
         )
         labvisit_map = {f: v.get("lab_visit") for f, v in self.visits.items()}
         unscheduled_label = self.p.design["unscheduled"]["lab_visit"]
         labvisit = rows["folder"].map(labvisit_map).fillna(unscheduled_label)
-        return self._frame(
-            "lab",
-            len(rows),
-            c.subject[rows["s"].to_numpy()],
-            PATID=c.subject[rows["s"].to_numpy()],
-            ACCESSION=accession,
-            LABVISIT=labvisit.to_numpy(),
-            COLLDATE=iso_date(rows["date"].to_numpy()),
-            COLLTIME=hhmm(rows["minutes"].to_numpy()),
-            LABID=labid,
-            TESTCODE=cat.array("vendor_code")[t],
-            TESTNAME=cat.array("vendor_name")[t],
-            RESULT=result,
-            UNIT=unit_text,
-            REFLOW=fixed(ref_lo, decimals),
-            REFHIGH=fixed(ref_hi, decimals),
-            SPECIMEN=cat.array("vendor_specimen")[t],
-        )
+        values = {
+            "accession": accession,
+            "visit_label": labvisit.to_numpy(),
+            "date": iso_date(rows["date"].to_numpy()),
+            "time": hhmm(rows["minutes"].to_numpy()),
+            "lab_id": labid,
+            "test_code": cat.array("vendor_code")[t],
+            "test_name": cat.array("vendor_name")[t],
+            "result": result,
+            "unit": unit_text,
+            "ref_low": fixed(ref_lo, decimals),
+            "ref_high": fixed(ref_hi, decimals),
+            "specimen": cat.array("vendor_specimen")[t],
+        }
+        return self._frame(form, len(rows), c.subject[rows["s"].to_numpy()], values)
 
-    # ---- adverse events -------------------------------------------------------------------
-    def adverse_events(self, c: Cohort) -> pd.DataFrame:
-        rng = self.rng(EVENTS)
-        cfg = self.sim["adverse_events"]
+    # ---- events ---------------------------------------------------------------------------
+    def events(self, form: str, spec: Mapping[str, Any], c: Cohort) -> pd.DataFrame:
+        """Any number of events per enrolled subject (Poisson), each a coded term with onset,
+        duration, ongoing flag and the form's weighted choices (drawn in the order listed)."""
+        rng = self.form_rng(spec)
+        cfg = spec
         terms = cfg["terms"]
         n = self.plan.n_enrolled
         per_subject = rng.poisson(cfg["per_subject_mean"], n)
@@ -777,51 +840,35 @@ class ClinicalGenerator(ChunkGenerator):
         end = start + rng.integers(d_lo, d_hi + 1, m).astype("timedelta64[D]")
         ongoing = rng.random(m) < cfg["ongoing_fraction"]
         end = np.where(ongoing, np.datetime64("NaT"), end)
-        severity = choose(rng, m, cfg["severity"])
-        relation = choose(rng, m, cfg["relationship"])
-        relation_pr = choose(rng, m, cfg["relationship"])
+        choices = {name: choose(rng, m, w) for name, w in (cfg.get("choices") or {}).items()}
         order = np.lexsort((start, e))
-        e, term, start, end, ongoing = (
+        e, term, start, end, ongoing, pick = (
             e[order],
             term[order],
             start[order],
             end[order],
             ongoing[order],
-        )
-        pick, severity, relation, relation_pr = (
             pick[order],
-            severity[order],
-            relation[order],
-            relation_pr[order],
         )
         spid = np.arange(m) - np.concatenate([[0], np.cumsum(per_subject)[:-1]])[e] + 1
-        coding: dict[str, Any] = {}
-        for level in ("LLT", "PT", "HLT", "HLGT", "SOC"):
-            coding[f"{level}_NAME"] = np.array([x[level][0] for x in terms], dtype=object)[term]
-            coding[f"{level}_CODE"] = np.array([str(x[level][1]) for x in terms], dtype=object)[
-                term
-            ]
-        no = np.full(m, self.text["no"], dtype=object)
-        return self._frame(
-            "adverse_events",
-            m,
-            c.enrolled_ids[e],
-            AESPID=spid.astype(str),
-            AETERM=verbatim[first_v[term] + pick],
-            **coding,
-            AESTDAT=edc_date(start),
-            AEENDAT=edc_date(end),
-            AEONGO=np.where(ongoing, self.text["yes"], self.text["no"]),
-            AESEV=severity,
-            AESER=no,
-            AESDTH=no,
-            AESLIFE=no,
-            AESHOSP=no,
-            AESDISAB=no,
-            AESCONG=no,
-            AESMIE=no,
-            AEREL=relation,
-            AERELPR=relation_pr,
-            AEACN=cfg["action"],
-            AEOUT=np.where(ongoing, self.text["ae_not_resolved"], self.text["ae_resolved"]),
+        values: dict[str, Any] = {f"choice.{k}": v[order] for k, v in choices.items()}
+        for level in cfg.get("coding_levels") or []:
+            names = np.array([x[level][0] for x in terms], dtype=object)
+            codes = np.array([str(x[level][1]) for x in terms], dtype=object)
+            values[f"coding.{level}.name"] = names[term]
+            values[f"coding.{level}.code"] = codes[term]
+        outcome = cfg.get("outcome") or {}
+        values.update(
+            {
+                "sequence": spid.astype(str),
+                "verbatim": verbatim[first_v[term] + pick],
+                "start_date": edc_date(start),
+                "end_date": edc_date(end),
+                "ongoing": np.where(ongoing, self.text["yes"], self.text["no"]),
+            }
         )
+        if outcome:
+            values["outcome"] = np.where(
+                ongoing, self.text[outcome["ongoing"]], self.text[outcome["ended"]]
+            )
+        return self._frame(form, m, c.enrolled_ids[e], values)

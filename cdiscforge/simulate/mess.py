@@ -99,25 +99,35 @@ def non_ascii_text(
 
 
 def long_ae_verbatim(
-    frames: dict[str, pd.DataFrame],
+    ae: pd.DataFrame | None,
     cfg: dict[str, Any],
     rng: np.random.Generator,
     first: bool,
     terms: list[dict[str, Any]],
+    columns: dict[str, Any],
+    levels: list[str],
 ) -> None:
-    """One verbatim term over 200 characters (SDTM must split it into AETERM + SUPPAE)."""
-    ae = frames.get("adverse_events")
+    """One verbatim term over 200 characters (SDTM must split it into AETERM + SUPPAE).
+
+    `ae` is the events form named in the profile; `columns` its simulation.yaml column
+    sources, which say which column holds the verbatim and which the coding of each level.
+    The new verbatim takes the coding of the term whose first level is `coded_as`.
+    """
     if not first or ae is None or not len(ae):
         return
     text = " ".join(str(cfg["text"]).split())
     row = ae.index[int(rng.integers(0, len(ae)))]
-    ae.loc[row, "AETERM"] = text
+    by_role = {src: col for col, src in columns.items() if isinstance(src, str)}
+    if "verbatim" in by_role:
+        ae.loc[row, by_role["verbatim"]] = text
     coded_as = cfg.get("coded_as")
-    term = next((t for t in terms if t["LLT"][0] == coded_as), None)
+    term = next((t for t in terms if levels and t[levels[0]][0] == coded_as), None)
     if term is not None:
-        for level in ("LLT", "PT", "HLT", "HLGT", "SOC"):
-            ae.loc[row, f"{level}_NAME"] = term[level][0]
-            ae.loc[row, f"{level}_CODE"] = str(term[level][1])
+        for level in levels:
+            for part, value in (("name", term[level][0]), ("code", str(term[level][1]))):
+                column = by_role.get(f"coding.{level}.{part}")
+                if column is not None:
+                    ae.loc[row, column] = value
 
 
 def lab_units(
@@ -127,7 +137,7 @@ def lab_units(
     first: bool,
     codes: list[str],
 ) -> None:
-    """Some samples' tests reported by the second lab in its own unit (CRP in mg/dL)."""
+    """Some samples' tests reported by the second lab in its own unit (its second unit)."""
     tests = [codes.index(c) for c in cfg["tests"] if c in codes]
     eligible = rows["test"].isin(tests).to_numpy()
     chosen = pick(rng, eligible, float(cfg["rate"]), int(cfg.get("minimum", 0)), first)
