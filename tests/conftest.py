@@ -10,6 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from cdiscforge.buildlog import BuildLog
+from cdiscforge.engine import RawStore, build_stage
+from cdiscforge.model import Dataset
+from cdiscforge.spec import StudySpec, load_study
 from cdiscforge.studies import study_dir
 
 
@@ -49,3 +53,14 @@ def failing_study(seed_spec: Path, default_raw: Path) -> Callable[[Path], tuple[
         return spec, raw
 
     return make
+
+
+@pytest.fixture(scope="module")
+def built(seed_spec: Path, default_raw: Path) -> tuple[StudySpec, dict[str, Dataset]]:
+    """The bundled study's SDTM and ADaM datasets built in-process from the default raw
+    export (one build per test module that asks)."""
+    study = load_study(seed_spec)
+    log = BuildLog()
+    sd = build_stage(study, "sdtm", RawStore(study, default_raw, log), log)
+    ad = build_stage(study, "adam", None, log, upstream=sd)
+    return study, {**sd, **ad}

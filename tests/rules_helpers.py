@@ -13,13 +13,13 @@ import copy
 from collections.abc import Callable
 
 import pandas as pd
+from test_validation import STUDY, SUBJECTS, _dataset, good_study
+
+from cdiscforge.model import Dataset, Variable
 from cdiscforge.validation import validate_datasets
 from cdiscforge.validation.catalogue import params
 from cdiscforge.validation.rules import Study, run_rules
 from cdiscforge.validation.suites import batch_frame, ig_table
-from test_validation import STUDY, SUBJECTS, _dataset, good_study
-
-from cdiscforge.model import Dataset, Variable
 
 S1, S2, S3 = SUBJECTS
 

@@ -3,27 +3,10 @@ from SDTM MK without the ADaM code (the efficacy table: tests/test_tables.py).""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from cdiscforge import (
     adam,  # noqa: F401  (registers the ADaM rules)
     sdtm,  # noqa: F401
 )
-from cdiscforge.buildlog import BuildLog
-from cdiscforge.engine import RawStore, build_stage
-from cdiscforge.model import Dataset
-from cdiscforge.spec import StudySpec, load_study
-
-
-@pytest.fixture(scope="module")
-def built(seed_spec: Path, default_raw: Path) -> tuple[StudySpec, dict[str, Dataset]]:
-    study = load_study(seed_spec)
-    log = BuildLog()
-    sd = build_stage(study, "sdtm", RawStore(study, default_raw, log), log)
-    ad = build_stage(study, "adam", None, log, upstream=sd)
-    return study, {**sd, **ad}
 
 
 def test_adam_datasets_are_built_with_one_adsl_record_per_dm_subject(built) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from cdiscforge.adam.bds import (
     analysis_flag,
     assign_window,
@@ -241,7 +242,6 @@ def test_censored_results() -> None:
 
 def test_censored_dtype_flags_the_imputed_values() -> None:
     from cdiscforge.adam.bds import CensoredTypeParams, censored_dtype
-
     from cdiscforge.buildlog import BuildLog
     from cdiscforge.rules import RuleContext
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cdiscforge.validation.catalogue import RULES
 from rules_helpers import (
     assert_fault_found,
     drop_rows,
@@ -16,6 +15,8 @@ from rules_helpers import (
     rich_study,
     set_value,
 )
+
+from cdiscforge.validation.catalogue import RULES
 
 
 @pytest.fixture(scope="module")

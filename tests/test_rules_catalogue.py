@@ -6,10 +6,11 @@ from __future__ import annotations
 import inspect
 import re
 
+import pytest
+
 import cdiscforge.validation.rules_define
 import cdiscforge.validation.suites
 import cdiscforge.validation.waivers
-import pytest
 from cdiscforge.validation.catalogue import RULES, SEVERITIES, load_catalogue
 from cdiscforge.validation.rules import CHECKS, register, rule_set
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cdiscforge.validation.rules_define import check_define
 from rules_helpers import rich_study
+
+from cdiscforge.validation.rules_define import check_define
 
 ODM = "http://www.cdisc.org/ns/odm/v1.3"
 DEF = "http://www.cdisc.org/ns/def/v2.1"

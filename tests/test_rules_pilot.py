@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from cdiscforge.validation import validate_directory
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cdiscforge.validation.catalogue import RULES
-from cdiscforge.validation.findings import Check, Finding, ValidationResult
-from cdiscforge.validation.waivers import Waiver, apply_waivers, load_waivers, study_waivers
 
 from cdiscforge.errors import SpecError
 from cdiscforge.studies import study_dir
+from cdiscforge.validation.catalogue import RULES
+from cdiscforge.validation.findings import Check, Finding, ValidationResult
+from cdiscforge.validation.waivers import Waiver, apply_waivers, load_waivers, study_waivers
 
 
 def _result() -> ValidationResult:

@@ -137,9 +137,8 @@ def test_analysis_windows_are_checked_when_the_spec_loads(spec: Path, tmp_path: 
 def test_waivers_are_read_through_the_guarded_spec_loader(tmp_path: Path) -> None:
     """A duplicated key in waivers.yaml was silently last-one-wins with yaml.safe_load; the
     one spec loader names it with its line."""
-    from cdiscforge.validation.waivers import load_waivers
-
     from cdiscforge.errors import SpecError
+    from cdiscforge.validation.waivers import load_waivers
 
     path = tmp_path / "waivers.yaml"
     path.write_text(

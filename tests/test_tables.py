@@ -15,29 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cdiscforge.adam.tables import format_p, load_config, write_efficacy_tables
 from scipy import stats as sps
 
 from cdiscforge import (
     adam,  # noqa: F401  (registers the ADaM rules)
     sdtm,  # noqa: F401
 )
-from cdiscforge.buildlog import BuildLog
-from cdiscforge.engine import RawStore, build_stage
-from cdiscforge.model import Dataset
-from cdiscforge.spec import StudySpec, load_study
+from cdiscforge.adam.tables import format_p, load_config, write_efficacy_tables
+from cdiscforge.spec import load_study
 
 PARAMS = ["SJC66", "TJC68", "CRP", "ESR", "IL6", "TNFA"]
 VISITS = [1, 4, 8, 12, 26, 52]
-
-
-@pytest.fixture(scope="module")
-def built(seed_spec: Path, default_raw: Path) -> tuple[StudySpec, dict[str, Dataset]]:
-    study = load_study(seed_spec)
-    log = BuildLog()
-    sd = build_stage(study, "sdtm", RawStore(study, default_raw, log), log)
-    ad = build_stage(study, "adam", None, log, upstream=sd)
-    return study, {**sd, **ad}
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import subprocess
 
 import pandas as pd
 import pytest
-from cdiscforge.validation import RULES, ValidationOptions, validate_datasets, write_report
 
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.standards import adam_variables, domain_variables
+from cdiscforge.validation import RULES, ValidationOptions, validate_datasets, write_report
 
 STUDY = "CF01"
 SUBJECTS = ["CF01-01-001", "CF01-01-002", "CF01-01-003"]
@@ -230,8 +230,9 @@ def test_good_study_has_no_errors_and_checks_every_rule(baseline):
     # the newer rules read (tests/rules_helpers.py), and none of them errs there. define.xml
     # rules need a define.xml (test_rules_define.py); waiver rules waivers (test_rules_cli_build).
     # The 200-byte check runs only where no writer bounds lengths (Dataset-JSON input): ask for it.
-    from cdiscforge.validation.findings import ValidationOptions
     from rules_helpers import rich_study
+
+    from cdiscforge.validation.findings import ValidationOptions
 
     rich = validate_datasets(
         list(rich_study().values()), checks=ValidationOptions(check_lengths=True)

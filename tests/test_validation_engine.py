@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from openpyxl import load_workbook
+
+from cdiscforge.errors import CdiscforgeError, XptError
+from cdiscforge.model import Dataset, Variable
 from cdiscforge.validation import ValidationOptions, validate_datasets, write_report
 from cdiscforge.validation.api import define_standards, read_input, select_standards
 from cdiscforge.validation.native import SUPPORTED, evaluate
 from cdiscforge.validation.report import XLSX_SHEETS
 from cdiscforge.validation.suites import Expectation, batch_frame, build_suite
-from openpyxl import load_workbook
-
-from cdiscforge.errors import CdiscforgeError, XptError
-from cdiscforge.model import Dataset, Variable
 from cdiscforge.xpt import write_xpt
 
 CLI = [sys.executable, "-m", "cdiscforge.cli"]
@@ -479,9 +479,8 @@ def test_findings_do_not_depend_on_categorical_columns(
 ) -> None:
     """Planted faults in record, cross-dataset and subject-level rules give the same findings
     and checks whether the XPT text is read as str or as categoricals."""
-    from cdiscforge.validation.api import validate_directory
-
     import cdiscforge.xpt as xpt
+    from cdiscforge.validation.api import validate_directory
 
     folder = tmp_path / "sdtm"
     shutil.copytree(built / "sdtm", folder)

@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cdiscforge.errors import CdiscforgeError, InputError
+from cdiscforge.model import Dataset
 from cdiscforge.validation.findings import Check, Engine, ValidationOptions, ValidationResult
 from cdiscforge.validation.rules import Study, run_rules
 from cdiscforge.validation.rules_define import define_findings
 from cdiscforge.validation.suites import build_suite, suite_json
 from cdiscforge.validation.waivers import Waiver, apply_waivers
-
-from cdiscforge.errors import CdiscforgeError, InputError
-from cdiscforge.model import Dataset
 
 ADAM_STANDARD = "ADaMIG 1.3"
 ENGINE_ALIASES: dict[str, Engine] = {

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
 from cdiscforge.validation.catalogue import SEVERITIES, Rule, Severity, rule
 
 Status = Literal["pass", "fail", "not applicable"]

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from cdiscforge.validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
 from cdiscforge.validation.operations import as_string
 from cdiscforge.validation.suites import (

@@ -15,9 +15,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
 from cdiscforge.validation.catalogue import RULES, SEVERITIES
 from cdiscforge.validation.findings import ValidationResult
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 REPORT_HTML = "report.html"
 RESULTS_JSON = "results.json"

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from cdiscforge.model import Dataset
 from cdiscforge.validation.catalogue import RULES, rule
 from cdiscforge.validation.findings import Check, Finding
 from cdiscforge.validation.operations import as_string, plain
 from cdiscforge.validation.suites import ig_table, index_columns, sdtm_domain
-
-from cdiscforge.model import Dataset
 
 CheckFn = Callable[["Study"], Iterable["Outcome"]]
 # rule id -> the check function that evaluates it (one function may evaluate several ids).

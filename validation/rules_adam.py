@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+
 from cdiscforge.validation import operations as op
 from cdiscforge.validation.rules import Outcome, Study, not_applicable, outcome, register
 from cdiscforge.validation.suites import is_bds

@@ -17,14 +17,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
-from cdiscforge.validation.catalogue import params, rule
-from cdiscforge.validation.findings import Check, Finding, ValidationResult
-from cdiscforge.validation.operations import as_string
-from cdiscforge.validation.waivers import Waiver, apply_waivers
 from lxml import etree
 
 from cdiscforge.errors import InputError
 from cdiscforge.model import Dataset
+from cdiscforge.validation.catalogue import params, rule
+from cdiscforge.validation.findings import Check, Finding, ValidationResult
+from cdiscforge.validation.operations import as_string
+from cdiscforge.validation.waivers import Waiver, apply_waivers
 
 ODM = "http://www.cdisc.org/ns/odm/v1.3"
 DEF_NAMESPACES = ("http://www.cdisc.org/ns/def/v2.1", "http://www.cdisc.org/ns/def/v2.0")

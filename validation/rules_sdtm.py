@@ -10,14 +10,14 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+
+from cdiscforge.model import Dataset
+from cdiscforge.standards import _data_file, sdtmig_datasets
 from cdiscforge.validation import operations as op
 from cdiscforge.validation.catalogue import params, rule
 from cdiscforge.validation.findings import Check, Finding
 from cdiscforge.validation.rules import Outcome, Study, not_applicable, outcome, register
 from cdiscforge.validation.suites import sdtm_domain
-
-from cdiscforge.model import Dataset
-from cdiscforge.standards import _data_file, sdtmig_datasets
 
 NON_ARM = frozenset({"SCRNFAIL", "NOTASSGN", "NOTTRT", "UNPLAN"})
 # What identifies "one test" for baseline flags: the test at one location, method, time point.

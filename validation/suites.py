@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from cdiscforge.validation.catalogue import rule
-from cdiscforge.validation.findings import Check, Finding, ValidationOptions, plain
-from cdiscforge.validation.operations import as_string
 
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.standards import adam_variables, domain_variables, sdtmig_variables
+from cdiscforge.validation.catalogue import rule
+from cdiscforge.validation.findings import Check, Finding, ValidationOptions, plain
+from cdiscforge.validation.operations import as_string
 
 # Partial dates keep only the known leading parts (SDTMIG 4.4.4): 2019, 2019-01, 2019-01-05,
 # 2019-01-05T10, ...T10:30, ...T10:30:15(.5) with an optional UTC offset. Groups are

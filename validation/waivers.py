@@ -27,10 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cdiscforge.errors import SpecError
 from cdiscforge.validation.catalogue import RULES
 from cdiscforge.validation.findings import Finding, ValidationResult
-
-from cdiscforge.errors import SpecError
 
 WAIVERS_FILE = "waivers.yaml"
 _KEYS = {"rule", "dataset", "variable", "where", "max_count", "reason", "by", "date"}
