@@ -72,3 +72,14 @@ def test_the_code_imports_the_namespaced_names_only() -> None:
                         offenders.append(f"{path.relative_to(ROOT)}:{n}: {text}")
     assert not offenders, offenders
     assert importlib.util.find_spec("cdiscforge.validation.api") is not None
+
+
+def test_a_checkout_runs_its_own_code_whatever_is_installed() -> None:
+    """`python -m cdiscforge.cli` in the repository imports the checkout's cdiscforge (the
+    current folder comes first on sys.path); its namespaced stages must resolve there too,
+    also when a wheel (not an editable install) is what pip installed."""
+    code = "import cdiscforge.sdtm, cdiscforge.validation.api; print(cdiscforge.sdtm.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert Path(out.stdout.strip()).resolve() == ROOT / "sdtm" / "__init__.py"
