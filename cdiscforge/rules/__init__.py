@@ -65,8 +65,11 @@ class Params(BaseModel):
         at build time."""
         out: list[tuple[str, str]] = []
         cls = type(self)
+        # A broken raw-form contract is reported where it is; naming its forms here would
+        # only repeat it once per rule.
+        forms_ok = getattr(study, "_forms_ok", True)
         for kind, fields, names in (
-            ("raw form", self.form_fields, set(study.forms)),
+            ("raw form", self.form_fields if forms_ok else (), set(study.forms)),
             ("spec table", self.table_fields, set(study.config.tables)),
             ("dataset", self.dataset_fields, set(study.datasets)),
         ):
