@@ -15,6 +15,7 @@ raise the first error, as a library caller expects.
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
@@ -158,8 +159,10 @@ class InputErrors(InputError):
         self.value, self.problem = first.value, first.problem
         extra = sum(self.more.values())
         files = sorted({e.file for e in errors} | set(self.more))
+        # A workbook's errors name "<file> [sheet]": the header counts files, not sheets.
+        n_files = len({re.sub(r" \[[^\]]*\]$", "", str(f)) for f in files})
         count = f"{len(errors)} input errors" + (f" (and about {extra} more)" if extra else "")
-        lines = [f"{count} in {len(files)} file(s); nothing was published:"]
+        lines = [f"{count} in {n_files} file(s); nothing was published:"]
         for file in files:
             lines += [f"  {e}" for e in errors if e.file == file]
             if self.more.get(file):
