@@ -286,6 +286,17 @@ def check_target(
     return root
 
 
+def _is_specs(folder: Path) -> bool:
+    """A study's spec folder (holding study.yaml) or a folder of them (such as a checkout's
+    specs/, which an installed wheel does not know as its bundled specs)."""
+    if (folder / "study.yaml").is_file():
+        return True
+    try:
+        return folder.is_dir() and any((d / "study.yaml").is_file() for d in folder.iterdir())
+    except OSError:
+        return False
+
+
 def report_target(
     report: Path | None, data: Path, *, cwd: Path | None = None, home: Path | None = None
 ) -> Path:
@@ -330,6 +341,8 @@ def report_target(
             break
         if (folder / "__init__.py").is_file():
             raise refuse(f"it is inside the Python package {folder} (the source tree)")
+        if _is_specs(folder):
+            raise refuse(f"it is inside the study specs {folder}")
     if root.exists() and not root.is_dir():
         raise refuse("it is a file, not a folder")
     return root
