@@ -1,0 +1,309 @@
+"""Build time and memory at N = 100, 1,000 and 10,000 subjects, against the I/O floor.
+
+A script that measures, not a test (issue 15). For each N, in one run on the same files:
+
+1. simulate the raw exports (`cdiscforge simulate --subjects N`, a child process);
+2. build them (`cdiscforge build --raw ... --out ...`, a child process) while a sampler
+   thread sums the resident memory (VmRSS in /proc) of the build process and all its
+   descendants every 0.1 s: the peak of that sum is the process tree's peak RSS. The
+   per-stage seconds are the build's own (timings.json, written next to build.log); records
+   are the build log's output record counts (build.log OUTPUTS);
+3. measure the I/O floor on those files: read every raw CSV with pyarrow (parsed into Arrow
+   columns), and encode every output XPT's observations with numpy (fixed-width padded text,
+   IBM doubles: `cdiscforge.xpt.ieee_to_ibm`) and write those bytes. The columns to encode
+   are read back from the built XPT outside the timer; the floor's files are compared with
+   the build's (same bytes), so the floor writes exactly what the build wrote.
+
+Prints one table per N and, when both were run, t(10k) / t(1k). The targets (issue 15):
+build <= 3x floor at 10,000 subjects, t(10k) / t(1k) <= 11, peak RSS <= 8 GB.
+
+    python benchmarks/scale.py                      # N = 100, 1000, 10000
+    python benchmarks/scale.py --sizes 100,1000
+    python benchmarks/scale.py --sizes 1000 --keep /tmp/scale   # keep raw and outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("simulate", "sdtm", "adam", "validate", "write")
+
+
+# --------------------------------------------------------------------------------------------
+# Peak RSS of a process tree
+# --------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` (from /proc/<pid>/task/*/children)."""
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    kids += [int(k) for k in fh.read().split()]
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return kids
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and every descendant, summed now."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += _rss_bytes(p)
+        todo += _children(p)
+    return total
+
+
+def run_sampled(cmd: list[str], interval: float = 0.1) -> tuple[float, int, str]:
+    """Run `cmd`; return (wall seconds, peak tree RSS in bytes, stderr+stdout text)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{output}")
+    return seconds, peak[0], output
+
+
+# --------------------------------------------------------------------------------------------
+# The I/O floor
+# --------------------------------------------------------------------------------------------
+
+
+def read_floor(raw: Path) -> tuple[float, int, int]:
+    """Seconds to read and parse every raw CSV with pyarrow; (seconds, rows, bytes)."""
+    files = sorted(raw.glob("*.csv"))
+    start = time.perf_counter()
+    rows = sum(pacsv.read_csv(f).num_rows for f in files)
+    return time.perf_counter() - start, rows, sum(f.stat().st_size for f in files)
+
+
+def _columns_for_floor(path: Path) -> tuple[bytes, list[tuple[bool, int, object]], int]:
+    """The header bytes, per variable (is_char, width, values) and the row count of a built
+    XPT, decoded outside the floor's timer: text as Arrow strings (blanks trimmed), numbers
+    as the float64 values the build stored (`ibm_to_ieee`), so the floor times the encoding
+    and the writing only."""
+    from cdiscforge.xpt import _char_chunk, _namestr_layout, ibm_to_ieee
+
+    with open(path, "rb") as fh:
+        obs_start, row_length, layout = _namestr_layout(fh, path)
+        fh.seek(0)
+        data = np.frombuffer(fh.read(), dtype=np.uint8)
+    header = data[:obs_start].tobytes()
+    body = data[obs_start:]
+    rows = len(body) // row_length if row_length else 0
+    block = body[: rows * row_length].reshape(rows, row_length)
+    while rows and (block[rows - 1] == 0x20).all():  # the last card's blank padding
+        rows -= 1
+    block = block[:rows]
+    columns: list[tuple[bool, int, object]] = []
+    for _, is_char, position, length in layout:
+        part = block[:, position : position + length]
+        if is_char:
+            columns.append((True, length, _char_chunk(np.ascontiguousarray(part), None)))
+        else:
+            columns.append((False, 8, ibm_to_ieee(np.ascontiguousarray(part))))
+    return header, columns, rows
+
+
+def write_floor(xpts: list[Path], scratch: Path) -> tuple[float, int]:
+    """Seconds to encode every XPT's observations with numpy and write its bytes; the byte
+    count. Each floor file is compared with the built one (they must be the same bytes)."""
+    from cdiscforge.xpt import ieee_to_ibm
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    seconds, written = 0.0, 0
+    for path in xpts:
+        header, columns, n = _columns_for_floor(path)
+        target = scratch / path.name
+        start = time.perf_counter()
+        blocks = []
+        for is_char, width, values in columns:
+            if is_char:
+                padded = pc.utf8_rpad(pc.fill_null(values, ""), width=width, padding=" ")
+                _, offsets, data = padded.buffers()
+                first = int(np.frombuffer(offsets, dtype=np.int64)[padded.offset])
+                block = np.frombuffer(data, dtype=np.uint8)[first : first + n * width]
+                blocks.append(block.reshape(n, width))
+            else:
+                blocks.append(ieee_to_ibm(values).astype(">u8").view(np.uint8).reshape(n, 8))
+        rows = np.hstack(blocks) if blocks else np.empty((0, 0), dtype=np.uint8)
+        with open(target, "wb") as fh:
+            fh.write(header)
+            rows.tofile(fh)
+            fh.write(b" " * (-rows.nbytes % 80))
+        seconds += time.perf_counter() - start
+        del rows, blocks, columns
+        if target.read_bytes() != path.read_bytes():
+            raise SystemExit(f"floor writer's {target.name} differs from the build's")
+        written += target.stat().st_size
+        target.unlink()
+    return seconds, written
+
+
+# --------------------------------------------------------------------------------------------
+# One size
+# --------------------------------------------------------------------------------------------
+
+
+def _records(build_log: Path) -> dict[str, int]:
+    """Output records per stage, from build.log's OUTPUTS section."""
+    counts = {"sdtm": 0, "adam": 0}
+    for line in build_log.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"  (sdtm|adam)/\S+\.xpt: (\{.*\})$", line)
+        if m:
+            counts[m.group(1)] += json.loads(m.group(2))["records"]
+    return counts
+
+
+def run_size(n: int, work: Path) -> dict[str, object]:
+    raw, out = work / f"raw{n}", work / f"out{n}"
+    py = sys.executable
+    sim_s, sim_rss, _ = run_sampled(
+        [py, "-m", "cdiscforge.cli", "simulate", "--subjects", str(n), "--out", str(raw)]
+    )
+    cmd = [py, "-m", "cdiscforge.cli", "build", "--raw", str(raw), "--out", str(out)]
+    build_s, build_rss, _ = run_sampled(cmd)
+    timings = json.loads((out / "timings.json").read_text())
+    records = _records(out / "build.log")
+    read_s, raw_rows, raw_bytes = read_floor(raw)
+    xpts = sorted((out / "sdtm").glob("*.xpt")) + sorted((out / "adam").glob("*.xpt"))
+    write_s, xpt_bytes = write_floor(xpts, work / f"floor{n}")
+    return {
+        "subjects": n,
+        "simulate_s": sim_s,
+        "simulate_rss": sim_rss,
+        "build_s": build_s,
+        "build_rss": build_rss,
+        "timings": timings,
+        "records": records,
+        "raw_rows": raw_rows,
+        "raw_bytes": raw_bytes,
+        "read_floor_s": read_s,
+        "write_floor_s": write_s,
+        "xpt_bytes": xpt_bytes,
+        "xpt_files": len(xpts),
+    }
+
+
+def report(r: dict[str, object]) -> list[str]:
+    t: dict[str, float] = r["timings"]  # type: ignore[assignment]
+    rec: dict[str, int] = r["records"]  # type: ignore[assignment]
+    total_rec = rec["sdtm"] + rec["adam"]
+    floor = float(r["read_floor_s"]) + float(r["write_floor_s"])  # type: ignore[arg-type]
+    build_s = float(r["build_s"])  # type: ignore[arg-type]
+
+    def rate(records: int, seconds: float | None) -> str:
+        return f"{records / seconds:>12,.0f}" if seconds else f"{'':>12}"
+
+    lines = [
+        f"N = {r['subjects']:,} subjects: {r['raw_rows']:,} raw rows "
+        f"({int(r['raw_bytes']) / 1e6:.1f} MB CSV) -> {total_rec:,} records "  # type: ignore[arg-type]
+        f"({rec['sdtm']:,} SDTM, {rec['adam']:,} ADaM) in {r['xpt_files']} XPT "
+        f"({int(r['xpt_bytes']) / 1e6:.1f} MB)",  # type: ignore[arg-type]
+        f"  simulate (not in build): {float(r['simulate_s']):.1f} s, "  # type: ignore[arg-type]
+        f"peak RSS {int(r['simulate_rss']) / 2**30:.2f} GiB",  # type: ignore[arg-type]
+        f"  {'stage':<10} {'seconds':>8} {'records/s':>12}",
+    ]
+    per_stage = {
+        "sdtm": rec["sdtm"],
+        "adam": rec["adam"],
+        "validate": total_rec,
+        "write": total_rec,
+    }
+    for stage in STAGES:
+        if stage in t:
+            speed = rate(per_stage.get(stage, 0), t[stage])
+            lines.append(f"  {stage:<10} {t[stage]:>8.1f} {speed}")
+    other = build_s - sum(t.values())
+    lines += [
+        f"  {'other':<10} {other:>8.1f}   (start-up, specs, reading raw, hashes, publish)",
+        f"  {'build':<10} {build_s:>8.1f} {rate(total_rec, build_s)}   (wall, CLI process)",
+        f"  peak RSS of the build's process tree: {int(r['build_rss']) / 2**30:.2f} GiB",  # type: ignore[arg-type]
+        f"  I/O floor: read CSV {float(r['read_floor_s']):.2f} s + encode/write XPT "  # type: ignore[arg-type]
+        f"{float(r['write_floor_s']):.2f} s = {floor:.2f} s; "  # type: ignore[arg-type]
+        f"build / floor = {build_s / floor:.1f}x",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        default="100,1000,10000",
+        help="comma-separated subject counts (default 100,1000,10000)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep raw exports and outputs in this folder (must be new)"
+    )
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.keep is not None:
+        args.keep.mkdir(parents=True)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="cdiscforge-scale-"))
+    os.chdir(ROOT)  # the CLI's default study resolves from the checkout
+    results: dict[int, dict[str, object]] = {}
+    try:
+        for n in sizes:
+            results[n] = run_size(n, work)
+            print("\n".join(report(results[n])), flush=True)
+            if args.keep is None:
+                for sub in (f"raw{n}", f"out{n}", f"floor{n}"):
+                    shutil.rmtree(work / sub, ignore_errors=True)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if 1000 in results and 10000 in results:
+        ratio = float(results[10000]["build_s"]) / float(results[1000]["build_s"])  # type: ignore[arg-type]
+        print(f"t(10k) / t(1k) = {ratio:.2f} (linear would be 10)")
+
+
+if __name__ == "__main__":
+    main()
