@@ -84,10 +84,12 @@ class StageProgress:
         """A step starts: `message` names it (`"sdtm LB"` is stage sdtm, dataset LB)."""
         now = self._clock()
         stage = _stage_of(message)
+        ended = None
         if self.stage is None or self.stage.name != stage:
-            self._close(now)
+            ended = self.stage
             self.stage = _Stage(stage, now, expected=self._expected.get(stage, 0))
-        self.message = message
+        self.message = message  # the new step first, so no refresh shows a stage-less line
+        self._close(ended, now)
         if not self.live:
             self._echo(f"[{now - self.start:6.1f}s] {message}")
 
@@ -104,15 +106,17 @@ class StageProgress:
 
     def stop(self) -> None:
         """End the display; the open stage's line (its seconds and records) is printed."""
-        self._close(self._clock())
-        if self._status is not None:
+        now = self._clock()
+        if self._status is not None:  # stopped first: its last refresh shows the open step
             self._status.stop()
             self._status = None
+        stage, self.stage = self.stage, None
+        self._close(stage, now)
 
     # -- rendering -----------------------------------------------------------------------
 
-    def _close(self, now: float) -> None:
-        stage, self.stage = self.stage, None
+    def _close(self, stage: _Stage | None, now: float) -> None:
+        """Print the line of a stage that ended at `now`."""
         if stage is None:
             return
         line = f"{stage.name}: {now - stage.start:.1f}s"
