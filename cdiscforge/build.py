@@ -140,6 +140,7 @@ def _build(
             on_built=lambda ds: count.done(len(ds)),
         ),
     )
+    store = None  # the raw frames, mapped now (ADaM reads SDTM): not held through the rest
     adam_sets = _timed(
         timings,
         "adam",
