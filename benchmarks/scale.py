@@ -11,8 +11,9 @@ A script that measures, not a test (issue 15). For each N, in one run on the sam
 3. measure the I/O floor on those files: read every raw CSV with pyarrow (parsed into Arrow
    columns), and encode every output XPT's observations with numpy (fixed-width padded text,
    IBM doubles: `cdiscforge.xpt.ieee_to_ibm`) and write those bytes. The columns to encode
-   are read back from the built XPT outside the timer; the floor's files are compared with
-   the build's (same bytes), so the floor writes exactly what the build wrote.
+   are read back from the built XPT, 64 MiB of observations at a time, outside the timer;
+   the floor's files are compared with the build's (same bytes), so the floor writes exactly
+   what the build wrote.
 
 Prints one table per N and, when both were run, t(10k) / t(1k). The targets (issue 15):
 build <= 3x floor at 10,000 subjects, t(10k) / t(1k) <= 11, peak RSS <= 8 GB.
@@ -20,11 +21,16 @@ build <= 3x floor at 10,000 subjects, t(10k) / t(1k) <= 11, peak RSS <= 8 GB.
     python benchmarks/scale.py                      # N = 100, 1000, 10000
     python benchmarks/scale.py --sizes 100,1000
     python benchmarks/scale.py --sizes 1000 --keep /tmp/scale   # keep raw and outputs
+
+Where the time goes (the profile issue 15 asks for), on raw exports kept with --keep:
+
+    python -m cProfile -o build.prof -m cdiscforge.cli build --raw RAW --out OUT
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import re
@@ -124,63 +130,78 @@ def read_floor(raw: Path) -> tuple[float, int, int]:
     return time.perf_counter() - start, rows, sum(f.stat().st_size for f in files)
 
 
-def _columns_for_floor(path: Path) -> tuple[bytes, list[tuple[bool, int, object]], int]:
-    """The header bytes, per variable (is_char, width, values) and the row count of a built
-    XPT, decoded outside the floor's timer: text as Arrow strings (blanks trimmed), numbers
-    as the float64 values the build stored (`ibm_to_ieee`), so the floor times the encoding
-    and the writing only."""
-    from cdiscforge.xpt import _char_chunk, _namestr_layout, ibm_to_ieee
+_FLOOR_CHUNK_BYTES = 64 * 1024 * 1024  # observations decoded and re-encoded a chunk at a time
 
-    with open(path, "rb") as fh:
-        obs_start, row_length, layout = _namestr_layout(fh, path)
-        fh.seek(0)
-        data = np.frombuffer(fh.read(), dtype=np.uint8)
-    header = data[:obs_start].tobytes()
-    body = data[obs_start:]
-    rows = len(body) // row_length if row_length else 0
-    block = body[: rows * row_length].reshape(rows, row_length)
-    while rows and (block[rows - 1] == 0x20).all():  # the last card's blank padding
-        rows -= 1
-    block = block[:rows]
-    columns: list[tuple[bool, int, object]] = []
+
+def _decode(block: np.ndarray, layout: list[tuple[str, bool, int, int]]) -> list[object]:
+    """A chunk of built observations as the columns the floor encodes (outside its timer):
+    text as Arrow strings (blanks trimmed), numbers as the float64 values the build stored."""
+    from cdiscforge.xpt import _char_chunk, ibm_to_ieee
+
+    columns: list[object] = []
     for _, is_char, position, length in layout:
-        part = block[:, position : position + length]
+        part = np.ascontiguousarray(block[:, position : position + length])
+        columns.append(_char_chunk(part, None) if is_char else ibm_to_ieee(part))
+    return columns
+
+
+def _encode(columns: list[object], layout: list[tuple[str, bool, int, int]], n: int) -> bytes:
+    """The floor's encoder: each column to its fixed-width bytes (pyarrow pads the text,
+    `ieee_to_ibm` converts the numbers), interleaved into observations with numpy."""
+    from cdiscforge.xpt import ieee_to_ibm
+
+    blocks = []
+    for values, (_, is_char, _, width) in zip(columns, layout, strict=True):
         if is_char:
-            columns.append((True, length, _char_chunk(np.ascontiguousarray(part), None)))
+            padded = pc.utf8_rpad(pc.fill_null(values, ""), width=width, padding=" ")
+            _, offsets, data = padded.buffers()
+            first = int(np.frombuffer(offsets, dtype=np.int64)[padded.offset])
+            block = np.frombuffer(data, dtype=np.uint8)[first : first + n * width]
+            blocks.append(block.reshape(n, width))
         else:
-            columns.append((False, 8, ibm_to_ieee(np.ascontiguousarray(part))))
-    return header, columns, rows
+            blocks.append(ieee_to_ibm(values).astype(">u8").view(np.uint8).reshape(n, 8))
+    return np.hstack(blocks).tobytes() if blocks else b""
 
 
 def write_floor(xpts: list[Path], scratch: Path) -> tuple[float, int]:
     """Seconds to encode every XPT's observations with numpy and write its bytes; the byte
-    count. Each floor file is compared with the built one (they must be the same bytes)."""
-    from cdiscforge.xpt import ieee_to_ibm
+    count. Observations are decoded from the built file a chunk at a time outside the timer
+    (so memory stays bounded at 10,000 subjects); each floor file must equal the built one."""
+    from cdiscforge.xpt import _namestr_layout
 
     scratch.mkdir(parents=True, exist_ok=True)
     seconds, written = 0.0, 0
     for path in xpts:
-        header, columns, n = _columns_for_floor(path)
+        with open(path, "rb") as fh:
+            obs_start, row_length, layout = _namestr_layout(fh, path)
+            fh.seek(0)
+            header = fh.read(obs_start)
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+        rows = (len(data) - obs_start) // row_length if row_length else 0
+        body = data[obs_start : obs_start + rows * row_length].reshape(rows, row_length)
+        while rows and (body[rows - 1] == 0x20).all():  # the last card's blank padding
+            rows -= 1
+        step = max(1, _FLOOR_CHUNK_BYTES // max(1, row_length))
         target = scratch / path.name
-        start = time.perf_counter()
-        blocks = []
-        for is_char, width, values in columns:
-            if is_char:
-                padded = pc.utf8_rpad(pc.fill_null(values, ""), width=width, padding=" ")
-                _, offsets, data = padded.buffers()
-                first = int(np.frombuffer(offsets, dtype=np.int64)[padded.offset])
-                block = np.frombuffer(data, dtype=np.uint8)[first : first + n * width]
-                blocks.append(block.reshape(n, width))
-            else:
-                blocks.append(ieee_to_ibm(values).astype(">u8").view(np.uint8).reshape(n, 8))
-        rows = np.hstack(blocks) if blocks else np.empty((0, 0), dtype=np.uint8)
         with open(target, "wb") as fh:
+            start = time.perf_counter()
             fh.write(header)
-            rows.tofile(fh)
-            fh.write(b" " * (-rows.nbytes % 80))
-        seconds += time.perf_counter() - start
-        del rows, blocks, columns
-        if target.read_bytes() != path.read_bytes():
+            seconds += time.perf_counter() - start
+            size = 0
+            for first in range(0, rows, step):
+                count = min(step, rows - first)
+                columns = _decode(body[first : first + count], layout)
+                start = time.perf_counter()
+                chunk = _encode(columns, layout, count)
+                fh.write(chunk)
+                seconds += time.perf_counter() - start
+                size += len(chunk)
+            start = time.perf_counter()
+            fh.write(b" " * (-size % 80))
+            fh.flush()  # no fsync: the build does not sync either
+            seconds += time.perf_counter() - start
+        del body, data
+        if not filecmp.cmp(target, path, shallow=False):
             raise SystemExit(f"floor writer's {target.name} differs from the build's")
         written += target.stat().st_size
         target.unlink()
