@@ -94,27 +94,47 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_sampled(cmd: list[str], interval: float = 0.1) -> tuple[float, int, str]:
-    """Run `cmd`; return (wall seconds, peak tree RSS in bytes, stderr+stdout text)."""
+def run_sampled(cmd: list[str], interval: float = 0.1) -> tuple[float, int, str, dict[str, int]]:
+    """Run `cmd`; return (wall seconds, peak tree RSS in bytes, its output, peak tree RSS per
+    build step). The build's progress lines (`[  12.3s] sdtm LB`, plain off a terminal) are
+    timed as they arrive, so each sample falls in the step that was running."""
+    from cdiscforge.progress import _stage_of
+
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = [0]
+    samples: list[tuple[float, int]] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss(proc.pid))
+            samples.append((time.perf_counter(), tree_rss(proc.pid)))
             done.wait(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    output, _ = proc.communicate()
+    lines: list[tuple[float, str]] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append((time.perf_counter(), line))
+    proc.wait()
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
+    output = "".join(text for _, text in lines)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{output}")
-    return seconds, peak[0], output
+    steps = [
+        (at, _stage_of(m.group(1)))
+        for at, text in lines
+        if (m := re.match(r"\[ *\d+\.\ds\] (.+)$", text.rstrip())) and not re.search(r": \d", text)
+    ]
+    by_step: dict[str, int] = {}
+    for i, (at, step) in enumerate(steps):
+        until = steps[i + 1][0] if i + 1 < len(steps) else float("inf")
+        during = [rss for t, rss in samples if at <= t < until]
+        if during:
+            by_step[step] = max(by_step.get(step, 0), *during)
+    return seconds, max((rss for _, rss in samples), default=0), output, by_step
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,11 +246,11 @@ def _records(build_log: Path) -> dict[str, int]:
 def run_size(n: int, work: Path) -> dict[str, object]:
     raw, out = work / f"raw{n}", work / f"out{n}"
     py = sys.executable
-    sim_s, sim_rss, _ = run_sampled(
+    sim_s, sim_rss, _, _ = run_sampled(
         [py, "-m", "cdiscforge.cli", "simulate", "--subjects", str(n), "--out", str(raw)]
     )
     cmd = [py, "-m", "cdiscforge.cli", "build", "--raw", str(raw), "--out", str(out)]
-    build_s, build_rss, _ = run_sampled(cmd)
+    build_s, build_rss, _, step_rss = run_sampled(cmd)
     timings = json.loads((out / "timings.json").read_text())
     records = _records(out / "build.log")
     read_s, raw_rows, raw_bytes = read_floor(raw)
@@ -242,6 +262,7 @@ def run_size(n: int, work: Path) -> dict[str, object]:
         "simulate_rss": sim_rss,
         "build_s": build_s,
         "build_rss": build_rss,
+        "step_rss": step_rss,
         "timings": timings,
         "records": records,
         "raw_rows": raw_rows,
@@ -287,6 +308,8 @@ def report(r: dict[str, object]) -> list[str]:
         f"  {'other':<10} {other:>8.1f}   (start-up, specs, reading raw, hashes, publish)",
         f"  {'build':<10} {build_s:>8.1f} {rate(total_rec, build_s)}   (wall, CLI process)",
         f"  peak RSS of the build's process tree: {int(r['build_rss']) / 2**30:.2f} GiB",  # type: ignore[arg-type]
+        "  peak RSS by step (GiB): "
+        + ", ".join(f"{k} {v / 2**30:.2f}" for k, v in r["step_rss"].items()),  # type: ignore[attr-defined]
         f"  I/O floor: read CSV {float(r['read_floor_s']):.2f} s + encode/write XPT "  # type: ignore[arg-type]
         f"{float(r['write_floor_s']):.2f} s = {floor:.2f} s; "  # type: ignore[arg-type]
         f"build / floor = {build_s / floor:.1f}x",
