@@ -27,6 +27,7 @@ from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.errors import ValidationFailed
 from cdiscforge.model import Dataset
+from cdiscforge.progress import counts
 from cdiscforge.spec import StudySpec, load_study
 
 Progress = Callable[[str], None]
@@ -138,23 +139,40 @@ def _build(
         sim = _timed(timings, "simulate", lambda: simulate(spec_dir, raw_dir))
         log.info("simulate", "", f"simulated raw exports: {dict(sim.rows)}")  # type: ignore[attr-defined]
     store = RawStore(study, raw_dir, log)
+    count = counts(say)  # a live display (cdiscforge.progress) counts finished records
+    say("sdtm raw exports")  # read and checked whole before the first dataset
 
     sdtm_sets = _timed(
         timings,
         "sdtm",
-        lambda: build_stage(study, "sdtm", store, log, progress=lambda n: say(f"sdtm {n}")),
+        lambda: build_stage(
+            study,
+            "sdtm",
+            store,
+            log,
+            progress=lambda n: say(f"sdtm {n}"),
+            on_built=lambda ds: count.done(len(ds)),
+        ),
     )
+    store = None  # the raw frames, mapped now (ADaM reads SDTM): not held through the rest
     adam_sets = _timed(
         timings,
         "adam",
         lambda: build_stage(
-            study, "adam", None, log, upstream=sdtm_sets, progress=lambda n: say(f"adam {n}")
+            study,
+            "adam",
+            None,
+            log,
+            upstream=sdtm_sets,
+            progress=lambda n: say(f"adam {n}"),
+            on_built=lambda ds: count.done(len(ds)),
         ),
     )
     datasets: dict[str, Dataset] = {**sdtm_sets, **adam_sets}  # type: ignore[dict-item]
     if workbook is not None:
         _apply_p21(study, workbook, datasets, log)
     inputs = _input_hashes(spec_dir, raw_dir, staging, out_dir, log)
+    count.expect(sum(len(ds) for ds in datasets.values()), "validate", "write")
 
     say("validate")
     from cdiscforge.validation import validate_datasets, write_report

@@ -3,8 +3,8 @@
 Exit codes: 0 success; 1 validation found error-level findings (the previous output kept,
 the report in <out>/failed/); 2 bad input, bad spec, bad usage or an output folder that is
 not ours to write; 130 / 143 interrupted by SIGINT / SIGTERM (nothing published). Errors
-are printed as one located message, never a traceback. On a terminal each stage shows a
-rich progress line; otherwise plain lines.
+are printed as one located message, never a traceback. On a terminal the build shows a live
+status line (step, elapsed seconds, records/s: cdiscforge.progress); otherwise plain lines.
 """
 
 from __future__ import annotations
@@ -16,33 +16,11 @@ from pathlib import Path
 import click
 
 from cdiscforge.errors import CdiscforgeError
+from cdiscforge.progress import StageProgress
 from cdiscforge.studies import DEFAULT_STUDY, study_dir
 
-
-class _Reporter:
-    """Stage progress: a rich status line on a terminal, plain timestamped lines otherwise."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.start = time.perf_counter()
-        self._status = None
-        if self.tty:
-            from rich.console import Console
-
-            self.console = Console(stderr=True)
-            self._status = self.console.status("starting")
-            self._status.start()
-
-    def __call__(self, message: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        if self._status is not None:
-            self._status.update(f"[bold]{message}[/] ({elapsed:.1f}s)")
-        else:
-            click.echo(f"[{elapsed:6.1f}s] {message}", err=True)
-
-    def stop(self) -> None:
-        if self._status is not None:
-            self._status.stop()
+# Stage progress: a live rich status on a terminal, plain lines otherwise.
+_Reporter = StageProgress
 
 
 def _fail(exc: CdiscforgeError) -> None:

@@ -141,8 +141,12 @@ def build_stage(
     log: BuildLog,
     upstream: dict[str, Dataset] | None = None,
     progress: Callable[[str], None] | None = None,
+    on_built: Callable[[Dataset], None] | None = None,
 ) -> dict[str, Dataset]:
     """Build every dataset of a stage; returns them by name (SUPP-- included).
+
+    `progress` hears each dataset's name before it is built, `on_built` each dataset made
+    (a live display counts their records).
 
     Every located input error of the stage (and, with raw exports, of reading and checking
     all of them first) is collected and raised together at the end (errors.collecting)."""
@@ -157,6 +161,8 @@ def build_stage(
             for ds in build_dataset(study.datasets[name], study, store, domains, log):
                 domains[ds.name] = ds
                 built[ds.name] = ds
+                if on_built:
+                    on_built(ds)
     _shared_lengths(built)
     return built
 
