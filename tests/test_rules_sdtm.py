@@ -262,3 +262,21 @@ def test_conditional_visits_without_a_planned_day_are_not_the_last_visit(base):
         s["TV"].frame = pd.concat([tv, row], ignore_index=True)
 
     assert not {k for k in planted(edit, base) if k[0] == "CF-SD-0035"}
+
+
+def test_lengths_from_data_count_utf8_bytes_of_plain_and_categorical_columns() -> None:
+    """CF-MD-0007 compares lengths; one not declared is the longest value's UTF-8 bytes (as
+    the XPT writer counts them), the same for a categorical column as for a string one."""
+    from cdiscforge.model import Dataset, Variable
+    from cdiscforge.validation.rules_sdtm import _lengths
+
+    values = ["WEEK 1", "SEMAINE 1 \u00e9t\u00e9", None, "WEEK 1"]  # 13 characters, 15 bytes
+    for dtype in ("string", "category"):
+        frame = pd.DataFrame({"VISIT": pd.Series(values, dtype=dtype), "EMPTY": [None] * 4})
+        ds = Dataset(
+            "SV",
+            "Subject Visits",
+            frame,
+            [Variable("VISIT", "Visit Name"), Variable("EMPTY", "Nothing", length=None)],
+        )
+        assert _lengths(ds, frame) == {"VISIT": 15}, dtype

@@ -10,6 +10,8 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cdiscforge.model import Dataset
 from cdiscforge.standards import _data_file, sdtmig_datasets
@@ -143,8 +145,11 @@ def _lengths(ds: Dataset, frame: pd.DataFrame) -> dict[str, int]:
         if var.length:
             out[var.name] = int(var.length)
         else:
-            values = op.as_string(frame[var.name].dropna())
-            out[var.name] = max(int(values.str.encode("utf-8").str.len().max()), 1)
+            # UTF-8 byte lengths of the distinct values, in Arrow (a per-value str.encode was
+            # 9% of a 1,000-subject build: 10.8M Python calls).
+            values = op.as_string(frame[var.name].dropna()).drop_duplicates()
+            longest = pc.max(pc.binary_length(pa.array(values, type=pa.large_string())))
+            out[var.name] = max(int(longest.as_py() or 0), 1)
     return out
 
 
