@@ -287,12 +287,14 @@ def check_target(
 
 
 def _is_specs(folder: Path) -> bool:
-    """A study's spec folder (holding study.yaml) or a folder of them (such as a checkout's
-    specs/, which an installed wheel does not know as its bundled specs)."""
+    """A study's spec folder (holding study.yaml), or a project's specs/ folder of them (a
+    checkout's, which an installed wheel does not know as its bundled specs)."""
     if (folder / "study.yaml").is_file():
         return True
+    if folder.name != "specs" or _project_root(folder.parent) != folder.parent:
+        return False
     try:
-        return folder.is_dir() and any((d / "study.yaml").is_file() for d in folder.iterdir())
+        return any((d / "study.yaml").is_file() for d in folder.iterdir() if d.is_dir())
     except OSError:
         return False
 
