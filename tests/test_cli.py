@@ -144,6 +144,24 @@ def test_simulate_command_writes_every_form(tmp_path: Path) -> None:
     assert "simulated" in result.output
 
 
+def test_validate_pilot_fixture_reports_into_cwd_not_into_the_data(tmp_path: Path) -> None:
+    """What the test below checks on the 26 reference datasets, on the 5 small pilot copies
+    under tests/fixtures (always present): the report lands in the current folder and the
+    data folder is left exactly as it was."""
+    pilot = Path(__file__).resolve().parent / "fixtures" / "cdiscpilot01" / "sdtm"
+    data = tmp_path / "pilot"
+    shutil.copytree(pilot, data)
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    result = _run("validate", data, cwd=cwd)
+    assert result.returncode in (0, 1), result.stderr
+    assert f"validated {len(before)} datasets" in result.stdout
+    report = cwd / "validation-report" / "pilot"
+    assert (report / "report.html").is_file() and (report / "results.json").is_file()
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
 def test_validate_pilot_reports_into_cwd_not_into_the_data(tmp_path: Path) -> None:
     pilot = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cdiscpilot01" / "sdtm"
     if not pilot.is_dir():
