@@ -24,6 +24,7 @@ from typing import Any
 
 from cdiscforge import outputs
 from cdiscforge.buildlog import BuildLog
+from cdiscforge.concurrent import Child, workers
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.errors import ValidationFailed
 from cdiscforge.model import Dataset
@@ -172,9 +173,7 @@ def _build(
     if workbook is not None:
         _apply_p21(study, workbook, datasets, log)
     inputs = _input_hashes(spec_dir, raw_dir, staging, out_dir, log)
-    count.expect(sum(len(ds) for ds in datasets.values()), "validate", "write")
-
-    say("validate")
+    count.expect(sum(len(ds) for ds in datasets.values()), "validate", "write", "validate + write")
     from cdiscforge.validation import validate_datasets, write_report
     from cdiscforge.validation.waivers import study_waivers
 
@@ -184,11 +183,60 @@ def _build(
     checks = ValidationOptions(  # the study's CT: its releases and sponsor codelists
         ct_version=study.terminology.version("sdtm"), terminology=study.terminology
     )
-    result = _timed(
-        timings,
-        "validate",
-        lambda: validate_datasets(list(datasets.values()), checks=checks, waivers=waivers),
-    )
+
+    def validate() -> tuple[object, float]:
+        start = time.perf_counter()
+        found = validate_datasets(list(datasets.values()), checks=checks, waivers=waivers)
+        return found, round(time.perf_counter() - start, 3)
+
+    def validate_then_json() -> tuple[tuple[object, float], Any]:
+        """The second process's part: validation, then (if clean) the Dataset-JSON files by
+        stage, or the exception writing them raised (the validation result comes back
+        either way: its failure is reported first)."""
+        checked = validate()
+        if checked[0].has_errors:  # type: ignore[attr-defined]
+            return checked, None
+        try:
+            return checked, write_datasetjson(study, sdtm_sets, adam_sets, staging, datasetjson)
+        except Exception as exc:
+            return checked, exc
+
+    # Validating and writing read the same datasets and change none: on two cores a forked
+    # child validates and then writes the Dataset-JSON files while this process writes the
+    # XPT files and define.xml (cdiscforge.concurrent). Nothing written goes out before the
+    # validation is known: a failed validation removes the written files and their log
+    # lines, and is reported before any error of the writing, as when the writing waited.
+    concurrent = workers() > 1
+    mark = (len(log.events), dict(log.outputs))  # the log as a failed validation leaves it
+    wrote: list[Any] = [None, None]  # (files, seconds); an error of the writing
+    say("validate + write" if concurrent else "validate")
+    with Child(validate_then_json if concurrent else validate) as child:
+        if concurrent:
+
+            def json_files() -> dict[str, list[Path]]:
+                _, files = child.result()
+                if files is None:
+                    raise _ValidationFirst
+                if isinstance(files, Exception):
+                    raise files
+                return files
+
+            start = time.perf_counter()
+            try:
+                wrote[0] = (
+                    write_outputs(
+                        study, sdtm_sets, adam_sets, staging, log,
+                        datasetjson=datasetjson, json_files=json_files,
+                    ),
+                    round(time.perf_counter() - start, 3),
+                )  # fmt: skip
+            except _ValidationFirst:
+                pass
+            except Exception as exc:  # decided once validation is known: it comes first
+                wrote[1] = exc
+            (result, timings["validate"]), _ = child.result()
+        else:
+            result, timings["validate"] = child.result()
 
     def refuse(written: bool) -> ValidationFailed:
         """Move the report and log (not the datasets) to <out>/failed/; the error to raise."""
@@ -222,14 +270,18 @@ def _build(
     report = staging / "validation"
     write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
     if result.has_errors:  # type: ignore[attr-defined]
-        raise refuse(written=False)
-
-    say("write")
-    files = _timed(
-        timings,
-        "write",
-        lambda: write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson),
-    )
+        if concurrent:  # written meanwhile: none of it goes out, nor its log lines
+            del log.events[mark[0] :]
+            log.outputs = mark[1]
+        raise refuse(written=concurrent)
+    if wrote[1] is not None:
+        raise wrote[1]
+    if not concurrent:  # one process: write once validation passed
+        say("write")
+        start = time.perf_counter()
+        files = write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson)
+        wrote[0] = (files, round(time.perf_counter() - start, 3))
+    files, timings["write"] = wrote[0]
     say("validate define.xml")
     start = time.perf_counter()  # counted as validation time (timings.json "validate")
     _check_defines(staging, sdtm_sets, adam_sets, result, waivers, log)
@@ -283,6 +335,10 @@ def _apply_p21(
                  f"{', '.join(fixed)}")  # fmt: skip
     log.info("p21", "", f"{study.config.p21_spec}: {len(workbook.datasets)} datasets read, "
              f"{len(found)} difference(s) with the YAML")  # fmt: skip
+
+
+class _ValidationFirst(Exception):
+    """The validation (in the other process) failed: stop writing, report it instead."""
 
 
 # Folders write_outputs fills in the staging folder (a failed build publishes none of them).
@@ -352,10 +408,14 @@ def write_outputs(
     log: BuildLog,
     *,
     datasetjson: tuple[str, ...] = ("json",),
+    json_files: Callable[[], dict[str, list[Path]]] | None = None,
 ) -> list[Path]:
     """XPT, define.xml, Dataset-JSON (in each encoding of `datasetjson`) and tables for both
-    stages, cross-checked."""
-    from cdiscforge.datasetjson import SUFFIXES, write_dataset_json
+    stages, cross-checked.
+
+    `json_files`, when given, waits for the Dataset-JSON files another process writes
+    (`write_datasetjson`) and returns them by stage; it is called once the XPT files and
+    define.xml are written, before they are cross-checked with it."""
     from cdiscforge.define import crosscheck, write_define
     from cdiscforge.define.crosscheck import missing_documents
     from cdiscforge.errors import CdiscforgeError
@@ -364,15 +424,16 @@ def write_outputs(
 
     created = datetime.fromisoformat(study.creation_datetime)
     info = study.info()  # CT releases: the study's ct_version (ct.Terminology)
-    files: list[Path] = []
-    for stage, sets, standard in (("sdtm", sdtm_sets, "SDTM"), ("adam", adam_sets, "ADaM")):
-        if not sets:
-            continue
+    stages = _stages(sdtm_sets, adam_sets)
+    if json_files is None:
+        done = write_datasetjson(study, sdtm_sets, adam_sets, root, datasetjson)
+        json_files = lambda: done  # noqa: E731
+    written: dict[str, list[Path]] = {}
+    for stage, sets, standard in stages:
         folder = root / stage
         folder.mkdir(parents=True, exist_ok=True)
-        json_dir = root / "datasetjson" / stage
-        json_dir.mkdir(parents=True, exist_ok=True)
         ordered = sorted(sets.values(), key=lambda d: d.name)
+        files = written.setdefault(stage, [])
         for ds in ordered:
             path = write_xpt(ds, folder / f"{ds.name.lower()}.xpt", created=created)
             files.append(path)
@@ -380,27 +441,24 @@ def write_outputs(
                 "records": len(ds),
                 "variables": len(ds.variables),
             }
-        define = write_define(
-            ordered,
-            folder / "define.xml",
-            study=info,
-            standard=standard,  # type: ignore[arg-type]
-            created=study.creation_datetime,
+        files.append(
+            write_define(
+                ordered,
+                folder / "define.xml",
+                study=info,
+                standard=standard,  # type: ignore[arg-type]
+                created=study.creation_datetime,
+            )
         )
-        files.append(define)
         # The same metadata as a Pinnacle 21 specification workbook, for reviewers' QC.
         files.append(write_p21_spec(ordered, folder / "spec.xlsx", study=info, standard=standard))
-        for ds in ordered:
-            for encoding in datasetjson:
-                path = write_dataset_json(
-                    ds,
-                    json_dir / f"{ds.name.lower()}{SUFFIXES[encoding]}",
-                    study=info,
-                    created=study.creation_datetime,
-                    define_path=f"../../{stage}/define.xml",
-                )
-                files.append(path)
-        problems = crosscheck(define, folder, json_dir, encodings=datasetjson)
+    json_by_stage = json_files()
+    files = []
+    for stage, sets, _ in stages:
+        files += written[stage] + json_by_stage.get(stage, [])
+        define = root / stage / "define.xml"
+        json_dir = root / "datasetjson" / stage
+        problems = crosscheck(define, root / stage, json_dir, encodings=datasetjson)
         if problems:
             raise CdiscforgeError(
                 f"{stage} define.xml cross-check failed: " + "; ".join(problems[:5])
@@ -408,7 +466,7 @@ def write_outputs(
         log.info(
             "write",
             stage.upper(),
-            f"define.xml valid and cross-checked against {len(ordered)} XPT and Dataset-JSON files",
+            f"define.xml valid and cross-checked against {len(sets)} XPT and Dataset-JSON files",
         )
         for missing in missing_documents(define):
             log.warn("write", stage.upper(), f"{missing}: the sponsor supplies this document")
@@ -418,4 +476,42 @@ def write_outputs(
         # the study's tables spec decides (no efficacy block: no table); SDTM too, for the
         # footnotes that count imputations there (not-evaluable joints in MK)
         files += write_efficacy_tables({**sdtm_sets, **adam_sets}, study, root / "tables", log)
+    return files
+
+
+def _stages(
+    sdtm_sets: dict[str, Dataset], adam_sets: dict[str, Dataset]
+) -> list[tuple[str, dict[str, Dataset], str]]:
+    """The stages that have datasets: (folder name, datasets, standard)."""
+    both = (("sdtm", sdtm_sets, "SDTM"), ("adam", adam_sets, "ADaM"))
+    return [(stage, sets, standard) for stage, sets, standard in both if sets]
+
+
+def write_datasetjson(
+    study: StudySpec,
+    sdtm_sets: dict[str, Dataset],
+    adam_sets: dict[str, Dataset],
+    root: Path,
+    datasetjson: tuple[str, ...] = ("json",),
+) -> dict[str, list[Path]]:
+    """Every dataset of both stages as Dataset-JSON in each encoding of `datasetjson`
+    (datasetjson/<stage>/), the files by stage. Logs nothing, so another process can do it
+    (cdiscforge.concurrent) while this one writes the XPT files."""
+    from cdiscforge.datasetjson import SUFFIXES, write_dataset_json
+
+    info = study.info()
+    files: dict[str, list[Path]] = {}
+    for stage, sets, _ in _stages(sdtm_sets, adam_sets):
+        json_dir = root / "datasetjson" / stage
+        json_dir.mkdir(parents=True, exist_ok=True)
+        for ds in sorted(sets.values(), key=lambda d: d.name):
+            for encoding in datasetjson:
+                path = write_dataset_json(
+                    ds,
+                    json_dir / f"{ds.name.lower()}{SUFFIXES[encoding]}",
+                    study=info,
+                    created=study.creation_datetime,
+                    define_path=f"../../{stage}/define.xml",
+                )
+                files.setdefault(stage, []).append(path)
     return files

@@ -260,6 +260,28 @@ def test_failed_validation_publishes_its_report_where_the_message_says(
     assert not list((out / "failed").rglob("*.xpt"))  # never datasets that failed
 
 
+def test_failed_validation_while_writing_leaves_what_a_one_process_build_leaves(
+    failed_build: tuple[Path, dict[str, str], subprocess.CompletedProcess[str]],
+    failing_study: Callable,
+    tmp_path: Path,
+) -> None:
+    """On two cores the datasets are written while the validation runs (cdiscforge.concurrent);
+    a validation that fails must still publish nothing written and no line of the writing:
+    failed/ holds the same bytes as when one process validates first and never writes."""
+    out, _, result = failed_build
+    spec, raw = failing_study(tmp_path)
+    alone = tmp_path / "alone"
+    env = {**os.environ, "CDISCFORGE_WORKERS": "1"}
+    single = _run("build", "--spec", spec, "--raw", raw, "--out", alone, env=env)
+    assert single.returncode == result.returncode == 1, single.stderr
+    assert "] validate + write" in result.stderr and "] validate + write" not in single.stderr
+    both, one = _snapshot(out / "failed"), _snapshot(alone / "failed")
+    for files in (both, one):
+        files.pop("timings.json")
+    assert both == one
+    assert "define.xml valid" not in (out / "failed" / "build.log").read_text()
+
+
 # ------------------------------------------------------------- a rebuild, a rival, a stale lock
 
 
