@@ -262,14 +262,13 @@ def test_failed_validation_publishes_its_report_where_the_message_says(
 
 def test_failed_validation_while_writing_leaves_what_a_one_process_build_leaves(
     failed_build: tuple[Path, dict[str, str], subprocess.CompletedProcess[str]],
-    failing_study: Callable,
     tmp_path: Path,
 ) -> None:
     """On two cores the datasets are written while the validation runs (cdiscforge.concurrent);
     a validation that fails must still publish nothing written and no line of the writing:
     failed/ holds the same bytes as when one process validates first and never writes."""
     out, _, result = failed_build
-    spec, raw = failing_study(tmp_path)
+    spec, raw = out.parent / "spec", out.parent / "raw"  # the same inputs (paths in the log)
     alone = tmp_path / "alone"
     env = {**os.environ, "CDISCFORGE_WORKERS": "1"}
     single = _run("build", "--spec", spec, "--raw", raw, "--out", alone, env=env)
