@@ -5,6 +5,7 @@ running, the caller's clean-up runs once)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -36,8 +37,9 @@ def test_the_childs_exception_is_raised_in_the_parent(workers: str) -> None:
 
 
 class _Unpicklable(Exception):
-    def __init__(self, a: str, b: str) -> None:  # pickle cannot rebuild it from args
+    def __init__(self, a: str, b: str) -> None:
         super().__init__(f"{a}/{b}")
+        self.lock = threading.Lock()  # no pickling makes a lock travel (tblib's neither)
 
 
 def test_an_exception_that_does_not_pickle_arrives_as_its_text(monkeypatch) -> None:
