@@ -69,8 +69,9 @@ class Child(Generic[A]):
             os.close(read_fd)
             code = 0
             try:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and ends us if it must
+                with contextlib.suppress(ValueError):  # not the main thread: leave them
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and ends us if it must
                 payload = _dumps(("ok", fn()))
             except BaseException as exc:  # everything goes back to the parent
                 payload = _dumps(("error", exc, traceback.format_exc()))
