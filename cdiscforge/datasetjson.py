@@ -528,6 +528,18 @@ class _JsonStream:
         self._last_newline = -1  # absolute position of the last newline dropped
         self.where = ""  # what is being read, for error messages ("rows/12")
 
+    @property
+    def chunk(self) -> int:
+        return self._chunk
+
+    def absolute(self, pos: int) -> int:
+        """The position in the file (in characters) of `pos` in the buffer."""
+        return self._dropped + pos
+
+    def more(self) -> bool:
+        """Read the next chunk into the buffer (see `_more`)."""
+        return self._more()
+
     def _more(self) -> bool:
         """Drop the text already consumed, append the next chunk; False (and the buffer
         untouched) at end of file."""
@@ -629,6 +641,31 @@ class _RowTally:
             self.first_not_list = self.count
         self.count += 1
 
+    def add_many(self, rows: list[Any], text: str) -> None:
+        """`add` each of `rows`, parsed from `text`, at C speed where they are what a
+        well-formed file holds: arrays whose lengths are tallied with numpy, and which
+        cannot hold a nested value when `text` has one "[" per row and no "{" (else their
+        values' types are collected in one pass over all of them). Anything else (a row
+        that is not an array, a nested value) is tallied row by row by `add`."""
+        n = len(rows)
+        if not n:
+            return
+        regular = set(map(type, rows)) == {list}
+        if regular and (text.count("[") != n or "{" in text):
+            # brackets in strings, or a nested value: look at the values themselves
+            from itertools import chain  # (imported here: the writer's half owns the top)
+
+            regular = _NESTED.isdisjoint(set(map(type, chain.from_iterable(rows))))
+        if not regular:
+            for row in rows:
+                self.add(row)
+            return
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+        distinct, first = np.unique(lengths, return_index=True)
+        for length, index in zip(distinct.tolist(), first.tolist(), strict=True):
+            self.first_of_length.setdefault(length, self.count + index)
+        self.count += n
+
     def problem(self, width: int) -> str | None:
         """The first row that is not an array of `width` scalars, as the old check said it."""
         wrong = [i for n, i in self.first_of_length.items() if n != width]
@@ -654,12 +691,46 @@ def _stream_rows(stream: _JsonStream, tally: _RowTally) -> None:
     if stream.peek() == "]":
         stream.pos += 1
         return
+    slow_until = -1  # after a failed bulk parse: row by row up to this absolute position
     while True:
         stream.where = f"rows/{tally.count}"
         stream.peek()
+        if stream.absolute(stream.pos) >= slow_until:
+            cut = _bulk_rows(stream, tally)
+            if cut is None:
+                continue  # stream.pos is past the ',' after the rows parsed
+            slow_until = cut
         tally.add(stream.value())
         if stream.expect(",]", "',' or ']' after a row") == "]":
             return
+
+
+def _bulk_rows(stream: _JsonStream, tally: _RowTally) -> int | None:
+    """Parse, in one C-level `json.loads`, the rows from the current position (the start of
+    a row) to the last "]," in the buffer, reading a chunk more first when little is left;
+    None when that worked (the stream is then past the ',' after the last of them). Else the
+    absolute position up to which the rows are to be read one at a time, where errors are
+    located (`_JsonStream.value`).
+
+    The parse cannot take a wrong cut for rows: if "[" + text + "]" is one JSON array,
+    `text` is a comma-separated list of complete values, which are the rows themselves,
+    since they start at a row boundary; a cut inside a string or inside a row leaves that
+    string or row open, and the parse fails.
+    """
+    if len(stream.buf) - stream.pos < stream.chunk // 2:
+        stream.more()
+    buf, pos = stream.buf, stream.pos
+    cut = buf.rfind("],", pos)
+    if cut < 0:
+        return stream.absolute(len(buf))
+    text = buf[pos : cut + 1]
+    try:
+        rows = json.loads("[" + text + "]")
+    except json.JSONDecodeError:
+        return stream.absolute(cut + 1)
+    tally.add_many(rows, text)
+    stream.pos = cut + 2
+    return None
 
 
 def _read_members(path: Path, chunk_chars: int) -> tuple[dict[str, Any] | None, _RowTally]:
