@@ -527,6 +527,7 @@ class _JsonStream:
         self._dropped_lines = 0  # newlines in them
         self._last_newline = -1  # absolute position of the last newline dropped
         self.where = ""  # what is being read, for error messages ("rows/12")
+        self.simd: Any = None  # a simdjson parser, made when first needed
 
     @property
     def chunk(self) -> int:
@@ -607,6 +608,10 @@ class _JsonStream:
 
 
 _DECODE = json.JSONDecoder().raw_decode
+try:  # imported here, not at the top: the writer's half of the module owns that
+    import simdjson as _simdjson
+except ImportError:  # pragma: no cover - a declared dependency; json.loads does it slower
+    _simdjson = None
 _JSON_WS = re.compile(r"[ \t\n\r]*")
 # An error this close to the end of the buffer may be a token cut by the chunk boundary (a
 # number "1." waiting for its digits, "tru" for its "e"); no number or literal is this long.
@@ -660,11 +665,14 @@ class _RowTally:
             for row in rows:
                 self.add(row)
             return
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+        self.add_lengths(np.fromiter(map(len, rows), dtype=np.int64, count=n))
+
+    def add_lengths(self, lengths: np.ndarray) -> None:
+        """Tally rows known to be arrays of scalars, by their lengths."""
         distinct, first = np.unique(lengths, return_index=True)
         for length, index in zip(distinct.tolist(), first.tolist(), strict=True):
             self.first_of_length.setdefault(length, self.count + index)
-        self.count += n
+        self.count += len(lengths)
 
     def problem(self, width: int) -> str | None:
         """The first row that is not an array of `width` scalars, as the old check said it."""
@@ -678,6 +686,36 @@ class _RowTally:
         if nested is not None:
             return f"rows/{nested} holds a value that is not a scalar"
         return None
+
+
+def _simd_row_lengths(stream: _JsonStream, text: str) -> np.ndarray | None:
+    """The length of each row in `text` (rows separated by commas, as in the rows array),
+    parsed by simdjson (pysimdjson: a validating C++ parser at GB/s, and no Python object per
+    value); None when it cannot tell, and `json.loads` decides.
+
+    simdjson accepts less than `json.loads` (NaN, Infinity, 1e400, lone surrogates), never
+    more, so a text it accepts is one `json.loads` reads the same; it answers only when
+    every row is an array and none can hold a nested value (`text` has one "[" per row and
+    no "{"; else brackets in strings or nesting make `json.loads` look at the values).
+    """
+    if _simdjson is None:
+        return None
+    if stream.simd is None:
+        stream.simd = _simdjson.Parser()
+    data = ("[" + text + "]").encode("utf-8")
+    try:
+        rows = stream.simd.parse(data)
+    except ValueError:  # simdjson's errors (invalid JSON, numbers it does not hold)
+        return None
+    try:
+        n = len(rows)
+        if set(map(type, rows)) != {_simdjson.Array} or b"{" in data:
+            return None
+        if np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 0x5B) != n + 1:
+            return None
+        return np.fromiter(map(len, rows), dtype=np.int64, count=n)
+    finally:
+        del rows  # the parser holds one document at a time
 
 
 def _stream_rows(stream: _JsonStream, tally: _RowTally) -> None:
@@ -706,11 +744,11 @@ def _stream_rows(stream: _JsonStream, tally: _RowTally) -> None:
 
 
 def _bulk_rows(stream: _JsonStream, tally: _RowTally) -> int | None:
-    """Parse, in one C-level `json.loads`, the rows from the current position (the start of
-    a row) to the last "]," in the buffer, reading a chunk more first when little is left;
-    None when that worked (the stream is then past the ',' after the last of them). Else the
-    absolute position up to which the rows are to be read one at a time, where errors are
-    located (`_JsonStream.value`).
+    """Parse, with simdjson (`_simd_row_lengths`) or else one C-level `json.loads`, the rows
+    from the current position (the start of a row) to the last "]," in the buffer, reading
+    a chunk more first when little is left; None when that worked (the stream is then past
+    the ',' after the last of them). Else the absolute position up to which the rows are to
+    be read one at a time, where errors are located (`_JsonStream.value`).
 
     The parse cannot take a wrong cut for rows: if "[" + text + "]" is one JSON array,
     `text` is a comma-separated list of complete values, which are the rows themselves,
@@ -724,11 +762,15 @@ def _bulk_rows(stream: _JsonStream, tally: _RowTally) -> int | None:
     if cut < 0:
         return stream.absolute(len(buf))
     text = buf[pos : cut + 1]
-    try:
-        rows = json.loads("[" + text + "]")
-    except json.JSONDecodeError:
-        return stream.absolute(cut + 1)
-    tally.add_many(rows, text)
+    lengths = _simd_row_lengths(stream, text)
+    if lengths is not None:
+        tally.add_lengths(lengths)
+    else:
+        try:
+            rows = json.loads("[" + text + "]")
+        except json.JSONDecodeError:
+            return stream.absolute(cut + 1)
+        tally.add_many(rows, text)
     stream.pos = cut + 2
     return None
 
