@@ -711,7 +711,7 @@ def _simd_lengths(parser: Any, data: bytes) -> np.ndarray | None:
     """
     try:
         rows = parser.parse(data)
-    except ValueError:  # simdjson's errors (invalid JSON, numbers it does not hold)
+    except (ValueError, RuntimeError):  # simdjson: invalid JSON, or numbers it cannot hold
         return None
     try:
         n = len(rows)
