@@ -172,9 +172,9 @@ def test_malformed_json_deep_in_the_rows_gives_the_located_message(
 LINE_EDITS = {
     "clean": lambda lines: lines,
     "blank lines": lambda lines: [*lines[:900], "", "  ", *lines[900:]],
-    # cut one row over two lines and join two others, so that the count of lines still fits
+    # cut one row over two lines and join two others in the same block: the count still fits
     "row cut over two lines": lambda lines: _splice(
-        _splice(lines, 1300, 2, [lines[1300] + lines[1301]]),
+        _splice(lines, 1203, 2, [lines[1203] + lines[1204]]),
         1200, 1, [lines[1200][:20], lines[1200][20:]],
     ),
     "two rows on one line": lambda lines: _splice(
