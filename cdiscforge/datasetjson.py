@@ -527,6 +527,19 @@ class _JsonStream:
         self._dropped_lines = 0  # newlines in them
         self._last_newline = -1  # absolute position of the last newline dropped
         self.where = ""  # what is being read, for error messages ("rows/12")
+        self.simd: Any = None  # a simdjson parser, made when first needed
+
+    @property
+    def chunk(self) -> int:
+        return self._chunk
+
+    def absolute(self, pos: int) -> int:
+        """The position in the file (in characters) of `pos` in the buffer."""
+        return self._dropped + pos
+
+    def more(self) -> bool:
+        """Read the next chunk into the buffer (see `_more`)."""
+        return self._more()
 
     def _more(self) -> bool:
         """Drop the text already consumed, append the next chunk; False (and the buffer
@@ -595,6 +608,10 @@ class _JsonStream:
 
 
 _DECODE = json.JSONDecoder().raw_decode
+try:  # imported here, not at the top: the writer's half of the module owns that
+    import simdjson as _simdjson
+except ImportError:  # pragma: no cover - a declared dependency; json.loads does it slower
+    _simdjson = None
 _JSON_WS = re.compile(r"[ \t\n\r]*")
 # An error this close to the end of the buffer may be a token cut by the chunk boundary (a
 # number "1." waiting for its digits, "tru" for its "e"); no number or literal is this long.
@@ -629,6 +646,34 @@ class _RowTally:
             self.first_not_list = self.count
         self.count += 1
 
+    def add_many(self, rows: list[Any], text: str) -> None:
+        """`add` each of `rows`, parsed from `text`, at C speed where they are what a
+        well-formed file holds: arrays whose lengths are tallied with numpy, and which
+        cannot hold a nested value when `text` has one "[" per row and no "{" (else their
+        values' types are collected in one pass over all of them). Anything else (a row
+        that is not an array, a nested value) is tallied row by row by `add`."""
+        n = len(rows)
+        if not n:
+            return
+        regular = set(map(type, rows)) == {list}
+        if regular and (text.count("[") != n or "{" in text):
+            # brackets in strings, or a nested value: look at the values themselves
+            from itertools import chain  # (imported here: the writer's half owns the top)
+
+            regular = _NESTED.isdisjoint(set(map(type, chain.from_iterable(rows))))
+        if not regular:
+            for row in rows:
+                self.add(row)
+            return
+        self.add_lengths(np.fromiter(map(len, rows), dtype=np.int64, count=n))
+
+    def add_lengths(self, lengths: np.ndarray) -> None:
+        """Tally rows known to be arrays of scalars, by their lengths."""
+        distinct, first = np.unique(lengths, return_index=True)
+        for length, index in zip(distinct.tolist(), first.tolist(), strict=True):
+            self.first_of_length.setdefault(length, self.count + index)
+        self.count += len(lengths)
+
     def problem(self, width: int) -> str | None:
         """The first row that is not an array of `width` scalars, as the old check said it."""
         wrong = [i for n, i in self.first_of_length.items() if n != width]
@@ -643,6 +688,68 @@ class _RowTally:
         return None
 
 
+def _simd_row_lengths(stream: _JsonStream, text: str) -> np.ndarray | None:
+    """The length of each row in `text` (rows separated by commas, as in the rows array),
+    parsed by simdjson (`_simd_lengths`); None when it cannot tell, and `json.loads` decides."""
+    if _simdjson is None:
+        return None
+    if stream.simd is None:
+        stream.simd = _simdjson.Parser()
+    return _simd_lengths(stream.simd, ("[" + text + "]").encode("utf-8"))
+
+
+def _simd_lengths(parser: Any, data: bytes) -> np.ndarray | None:
+    """The length of each row of `data`, a JSON array of rows, parsed by simdjson
+    (pysimdjson: a validating C++ parser at GB/s, and no Python object per value); None
+    when it cannot tell.
+
+    simdjson accepts less than `json.loads` (NaN, Infinity, 1e400, lone surrogates), never
+    more, so a text it accepts is one `json.loads` reads the same; it answers only when
+    every row is an array and none can hold a nested value (`data` has one "[" per row
+    besides its own, and no "{"; else brackets in strings or nesting make the caller look
+    at the values).
+    """
+    try:
+        rows = parser.parse(data)
+    except (ValueError, RuntimeError):  # simdjson: invalid JSON, or numbers it cannot hold
+        return None
+    try:
+        n = len(rows)
+        if (n and set(map(type, rows)) != {_simdjson.Array}) or b"{" in data:
+            return None
+        if np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 0x5B) != n + 1:
+            return None
+        return np.fromiter(map(len, rows), dtype=np.int64, count=n)
+    finally:
+        del rows  # the parser holds one document at a time
+
+
+def _simd_line_lengths(parser: Any, body: str, n_lines: int) -> np.ndarray | None:
+    """The length of the row on each line of `body` (Dataset-NDJSON lines, each ending in a
+    newline), from one simdjson parse of the lines joined by commas; None when it cannot
+    tell, and the lines are decoded one by one.
+
+    Joined, lines could pair up differently than read alone (a row cut over two lines, two
+    rows on one); so it answers only when there are as many rows as lines, each line starts
+    with "[" and ends with "]", and every "[" is a row's own (`_simd_lengths`): then each
+    line holds exactly one row, which is what it reads as alone. A blank line fails the
+    join (",,"), so it too is left to the line-by-line reading.
+    """
+    text = np.frombuffer(body.encode("utf-8"), dtype=np.uint8)
+    newlines = np.flatnonzero(text == 0x0A)
+    if len(newlines) != n_lines or text[0] != 0x5B or (text[newlines - 1] != 0x5D).any():
+        return None
+    if (text[newlines[:-1] + 1] != 0x5B).any():
+        return None
+    joined = np.empty(len(text) + 1, dtype=np.uint8)  # "[" + the lines, "," between, + "]"
+    joined[0] = 0x5B
+    joined[1:] = text
+    joined[newlines + 1] = 0x2C
+    joined[-1] = 0x5D
+    lengths = _simd_lengths(parser, joined.tobytes())
+    return lengths if lengths is not None and len(lengths) == n_lines else None
+
+
 def _stream_rows(stream: _JsonStream, tally: _RowTally) -> None:
     """Read the value of `rows`, one row at a time, into `tally`."""
     if stream.peek() != "[":
@@ -654,12 +761,50 @@ def _stream_rows(stream: _JsonStream, tally: _RowTally) -> None:
     if stream.peek() == "]":
         stream.pos += 1
         return
+    slow_until = -1  # after a failed bulk parse: row by row up to this absolute position
     while True:
         stream.where = f"rows/{tally.count}"
         stream.peek()
+        if stream.absolute(stream.pos) >= slow_until:
+            cut = _bulk_rows(stream, tally)
+            if cut is None:
+                continue  # stream.pos is past the ',' after the rows parsed
+            slow_until = cut
         tally.add(stream.value())
         if stream.expect(",]", "',' or ']' after a row") == "]":
             return
+
+
+def _bulk_rows(stream: _JsonStream, tally: _RowTally) -> int | None:
+    """Parse, with simdjson (`_simd_row_lengths`) or else one C-level `json.loads`, the rows
+    from the current position (the start of a row) to the last "]," in the buffer, reading
+    a chunk more first when little is left; None when that worked (the stream is then past
+    the ',' after the last of them). Else the absolute position up to which the rows are to
+    be read one at a time, where errors are located (`_JsonStream.value`).
+
+    The parse cannot take a wrong cut for rows: if "[" + text + "]" is one JSON array,
+    `text` is a comma-separated list of complete values, which are the rows themselves,
+    since they start at a row boundary; a cut inside a string or inside a row leaves that
+    string or row open, and the parse fails.
+    """
+    if len(stream.buf) - stream.pos < stream.chunk // 2:
+        stream.more()
+    buf, pos = stream.buf, stream.pos
+    cut = buf.rfind("],", pos)
+    if cut < 0:
+        return stream.absolute(len(buf))
+    text = buf[pos : cut + 1]
+    lengths = _simd_row_lengths(stream, text)
+    if lengths is not None:
+        tally.add_lengths(lengths)
+    else:
+        try:
+            rows = json.loads("[" + text + "]")
+        except json.JSONDecodeError:
+            return stream.absolute(cut + 1)
+        tally.add_many(rows, text)
+    stream.pos = cut + 2
+    return None
 
 
 def _read_members(path: Path, chunk_chars: int) -> tuple[dict[str, Any] | None, _RowTally]:
@@ -703,17 +848,25 @@ def _read_members(path: Path, chunk_chars: int) -> tuple[dict[str, Any] | None, 
     return members, tally
 
 
-def _read_ndjson_members(path: Path, encoding: str) -> tuple[dict[str, Any] | None, _RowTally]:
+def _read_ndjson_members(
+    path: Path, encoding: str, chunk_chars: int = CHECK_CHUNK_CHARS
+) -> tuple[dict[str, Any] | None, _RowTally]:
     """`_read_members` for Dataset-NDJSON and DSJC: line 1 is the metadata, every later
-    non-blank line one row, decoded one line at a time and tallied, not kept."""
+    non-blank line one row, tallied, not kept. The rows are read `chunk_chars` characters
+    of whole lines at a time, parsed together by simdjson (`_simd_line_lengths`), or, where
+    it cannot tell, one line at a time (`_tally_lines`), which says where an error is."""
     tally = _RowTally()
     with _open_ndjson(path, encoding) as fh:
-        lines = _ndjson_lines(fh)
-        first = next(lines, None)
-        if first is None:
-            raise _Malformed("the file is empty: line 1 must be the metadata object")
+        number = 0
+        while True:
+            line = fh.readline()
+            number += 1
+            if not line:
+                raise _Malformed("the file is empty: line 1 must be the metadata object")
+            if line.strip():
+                break
         try:
-            doc = _DECODE(first[1].strip())[0]
+            doc = _DECODE(line.strip())[0]
         except json.JSONDecodeError as exc:
             raise _Malformed(f"{exc.msg}: line 1 column {exc.pos + 1} (the metadata)") from None
         if not isinstance(doc, dict):
@@ -722,18 +875,49 @@ def _read_ndjson_members(path: Path, encoding: str) -> tuple[dict[str, Any] | No
             raise _Malformed(
                 "line 1 (the metadata) holds rows; in Dataset-NDJSON each row is a line"
             )
-        for number, text in lines:
-            try:
-                row, end = _DECODE(text.strip())
-            except json.JSONDecodeError as exc:
-                raise _Malformed(
-                    f"{exc.msg} in rows/{tally.count}: line {number} column {exc.pos + 1}"
-                ) from None
-            if end != len(text.strip()):
-                raise _Malformed(f"extra data after the row in rows/{tally.count}: line {number}")
-            tally.add(row)
+        parser = _simdjson.Parser() if _simdjson is not None else None
+        pending = ""
+        while True:
+            text = fh.read(max(1, chunk_chars))
+            if text:
+                block = pending + text
+                cut = block.rfind("\n") + 1
+                body, pending = block[:cut], block[cut:]
+                if not body:
+                    continue
+            else:
+                body, pending = pending, ""
+                if not body:
+                    break
+                body += "\n"  # the last line, without its newline
+            n_lines = body.count("\n")
+            lengths = None
+            if parser is not None:
+                lengths = _simd_line_lengths(parser, body, n_lines)
+            if lengths is not None:
+                tally.add_lengths(lengths)
+            else:
+                _tally_lines(body, number + 1, tally)
+            number += n_lines
     doc["rows"] = []
     return doc, tally
+
+
+def _tally_lines(body: str, first_number: int, tally: _RowTally) -> None:
+    """Decode each non-blank line of `body` (numbered from `first_number`) as one row."""
+    for number, text in enumerate(body.split("\n")[:-1], start=first_number):
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            row, end = _DECODE(text)
+        except json.JSONDecodeError as exc:
+            raise _Malformed(
+                f"{exc.msg} in rows/{tally.count}: line {number} column {exc.pos + 1}"
+            ) from None
+        if end != len(text):
+            raise _Malformed(f"extra data after the row in rows/{tally.count}: line {number}")
+        tally.add(row)
 
 
 def check_dataset_json(

@@ -942,3 +942,126 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
         frame=frame,
         variables=variables,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Distinct values (numpy): what define.xml's cross-check reads
+# --------------------------------------------------------------------------------------------
+
+
+def _distinct_rows(block: np.ndarray) -> np.ndarray:
+    """The distinct rows of an (n, width) uint8 block (hashed as fixed-width binary in
+    pyarrow), as a (k, width) block in the order they first occur."""
+    n, width = block.shape
+    if n == 0 or width == 0:
+        return block[:0] if width else np.zeros((min(n, 1), 0), dtype=np.uint8)
+    fixed = pa.Array.from_buffers(
+        pa.binary(width), n, [None, pa.py_buffer(np.ascontiguousarray(block))]
+    )
+    unique = pc.unique(fixed)
+    data = np.frombuffer(unique.buffers()[1], dtype=np.uint8)
+    start = unique.offset * width
+    return data[start : start + len(unique) * width].reshape(-1, width)
+
+
+def _distinct_text(distinct: np.ndarray, encoding: str | None) -> pd.Series:
+    """Distinct fixed-width text values as `read_xpt` reads them, missing (blank) left out."""
+    text = pd.Series(_char_chunk(distinct, encoding), dtype="str").dropna()
+    return pd.Series(text.unique(), dtype="str")
+
+
+def scan_xpt_distinct(
+    path: Path, columns: list[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> tuple[int, dict[str, pd.Series]]:
+    """The number of observations of an XPT file and the distinct values of `columns`, each
+    converted as `read_xpt` converts it (text trimmed, UTF-8 or else Windows-1252 for the whole
+    file; numbers as floats, dates dated), missing values left out.
+
+    For checks that only need the set of values (define.xml's codelists) of files too big to
+    read whole: the fixed-width observations are read `chunk_rows` at a time (at most
+    `_FAST_CHUNK_BYTES`), the named columns cut out of them as byte blocks, and only their
+    distinct byte strings are kept and, at the end, trimmed and decoded, once per distinct
+    value. Nothing else of the file is decoded. The count is `read_xpt`'s: trailing all-blank
+    observations are the last card's padding. A file `read_xpt_fast` would not read (more
+    than one member, NAMESTRs that disagree with readstat) is read with `iter_xpt_chunks`.
+    """
+    path = Path(path)
+    variables = read_xpt_variables(path)
+    by_name = {v.name: v for v in variables}
+    with open(path, "rb") as fh:
+        obs_start, row_length, layout = _namestr_layout(fh, path)
+        places = {name: (is_char, pos, n) for name, is_char, pos, n in layout}
+        if (
+            row_length == 0
+            or [v.name for v in variables] != [n for n, *_ in layout]
+            or any(places[c][0] != by_name[c].is_char for c in columns)
+        ):
+            return _scan_xpt_chunks(path, columns, chunk_rows)
+        rows = (os.fstat(fh.fileno()).st_size - obs_start) // row_length
+        blank = b" " * row_length
+        while rows:  # trailing all-blank observations are the last card's padding
+            fh.seek(obs_start + (rows - 1) * row_length)
+            if fh.read(row_length) != blank:
+                break
+            rows -= 1
+        step = max(1, min(chunk_rows, _FAST_CHUNK_BYTES // row_length))
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+        fh.seek(obs_start)
+        tail = b""
+        for first in range(0, rows, step):
+            count = min(step, rows - first)
+            raw = fh.read(count * row_length)
+            if _MEMBER_HEADER in raw or _MEMBER_HEADER in tail + raw[: len(_MEMBER_HEADER)]:
+                return _scan_xpt_chunks(path, columns, chunk_rows)
+            tail = raw[-len(_MEMBER_HEADER) :]
+            block = np.frombuffer(raw, dtype=np.uint8).reshape(count, row_length)
+            for name in columns:
+                is_char, pos, n = places[name]
+                part = block[:, pos : pos + n]
+                if is_char:
+                    parts[name].append(_distinct_rows(part))
+                else:
+                    values = pd.unique(ibm_to_ieee(part))
+                    parts[name].append(values[~np.isnan(values)])
+    out: dict[str, pd.Series] = {}
+    for encoding in (None, "windows-1252"):
+        try:
+            for name in columns:
+                chunks = parts[name]
+                var = by_name[name]
+                if var.is_char:
+                    width = places[name][2]
+                    joined = np.concatenate(chunks) if chunks else np.zeros((0, width), np.uint8)
+                    out[name] = _distinct_text(_distinct_rows(joined), encoding)
+                else:
+                    values = pd.unique(np.concatenate(chunks)) if chunks else np.empty(0)
+                    column = _numbers_to_column(values, _safe_parse_format(var.format))
+                    out[name] = column.dropna().reset_index(drop=True)
+        except UnicodeDecodeError:
+            continue  # read_xpt's fallback: the whole file is Windows-1252, not UTF-8
+        return rows, out
+    raise AssertionError("unreachable: Windows-1252 decodes every byte")
+
+
+def _scan_xpt_chunks(
+    path: Path, columns: list[str], chunk_rows: int
+) -> tuple[int, dict[str, pd.Series]]:
+    """`scan_xpt_distinct` through pyreadstat (`iter_xpt_chunks`), for files it cannot lay out."""
+    for encoding in (None, "windows-1252"):
+        rows = 0
+        parts: dict[str, list[pd.Series]] = {name: [] for name in columns}
+        try:
+            for chunk in iter_xpt_chunks(path, columns, encoding=encoding, chunk_rows=chunk_rows):
+                rows += len(chunk)
+                for name in columns:
+                    parts[name].append(pd.Series(chunk[name].dropna().unique()))
+        except UnicodeDecodeError:
+            if encoding is not None:
+                raise
+            continue
+        out = {}
+        for name in columns:
+            joined = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.Series([])
+            out[name] = pd.Series(joined.unique()).dropna().reset_index(drop=True)
+        return rows, out
+    raise AssertionError("unreachable")

@@ -9,8 +9,9 @@ file whose row count differs from its XPT.
 
 They run in memory that does not grow with the data (a 10,000-subject study has ~12 million
 SDTM records): each XPT's variables come from its header, only the columns that have a
-CodeList are read, in chunks, keeping their distinct values, and Dataset-JSON files are
-streamed (`check_dataset_json`).
+CodeList are cut out of the fixed-width observations, a chunk at a time, keeping their distinct
+byte strings, decoded once each (`scan_xpt_distinct`), and Dataset-JSON files are streamed
+(`check_dataset_json`), their rows parsed in large blocks at C speed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 from lxml import etree
 
 from cdiscforge.model import Variable
-from cdiscforge.xpt import DEFAULT_CHUNK_ROWS, iter_xpt_chunks
+from cdiscforge.xpt import DEFAULT_CHUNK_ROWS, scan_xpt_distinct
 
 NS = {
     "odm": "http://www.cdisc.org/ns/odm/v1.3",
@@ -110,21 +111,11 @@ def _data_values(series: pd.Series) -> set[str]:
 
 def _scan_xpt(path: Path, names: list[str], chunk_rows: int) -> tuple[int, dict[str, set[str]]]:
     """Row count of an XPT and the distinct values (as `_data_values` spells them) of `names`,
-    read a chunk at a time; text is UTF-8 or else Windows-1252, as `read_xpt` reads it."""
-    for encoding in (None, "windows-1252"):
-        rows = 0
-        values: dict[str, set[str]] = {name: set() for name in names}
-        try:
-            for chunk in iter_xpt_chunks(path, names, encoding=encoding, chunk_rows=chunk_rows):
-                rows += len(chunk)
-                for name in names:
-                    values[name] |= _data_values(chunk[name])
-        except UnicodeDecodeError:
-            if encoding is not None:
-                raise
-            continue
-        return rows, values
-    raise AssertionError("unreachable")
+    as `read_xpt` reads them (text UTF-8 or else Windows-1252): `scan_xpt_distinct` reads the
+    fixed-width observations `chunk_rows` at a time and decodes only the distinct values of
+    those columns, nothing else."""
+    rows, distinct = scan_xpt_distinct(path, names, chunk_rows=chunk_rows)
+    return rows, {name: _data_values(distinct[name]) for name in names}
 
 
 def _checked_codelists(
