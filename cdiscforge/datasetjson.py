@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pandas.api.types import is_datetime64_any_dtype, is_timedelta64_dtype
+from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype, is_timedelta64_dtype
 
 from cdiscforge import __version__
 from cdiscforge.define.datatypes import define_data_type, json_data_type, temporal_kind
@@ -184,13 +184,7 @@ class _ColumnText:
         self._suffix = suffix
         self._kind = temporal_kind(var)
         self._categories: pa.Array | None = None
-        if self._kind is None and not var.is_char:
-            if is_datetime64_any_dtype(series) or is_timedelta64_dtype(series):
-                raise CdiscforgeError(
-                    f"Dataset-JSON: variable {var.name} holds dates but has no SAS date format "
-                    f"(format {var.format!r}); give it one (e.g. DATE9.) in its spec"
-                )
-        elif var.is_char and isinstance(series.dtype, pd.CategoricalDtype):
+        if var.is_char and isinstance(series.dtype, pd.CategoricalDtype):
             cats = series.dtype.categories
             if cats.dtype == object or isinstance(cats.dtype, pd.StringDtype):
                 # astype("string") of a categorical converts its categories one by one (the
@@ -203,7 +197,7 @@ class _ColumnText:
     def _dictionary(self, texts: list[str]) -> pa.Array:
         """The distinct texts with prefix/suffix, and "null" last (for code -1)."""
         p, s = self._prefix, self._suffix
-        texts.append("null")
+        texts.append(_NULL)
         return pa.array([p + t + s for t in texts] if p or s else texts, type=pa.string())
 
     @staticmethod
@@ -216,6 +210,11 @@ class _ColumnText:
         if self._categories is not None:
             codes = series.cat.codes.to_numpy()
             dictionary = self._categories
+        elif self._var.is_char and _arrow_strings(series):
+            # Arrow's own dictionary encoding: the same strings astype("string") gives
+            encoded = pc.dictionary_encode(_arrow_array(series))
+            dictionary = self._dictionary([_ENCODE(v) for v in encoded.dictionary.to_pylist()])
+            return dictionary.take(pc.fill_null(encoded.indices, len(dictionary) - 1))
         else:
             codes, texts = self._codes(series)
             dictionary = self._dictionary(texts)
@@ -231,7 +230,14 @@ class _ColumnText:
         if var.is_char:
             codes, distinct = pd.factorize(series.astype("string"))
             return codes, self._char_texts(pd.Series(distinct))
-        numbers = pd.to_numeric(series).to_numpy(dtype="float64", na_value=np.nan)
+        if is_datetime64_any_dtype(series) or is_timedelta64_dtype(series):
+            raise CdiscforgeError(
+                f"Dataset-JSON: variable {var.name} holds dates but has no SAS date format "
+                f"(format {var.format!r}); give it one (e.g. DATE9.) in its spec"
+            )
+        if not is_numeric_dtype(series):  # (to_numeric leaves a numeric column as it is)
+            series = pd.to_numeric(series)
+        numbers = series.to_numpy(dtype="float64", na_value=np.nan)
         missing = ~np.isfinite(numbers)
         if self._data_type == "decimal":
             codes, decimals = _decimal_text(numbers, missing, var.significant_digits or 0)
@@ -242,6 +248,17 @@ class _ColumnText:
             return codes, _json_numbers(np.asarray(whole))
         codes, distinct = _bit_codes(numbers, missing)
         return codes, _json_numbers(distinct)
+
+
+def _arrow_strings(series: pd.Series) -> bool:
+    """Whether a column is a pandas string column stored in Arrow ("str", "string[pyarrow]")."""
+    return isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"
+
+
+def _arrow_array(series: pd.Series) -> pa.Array:
+    """The Arrow array under an Arrow-stored pandas column (no copy but for joining chunks)."""
+    arr = pa.array(series.array)
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def _rows_bytes(columns: list[_ColumnText], start: int, stop: int) -> memoryview:

@@ -168,6 +168,8 @@ def _every_kind(n: int = 61) -> Dataset:
     frame = pd.DataFrame(
         {
             "ARROW": pd.Series(text, dtype="str"),
+            "ARROWNA": pd.Series(text, dtype="string[pyarrow]"),
+            "PYSTR": pd.Series(text, dtype="string[python]"),
             "OBJ": pd.Series(text, dtype=object),
             "CAT": pd.Categorical(
                 _cycle(["b", None, "a", 'q"\\', "é", ""], n),
@@ -195,6 +197,8 @@ def _every_kind(n: int = 61) -> Dataset:
     )
     variables = [
         Variable("ARROW", "Arrow strings", length=60),
+        Variable("ARROWNA", "Arrow strings, NA", length=60),
+        Variable("PYSTR", "Python strings", length=60),
         Variable("OBJ", "Object strings", length=60),
         Variable("CAT", "Categorical", length=4),
         Variable("CATMANY", "Categorical, 300 categories", length=4),
