@@ -11,9 +11,11 @@ the same content, told apart by the file's extension:
   specification recommends for exchange, 15-bit window. CDISC CORE and R's datasetjson read
   it with a plain zlib decompress.
 
-The writer streams: it writes the metadata, then the rows in chunks of `chunk_rows`, each
-chunk converted column-wise (vectorised) and encoded by the C JSON encoder, so a large LB
-never exists as one JSON string in memory (DSJC compresses chunk by chunk). The reader
+The writer streams: it writes the metadata, then the rows in chunks of `chunk_rows`, so a
+large LB never exists as one JSON string in memory (DSJC compresses chunk by chunk). Each
+chunk is encoded column-wise: every DISTINCT value of a column is converted and encoded once
+by the C JSON encoder, Arrow broadcasts those texts to the rows and joins each row's texts,
+and the rows are written straight from Arrow's buffer (no Python object per value). The reader
 streams Dataset-NDJSON and DSJC a chunk of lines at a time. Output is deterministic: keys in
 the order of the standard's examples, compact separators, floats in Python's shortest
 round-trip form (``repr``), which reads back to the very same double (1e-300, 4.9e-07,
