@@ -186,6 +186,8 @@ class _ColumnText:
         self._suffix = suffix
         self._kind = temporal_kind(var)
         self._categories: pa.Array | None = None
+        # an Arrow-stored string column is sliced in Arrow (no pandas slice per chunk, no copy)
+        self._arrow = pa.array(series.array) if var.is_char and _arrow_strings(series) else None
         if var.is_char and isinstance(series.dtype, pd.CategoricalDtype):
             cats = series.dtype.categories
             if cats.dtype == object or isinstance(cats.dtype, pd.StringDtype):
@@ -208,15 +210,18 @@ class _ColumnText:
         return [_NULL if v is None else _ENCODE(v) for v in values]
 
     def chunk(self, start: int, stop: int) -> pa.Array:
+        if self._arrow is not None:
+            # Arrow's own dictionary encoding: the same strings astype("string") gives
+            piece = self._arrow.slice(start, stop - start)
+            if isinstance(piece, pa.ChunkedArray):
+                piece = piece.combine_chunks()
+            encoded = pc.dictionary_encode(piece)
+            dictionary = self._dictionary([_ENCODE(v) for v in encoded.dictionary.to_pylist()])
+            return dictionary.take(pc.fill_null(encoded.indices, len(dictionary) - 1))
         series = self._series.iloc[start:stop]
         if self._categories is not None:
             codes = series.cat.codes.to_numpy()
             dictionary = self._categories
-        elif self._var.is_char and _arrow_strings(series):
-            # Arrow's own dictionary encoding: the same strings astype("string") gives
-            encoded = pc.dictionary_encode(_arrow_array(series))
-            dictionary = self._dictionary([_ENCODE(v) for v in encoded.dictionary.to_pylist()])
-            return dictionary.take(pc.fill_null(encoded.indices, len(dictionary) - 1))
         else:
             codes, texts = self._codes(series)
             dictionary = self._dictionary(texts)
@@ -255,12 +260,6 @@ class _ColumnText:
 def _arrow_strings(series: pd.Series) -> bool:
     """Whether a column is a pandas string column stored in Arrow ("str", "string[pyarrow]")."""
     return isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"
-
-
-def _arrow_array(series: pd.Series) -> pa.Array:
-    """The Arrow array under an Arrow-stored pandas column (no copy but for joining chunks)."""
-    arr = pa.array(series.array)
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def _rows_bytes(columns: list[_ColumnText], start: int, stop: int) -> memoryview:

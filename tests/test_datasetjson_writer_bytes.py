@@ -169,6 +169,11 @@ def _every_kind(n: int = 61) -> Dataset:
         {
             "ARROW": pd.Series(text, dtype="str"),
             "ARROWNA": pd.Series(text, dtype="string[pyarrow]"),
+            # an Arrow column in two chunks (as pd.concat leaves it), sliced across the seam
+            "ARROW2": pd.concat(
+                [pd.Series(text[: n // 3], dtype="str"), pd.Series(text[n // 3 :], dtype="str")],
+                ignore_index=True,
+            ),
             "PYSTR": pd.Series(text, dtype="string[python]"),
             "OBJ": pd.Series(text, dtype=object),
             "CAT": pd.Categorical(
@@ -198,6 +203,7 @@ def _every_kind(n: int = 61) -> Dataset:
     variables = [
         Variable("ARROW", "Arrow strings", length=60),
         Variable("ARROWNA", "Arrow strings, NA", length=60),
+        Variable("ARROW2", "Arrow strings, 2 chunks", length=60),
         Variable("PYSTR", "Python strings", length=60),
         Variable("OBJ", "Object strings", length=60),
         Variable("CAT", "Categorical", length=4),
