@@ -11,9 +11,11 @@ the same content, told apart by the file's extension:
   specification recommends for exchange, 15-bit window. CDISC CORE and R's datasetjson read
   it with a plain zlib decompress.
 
-The writer streams: it writes the metadata, then the rows in chunks of `chunk_rows`, each
-chunk converted column-wise (vectorised) and encoded by the C JSON encoder, so a large LB
-never exists as one JSON string in memory (DSJC compresses chunk by chunk). The reader
+The writer streams: it writes the metadata, then the rows in chunks of `chunk_rows`, so a
+large LB never exists as one JSON string in memory (DSJC compresses chunk by chunk). Each
+chunk is encoded column-wise: every DISTINCT value of a column is converted and encoded once
+by the C JSON encoder, Arrow broadcasts those texts to the rows and joins each row's texts,
+and the rows are written straight from Arrow's buffer (no Python object per value). The reader
 streams Dataset-NDJSON and DSJC a chunk of lines at a time. Output is deterministic: keys in
 the order of the standard's examples, compact separators, floats in Python's shortest
 round-trip form (``repr``), which reads back to the very same double (1e-300, 4.9e-07,
@@ -52,6 +54,9 @@ from typing import Any, TextIO
 import jsonschema
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype, is_timedelta64_dtype
 
 from cdiscforge import __version__
 from cdiscforge.define.datatypes import define_data_type, json_data_type, temporal_kind
@@ -66,6 +71,7 @@ ENCODINGS = ("json", "ndjson", "dsjc")
 SUFFIXES = {"json": ".json", "ndjson": ".ndjson", "dsjc": ".dsjc"}
 DSJC_LEVEL = 9  # the DSJC specification's recommendation for data exchange
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_NULL = "null"
 SAS_EPOCH = pd.Timestamp("1960-01-01")
 _ISO_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%dT%H:%M:%S"}
 
@@ -101,6 +107,8 @@ def _with_nulls(values: np.ndarray, missing: np.ndarray) -> list[Any]:
 
 
 def _temporal_as_iso(series: pd.Series, kind: str) -> list[Any]:
+    """ISO 8601 text of SAS dates/datetimes/times (None for missing), value by value: the
+    writer calls it on the distinct values of a chunk only."""
     if kind == "time":
         seconds = pd.to_timedelta(series).dt.total_seconds()
         missing = seconds.isna().to_numpy()
@@ -122,48 +130,147 @@ def _temporal_as_iso(series: pd.Series, kind: str) -> list[Any]:
     return _with_nulls(text.to_numpy(dtype=object), moments.isna().to_numpy())
 
 
-def _column_values(series: pd.Series, var: Variable, data_type: str) -> list[Any]:
-    """JSON-ready values of one column (vectorised; None for missing)."""
-    kind = temporal_kind(var)
-    if kind is not None:
-        return _temporal_as_iso(series, kind)
-    if var.is_char:
-        text = series.astype("string")
-        missing = text.isna().to_numpy()
-        return _with_nulls(text.fillna("").to_numpy(dtype=object), missing)
-    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
-        raise CdiscforgeError(
-            f"Dataset-JSON: variable {var.name} holds dates but has no SAS date format "
-            f"(format {var.format!r}); give it one (e.g. DATE9.) in its spec"
-        )
-    numbers = pd.to_numeric(series).to_numpy(dtype="float64", na_value=np.nan)
-    missing = ~np.isfinite(numbers)
-    if data_type == "decimal":
-        return _decimal_text(numbers, missing, var.significant_digits or 0)
-    if data_type == "integer":
-        whole = np.where(missing, 0, numbers).astype(np.int64).tolist()
-        return _with_nulls(np.array(whole, dtype=object), missing)
-    return _with_nulls(np.where(missing, 0.0, numbers).tolist(), missing)
-
-
-def _decimal_text(numbers: np.ndarray, missing: np.ndarray, digits: int) -> list[Any]:
+def _decimal_text(
+    numbers: np.ndarray, missing: np.ndarray, digits: int
+) -> tuple[np.ndarray, list[str]]:
     """Decimal strings of a float64 column: at least `digits` decimals, and as many more as
     the double needs to read back bit for bit (numpy's shortest unique positional form).
 
     Formatted once per distinct double (factorized on the bit pattern, so -0.0 stays "-0.00"
-    and is not merged with 0.0), then broadcast.
+    and is not merged with 0.0): the codes (-1 for missing) and the text of each distinct.
     """
+    codes, distinct = _bit_codes(numbers, missing)
+    trim = "k" if digits else "-"
+    texts = [
+        np.format_float_positional(v, unique=True, trim=trim, min_digits=digits) for v in distinct
+    ]
+    return codes, texts
+
+
+def _bit_codes(numbers: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the distinct doubles by bit pattern (pd.factorize alone merges -0.0 with 0.0),
+    -1 where missing, and the distinct doubles."""
     bits = np.where(missing, 0.0, numbers).view(np.int64)
     codes, distinct = pd.factorize(bits)
-    trim = "k" if digits else "-"
-    texts = np.array(
-        [
-            np.format_float_positional(v, unique=True, trim=trim, min_digits=digits)
-            for v in np.asarray(distinct, dtype=np.int64).view(np.float64)
-        ],
-        dtype=object,
-    )
-    return _with_nulls(texts[codes], missing)
+    codes[missing] = -1
+    return codes, np.asarray(distinct, dtype=np.int64).view(np.float64)
+
+
+def _json_numbers(distinct: np.ndarray) -> list[str]:
+    """The JSON text of each number, from ONE call of the C encoder on the list of them
+    (numbers hold no comma, so the array's text splits back into its items)."""
+    if not len(distinct):
+        return []
+    return _ENCODE(distinct.tolist())[1:-1].split(",")
+
+
+class _ColumnText:
+    """The JSON text of one column's values, a chunk of rows at a time, as an Arrow string
+    array (one item per row, "null" for missing).
+
+    Why per distinct value: the old writer turned every value into a Python object and encoded
+    it; here each chunk is factorized, each DISTINCT value converted (the same conversion,
+    value by value) and encoded by the same C encoder, and the texts are broadcast to the rows
+    by Arrow's take, so the bytes are those of encoding every value. A categorical column's
+    categories are encoded once for all chunks. `prefix`/`suffix` (the row's "[", "]", the
+    newline) are glued to the distinct texts, so Arrow joins whole rows without a row loop.
+    """
+
+    def __init__(
+        self, series: pd.Series, var: Variable, data_type: str, prefix: str, suffix: str
+    ) -> None:
+        self._series = series
+        self._var = var
+        self._data_type = data_type
+        self._prefix = prefix
+        self._suffix = suffix
+        self._kind = temporal_kind(var)
+        self._categories: pa.Array | None = None
+        # an Arrow-stored string column is sliced in Arrow (no pandas slice per chunk, no copy)
+        self._arrow = pa.array(series.array) if var.is_char and _arrow_strings(series) else None
+        if var.is_char and isinstance(series.dtype, pd.CategoricalDtype):
+            cats = series.dtype.categories
+            if cats.dtype == object or isinstance(cats.dtype, pd.StringDtype):
+                # astype("string") of a categorical converts its categories one by one (the
+                # same call, on a categorical holding each category once)
+                each = pd.Categorical.from_codes(np.arange(len(cats)), dtype=series.dtype)
+                self._categories = self._dictionary(
+                    self._char_texts(pd.Series(each).astype("string"))
+                )
+
+    def _dictionary(self, texts: list[str]) -> pa.Array:
+        """The distinct texts with prefix/suffix, and "null" last (for code -1)."""
+        p, s = self._prefix, self._suffix
+        texts.append(_NULL)
+        return pa.array([p + t + s for t in texts] if p or s else texts, type=pa.string())
+
+    @staticmethod
+    def _char_texts(text: pd.Series) -> list[str]:
+        values = text.to_numpy(dtype=object, na_value=None).tolist()
+        return [_NULL if v is None else _ENCODE(v) for v in values]
+
+    def chunk(self, start: int, stop: int) -> pa.Array:
+        if self._arrow is not None:
+            # Arrow's own dictionary encoding: the same strings astype("string") gives
+            piece = self._arrow.slice(start, stop - start)
+            if isinstance(piece, pa.ChunkedArray):
+                piece = piece.combine_chunks()
+            encoded = pc.dictionary_encode(piece)
+            dictionary = self._dictionary([_ENCODE(v) for v in encoded.dictionary.to_pylist()])
+            return dictionary.take(pc.fill_null(encoded.indices, len(dictionary) - 1))
+        series = self._series.iloc[start:stop]
+        if self._categories is not None:
+            codes = series.cat.codes.to_numpy()
+            dictionary = self._categories
+        else:
+            codes, texts = self._codes(series)
+            dictionary = self._dictionary(texts)
+        codes = np.where(codes < 0, len(dictionary) - 1, codes.astype(np.int64, copy=False))
+        return dictionary.take(pa.array(codes))
+
+    def _codes(self, series: pd.Series) -> tuple[np.ndarray, list[str]]:
+        var = self._var
+        if self._kind is not None:
+            codes, distinct = pd.factorize(series)
+            iso = _temporal_as_iso(pd.Series(distinct), self._kind)
+            return codes, [_NULL if v is None else _ENCODE(v) for v in iso]
+        if var.is_char:
+            codes, distinct = pd.factorize(series.astype("string"))
+            return codes, self._char_texts(pd.Series(distinct))
+        if is_datetime64_any_dtype(series) or is_timedelta64_dtype(series):
+            raise CdiscforgeError(
+                f"Dataset-JSON: variable {var.name} holds dates but has no SAS date format "
+                f"(format {var.format!r}); give it one (e.g. DATE9.) in its spec"
+            )
+        if not is_numeric_dtype(series):  # (to_numeric leaves a numeric column as it is)
+            series = pd.to_numeric(series)
+        numbers = series.to_numpy(dtype="float64", na_value=np.nan)
+        missing = ~np.isfinite(numbers)
+        if self._data_type == "decimal":
+            codes, decimals = _decimal_text(numbers, missing, var.significant_digits or 0)
+            return codes, [_ENCODE(t) for t in decimals]
+        if self._data_type == "integer":
+            codes, whole = pd.factorize(np.where(missing, 0, numbers).astype(np.int64))
+            codes[missing] = -1
+            return codes, _json_numbers(np.asarray(whole))
+        codes, distinct = _bit_codes(numbers, missing)
+        return codes, _json_numbers(distinct)
+
+
+def _arrow_strings(series: pd.Series) -> bool:
+    """Whether a column is a pandas string column stored in Arrow ("str", "string[pyarrow]")."""
+    return isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"
+
+
+def _rows_bytes(columns: list[_ColumnText], start: int, stop: int) -> memoryview:
+    """The rows start..stop as one UTF-8 text: the columns' texts joined element-wise with
+    "," by Arrow (the row brackets and separators are already on the first/last column), the
+    rows' texts then lying back to back in the result's data buffer."""
+    texts = [column.chunk(start, stop) for column in columns]
+    rows = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, ",")
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)
+    first, last = offsets[rows.offset], offsets[rows.offset + len(rows)]
+    return memoryview(rows.buffers()[2])[first:last]
 
 
 def encoding_of(path: Path) -> str:
@@ -185,7 +292,9 @@ class _Sink:
         self._zlib = zlib.compressobj(level, zlib.DEFLATED, 15) if encoding == "dsjc" else None
 
     def write(self, text: str) -> None:
-        data = text.encode("utf-8")
+        self.write_bytes(text.encode("utf-8"))
+
+    def write_bytes(self, data: bytes | memoryview) -> None:
         self._fh.write(self._zlib.compress(data) if self._zlib is not None else data)
 
     def close(self) -> None:
@@ -247,22 +356,29 @@ def write_dataset_json(
     try:
         nd = encoding != "json"
         sink.write(head + "\n" if nd else head[:-1] + ',"rows":[')
+        # Each row's text is "[" + items + "]" then "\n" (NDJSON), or "," + "[" + items + "]"
+        # (JSON: the very first comma is left out), so the rows lie back to back.
+        first, last = ("[", "]\n") if nd else (",[", "]")
         frame = dataset.frame
+        texts = [
+            _ColumnText(
+                frame[var.name],
+                var,
+                col["dataType"],
+                first if i == 0 else "",
+                last if i == len(columns) - 1 else "",
+            )
+            for i, (var, col) in enumerate(zip(dataset.variables, columns, strict=True))
+        ]
         step = max(1, chunk_rows)
         for start in range(0, len(frame), step):
-            chunk = frame.iloc[start : start + step]
-            values = [
-                _column_values(chunk[var.name], var, col["dataType"])
-                for var, col in zip(dataset.variables, columns, strict=True)
-            ]
-            rows = list(zip(*values, strict=True))  # json writes tuples as arrays
-            if nd:
-                sink.write("\n".join(map(_ENCODE, rows)) + "\n")
-                continue
-            text = _ENCODE(rows)
-            if start:
-                sink.write(",")
-            sink.write(text[1:-1])
+            stop = min(len(frame), start + step)
+            data = (
+                _rows_bytes(texts, start, stop)
+                if texts
+                else (first + last).encode() * (stop - start)
+            )
+            sink.write_bytes(data if nd or start else data[1:])
         if not nd:
             sink.write("]}\n")
         sink.close()
