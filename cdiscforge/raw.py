@@ -447,7 +447,12 @@ def _check_contract(
         _check_key(form)
     for check in spec.checks:
         if check.other_form is None:
-            _compare(form, check, form.iso.get(check.other_column), None)
+            if check.column in form.iso_distinct and check.other_column in form.iso_distinct:
+                o_codes, o_raw = form.distinct[check.other_column]
+                o_early, o_late = _span_distinct(form.iso_distinct[check.other_column])
+                _compare_distinct(form, check, o_codes, o_early, o_late, o_raw, check.other_column)
+            else:
+                _compare(form, check, form.iso.get(check.other_column), None)
 
 
 def _span(iso: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -502,7 +507,7 @@ def _check_key(form: RawForm) -> None:
     """Every record repeating an earlier record's key, with the first record's row."""
     key = list(form.spec.key)
     frame = form.frame
-    dup = frame.duplicated(key, keep="first").to_numpy()
+    dup = _duplicated([form.distinct[k] for k in key], frame, key)
     if not dup.any():
         return
     rows = pd.Series(form.rows, index=frame.index)
@@ -513,6 +518,22 @@ def _check_key(form: RawForm) -> None:
         + first.astype("string")
     )
     _raise_rows(form, dup, "+".join(key), shown, problems)
+
+
+def _duplicated(
+    columns: list[tuple[np.ndarray, pd.Series]], frame: pd.DataFrame, key: list[str]
+) -> np.ndarray:
+    """frame.duplicated(key, keep="first"), from the key columns' codes (equal codes, equal
+    values; -1 missing): one integer per record when the combinations fit in 63 bits."""
+    size = 1
+    for _, values in columns:
+        size *= len(values) + 1
+    if size >= 2**62:
+        return frame.duplicated(key, keep="first").to_numpy()
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for codes, values in columns:
+        combined = combined * (len(values) + 1) + (codes.astype(np.int64) + 1)
+    return pd.Series(combined).duplicated(keep="first").to_numpy()
 
 
 def check_relations(forms: dict[str, RawForm]) -> None:
@@ -536,7 +557,49 @@ def check_relations(forms: dict[str, RawForm]) -> None:
             ).dropna()
             raw_by = raw.drop_duplicates("s").set_index("s")["v"]
             mine = form.spec.subject_key(form.frame)
-            _compare(form, check, mine.map(agg), other, mine.map(raw_by))
+            if check.column in form.iso_distinct:  # by distinct subject (a form repeats them)
+                codes, subjects = pd.factorize(mine)
+                subjects = pd.Series(subjects, dtype=mine.dtype)
+                bound_of = subjects.map(agg).astype("string")
+                name = f"{other.spec.name}.{check.other_column} of the same subject"
+                raw_of = subjects.map(raw_by)
+                _compare_distinct(form, check, codes, bound_of, bound_of, raw_of, name)
+            else:
+                _compare(form, check, mine.map(agg), other, mine.map(raw_by))
+
+
+def _compare_distinct(
+    form: RawForm,
+    check: Check,
+    o_codes: np.ndarray,
+    o_early: pd.Series,
+    o_late: pd.Series,
+    o_raw: pd.Series,
+    name: str,
+) -> None:
+    """_compare, on distinct values: `column`'s distinct ISO dates (form.iso_distinct) against
+    the other side's (o_early, o_late, o_raw: aligned with the record codes `o_codes`). The
+    texts are ranked once (equal text, equal rank) and the records compare integers."""
+    codes = form.distinct[check.column][0]
+    early, late = _span_distinct(form.iso_distinct[check.column])
+    mine, theirs = (late, o_early) if check.op == "not_before" else (early, o_late)
+    ranks, _ = pd.factorize(
+        pd.concat([mine, theirs], ignore_index=True).astype("string"), sort=True
+    )
+    a = np.append(ranks[: len(mine)], -1)[codes]  # code -1 (missing): rank -1
+    b = np.append(ranks[len(mine) :], -1)[o_codes]
+    known = (a >= 0) & (b >= 0)
+    bad = known & ((a < b) if check.op == "not_before" else (a > b))
+    if not bad.any():
+        return
+    word = "before" if check.op == "not_before" else "after"
+    positions = np.flatnonzero(bad)
+    shown = pd.Series(o_raw.array.take(o_codes[positions], allow_fill=True)).astype("string")
+    problems = np.empty(len(bad), dtype=object)
+    problems[positions] = (f"{check.column} is {word} {name} (" + shown.fillna("") + ")").to_numpy(
+        dtype=object
+    )
+    _raise_rows(form, bad, check.column, form.frame[check.column], pd.Series(problems))
 
 
 def _compare(
