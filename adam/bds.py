@@ -20,7 +20,7 @@ from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, rule
 from cdiscforge.rules.words import Words, describes
 from cdiscforge.spec import load_yaml
-from cdiscforge.vectorise import map_distinct
+from cdiscforge.vectorise import by_distinct, map_distinct
 
 # --- analysis windows --------------------------------------------------------------------------
 
@@ -347,15 +347,28 @@ def censored_value(
     char: pd.Series, num: pd.Series, below: str = "half", above: str = "limit"
 ) -> pd.Series:
     """AVAL from a result that may be outside the assay limits: plain numbers as they are;
-    `<x` -> x/2 (`below: half`), x (`limit`) or null; `>x` -> x (`above: limit`) or null."""
-    text = char.astype("string").str.strip()
-    limit = pd.to_numeric(text.str.extract(r"^[<>]=?\s*([-+]?[\d.]+)$", expand=False))
+    `<x` -> x/2 (`below: half`), x (`limit`) or null; `>x` -> x (`above: limit`) or null.
+    The limits are read once per distinct result text (a lab repeats them)."""
+
+    def limits(distinct: pd.Series) -> pd.DataFrame:
+        text = distinct.astype("string").str.strip()
+        limit = pd.to_numeric(text.str.extract(r"^[<>]=?\s*([-+]?[\d.]+)$", expand=False))
+        lt = text.str.startswith("<").fillna(False) & limit.notna()
+        gt = text.str.startswith(">").fillna(False) & limit.notna()
+        lo = {"half": limit / 2, "limit": limit, "null": limit * np.nan}[below]
+        hi = limit if above == "limit" else limit * np.nan
+        return pd.DataFrame(
+            {
+                "lt": lt.astype(bool),
+                "gt": gt.astype(bool),
+                "lo": lo.astype("Float64"),
+                "hi": hi.astype("Float64"),
+            }
+        )
+
+    cut = by_distinct(char, limits)
     value = pd.to_numeric(num, errors="coerce").astype("Float64")
-    lt = text.str.startswith("<").fillna(False) & limit.notna()
-    gt = text.str.startswith(">").fillna(False) & limit.notna()
-    lo = {"half": limit / 2, "limit": limit, "null": limit * np.nan}[below]
-    hi = limit if above == "limit" else limit * np.nan
-    value = value.mask(lt, lo.astype("Float64")).mask(gt, hi.astype("Float64"))
+    value = value.mask(cut["lt"], cut["lo"]).mask(cut["gt"], cut["hi"])
     return value
 
 
@@ -366,7 +379,9 @@ def censored_value_rule(ctx: RuleContext, p: CensoredParams) -> pd.Series:
     char: raw.LBSTRESC, num: raw.LBSTRESN, below: half}`."""
     char = ctx.ref(p.char)
     out = censored_value(char, ctx.ref(p.num), p.below, p.above)
-    qualified = char.astype("string").str.strip().str.match(r"^[<>]").fillna(False)
+    qualified = by_distinct(
+        char, lambda d: d.astype("string").str.strip().str.match(r"^[<>]").fillna(False)
+    )
     ctx.report(qualified, f"results outside the assay limits: <x -> {p.below}, >x -> {p.above}")
     return out
 
@@ -385,13 +400,19 @@ def censored_dtype(ctx: RuleContext, p: CensoredTypeParams) -> pd.Series:
     a plain number (ADaMIG 1.3: DTYPE is populated when AVAL is imputed differently from the
     parameter's other values). Example: `{name: DTYPE, rule: censored_dtype,
     char: raw.LBSTRESC, codelist: DTYPE}`."""
-    text = ctx.ref(p.char).astype("string").str.strip()
-    qualified = text.str.match(r"^[<>]=?\s*[-+]?[\d.]+$").fillna(False).astype(bool)
-    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
-    if p.below is not None:
-        out = out.mask(qualified & text.str.startswith("<").fillna(False), p.below)
-    if p.above is not None:
-        out = out.mask(qualified & text.str.startswith(">").fillna(False), p.above)
+
+    def dtype_of(distinct: pd.Series) -> pd.Series:
+        text = distinct.astype("string").str.strip()
+        qualified = text.str.match(r"^[<>]=?\s*[-+]?[\d.]+$").fillna(False).astype(bool)
+        out = pd.Series(pd.NA, index=text.index, dtype="string")
+        if p.below is not None:
+            out = out.mask(qualified & text.str.startswith("<").fillna(False), p.below)
+        if p.above is not None:
+            out = out.mask(qualified & text.str.startswith(">").fillna(False), p.above)
+        return out
+
+    out = by_distinct(ctx.ref(p.char), dtype_of)  # once per distinct result text
+    out.index = ctx.out.index
     return out
 
 

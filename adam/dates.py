@@ -17,6 +17,7 @@ from pydantic import Field
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Params, RuleContext, rule
 from cdiscforge.rules.words import Words, describes
+from cdiscforge.vectorise import by_distinct
 
 DAY = np.timedelta64(1, "D")
 
@@ -25,6 +26,10 @@ def iso_to_date(iso: pd.Series, *, keep_time: bool = False) -> pd.Series:
     """Complete ISO 8601 dates (YYYY-MM-DD[Thh:mm[:ss]]) as datetime64; partial/missing -> NaT.
 
     Dates are floored to midnight unless `keep_time` (for --DTM variables)."""
+    return by_distinct(iso, lambda distinct: _iso_to_date(distinct, keep_time))
+
+
+def _iso_to_date(iso: pd.Series, keep_time: bool) -> pd.Series:
     text = iso.astype("string").str.strip()
     full = text.where(text.str.len() >= 10)
     if not keep_time:
@@ -66,6 +71,30 @@ def impute_dates(
     >>> impute_dates(pd.Series(["2019-03", "2019"]), fill="first")["flag"].tolist()
     ['D', 'M']
     """
+    possible = by_distinct(iso, _possible_days)  # steps 1-3 depend on the value only
+    lo, hi, partial = possible["lo"], possible["hi"], possible["partial"]
+    if not_after is not None:
+        cap = pd.to_datetime(not_after).dt.normalize()
+        cut = partial & (cap < hi).fillna(False) & (cap >= lo).fillna(False)
+        hi = hi.mask(cut, cap)
+    imputed = (lo if fill == "first" else hi).copy()
+    if min_date is not None:
+        m = pd.to_datetime(min_date).dt.normalize()
+        inside = partial & (m >= lo).fillna(False) & (m <= hi).fillna(False)
+        imputed = imputed.mask(inside & (imputed < m).fillna(False), m)
+    if max_date is not None:
+        m = pd.to_datetime(max_date).dt.normalize()
+        inside = partial & (m >= lo).fillna(False) & (m <= hi).fillna(False)
+        imputed = imputed.mask(inside & (imputed > m).fillna(False), m)
+    flag = pd.Series(pd.NA, index=iso.index, dtype="string")
+    has_month = possible["has_month"]
+    flag = flag.mask(partial & has_month, "D").mask(partial & ~has_month, "M")
+    return pd.DataFrame({"date": imputed.astype("datetime64[ns]"), "flag": flag})
+
+
+def _possible_days(iso: pd.Series) -> pd.DataFrame:
+    """The first (`lo`) and last (`hi`) day each ISO date can be (null without a year),
+    whether it is `partial`, and whether its month is known (impute_dates, steps 1-3)."""
     parts = _parts(iso)
     year, month, day = parts["y"], parts["m"], parts["d"]
     has_year = year.notna()
@@ -84,22 +113,9 @@ def impute_dates(
     lo = lo.where(~complete, exact).where(has_year)
     hi = hi.where(~complete, exact).where(has_year)
     partial = has_year & ~complete
-    if not_after is not None:
-        cap = pd.to_datetime(not_after).dt.normalize()
-        cut = partial & (cap < hi).fillna(False) & (cap >= lo).fillna(False)
-        hi = hi.mask(cut, cap)
-    imputed = (lo if fill == "first" else hi).copy()
-    if min_date is not None:
-        m = pd.to_datetime(min_date).dt.normalize()
-        inside = partial & (m >= lo).fillna(False) & (m <= hi).fillna(False)
-        imputed = imputed.mask(inside & (imputed < m).fillna(False), m)
-    if max_date is not None:
-        m = pd.to_datetime(max_date).dt.normalize()
-        inside = partial & (m >= lo).fillna(False) & (m <= hi).fillna(False)
-        imputed = imputed.mask(inside & (imputed > m).fillna(False), m)
-    flag = pd.Series(pd.NA, index=iso.index, dtype="string")
-    flag = flag.mask(partial & month.notna(), "D").mask(partial & month.isna(), "M")
-    return pd.DataFrame({"date": imputed.astype("datetime64[ns]"), "flag": flag})
+    return pd.DataFrame(
+        {"lo": lo, "hi": hi, "partial": partial, "has_month": month.notna()}, index=iso.index
+    )
 
 
 def relative_day(date: pd.Series, reference: pd.Series) -> pd.Series:

@@ -20,7 +20,7 @@ import gzip
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -63,9 +63,11 @@ class Codelist:
     data_type: str = "text"
     decoded: bool = False  # the terms' preferred_term is a declared decode (sponsor lists)
 
-    @property
+    @cached_property
     def values(self) -> frozenset[str]:
-        return frozenset(self.terms["value"])
+        """The submission values (worked out once: a codelist is asked for them by every
+        variable and check that uses it, and UNIT or LBTESTCD hold hundreds of terms)."""
+        return frozenset(self.terms["value"].tolist())
 
     def term_code(self, value: str) -> str | None:
         """NCI C-code of a submission value, or None (a sponsor extension)."""

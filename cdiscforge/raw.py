@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +43,15 @@ import pandas as pd
 
 from cdiscforge.dates import DEFAULT_UNKNOWN, DateFormat, FormatError, check_column_format
 from cdiscforge.dates import parse_format as _parse_format
-from cdiscforge.errors import InputError, Located, SpecError, collecting, raise_first, report
+from cdiscforge.errors import (
+    InputError,
+    Located,
+    SpecError,
+    collecting,
+    raise_first,
+    raising,
+    report,
+)
 
 ColumnType = Literal["str", "int", "float", "date", "time", "datetime"]
 # Keys a raw_forms.yaml column / form may carry (the spec loader rejects any other key).
@@ -115,6 +124,10 @@ class RawForm:
     frame: pd.DataFrame
     rows: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))
     iso: dict[str, pd.Series] = field(repr=False, default_factory=dict)  # date columns
+    # column -> (codes, distinct values): frame[column] is values.take(codes), -1 missing;
+    # iso_distinct likewise for the date columns' ISO text (same codes).
+    distinct: dict[str, tuple[np.ndarray, pd.Series]] = field(repr=False, default_factory=dict)
+    iso_distinct: dict[str, pd.Series] = field(repr=False, default_factory=dict)
     # Warnings for the build log: (message, column, count, examples).
     notes: list[tuple[str, str, int, list[Any]]] = field(default_factory=list)
 
@@ -319,12 +332,16 @@ def _read_text_table(path: Path) -> pd.DataFrame:
 
 def _check_text(form: RawForm) -> None:
     """Control characters are errors; line breaks/tabs become a space (logged per record);
-    blanks around a value are noise in every EDC export, and an all-blank cell is missing."""
+    blanks around a value are noise in every EDC export, and an all-blank cell is missing.
+
+    A form repeats itself (a visit date on every lab record), so each column is factorized
+    once and everything here and in _check_contract is worked out per distinct value and
+    broadcast through the codes (form.distinct); rows are looked at only when one is hit."""
     frame = form.frame
     for col in frame.columns:
         s = frame[col]
-        # Checked on the distinct values (a form repeats itself); rows only when one is hit.
-        distinct = pd.Series(s.dropna().unique(), dtype="string")
+        codes, uniques = pd.factorize(s)
+        distinct = pd.Series(uniques, dtype="string")
         if distinct.str.contains(CONTROL, regex=True).any():
             control = s.str.contains(CONTROL, regex=True).fillna(False).astype(bool)
             _raise(
@@ -346,8 +363,18 @@ def _check_text(form: RawForm) -> None:
                     [f"{form.path.name} row {r}" for r in hit[:50].tolist()],
                 )
             )
-        s = s.str.strip()
-        frame[col] = s.mask(s == "")
+            codes, uniques = pd.factorize(s)
+        read = pd.Series(uniques, dtype=s.dtype)
+        values = read.str.strip()
+        values = values.mask(values == "")
+        if not values.equals(read):  # a value had blanks around it, or is blank
+            # The cleaned distinct values, factorized again (" A" and "A" are one value now).
+            again, cleaned = pd.factorize(values)
+            codes = np.where(codes < 0, -1, again[np.maximum(codes, 0)])
+            values = pd.Series(cleaned, dtype=s.dtype)
+            s = pd.Series(values.array.take(codes, allow_fill=True), index=s.index)
+        form.distinct[col] = (codes, values)
+        frame[col] = s
 
 
 def _check_contract(
@@ -366,75 +393,150 @@ def _check_contract(
         )
     elif len(frame) == 0:
         form.notes.append((f"form {spec.name!r} is empty (min_rows: 0 allows it)", "", 0, []))
+    parsed = _iso_by_format(form, date_formats)
     for col, cspec in spec.columns.items():
         values = frame[col]
+        codes, distinct = form.distinct[col]
+        # A test of the distinct values (null: not hit), as a mask of the records.
+        each = partial(_broadcast_mask, codes=codes, index=frame.index)
         if cspec.required:
             _raise(form, values.isna(), col, "required value is missing")
         if cspec.values:
             # A coded answer outside its codes (ZZZ in a Y/N field) must stop the build: a
             # rule testing `eq: Y` would otherwise read it as N without a word.
             allowed = list(cspec.values)
-            _raise(form, values.notna() & ~values.isin(allowed), col, f"not one of {allowed}")
+            _raise(form, each(~distinct.isin(allowed)), col, f"not one of {allowed}")
         if cspec.type in ("int", "float"):
-            num = pd.to_numeric(values, errors="coerce")
-            _raise(form, values.notna() & num.isna(), col, f"not a number ({cspec.type})")
+            num = pd.to_numeric(distinct, errors="coerce")
+            _raise(form, each(num.isna()), col, f"not a number ({cspec.type})")
             _raise(
                 form,
-                num.notna() & np.isinf(num.fillna(0)),
+                each(num.notna() & np.isinf(num.fillna(0))),
                 col,
                 f"not a finite number ({cspec.type}): XPT cannot hold it",
             )
             finite = num.where(~np.isinf(num.fillna(0)))
             if cspec.type == "int":
                 frac = finite.notna() & (finite != np.floor(finite.fillna(0)))
-                _raise(form, frac, col, "not a whole number (int)")
+                _raise(form, each(frac), col, "not a whole number (int)")
             if cspec.min is not None:
-                _raise(form, finite < cspec.min, col, f"below the declared minimum {cspec.min:g}")
+                _raise(
+                    form, each(finite < cspec.min), col, f"below the declared minimum {cspec.min:g}"
+                )
             if cspec.max is not None:
-                _raise(form, finite > cspec.max, col, f"above the declared maximum {cspec.max:g}")
+                _raise(
+                    form, each(finite > cspec.max), col, f"above the declared maximum {cspec.max:g}"
+                )
         elif cspec.type in ("date", "datetime") and col in date_formats:
-            from cdiscforge.dates import to_iso8601
+            where = Located(str(form.path), col, form.rows)
+            iso = (
+                parsed[col] if col in parsed else _iso_distinct(distinct, date_formats[col], where)
+            )
+            if iso is None:  # a bad date: located in the whole column (all of them)
+                from cdiscforge.dates import to_iso8601
 
-            iso = to_iso8601(values, date_formats[col], Located(str(form.path), col, form.rows))
-            form.iso[col] = iso
-            early, late = _span(iso)
+                form.iso[col] = to_iso8601(values, date_formats[col], where)
+                early, late = _span(form.iso[col])
+            else:
+                form.iso_distinct[col] = iso
+                form.iso[col] = _broadcast(iso, codes, frame.index)
+                early, late = _span_distinct(iso)
+            test = _no_change if iso is None else each
             if cspec.min is not None:
-                _raise(form, late < str(cspec.min), col, f"before the plausible {cspec.min}")
+                _raise(form, test(late < str(cspec.min)), col, f"before the plausible {cspec.min}")
             if cspec.max is not None:
-                _raise(form, early > str(cspec.max), col, f"after the plausible {cspec.max}")
+                _raise(form, test(early > str(cspec.max)), col, f"after the plausible {cspec.max}")
     if spec.key and not deduped:
         _check_key(form)
     for check in spec.checks:
         if check.other_form is None:
-            _compare(form, check, form.iso.get(check.other_column), None)
+            if check.column in form.iso_distinct and check.other_column in form.iso_distinct:
+                o_codes, o_raw = form.distinct[check.other_column]
+                o_early, o_late = _span_distinct(form.iso_distinct[check.other_column])
+                _compare_distinct(form, check, o_codes, o_early, o_late, o_raw, check.other_column)
+            else:
+                _compare(form, check, form.iso.get(check.other_column), None)
 
 
 def _span(iso: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Earliest and latest day a (possibly partial) ISO date can be, as comparable text
     (worked out per distinct date and broadcast)."""
     codes, uniques = pd.factorize(iso.astype("string").str.slice(0, 10))
-    text = pd.Series(uniques, dtype="string")
+    if not len(uniques):
+        empty = pd.Series(pd.NA, index=iso.index, dtype="string")
+        return empty, empty
+    early, late = _span_distinct(pd.Series(uniques, dtype="string"))
+    return _broadcast(early, codes, iso.index), _broadcast(late, codes, iso.index)
+
+
+def _span_distinct(iso: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """_span of distinct ISO dates (aligned with them, not broadcast)."""
+    text = iso.astype("string").str.slice(0, 10)
     year = (text.str.len() == 4).fillna(False).astype(bool)
     month = (text.str.len() == 7).fillna(False).astype(bool)
     early = text.mask(year, text + "-01-01").mask(month, text + "-01")
     late = text.mask(year, text + "-12-31").mask(month, text + "-31")
+    return early, late
 
-    def broadcast(values: pd.Series) -> pd.Series:
-        out = values.take(np.where(codes < 0, 0, codes))
-        out.index = iso.index
-        return out.mask(codes < 0)
 
-    if not len(text):
-        empty = pd.Series(pd.NA, index=iso.index, dtype="string")
-        return empty, empty
-    return broadcast(early), broadcast(late)
+def _broadcast(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Per-distinct `values` as a column of the records (`codes` -1: missing)."""
+    return pd.Series(values.array.take(codes, allow_fill=True), index=index)
+
+
+def _broadcast_mask(hit: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """A test of the distinct values (null: not hit) as a mask of the records."""
+    flags = np.append(hit.fillna(False).to_numpy(dtype=bool), False)  # code -1: False
+    return pd.Series(flags[codes], index=index)
+
+
+def _no_change(hit: pd.Series) -> pd.Series:
+    return hit
+
+
+def _iso_by_format(
+    form: RawForm, date_formats: dict[str, str | DateFormat]
+) -> dict[str, pd.Series]:
+    """The distinct dates of the form's date columns that share a format, converted in one
+    call (each call has a fixed cost larger than a few hundred dates); a group holding a bad
+    date is left out (each of its columns is then converted, and its errors located, alone)."""
+    groups: dict[str, list[str]] = {}
+    for col, cspec in form.spec.columns.items():
+        if cspec.type in ("date", "datetime") and col in date_formats:
+            groups.setdefault(repr(date_formats[col]), []).append(col)
+    out: dict[str, pd.Series] = {}
+    for columns in groups.values():
+        if len(columns) < 2:
+            continue
+        parts = [form.distinct[c][1] for c in columns]
+        where = Located(str(form.path), columns[0])
+        iso = _iso_distinct(pd.concat(parts, ignore_index=True), date_formats[columns[0]], where)
+        if iso is None:
+            continue
+        start = 0
+        for col, part in zip(columns, parts, strict=True):
+            out[col] = iso.iloc[start : start + len(part)].reset_index(drop=True)
+            start += len(part)
+    return out
+
+
+def _iso_distinct(distinct: pd.Series, fmt: str | DateFormat, where: Located) -> pd.Series | None:
+    """ISO 8601 text of each distinct collected date, or None when one is bad (the caller
+    then converts the whole column, which names every bad record)."""
+    from cdiscforge.dates import to_iso8601
+
+    try:
+        with raising():  # positions in `distinct` are not rows: never collect from here
+            return to_iso8601(distinct, fmt, Located(where.file, where.column))
+    except InputError:
+        return None
 
 
 def _check_key(form: RawForm) -> None:
     """Every record repeating an earlier record's key, with the first record's row."""
     key = list(form.spec.key)
     frame = form.frame
-    dup = frame.duplicated(key, keep="first").to_numpy()
+    dup = _duplicated([form.distinct[k] for k in key], frame, key)
     if not dup.any():
         return
     rows = pd.Series(form.rows, index=frame.index)
@@ -445,6 +547,22 @@ def _check_key(form: RawForm) -> None:
         + first.astype("string")
     )
     _raise_rows(form, dup, "+".join(key), shown, problems)
+
+
+def _duplicated(
+    columns: list[tuple[np.ndarray, pd.Series]], frame: pd.DataFrame, key: list[str]
+) -> np.ndarray:
+    """frame.duplicated(key, keep="first"), from the key columns' codes (equal codes, equal
+    values; -1 missing): one integer per record when the combinations fit in 63 bits."""
+    size = 1
+    for _, values in columns:
+        size *= len(values) + 1
+    if size >= 2**62:
+        return frame.duplicated(key, keep="first").to_numpy()
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for codes, values in columns:
+        combined = combined * (len(values) + 1) + (codes.astype(np.int64) + 1)
+    return pd.Series(combined).duplicated(keep="first").to_numpy()
 
 
 def check_relations(forms: dict[str, RawForm]) -> None:
@@ -467,8 +585,61 @@ def check_relations(forms: dict[str, RawForm]) -> None:
                 {"s": subj.to_numpy(), "v": other.frame[check.other_column].to_numpy()}
             ).dropna()
             raw_by = raw.drop_duplicates("s").set_index("s")["v"]
-            mine = form.spec.subject_key(form.frame)
-            _compare(form, check, mine.map(agg), other, mine.map(raw_by))
+            if check.column in form.iso_distinct:  # by distinct subject (a form repeats them)
+                codes, subjects = _subjects(form)
+                bound_of = subjects.map(agg).astype("string")
+                name = f"{other.spec.name}.{check.other_column} of the same subject"
+                raw_of = subjects.map(raw_by)
+                _compare_distinct(form, check, codes, bound_of, bound_of, raw_of, name)
+            else:
+                mine = form.spec.subject_key(form.frame)
+                _compare(form, check, mine.map(agg), other, mine.map(raw_by))
+
+
+def _subjects(form: RawForm) -> tuple[np.ndarray, pd.Series]:
+    """FormSpec.subject_key of each record as codes into the distinct keys (-1: missing);
+    a one-column key straight from that column's codes (its values are trimmed already)."""
+    columns = [c for _, c in form.spec.subject_columns] or [form.spec.subject]
+    if len(columns) == 1 and columns[0] in form.distinct:
+        codes, values = form.distinct[columns[0]]
+        return codes, values.astype("string")
+    key = form.spec.subject_key(form.frame)
+    codes, subjects = pd.factorize(key)
+    return codes, pd.Series(subjects, dtype=key.dtype)
+
+
+def _compare_distinct(
+    form: RawForm,
+    check: Check,
+    o_codes: np.ndarray,
+    o_early: pd.Series,
+    o_late: pd.Series,
+    o_raw: pd.Series,
+    name: str,
+) -> None:
+    """_compare, on distinct values: `column`'s distinct ISO dates (form.iso_distinct) against
+    the other side's (o_early, o_late, o_raw: aligned with the record codes `o_codes`). The
+    texts are ranked once (equal text, equal rank) and the records compare integers."""
+    codes = form.distinct[check.column][0]
+    early, late = _span_distinct(form.iso_distinct[check.column])
+    mine, theirs = (late, o_early) if check.op == "not_before" else (early, o_late)
+    ranks, _ = pd.factorize(
+        pd.concat([mine, theirs], ignore_index=True).astype("string"), sort=True
+    )
+    a = np.append(ranks[: len(mine)], -1)[codes]  # code -1 (missing): rank -1
+    b = np.append(ranks[len(mine) :], -1)[o_codes]
+    known = (a >= 0) & (b >= 0)
+    bad = known & ((a < b) if check.op == "not_before" else (a > b))
+    if not bad.any():
+        return
+    word = "before" if check.op == "not_before" else "after"
+    positions = np.flatnonzero(bad)
+    shown = pd.Series(o_raw.array.take(o_codes[positions], allow_fill=True)).astype("string")
+    problems = np.empty(len(bad), dtype=object)
+    problems[positions] = (f"{check.column} is {word} {name} (" + shown.fillna("") + ")").to_numpy(
+        dtype=object
+    )
+    _raise_rows(form, bad, check.column, form.frame[check.column], pd.Series(problems))
 
 
 def _compare(
