@@ -33,7 +33,7 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, check_relations, read_form
 from cdiscforge.rules import GENERATORS, RuleContext, Source, generator  # noqa: F401
 from cdiscforge.spec import DatasetSpec, StudySpec
-from cdiscforge.vectorise import integers_as_text
+from cdiscforge.vectorise import integers_as_text, stable_order
 
 MAX_CHAR_BYTES = 200
 
@@ -253,7 +253,8 @@ def build_dataset(
     records = _ascii(spec, study, records, log)
     sort_by = [c for c in (spec.sort or spec.keys) if c in records.columns]
     if sort_by:
-        records = records.sort_values(sort_by, kind="stable", na_position="last")
+        # sort_values(sort_by, kind="stable", na_position="last"), from integer codes
+        records = records.take(stable_order(records, sort_by))
     records = records.reset_index(drop=True)
     supp_values = {item.var: records[item.var] for item in spec.supp}
     overflow = _split_long_text(spec, records, log)

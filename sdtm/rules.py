@@ -15,12 +15,16 @@ from pydantic import Field, field_validator, model_validator
 from cdiscforge.rules import Params, RuleContext, generator, rule
 from cdiscforge.rules.basic import AggregateParams, aggregate
 from cdiscforge.rules.words import Words, describes
-from cdiscforge.vectorise import map_distinct
+from cdiscforge.vectorise import factorize_rows, map_distinct, per_distinct, stable_order
 
 
 def _datetime(iso: pd.Series) -> pd.Series:
-    """ISO 8601 text to datetime64; date-only values at 00:00, partial dates NaT."""
-    text = iso.astype("string")
+    """ISO 8601 text to datetime64; date-only values at 00:00, partial dates NaT. Parsed
+    once per distinct text (a visit date repeats over every joint and test of the visit)."""
+    return per_distinct(_datetime_each, iso.astype("string"))
+
+
+def _datetime_each(text: pd.Series) -> pd.Series:
     full = text.where(text.str.len() >= 10)
     return pd.to_datetime(full.str.replace("T", " "), format="mixed", errors="coerce")
 
@@ -252,8 +256,6 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     every element.
     """
     se = ctx.domain("SE").frame
-    dtc = ctx.ref(p.date).astype("string")
-    when = _datetime(dtc)
     out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
     end = _datetime(se["SEENDTC"])
     date_only_end = se["SEENDTC"].astype("string").str.len().eq(10).fillna(False).to_numpy()
@@ -268,7 +270,17 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     ).dropna(subset=["t"])
     if elements.empty:
         return out
-    usubjid = ctx.ref("USUBJID").astype("string")
+    # Element-wise in (subject, date): placed once per distinct pair, then broadcast.
+    return per_distinct(
+        lambda usubjid, dtc: _epoch_of(usubjid, dtc, elements),
+        ctx.ref("USUBJID").astype("string"),
+        ctx.ref(p.date).astype("string"),
+    )
+
+
+def _epoch_of(usubjid: pd.Series, dtc: pd.Series, elements: pd.DataFrame) -> pd.Series:
+    """The epoch rule for each (subject, ISO date) row (see `epoch`)."""
+    when = _datetime(dtc)
     found = _epoch_at(usubjid, when, elements)
     low, high = _partial_bounds(dtc)
     partial = when.isna() & low.notna()
@@ -340,10 +352,15 @@ def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
     eligible = when.notna() & ref.notna() & (when <= ref) & ctx.ref(p.result).notna()
     frame = ctx.out[["USUBJID", *p.by]].copy()
     frame["__t"] = when
-    cand = frame[eligible.to_numpy()].sort_values([*frame.columns], kind="stable")
-    last = cand.groupby(["USUBJID", *p.by], dropna=False).tail(1).index
+    cand = frame[eligible.to_numpy()]
+    # The last candidate of each (USUBJID, by) group in (USUBJID, by, date) stable order:
+    # groups are contiguous once sorted, so the last row of each run of group codes.
+    order = stable_order(cand, [*frame.columns])
+    groups = factorize_rows(*(cand[c] for c in ["USUBJID", *p.by]))[0][order]
+    ends = np.ones(len(groups), dtype=bool)
+    ends[:-1] = groups[1:] != groups[:-1]
     out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
-    out.loc[last] = "Y"
+    out.loc[cand.index[order[ends]]] = "Y"
     return out
 
 

@@ -17,7 +17,7 @@ from cdiscforge import dates
 from cdiscforge.errors import Located, SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
 from cdiscforge.rules.words import Words, describes, join
-from cdiscforge.vectorise import map_distinct
+from cdiscforge.vectorise import broadcast, factorize_rows, map_distinct, stable_order
 
 Unmatched = Literal["error", "keep", "upper", "null"]
 
@@ -539,26 +539,44 @@ def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
     tkeys = [f"__k{i}" for i in range(len(p.match))]
     right = table[[*p.match, p.column]].copy()
     right.columns = [*tkeys, "__value"]
-    left = pd.DataFrame(index=ctx.out.index)
-    for i, (tcol, ref) in enumerate(p.match.items()):
-        left[tkeys[i]] = _norm(ctx.ref(ref))
-        right[tkeys[i]] = _norm(right[tkeys[i]])
-        del tcol
+    refs = [ctx.ref(ref) for ref in p.match.values()]
+    for key in tkeys:
+        right[key] = _norm(right[key])
     if right.duplicated(tkeys).any():
         raise SpecError(ctx.spec_file, ctx.variable, f"table {p.table!r} keys are not unique")
-    merged = (
-        left.reset_index().merge(right, on=tkeys, how="left", indicator=True).set_index("index")
-    )
-    values = merged["__value"].reindex(ctx.out.index)
-    # A key found in the table whose column is empty (e.g. no LBSCAT) is a match, not a miss.
-    found = (merged["_merge"] == "both").reindex(ctx.out.index).fillna(False).astype(bool)
+    # Matched once per distinct combination of keys (a joint label repeats on every
+    # assessment), broadcast back by codes; a record-level error goes through every row.
+    codes, first = factorize_rows(*refs)
+    small = [r.iloc[first].reset_index(drop=True) for r in refs]
+    values, found, left = _lookup_rows(small, right, tkeys, pd.RangeIndex(len(first)))
     unmatched = left.notna().all(axis=1) & ~found
     if unmatched.any():
         if p.unmatched == "error":
+            values, found, left = _lookup_rows(refs, right, tkeys, ctx.out.index)
+            unmatched = left.notna().all(axis=1) & ~found
             _blame_lookup_keys(ctx, p, left, right, tkeys, unmatched)
             return _tidy(values.astype(object))
-        ctx.report(unmatched, f"no match in table {p.table!r}: set to null", warn=True)
-    return _tidy(values.astype(object))
+        ctx.report(
+            broadcast(unmatched, codes, ctx.out.index),
+            f"no match in table {p.table!r}: set to null",
+            warn=True,
+        )
+    return broadcast(_tidy(values.astype(object)), codes, ctx.out.index)
+
+
+def _lookup_rows(
+    refs: list[pd.Series], right: pd.DataFrame, tkeys: list[str], index: pd.Index
+) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+    """(value, found, normalised keys) of each row of `refs` looked up in `right`."""
+    left = pd.DataFrame(index=index)
+    for key, ref in zip(tkeys, refs, strict=True):
+        left[key] = _norm(ref)  # ref is on `index`
+    merged = left.reset_index().merge(right, on=tkeys, how="left", indicator=True)
+    merged = merged.set_index("index")
+    values = merged["__value"].reindex(index)
+    # A key found in the table whose column is empty (e.g. no LBSCAT) is a match, not a miss.
+    found = (merged["_merge"] == "both").reindex(index).fillna(False).astype(bool)
+    return values, found, left
 
 
 def _blame_lookup_keys(
@@ -875,12 +893,19 @@ def seq(ctx: RuleContext, p: SeqParams) -> pd.Series:
     `{name: TSSEQ, rule: seq, by: [], within: [TSPARMCD]}`.
     """
     keys = [*p.within, *p.by]
-    order = ctx.out.sort_values(keys, kind="stable", na_position="last") if keys else ctx.out
+    n = len(ctx.out)
+    order = stable_order(ctx.out, keys) if keys else np.arange(n)
+    numbers = np.empty(n, dtype=np.int64)
     if not p.within:
-        numbers = pd.Series(np.arange(1, len(order) + 1), index=order.index)
-        return numbers.reindex(ctx.out.index).astype("Float64")
-    numbers = order.groupby(p.within, sort=False, dropna=False).cumcount() + 1
-    return numbers.reindex(ctx.out.index).astype("Float64")
+        numbers[order] = np.arange(1, n + 1)
+    else:
+        # Sorted by `within` first, each group is one run: number 1..n along each run.
+        groups = factorize_rows(*(ctx.out[c] for c in p.within))[0][order]
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = groups[1:] != groups[:-1]
+        positions = np.arange(n)
+        numbers[order] = positions - np.maximum.accumulate(np.where(starts, positions, 0)) + 1
+    return pd.Series(numbers, index=ctx.out.index).astype("Float64")
 
 
 class ResultCharParams(Params):
