@@ -33,7 +33,7 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, check_relations, read_form
 from cdiscforge.rules import GENERATORS, RuleContext, Source, generator  # noqa: F401
 from cdiscforge.spec import DatasetSpec, StudySpec
-from cdiscforge.vectorise import integers_as_text, stable_order
+from cdiscforge.vectorise import factorize_rows, integers_as_text, stable_order
 
 MAX_CHAR_BYTES = 200
 
@@ -469,12 +469,23 @@ def _dedupe(
     rule = spec.dedupe
     if rule is None or records.empty:
         return records
-    order = records.sort_values([*rule.by, *rule.order], kind="stable", na_position="last")
-    dup = order.duplicated(rule.by, keep="first" if rule.keep == "first" else "last")
-    if not dup.any():
+    # sort_values([*by, *order], kind="stable", na_position="last"), then duplicated(by):
+    # sorted, the records of one key are one run, so a duplicate is a record whose
+    # neighbour (before it keeping the first, after it keeping the last) has its key.
+    positions = stable_order(records, [*rule.by, *rule.order])
+    keys = factorize_rows(*(records[c] for c in rule.by))[0][positions]
+    repeated = np.zeros(len(keys), dtype=bool)
+    if rule.keep == "first":
+        repeated[1:] = keys[1:] == keys[:-1]
+    else:
+        repeated[:-1] = keys[:-1] == keys[1:]
+    if not repeated.any():
         return records
-    dropped = order[dup]
-    kept = order[~dup]
+    # Only the columns the accounting and the log read are gathered, not whole records.
+    needed = records[list(dict.fromkeys([*rule.by, "__block", "__row"]))]
+    dropped = needed.take(positions[repeated])
+    kept = needed.take(positions[~repeated])
+    dup = repeated
     for i, rows in dropped.groupby("__block")["__row"]:
         # A source row is rejected only when none of its records is kept (split rows).
         gone = set(rows) - set(kept.loc[kept["__block"] == i, "__row"])
@@ -492,7 +503,7 @@ def _dedupe(
         count=int(dup.sum()),
         examples=examples,
     )
-    return records.drop(index=dropped.index)
+    return records.take(np.sort(positions[~repeated]))  # records.drop(dropped), in order
 
 
 def _ascii(

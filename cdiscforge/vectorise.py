@@ -51,15 +51,28 @@ def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series
 
 def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
     """Row positions that sort `frame` by `keys` exactly as
-    `frame.sort_values(keys, kind="stable", na_position="last")` does, from sorted integer
-    codes of each key (pd.factorize(sort=True)) and one numpy lexsort, instead of pandas'
-    categorical-per-key sort of the full columns."""
+    `frame.sort_values(keys, kind="stable", na_position="last")` does: sorted integer codes
+    of each key (pd.factorize(sort=True), missing last) combined into one int64 rank per row
+    (mixed radix) and one stable numpy argsort, instead of pandas' categorical-per-key sort
+    of the full columns."""
     n = len(frame)
-    ranks: list[np.ndarray] = [np.arange(n)]  # least significant: the row order (stable)
-    for key in reversed(list(keys)):
+    ranks: list[np.ndarray] = []
+    combined = np.zeros(n, dtype=np.int64)
+    span = 1
+    for key in keys:
         codes, uniques = pd.factorize(frame[key], sort=True)
-        ranks.append(np.where(codes < 0, len(uniques), codes))  # missing last
-    return np.lexsort(ranks)
+        width = len(uniques) + 1
+        if span * width >= 2**62:  # would overflow: start another rank, sorted after
+            ranks.append(combined)
+            combined = np.zeros(n, dtype=np.int64)
+            span = 1
+        combined = combined * width + np.where(codes < 0, len(uniques), codes)
+        span *= width
+    ranks.append(combined)
+    if len(ranks) == 1:
+        return np.argsort(combined, kind="stable")
+    # np.lexsort: last key primary; the row order as the least significant key (stable)
+    return np.lexsort([np.arange(n), *reversed(ranks)])
 
 
 def map_distinct(

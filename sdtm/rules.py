@@ -15,7 +15,13 @@ from pydantic import Field, field_validator, model_validator
 from cdiscforge.rules import Params, RuleContext, generator, rule
 from cdiscforge.rules.basic import AggregateParams, aggregate
 from cdiscforge.rules.words import Words, describes
-from cdiscforge.vectorise import factorize_rows, map_distinct, per_distinct, stable_order
+from cdiscforge.vectorise import (
+    broadcast,
+    factorize_rows,
+    map_distinct,
+    per_distinct,
+    stable_order,
+)
 
 
 def _datetime(iso: pd.Series) -> pd.Series:
@@ -74,11 +80,15 @@ def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
     any other label -> input error naming the row and value.
     """
     table = ctx.study.table(p.table)
-    labels = ctx.ref(p.folder).astype("string").str.strip().str.upper()
     mapping = dict(
         zip(table[p.key].astype("string").str.upper(), table["VISITNUM"].astype(float), strict=True)
     )
-    nums = labels.map(mapping).astype("Float64")
+    # Per distinct collected label (a visit label repeats over all of its records).
+    folder = ctx.ref(p.folder)
+    codes, uniques = pd.factorize(folder, use_na_sentinel=False)
+    distinct = pd.Series(uniques, dtype=folder.dtype).astype("string").str.strip().str.upper()
+    labels = broadcast(distinct, codes, folder.index)
+    nums = broadcast(distinct.map(mapping).astype("Float64"), codes, folder.index)
     if p.label_pattern:
         numbered = _numbered(ctx.ref(p.folder), p.label_pattern)
         by_label = pd.to_numeric(numbered, errors="coerce").astype("Float64")
