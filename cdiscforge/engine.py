@@ -516,6 +516,8 @@ def _ascii(
         if not wanted or var.meta.type != "Char" or var.name not in records:
             continue
         col = records[var.name].astype("string")
+        if _arrow_all(col, _is_ascii):  # the common case, in one pyarrow pass
+            continue
         non_ascii = col.notna() & ~col.str.isascii().fillna(True).astype(bool)
         if not non_ascii.any():
             continue
@@ -543,6 +545,31 @@ def _ascii(
             examples=[f"{k} -> {v}" for k, v in list(mapping.items())[:3]],
         )
     return records
+
+
+def _arrow_all(col: pd.Series, test: Callable[..., object]) -> bool:
+    """True when `test` (a pyarrow compute function) holds for every non-null value of a
+    pyarrow-backed text column, checked in one pass over its Arrow data; False when it
+    does not or the column is not Arrow-backed (the caller's pandas check then decides)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(col.dtype, pd.StringDtype) or col.dtype.storage != "pyarrow":
+        return False
+    data = pa.chunked_array(col.array.__arrow_array__())
+    return bool(pc.all(test(data)).as_py() is not False)
+
+
+def _is_ascii(data: object) -> object:
+    import pyarrow.compute as pc
+
+    return pc.string_is_ascii(data)
+
+
+def _fits(data: object) -> object:
+    import pyarrow.compute as pc
+
+    return pc.less_equal(pc.utf8_length(data), MAX_CHAR_BYTES)
 
 
 # Symbols NFKD does not decompose, spelled as a reviewer would type them.
@@ -578,6 +605,8 @@ def _split_long_text(
         if not var.keep or var.meta.type != "Char" or var.name not in records:
             continue
         col = records[var.name].astype("string")
+        if _arrow_all(col, _fits):
+            continue
         if not (col.str.len() > MAX_CHAR_BYTES).any():
             continue
         first, rest = split_series(col, MAX_CHAR_BYTES)
