@@ -78,3 +78,35 @@ def test_map_distinct_matches_series_map_and_keeps_missing() -> None:
     nums = map_distinct(frame["visit"], lambda v: f"{v:.2f}", "string")
     assert nums.dtype == "string"
     assert nums[frame["visit"] == 2.5].eq("2.50").all()
+
+
+@pytest.fixture(scope="module")
+def study(seed_spec):  # type: ignore[no-untyped-def]
+    from cdiscforge.spec import load_study
+
+    return load_study(seed_spec)
+
+
+def _lookup(study, raw: pd.DataFrame, **params: object):  # type: ignore[no-untyped-def]
+    from cdiscforge.buildlog import BuildLog
+    from cdiscforge.rules import RULES, RuleContext, Source
+
+    source = Source("lab", "lab.csv", raw, np.arange(1, len(raw) + 1))
+    ctx = RuleContext(study, "LB", "LBTESTCD", pd.DataFrame(index=raw.index), source, {},
+                      BuildLog(), "lb.yaml")  # fmt: skip
+    rdef = RULES["lookup"]
+    return rdef.fn(ctx, rdef.params.model_validate(params)), ctx
+
+
+def test_lookup_once_per_distinct_key_counts_every_unmatched_record(study) -> None:  # type: ignore[no-untyped-def]
+    # Keys repeat (and differ in case and spacing); the unmatched one on three records.
+    raw = pd.DataFrame(
+        {"TESTCODE": ["WBC", "NOPE", " wbc", "CRP", "NOPE", None, "WBC", "NOPE"]},
+        index=[10, 11, 12, 13, 14, 15, 16, 17],
+    ).astype("string")
+    got, ctx = _lookup(study, raw, table="lab_tests", match={"vendor_code": "raw.TESTCODE"},
+                       column="LBTESTCD", unmatched="null")  # fmt: skip
+    assert got.index.equals(raw.index)
+    assert got.fillna("-").tolist() == ["WBC", "-", "WBC", "CRP", "-", "-", "WBC", "-"]
+    (warning,) = ctx.log.warnings
+    assert "no match in table 'lab_tests'" in warning.message and warning.count == 3
