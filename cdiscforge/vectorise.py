@@ -80,7 +80,7 @@ def map_distinct(
 ) -> pd.Series:
     """`fn` applied to each distinct non-missing value of `series`; missing stays missing."""
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    distinct = pd.Series(uniques, dtype=series.dtype)
+    distinct = pd.Series(uniques, dtype=series.dtype, name=series.name)
     mapping = {value: fn(value) for value in distinct.dropna()}
     out = broadcast(distinct.map(mapping), codes, series.index)
     return out.astype(dtype) if dtype else out

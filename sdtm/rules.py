@@ -86,7 +86,8 @@ def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
     # Per distinct collected label (a visit label repeats over all of its records).
     folder = ctx.ref(p.folder)
     codes, uniques = pd.factorize(folder, use_na_sentinel=False)
-    distinct = pd.Series(uniques, dtype=folder.dtype).astype("string").str.strip().str.upper()
+    distinct = pd.Series(uniques, dtype=folder.dtype, name=folder.name)
+    distinct = distinct.astype("string").str.strip().str.upper()
     labels = broadcast(distinct, codes, folder.index)
     nums = broadcast(distinct.map(mapping).astype("Float64"), codes, folder.index)
     if p.label_pattern:

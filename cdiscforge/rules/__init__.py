@@ -326,7 +326,7 @@ class RuleContext:
         mapping = pd.Series(other[column].to_numpy(), index=other["USUBJID"].to_numpy())
         mine = self.ref("USUBJID")
         codes, uniques = pd.factorize(mine, use_na_sentinel=False)
-        subjects = pd.Series(uniques, dtype=mine.dtype)  # mapped once each, then broadcast
+        subjects = pd.Series(uniques, dtype=mine.dtype, name=mine.name)  # each mapped once
         if len(mapping) and subjects.notna().any() and not subjects.isin(mapping.index).any():
             # A join matching no subject: null for every record, which validation cannot see.
             self.log.warn(self.study.stage_of(self.dataset), self.dataset,

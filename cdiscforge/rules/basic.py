@@ -191,7 +191,8 @@ def _map_distinct_codelist(
 ) -> tuple[pd.Series, pd.Series]:
     """`codelist.map_values` run on the distinct values only (element-wise), broadcast."""
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    mapped, unmatched = codelist.map_values(pd.Series(uniques, dtype=values.dtype), spellings)
+    distinct = pd.Series(uniques, dtype=values.dtype, name=values.name)
+    mapped, unmatched = codelist.map_values(distinct, spellings)
     return broadcast(mapped, codes, values.index), broadcast(unmatched, codes, values.index)
 
 
