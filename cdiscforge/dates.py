@@ -32,6 +32,7 @@ from functools import lru_cache
 import pandas as pd
 
 from cdiscforge.errors import InputError, Located, raise_first, raising
+from cdiscforge.vectorise import broadcast, factorize_rows, per_distinct
 
 MONTHS = {
     m: f"{i:02d}"
@@ -266,24 +267,23 @@ def to_iso8601(
     pair is parsed once and the result broadcast; a bad value is then located in the full
     column, so the error names its first row and how many rows share it.
     """
-    frame = pd.DataFrame({"d": dates.astype("string")})
+    columns = [dates.astype("string")]
     if times is not None:
-        frame["t"] = times.astype("string").to_numpy()
-    distinct = frame.drop_duplicates(ignore_index=True)
-    if len(distinct) == len(frame):
+        columns.append(times.astype("string"))
+    codes, first = factorize_rows(*columns)
+    if len(first) == len(codes):
         return _to_iso8601(dates, fmt, where, times, time_fmt, time_where)
+    distinct = [col.iloc[first].reset_index(drop=True) for col in columns]
     try:
         with raising():  # positions in `distinct` are not rows: never collect from here
             parsed = _to_iso8601(
-                distinct["d"], fmt, where, distinct["t"] if times is not None else None,
+                distinct[0], fmt, where, distinct[1] if times is not None else None,
                 time_fmt, time_where,
             )  # fmt: skip
     except InputError:
         # Locate the problem in the whole column (the slow path runs only on bad input).
         return _to_iso8601(dates, fmt, where, times, time_fmt, time_where)
-    keys = list(frame.columns)
-    looked_up = frame.merge(distinct.assign(iso=parsed.to_numpy()), on=keys, how="left")
-    return pd.Series(looked_up["iso"].to_numpy(), index=dates.index, dtype="string")
+    return broadcast(parsed.astype("string"), codes, dates.index)
 
 
 def has_time(values: pd.Series, fmt: str | DateFormat) -> pd.Series:
@@ -407,8 +407,12 @@ def _parts(text: pd.Series, fmt: DateFormat, where: Located, what: str) -> pd.Da
 
 
 def iso_to_datetime(iso: pd.Series) -> pd.Series:
-    """Complete ISO 8601 dates/datetimes to datetime64 (partial -> NaT): for --DY and windows."""
-    text = iso.astype("string")
+    """Complete ISO 8601 dates/datetimes to datetime64 (partial -> NaT): for --DY and windows.
+    Parsed once per distinct text (dates repeat over a visit's records), then broadcast."""
+    return per_distinct(_iso_to_datetime, iso.astype("string"))
+
+
+def _iso_to_datetime(text: pd.Series) -> pd.Series:
     date_part = text.str.slice(0, 10).where(text.str.len() >= 10)
     return pd.to_datetime(date_part, format="%Y-%m-%d", errors="coerce")
 
@@ -416,8 +420,15 @@ def iso_to_datetime(iso: pd.Series) -> pd.Series:
 def study_day(dtc: pd.Series, reference: pd.Series) -> pd.Series:
     """SDTM study day: date - reference + 1 on or after the reference, date - reference before.
 
-    There is no day 0. Missing when either date is partial or missing.
+    There is no day 0. Missing when either date is partial or missing. Computed once per
+    distinct (date, reference) pair, then broadcast.
     """
+    if len(dtc) != len(reference) or not dtc.index.equals(reference.index):
+        return _study_day(dtc, reference)
+    return per_distinct(_study_day, dtc, reference)
+
+
+def _study_day(dtc: pd.Series, reference: pd.Series) -> pd.Series:
     d = iso_to_datetime(dtc)
     r = iso_to_datetime(reference)
     delta = (d - r).dt.days.astype("Float64")

@@ -33,7 +33,7 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, check_relations, read_form
 from cdiscforge.rules import GENERATORS, RuleContext, Source, generator  # noqa: F401
 from cdiscforge.spec import DatasetSpec, StudySpec
-from cdiscforge.vectorise import integers_as_text
+from cdiscforge.vectorise import factorize_rows, integers_as_text, stable_order
 
 MAX_CHAR_BYTES = 200
 
@@ -253,7 +253,8 @@ def build_dataset(
     records = _ascii(spec, study, records, log)
     sort_by = [c for c in (spec.sort or spec.keys) if c in records.columns]
     if sort_by:
-        records = records.sort_values(sort_by, kind="stable", na_position="last")
+        # sort_values(sort_by, kind="stable", na_position="last"), from integer codes
+        records = records.take(stable_order(records, sort_by))
     records = records.reset_index(drop=True)
     supp_values = {item.var: records[item.var] for item in spec.supp}
     overflow = _split_long_text(spec, records, log)
@@ -468,12 +469,23 @@ def _dedupe(
     rule = spec.dedupe
     if rule is None or records.empty:
         return records
-    order = records.sort_values([*rule.by, *rule.order], kind="stable", na_position="last")
-    dup = order.duplicated(rule.by, keep="first" if rule.keep == "first" else "last")
-    if not dup.any():
+    # sort_values([*by, *order], kind="stable", na_position="last"), then duplicated(by):
+    # sorted, the records of one key are one run, so a duplicate is a record whose
+    # neighbour (before it keeping the first, after it keeping the last) has its key.
+    positions = stable_order(records, [*rule.by, *rule.order])
+    keys = factorize_rows(*(records[c] for c in rule.by))[0][positions]
+    repeated = np.zeros(len(keys), dtype=bool)
+    if rule.keep == "first":
+        repeated[1:] = keys[1:] == keys[:-1]
+    else:
+        repeated[:-1] = keys[:-1] == keys[1:]
+    if not repeated.any():
         return records
-    dropped = order[dup]
-    kept = order[~dup]
+    # Only the columns the accounting and the log read are gathered, not whole records.
+    needed = records[list(dict.fromkeys([*rule.by, "__block", "__row"]))]
+    dropped = needed.take(positions[repeated])
+    kept = needed.take(positions[~repeated])
+    dup = repeated
     for i, rows in dropped.groupby("__block")["__row"]:
         # A source row is rejected only when none of its records is kept (split rows).
         gone = set(rows) - set(kept.loc[kept["__block"] == i, "__row"])
@@ -491,7 +503,7 @@ def _dedupe(
         count=int(dup.sum()),
         examples=examples,
     )
-    return records.drop(index=dropped.index)
+    return records.take(np.sort(positions[~repeated]))  # records.drop(dropped), in order
 
 
 def _ascii(
@@ -504,6 +516,8 @@ def _ascii(
         if not wanted or var.meta.type != "Char" or var.name not in records:
             continue
         col = records[var.name].astype("string")
+        if _arrow_all(col, _is_ascii):  # the common case, in one pyarrow pass
+            continue
         non_ascii = col.notna() & ~col.str.isascii().fillna(True).astype(bool)
         if not non_ascii.any():
             continue
@@ -531,6 +545,31 @@ def _ascii(
             examples=[f"{k} -> {v}" for k, v in list(mapping.items())[:3]],
         )
     return records
+
+
+def _arrow_all(col: pd.Series, test: Callable[..., object]) -> bool:
+    """True when `test` (a pyarrow compute function) holds for every non-null value of a
+    pyarrow-backed text column, checked in one pass over its Arrow data; False when it
+    does not or the column is not Arrow-backed (the caller's pandas check then decides)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(col.dtype, pd.StringDtype) or col.dtype.storage != "pyarrow":
+        return False
+    data = pa.chunked_array(col.array.__arrow_array__())
+    return bool(pc.all(test(data)).as_py() is not False)
+
+
+def _is_ascii(data: object) -> object:
+    import pyarrow.compute as pc
+
+    return pc.string_is_ascii(data)
+
+
+def _fits(data: object) -> object:
+    import pyarrow.compute as pc
+
+    return pc.less_equal(pc.utf8_length(data), MAX_CHAR_BYTES)
 
 
 # Symbols NFKD does not decompose, spelled as a reviewer would type them.
@@ -566,6 +605,8 @@ def _split_long_text(
         if not var.keep or var.meta.type != "Char" or var.name not in records:
             continue
         col = records[var.name].astype("string")
+        if _arrow_all(col, _fits):
+            continue
         if not (col.str.len() > MAX_CHAR_BYTES).any():
             continue
         first, rest = split_series(col, MAX_CHAR_BYTES)

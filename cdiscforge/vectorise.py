@@ -2,25 +2,87 @@
 
 Clinical data repeat themselves (a visit name, a unit, a subject's sequence number); running a
 Python function per row on a 10-million-row form is what makes pipelines slow. These helpers
-run it per distinct value and map the result back with a hash lookup.
+run it per distinct value (or distinct combination of values) and broadcast the result back
+by integer codes (a numpy/pyarrow take), which is also much faster than a hash `Series.map`
+over every row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 
+def factorize_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, first): per row, the number of its distinct combination of the columns'
+    values (0, 1 ... in order of first appearance; a missing value counts as a value of its
+    own, as drop_duplicates and groupby(dropna=False) treat it), and the first row of each
+    combination. The columns are aligned by position."""
+    n = len(columns[0])
+    codes = np.zeros(n, dtype=np.int64)
+    for col in columns:
+        part, uniques = pd.factorize(col, use_na_sentinel=False)
+        codes = codes * max(len(uniques), 1) + part
+        codes, _ = pd.factorize(codes)  # back to 0..k-1: no overflow with many columns
+    first = np.unique(codes, return_index=True)[1] if n else np.zeros(0, dtype=np.int64)
+    return codes, first
+
+
+def broadcast(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Per-distinct `values` (positions = codes) as one value per row, with `index`."""
+    out = values.reset_index(drop=True).take(codes)
+    out.index = index
+    return out
+
+
+def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series:
+    """`fn(*columns)` for an element-wise `fn` (row i of the result depends only on row i
+    of the columns), computed on the distinct rows only and broadcast back: the same values
+    and dtype, on the index of the first column. The columns are aligned by position."""
+    codes, first = factorize_rows(*columns)
+    if len(first) == len(codes):
+        return fn(*columns)
+    small = [col.iloc[first].reset_index(drop=True) for col in columns]
+    return broadcast(fn(*small), codes, columns[0].index)
+
+
+def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
+    """Row positions that sort `frame` by `keys` exactly as
+    `frame.sort_values(keys, kind="stable", na_position="last")` does: sorted integer codes
+    of each key (pd.factorize(sort=True), missing last) combined into one int64 rank per row
+    (mixed radix) and one stable numpy argsort, instead of pandas' categorical-per-key sort
+    of the full columns."""
+    n = len(frame)
+    ranks: list[np.ndarray] = []
+    combined = np.zeros(n, dtype=np.int64)
+    span = 1
+    for key in keys:
+        codes, uniques = pd.factorize(frame[key], sort=True)
+        width = len(uniques) + 1
+        if span * width >= 2**62:  # would overflow: start another rank, sorted after
+            ranks.append(combined)
+            combined = np.zeros(n, dtype=np.int64)
+            span = 1
+        combined = combined * width + np.where(codes < 0, len(uniques), codes)
+        span *= width
+    ranks.append(combined)
+    if len(ranks) == 1:
+        return np.argsort(combined, kind="stable")
+    # np.lexsort: last key primary; the row order as the least significant key (stable)
+    return np.lexsort([np.arange(n), *reversed(ranks)])
+
+
 def map_distinct(
     series: pd.Series, fn: Callable[[Any], Any], dtype: str | None = None
 ) -> pd.Series:
     """`fn` applied to each distinct non-missing value of `series`; missing stays missing."""
-    distinct = series.dropna().unique()
-    mapping = {value: fn(value) for value in distinct}
-    out = series.map(mapping)
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    distinct = pd.Series(uniques, dtype=series.dtype, name=series.name)
+    mapping = {value: fn(value) for value in distinct.dropna()}
+    out = broadcast(distinct.map(mapping), codes, series.index)
     return out.astype(dtype) if dtype else out
 
 

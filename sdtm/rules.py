@@ -15,12 +15,22 @@ from pydantic import Field, field_validator, model_validator
 from cdiscforge.rules import Params, RuleContext, generator, rule
 from cdiscforge.rules.basic import AggregateParams, aggregate
 from cdiscforge.rules.words import Words, describes
-from cdiscforge.vectorise import map_distinct
+from cdiscforge.vectorise import (
+    broadcast,
+    factorize_rows,
+    map_distinct,
+    per_distinct,
+    stable_order,
+)
 
 
 def _datetime(iso: pd.Series) -> pd.Series:
-    """ISO 8601 text to datetime64; date-only values at 00:00, partial dates NaT."""
-    text = iso.astype("string")
+    """ISO 8601 text to datetime64; date-only values at 00:00, partial dates NaT. Parsed
+    once per distinct text (a visit date repeats over every joint and test of the visit)."""
+    return per_distinct(_datetime_each, iso.astype("string"))
+
+
+def _datetime_each(text: pd.Series) -> pd.Series:
     full = text.where(text.str.len() >= 10)
     return pd.to_datetime(full.str.replace("T", " "), format="mixed", errors="coerce")
 
@@ -70,11 +80,16 @@ def visitnum(ctx: RuleContext, p: VisitnumParams) -> pd.Series:
     any other label -> input error naming the row and value.
     """
     table = ctx.study.table(p.table)
-    labels = ctx.ref(p.folder).astype("string").str.strip().str.upper()
     mapping = dict(
         zip(table[p.key].astype("string").str.upper(), table["VISITNUM"].astype(float), strict=True)
     )
-    nums = labels.map(mapping).astype("Float64")
+    # Per distinct collected label (a visit label repeats over all of its records).
+    folder = ctx.ref(p.folder)
+    codes, uniques = pd.factorize(folder, use_na_sentinel=False)
+    distinct = pd.Series(uniques, dtype=folder.dtype, name=folder.name)
+    distinct = distinct.astype("string").str.strip().str.upper()
+    labels = broadcast(distinct, codes, folder.index)
+    nums = broadcast(distinct.map(mapping).astype("Float64"), codes, folder.index)
     if p.label_pattern:
         numbered = _numbered(ctx.ref(p.folder), p.label_pattern)
         by_label = pd.to_numeric(numbered, errors="coerce").astype("Float64")
@@ -252,8 +267,6 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     every element.
     """
     se = ctx.domain("SE").frame
-    dtc = ctx.ref(p.date).astype("string")
-    when = _datetime(dtc)
     out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
     end = _datetime(se["SEENDTC"])
     date_only_end = se["SEENDTC"].astype("string").str.len().eq(10).fillna(False).to_numpy()
@@ -268,7 +281,17 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
     ).dropna(subset=["t"])
     if elements.empty:
         return out
-    usubjid = ctx.ref("USUBJID").astype("string")
+    # Element-wise in (subject, date): placed once per distinct pair, then broadcast.
+    return per_distinct(
+        lambda usubjid, dtc: _epoch_of(usubjid, dtc, elements),
+        ctx.ref("USUBJID").astype("string"),
+        ctx.ref(p.date).astype("string"),
+    )
+
+
+def _epoch_of(usubjid: pd.Series, dtc: pd.Series, elements: pd.DataFrame) -> pd.Series:
+    """The epoch rule for each (subject, ISO date) row (see `epoch`)."""
+    when = _datetime(dtc)
     found = _epoch_at(usubjid, when, elements)
     low, high = _partial_bounds(dtc)
     partial = when.isna() & low.notna()
@@ -340,10 +363,15 @@ def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
     eligible = when.notna() & ref.notna() & (when <= ref) & ctx.ref(p.result).notna()
     frame = ctx.out[["USUBJID", *p.by]].copy()
     frame["__t"] = when
-    cand = frame[eligible.to_numpy()].sort_values([*frame.columns], kind="stable")
-    last = cand.groupby(["USUBJID", *p.by], dropna=False).tail(1).index
+    cand = frame[eligible.to_numpy()]
+    # The last candidate of each (USUBJID, by) group in (USUBJID, by, date) stable order:
+    # groups are contiguous once sorted, so the last row of each run of group codes.
+    order = stable_order(cand, [*frame.columns])
+    groups = factorize_rows(*(cand[c] for c in ["USUBJID", *p.by]))[0][order]
+    ends = np.ones(len(groups), dtype=bool)
+    ends[:-1] = groups[1:] != groups[:-1]
     out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
-    out.loc[last] = "Y"
+    out.loc[cand.index[order[ends]]] = "Y"
     return out
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cdiscforge.errors import Located, SpecError, raise_first
+from cdiscforge.vectorise import broadcast
 
 if TYPE_CHECKING:
     from cdiscforge.buildlog import BuildLog
@@ -324,14 +325,16 @@ class RuleContext:
         other = self.domain(name).frame[["USUBJID", column]].drop_duplicates("USUBJID")
         mapping = pd.Series(other[column].to_numpy(), index=other["USUBJID"].to_numpy())
         mine = self.ref("USUBJID")
-        if len(mapping) and mine.notna().any() and not mine.isin(mapping.index).any():
+        codes, uniques = pd.factorize(mine, use_na_sentinel=False)
+        subjects = pd.Series(uniques, dtype=mine.dtype, name=mine.name)  # each mapped once
+        if len(mapping) and subjects.notna().any() and not subjects.isin(mapping.index).any():
             # A join matching no subject: null for every record, which validation cannot see.
             self.log.warn(self.study.stage_of(self.dataset), self.dataset,
                           f"dataset {name}: none of this dataset's {mine.nunique()} USUBJID(s) "
                           f"is one of {name}'s; {self.variable} is null for every record",
                           variable=self.variable, count=len(mine),
                           examples=[str(mine.dropna().iloc[0])])  # fmt: skip
-        return mine.map(mapping)
+        return broadcast(subjects.map(mapping), codes, mine.index)
 
     def report(
         self, mask: pd.Series, message: str, *, warn: bool = False, examples: list | None = None

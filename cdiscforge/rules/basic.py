@@ -17,7 +17,13 @@ from cdiscforge import dates
 from cdiscforge.errors import Located, SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
 from cdiscforge.rules.words import Words, describes, join
-from cdiscforge.vectorise import map_distinct
+from cdiscforge.vectorise import (
+    broadcast,
+    factorize_rows,
+    map_distinct,
+    per_distinct,
+    stable_order,
+)
 
 Unmatched = Literal["error", "keep", "upper", "null"]
 
@@ -46,6 +52,8 @@ def constant(ctx: RuleContext, p: ConstantParams) -> pd.Series:
     value = render(p.value, ctx)
     if value is None:
         return pd.Series(pd.NA, index=index, dtype="object")
+    if isinstance(value, str):  # text: what the engine types it to (`_typed`), directly
+        return pd.Series(value, index=index, dtype="string")
     return pd.Series([value] * len(index), index=index)
 
 
@@ -110,7 +118,7 @@ def number(ctx: RuleContext, p: NumberParams) -> pd.Series:
     for results that may carry `<`/`>` qualifiers).
     """
     values = _source(ctx, p.from_, p.var)
-    nums = pd.to_numeric(values, errors="coerce")
+    nums = per_distinct(lambda v: pd.to_numeric(v, errors="coerce"), values)
     ctx.input_error(values.notna() & nums.isna(), p.from_ or p.var or "", values, "not a number")
     nums = nums.astype("Float64") * _factor(ctx, p.factor)
     if p.offset is not None:
@@ -172,10 +180,20 @@ def ct(ctx: RuleContext, p: CtParams) -> pd.Series:
     """
     values = _source(ctx, p.from_, p.var)
     codelist = _terminology(ctx).codelist(p.codelist)
-    mapped, unmatched = codelist.map_values(values, p.synonyms)
+    mapped, unmatched = _map_distinct_codelist(codelist, values, p.synonyms)
     return _apply_unmatched(
         ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", _cl_words(codelist)
     )
+
+
+def _map_distinct_codelist(
+    codelist: ct_module.Codelist, values: pd.Series, spellings: dict[str, Any]
+) -> tuple[pd.Series, pd.Series]:
+    """`codelist.map_values` run on the distinct values only (element-wise), broadcast."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    distinct = pd.Series(uniques, dtype=values.dtype, name=values.name)
+    mapped, unmatched = codelist.map_values(distinct, spellings)
+    return broadcast(mapped, codes, values.index), broadcast(unmatched, codes, values.index)
 
 
 def _terminology(ctx: RuleContext) -> ct_module.Terminology:
@@ -261,14 +279,16 @@ def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
     values = _source(ctx, p.from_, p.var)
     if p.codelist is not None:
         codelist = _terminology(ctx).codelist(p.codelist)
-        mapped, unmatched = codelist.map_values(values, p.values)
+        mapped, unmatched = _map_distinct_codelist(codelist, values, p.values)
         what = f"the spec's map or {_cl_words(codelist)}" if p.values else _cl_words(codelist)
         return _apply_unmatched(
             ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", what
         )
     table = {ct_module.normalise_text(k): v for k, v in p.values.items()}
-    key = map_distinct(_text(values), ct_module.normalise_text)
-    mapped = key.map(table)
+    mapped = per_distinct(
+        lambda distinct: map_distinct(_text(distinct), ct_module.normalise_text).map(table),
+        values,
+    )
     unmatched = values.notna() & mapped.isna()
     return _apply_unmatched(
         ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", "the spec's map"
@@ -481,17 +501,38 @@ def condition(ctx: RuleContext, p: ConditionParams) -> pd.Series:
     value: SCREEN FAILURE}]}`.
     """
     index = ctx.out.index
-    result = (
-        ctx.ref(p.default_ref).astype(object)
-        if p.default_ref
-        else pd.Series([render(p.default, ctx)] * len(index), index=index, dtype=object)
-    )
+    default = None if p.default_ref else render(p.default, ctx)
+    hits: list[pd.Series] = []
+    values: list[Any] = []
     done = pd.Series(False, index=index)
     for case in p.cases:
         hit = case.when.evaluate(ctx) & ~done
-        value = ctx.ref(case.ref) if case.ref else render(case.value, ctx)
-        result = result.mask(hit, value)
+        hits.append(hit)
+        values.append(ctx.ref(case.ref) if case.ref else render(case.value, ctx))
         done |= hit
+    refs = [v for v in values if isinstance(v, pd.Series)]
+    refs += [ctx.ref(p.default_ref)] if p.default_ref else []
+    if all(isinstance(r.dtype, pd.StringDtype) for r in refs) and all(
+        v is None or isinstance(v, str) for v in [default, *values] if not isinstance(v, pd.Series)
+    ):
+        # Text only: the same as the object path below (which _tidy makes string), without
+        # the round trip of every record through Python objects.
+        text = (
+            ctx.ref(p.default_ref).astype("string")
+            if p.default_ref
+            else pd.Series(default, index=index, dtype="string")
+        )
+        for hit, value in zip(hits, values, strict=True):
+            text = text.mask(hit, value.astype("string") if isinstance(value, pd.Series) else value)
+        if text.notna().any():
+            return text
+    result = (
+        ctx.ref(p.default_ref).astype(object)
+        if p.default_ref
+        else pd.Series([default] * len(index), index=index, dtype=object)
+    )
+    for hit, value in zip(hits, values, strict=True):
+        result = result.mask(hit, value)
     return _tidy(result)
 
 
@@ -539,26 +580,44 @@ def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
     tkeys = [f"__k{i}" for i in range(len(p.match))]
     right = table[[*p.match, p.column]].copy()
     right.columns = [*tkeys, "__value"]
-    left = pd.DataFrame(index=ctx.out.index)
-    for i, (tcol, ref) in enumerate(p.match.items()):
-        left[tkeys[i]] = _norm(ctx.ref(ref))
-        right[tkeys[i]] = _norm(right[tkeys[i]])
-        del tcol
+    refs = [ctx.ref(ref) for ref in p.match.values()]
+    for key in tkeys:
+        right[key] = _norm(right[key])
     if right.duplicated(tkeys).any():
         raise SpecError(ctx.spec_file, ctx.variable, f"table {p.table!r} keys are not unique")
-    merged = (
-        left.reset_index().merge(right, on=tkeys, how="left", indicator=True).set_index("index")
-    )
-    values = merged["__value"].reindex(ctx.out.index)
-    # A key found in the table whose column is empty (e.g. no LBSCAT) is a match, not a miss.
-    found = (merged["_merge"] == "both").reindex(ctx.out.index).fillna(False).astype(bool)
+    # Matched once per distinct combination of keys (a joint label repeats on every
+    # assessment), broadcast back by codes; a record-level error goes through every row.
+    codes, first = factorize_rows(*refs)
+    small = [r.iloc[first].reset_index(drop=True) for r in refs]
+    values, found, left = _lookup_rows(small, right, tkeys, pd.RangeIndex(len(first)))
     unmatched = left.notna().all(axis=1) & ~found
     if unmatched.any():
         if p.unmatched == "error":
+            values, found, left = _lookup_rows(refs, right, tkeys, ctx.out.index)
+            unmatched = left.notna().all(axis=1) & ~found
             _blame_lookup_keys(ctx, p, left, right, tkeys, unmatched)
             return _tidy(values.astype(object))
-        ctx.report(unmatched, f"no match in table {p.table!r}: set to null", warn=True)
-    return _tidy(values.astype(object))
+        ctx.report(
+            broadcast(unmatched, codes, ctx.out.index),
+            f"no match in table {p.table!r}: set to null",
+            warn=True,
+        )
+    return broadcast(_tidy(values.astype(object)), codes, ctx.out.index)
+
+
+def _lookup_rows(
+    refs: list[pd.Series], right: pd.DataFrame, tkeys: list[str], index: pd.Index
+) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+    """(value, found, normalised keys) of each row of `refs` looked up in `right`."""
+    left = pd.DataFrame(index=index)
+    for key, ref in zip(tkeys, refs, strict=True):
+        left[key] = _norm(ref)  # ref is on `index`
+    merged = left.reset_index().merge(right, on=tkeys, how="left", indicator=True)
+    merged = merged.set_index("index")
+    values = merged["__value"].reindex(index)
+    # A key found in the table whose column is empty (e.g. no LBSCAT) is a match, not a miss.
+    found = (merged["_merge"] == "both").reindex(index).fillna(False).astype(bool)
+    return values, found, left
 
 
 def _blame_lookup_keys(
@@ -875,12 +934,19 @@ def seq(ctx: RuleContext, p: SeqParams) -> pd.Series:
     `{name: TSSEQ, rule: seq, by: [], within: [TSPARMCD]}`.
     """
     keys = [*p.within, *p.by]
-    order = ctx.out.sort_values(keys, kind="stable", na_position="last") if keys else ctx.out
+    n = len(ctx.out)
+    order = stable_order(ctx.out, keys) if keys else np.arange(n)
+    numbers = np.empty(n, dtype=np.int64)
     if not p.within:
-        numbers = pd.Series(np.arange(1, len(order) + 1), index=order.index)
-        return numbers.reindex(ctx.out.index).astype("Float64")
-    numbers = order.groupby(p.within, sort=False, dropna=False).cumcount() + 1
-    return numbers.reindex(ctx.out.index).astype("Float64")
+        numbers[order] = np.arange(1, n + 1)
+    else:
+        # Sorted by `within` first, each group is one run: number 1..n along each run.
+        groups = factorize_rows(*(ctx.out[c] for c in p.within))[0][order]
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = groups[1:] != groups[:-1]
+        positions = np.arange(n)
+        numbers[order] = positions - np.maximum.accumulate(np.where(starts, positions, 0)) + 1
+    return pd.Series(numbers, index=ctx.out.index).astype("Float64")
 
 
 class ResultCharParams(Params):
@@ -908,6 +974,10 @@ _QUALIFIED = r"^\s*(?P<q>[<>]=?)?\s*(?P<n>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d
 
 def _split_result(values: pd.Series) -> pd.DataFrame:
     """Qualifier (`<`, `>=` ...) and number of each result; parsed once per distinct value."""
+    return per_distinct(_split_each, values)
+
+
+def _split_each(values: pd.Series) -> pd.DataFrame:
     text = _text(values)
     distinct = pd.Series(text.dropna().unique(), dtype="string")
     parts = distinct.str.extract(_QUALIFIED)

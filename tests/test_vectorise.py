@@ -1,0 +1,112 @@
+"""The per-distinct helpers the SDTM mapping runs on (cdiscforge.vectorise): they must give
+exactly what the per-record pandas operations they replace give, missing values and ties
+included, or the published datasets would change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cdiscforge.vectorise import factorize_rows, map_distinct, per_distinct, stable_order
+
+
+def _frame(n: int = 3000, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "subject": pd.Series(rng.choice(["S-2", "S-10", "S-1", None], n), dtype="string"),
+            "visit": pd.Series(rng.choice([1.0, 2.5, 10.0, None], n), dtype="Float64"),
+            "text": pd.Series(rng.choice(["b", "B", "é", "a", None], n), dtype="string"),
+            "obj": pd.Series(rng.choice(["y", "x", None], n), dtype=object),
+        },
+        index=rng.permutation(n) * 2,  # labels that are not positions
+    )
+
+
+@pytest.mark.parametrize(
+    "keys", [["subject"], ["subject", "visit"], ["visit", "text", "subject"], ["obj", "text"]]
+)
+def test_stable_order_is_pandas_stable_sort_with_missing_last(keys: list[str]) -> None:
+    frame = _frame()
+    expected = frame.sort_values(keys, kind="stable", na_position="last").index
+    assert frame.index[stable_order(frame, keys)].equals(expected)
+
+
+def test_stable_order_many_wide_keys_does_not_overflow() -> None:
+    # 7 keys of ~2,000 distinct values each: more than 2**62 combinations.
+    rng = np.random.default_rng(5)
+    n = 2000
+    frame = pd.DataFrame({f"k{i}": rng.permutation(n) % (n - i) for i in range(7)})
+    keys = list(frame.columns)
+    expected = frame.sort_values(keys, kind="stable").index.to_numpy()
+    assert (stable_order(frame, keys) == expected).all()
+
+
+def test_factorize_rows_counts_missing_as_a_value_like_drop_duplicates() -> None:
+    frame = _frame()
+    codes, first = factorize_rows(frame["subject"], frame["visit"])
+    distinct = frame[["subject", "visit"]].drop_duplicates()
+    assert len(first) == len(distinct)
+    assert frame.index[first].equals(distinct.index)  # first occurrences, in order
+    same = frame[["subject", "visit"]].reset_index(drop=True).iloc[first[codes]]
+    pd.testing.assert_frame_equal(
+        same.reset_index(drop=True), frame[["subject", "visit"]].reset_index(drop=True)
+    )
+
+
+def test_per_distinct_equals_the_function_on_every_row() -> None:
+    frame = _frame()
+    calls: list[int] = []
+
+    def fn(subject: pd.Series, text: pd.Series) -> pd.Series:
+        calls.append(len(subject))
+        return subject.str.lower() + "|" + text.str.upper()
+
+    got = per_distinct(fn, frame["subject"], frame["text"])
+    expected = frame["subject"].str.lower() + "|" + frame["text"].str.upper()
+    pd.testing.assert_series_equal(got, expected)
+    assert calls == [len(frame[["subject", "text"]].drop_duplicates())]
+
+
+def test_map_distinct_matches_series_map_and_keeps_missing() -> None:
+    frame = _frame()
+    got = map_distinct(frame["text"], lambda v: v * 2)
+    expected = frame["text"].map({v: v * 2 for v in frame["text"].dropna().unique()})
+    pd.testing.assert_series_equal(got, expected)
+    assert got[frame["text"].isna()].isna().all()
+    nums = map_distinct(frame["visit"], lambda v: f"{v:.2f}", "string")
+    assert nums.dtype == "string"
+    assert nums[frame["visit"] == 2.5].eq("2.50").all()
+
+
+@pytest.fixture(scope="module")
+def study(seed_spec):  # type: ignore[no-untyped-def]
+    from cdiscforge.spec import load_study
+
+    return load_study(seed_spec)
+
+
+def _lookup(study, raw: pd.DataFrame, **params: object):  # type: ignore[no-untyped-def]
+    from cdiscforge.buildlog import BuildLog
+    from cdiscforge.rules import RULES, RuleContext, Source
+
+    source = Source("lab", "lab.csv", raw, np.arange(1, len(raw) + 1))
+    ctx = RuleContext(study, "LB", "LBTESTCD", pd.DataFrame(index=raw.index), source, {},
+                      BuildLog(), "lb.yaml")  # fmt: skip
+    rdef = RULES["lookup"]
+    return rdef.fn(ctx, rdef.params.model_validate(params)), ctx
+
+
+def test_lookup_once_per_distinct_key_counts_every_unmatched_record(study) -> None:  # type: ignore[no-untyped-def]
+    # Keys repeat (and differ in case and spacing); the unmatched one on three records.
+    raw = pd.DataFrame(
+        {"TESTCODE": ["WBC", "NOPE", " wbc", "CRP", "NOPE", None, "WBC", "NOPE"]},
+        index=[10, 11, 12, 13, 14, 15, 16, 17],
+    ).astype("string")
+    got, ctx = _lookup(study, raw, table="lab_tests", match={"vendor_code": "raw.TESTCODE"},
+                       column="LBTESTCD", unmatched="null")  # fmt: skip
+    assert got.index.equals(raw.index)
+    assert got.fillna("-").tolist() == ["WBC", "-", "WBC", "CRP", "-", "-", "WBC", "-"]
+    (warning,) = ctx.log.warnings
+    assert "no match in table 'lab_tests'" in warning.message and warning.count == 3
