@@ -20,7 +20,7 @@ from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, rule
 from cdiscforge.rules.words import Words, describes
 from cdiscforge.spec import load_yaml
-from cdiscforge.vectorise import by_distinct, map_distinct
+from cdiscforge.vectorise import map_distinct, per_distinct
 
 # --- analysis windows --------------------------------------------------------------------------
 
@@ -366,7 +366,7 @@ def censored_value(
             }
         )
 
-    cut = by_distinct(char, limits)
+    cut = per_distinct(limits, char)
     value = pd.to_numeric(num, errors="coerce").astype("Float64")
     value = value.mask(cut["lt"], cut["lo"]).mask(cut["gt"], cut["hi"])
     return value
@@ -379,8 +379,8 @@ def censored_value_rule(ctx: RuleContext, p: CensoredParams) -> pd.Series:
     char: raw.LBSTRESC, num: raw.LBSTRESN, below: half}`."""
     char = ctx.ref(p.char)
     out = censored_value(char, ctx.ref(p.num), p.below, p.above)
-    qualified = by_distinct(
-        char, lambda d: d.astype("string").str.strip().str.match(r"^[<>]").fillna(False)
+    qualified = per_distinct(
+        lambda d: d.astype("string").str.strip().str.match(r"^[<>]").fillna(False), char
     )
     ctx.report(qualified, f"results outside the assay limits: <x -> {p.below}, >x -> {p.above}")
     return out
@@ -411,7 +411,7 @@ def censored_dtype(ctx: RuleContext, p: CensoredTypeParams) -> pd.Series:
             out = out.mask(qualified & text.str.startswith(">").fillna(False), p.above)
         return out
 
-    out = by_distinct(ctx.ref(p.char), dtype_of)  # once per distinct result text
+    out = per_distinct(dtype_of, ctx.ref(p.char))  # once per distinct result text
     out.index = ctx.out.index
     return out
 

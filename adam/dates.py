@@ -17,7 +17,7 @@ from pydantic import Field
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Params, RuleContext, rule
 from cdiscforge.rules.words import Words, describes
-from cdiscforge.vectorise import by_distinct
+from cdiscforge.vectorise import per_distinct
 
 DAY = np.timedelta64(1, "D")
 
@@ -26,7 +26,7 @@ def iso_to_date(iso: pd.Series, *, keep_time: bool = False) -> pd.Series:
     """Complete ISO 8601 dates (YYYY-MM-DD[Thh:mm[:ss]]) as datetime64; partial/missing -> NaT.
 
     Dates are floored to midnight unless `keep_time` (for --DTM variables)."""
-    return by_distinct(iso, lambda distinct: _iso_to_date(distinct, keep_time))
+    return per_distinct(lambda distinct: _iso_to_date(distinct, keep_time), iso)
 
 
 def _iso_to_date(iso: pd.Series, keep_time: bool) -> pd.Series:
@@ -71,7 +71,7 @@ def impute_dates(
     >>> impute_dates(pd.Series(["2019-03", "2019"]), fill="first")["flag"].tolist()
     ['D', 'M']
     """
-    possible = by_distinct(iso, _possible_days)  # steps 1-3 depend on the value only
+    possible = per_distinct(_possible_days, iso)  # steps 1-3 depend on the value only
     lo, hi, partial = possible["lo"], possible["hi"], possible["partial"]
     if not_after is not None:
         cap = pd.to_datetime(not_after).dt.normalize()

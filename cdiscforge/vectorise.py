@@ -93,20 +93,3 @@ def integers_as_text(series: pd.Series) -> pd.Series:
         lambda v: str(int(v)) if float(v).is_integer() else repr(float(v)),
         "string",
     )
-
-
-def by_distinct(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """`fn(series)` for an elementwise vectorised `fn`, computed on the distinct values (and
-    one missing value, for the missing records) and broadcast back through the codes.
-
-    For a string column that repeats (lab results, ISO dates: a few thousand distinct values in
-    a million records) this replaces every regex/parse pass over the records by one pass over
-    the distinct values and one integer take. `fn` must give each value a result that depends
-    on that value only, of a dtype that does not depend on which values are present (cast it)."""
-    codes, uniques = pd.factorize(series)
-    distinct = pd.Series(uniques, dtype=series.dtype, name=series.name)
-    distinct = pd.concat([distinct, pd.Series([None], dtype=series.dtype)], ignore_index=True)
-    result = fn(distinct)
-    out = result.take(np.where(codes < 0, len(distinct) - 1, codes))
-    out.index = series.index
-    return out
