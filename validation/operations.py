@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
@@ -34,8 +35,25 @@ def as_string(values: pd.Series, dtype: str = "string[pyarrow]") -> pd.Series:
 # Below this many records a column is evaluated as it is: factorizing would cost more than it
 # saves.
 DISTINCT_FROM = 1000
-# Codes of the columns factorized inside `shared_codes()`, by the identity of their array.
-_CODES: dict[int, tuple[object, np.ndarray, pd.Index]] | None = None
+# Codes of the columns factorized inside `shared_codes()`, by the identity of their data.
+_CODES: dict[int, _Coded] | None = None
+
+
+class _Coded:
+    """A column's integer codes and distinct values (and, once asked, each code's first row)."""
+
+    __slots__ = ("array", "codes", "first_rows", "uniques")
+
+    def __init__(self, array: object, codes: np.ndarray, uniques: pd.Index) -> None:
+        self.array = array  # kept, so its id is not reused while the codes are shared
+        self.codes = codes
+        self.uniques = uniques
+        self.first_rows: np.ndarray | None = None
+
+    def first(self) -> np.ndarray:
+        if self.first_rows is None:
+            self.first_rows = _first_positions(self.codes, len(self.uniques))
+        return self.first_rows
 
 
 @contextmanager
@@ -54,26 +72,64 @@ def shared_codes() -> Iterator[None]:
             _CODES = None
 
 
+def _coded(values: pd.Series) -> _Coded:
+    # A pyarrow column is known by its Arrow data, which shallow copies of a frame (the
+    # validation batch frames) share; any other column by its pandas array.
+    array = getattr(values.array, "_pa_array", values.array)
+    if _CODES is not None:
+        hit = _CODES.get(id(array))
+        if hit is not None and hit.array is array:
+            return hit
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    found = _Coded(array, codes.astype(_code_type(len(uniques)), copy=False), uniques)
+    if _CODES is not None:  # held while shared: codes in the smallest integer type
+        _CODES[id(array)] = found
+    return found
+
+
 def codes_of(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Integer codes of a column's values and its distinct values (missing values one value of
     their own), in order of first appearance; shared inside `shared_codes()`."""
-    array = values.array
-    if _CODES is not None:
-        hit = _CODES.get(id(array))
-        if hit is not None and hit[0] is array:
-            return hit[1], hit[2]
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    codes = codes.astype(np.int32 if len(uniques) < 2**31 else np.int64, copy=False)
-    if _CODES is not None:
-        _CODES[id(array)] = (array, codes, uniques)  # the array kept: its id stays unique
-    return codes, uniques
+    found = _coded(values)
+    return found.codes, found.uniques
+
+
+def _code_type(count: int) -> type[np.signedinteger]:
+    for kind in (np.int8, np.int16, np.int32):
+        if count <= np.iinfo(kind).max:
+            return kind
+    return np.int64
 
 
 def _first_positions(codes: np.ndarray, count: int) -> np.ndarray:
-    """The position of each code's first record (codes numbered in order of appearance)."""
+    """The position of each code's first record (for any dense numbering of the codes)."""
     first = np.empty(count, dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write is the first record
     return first
+
+
+def _dense(key: np.ndarray, span: int) -> tuple[np.ndarray, int]:
+    """Keys in [0, span) renumbered 0..count-1: by a table where the span is small, else by
+    hashing."""
+    if span <= max(4 * len(key), 1 << 16) and span <= 1 << 24:
+        used = np.zeros(span, dtype=bool)
+        used[key] = True
+        rank = np.cumsum(used, dtype=np.int64) - 1
+        return rank[key], int(rank[-1]) + 1 if span else 0
+    codes, found = pd.factorize(key)
+    return codes.astype(np.int64), len(found)
+
+
+def combine_codes(parts: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """One dense code per distinct combination of several columns' codes ((codes, count)
+    pairs, aligned): a mixed-radix number renumbered densely."""
+    key, span = parts[0][0].astype(np.int64), parts[0][1]
+    for codes, count in parts[1:]:
+        if span * count >= 2**62:
+            key, span = _dense(key, span)
+        key = key * count + codes
+        span *= count
+    return _dense(key, span)
 
 
 def distinct(columns: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
@@ -87,21 +143,20 @@ def distinct(columns: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
     """
     if not columns:
         raise ValueError("distinct() needs at least one column")
-    key, uniques = codes_of(columns[0])
-    count = len(uniques)
-    if len(columns) > 1:
-        key = key.astype(np.int64)
-        span = count  # mixed-radix keys in [0, span), renumbered densely once at the end
-        for col in columns[1:]:
-            codes, uniques = codes_of(col)
-            if span * len(uniques) >= 2**62:
-                key, found = pd.factorize(key)
-                span = len(found)
-            key = key * len(uniques) + codes
-            span *= len(uniques)
-        key, found = pd.factorize(key)
-        count = len(found)
+    if len(columns) == 1:
+        found = _coded(columns[0])
+        return found.first(), found.codes
+    key, count = combine_codes([(c.codes, len(c.uniques)) for c in map(_coded, columns)])
     return _first_positions(key, count), key
+
+
+def rounded_codes(values: pd.Series, decimals: int = 6) -> tuple[np.ndarray, int]:
+    """Codes of a numeric column's values rounded to `decimals` (NA a value of its own), from
+    its shared codes: the rounding is done once per distinct value."""
+    found = _coded(values)
+    rounded = pd.Series(found.uniques).astype("float64").round(decimals)
+    remap, kept = pd.factorize(rounded, use_na_sentinel=False)
+    return remap[found.codes], len(kept)
 
 
 def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series:
@@ -123,9 +178,33 @@ def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series
 
 
 def isin(values: pd.Series, allowed) -> pd.Series:
-    """`values.isin(allowed)`, tested once per distinct value (isin on pyarrow strings walks
-    `allowed` in Python, and per record is needless where values repeat)."""
-    return per_distinct(lambda v: v.isin(allowed), values)
+    """`values.isin(allowed)`, tested once per distinct value."""
+    return per_distinct(lambda v: _isin(v, allowed), values)
+
+
+_ARROW_TEXT = (pa.string(), pa.large_string(), pa.null())
+
+
+def _isin(values: pd.Series, allowed) -> pd.Series:
+    """`values.isin(allowed)`. For pyarrow strings `allowed` goes to Arrow in one conversion:
+    pandas makes a pyarrow scalar of each allowed value in Python, which for a codelist of a
+    thousand terms cost more than the test itself. Same result (pandas keeps the text and
+    missing values of `allowed` and tests membership with pyarrow's is_in)."""
+    array = values.array
+    if not isinstance(array, pd.arrays.ArrowStringArray):
+        return values.isin(allowed)
+    items = allowed.tolist() if hasattr(allowed, "tolist") else list(allowed)
+    try:
+        value_set = pa.array(items, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return values.isin(allowed)  # mixed kinds: pandas keeps the text ones
+    if value_set.type not in _ARROW_TEXT:
+        return values.isin(allowed)
+    if not len(value_set):
+        return pd.Series(np.zeros(len(values), dtype=bool), index=values.index, name=values.name)
+    data = array._pa_array
+    found = pc.is_in(data, value_set=value_set.cast(data.type))
+    return pd.Series(np.array(found, dtype=np.bool_), index=values.index, name=values.name)
 
 
 def map_values(values: pd.Series, mapping: pd.Series) -> pd.Series:
@@ -137,6 +216,7 @@ def _na_coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
     """Codes of a column with every missing value coded -1, its distinct present values as
     plain objects, and how many there are."""
     codes, uniques = codes_of(values)
+    codes = codes.astype(np.int64)
     missing = np.asarray(uniques.isna(), dtype=bool)
     if missing.any():
         renumber = np.cumsum(~missing) - 1
@@ -300,12 +380,16 @@ def inconsistent_within(frame: pd.DataFrame, by: Sequence[str], value: str) -> p
     parts = {}
     for c in [*by, value]:  # 9.3 read from XPT may be 9.299999999: compare rounded numbers
         col = frame[c]
-        parts[c] = col.astype("float64").round(6) if pd.api.types.is_numeric_dtype(col) else col
+        if pd.api.types.is_numeric_dtype(col):
+            parts[c] = rounded_codes(col)
+        else:
+            codes, uniques = codes_of(col)
+            parts[c] = (codes, len(uniques))
     # distinct values per group of the rows, on integer codes (a group-by of Python objects
     # was most of this rule's time on a large findings domain)
     keep = rows.to_numpy(dtype=bool)
-    group = distinct([parts[c] for c in by])[1][keep].astype(np.int64)
-    values = codes_of(parts[value])[0][keep].astype(np.int64)
+    group = combine_codes([parts[c] for c in by])[0][keep]
+    values = parts[value][0][keep].astype(np.int64)
     width = int(values.max()) + 1
     pairs = pd.unique(group * width + values)
     n = np.bincount(pairs // width, minlength=int(group.max()) + 1)[group]
