@@ -167,7 +167,7 @@ def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series
     distinct records, taken back by record, is its result on all of them.
     """
     index = columns[0].index
-    if len(index) < DISTINCT_FROM:
+    if len(index) < DISTINCT_FROM or any(map(_has_negative_zero, columns)):
         return fn(*columns)
     first, inverse = distinct(columns)
     if len(first) * 2 > len(index):  # mostly distinct: nothing to save
@@ -175,6 +175,14 @@ def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series
     # the first record of each combination as it is (its own kind of NA, its dtype)
     out = fn(*(c.iloc[first].reset_index(drop=True) for c in columns))
     return pd.Series(out.array.take(inverse), index=index, name=out.name)
+
+
+def _has_negative_zero(values: pd.Series) -> bool:
+    """-0.0 and 0.0 are one value to a hash table but not to every function (str(-0.0))."""
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return False
+    x = values.to_numpy(dtype="float64", na_value=np.nan)
+    return bool(np.any(np.signbit(x) & (x == 0)))
 
 
 def isin(values: pd.Series, allowed) -> pd.Series:
