@@ -22,6 +22,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -854,7 +855,9 @@ def build_define_model(
     return builder.model
 
 
+@cache
 def _environment() -> jinja2.Environment:
+    """One environment per process, so define.xml.j2 is compiled once (SDTM and ADaM)."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("cdiscforge.define", "templates"),
         autoescape=True,
