@@ -18,6 +18,7 @@ from pathlib import Path
 from cdiscforge.errors import CdiscforgeError, InputError
 from cdiscforge.model import Dataset
 from cdiscforge.validation.findings import Check, Engine, ValidationOptions, ValidationResult
+from cdiscforge.validation.operations import shared_codes
 from cdiscforge.validation.rules import Study, run_rules
 from cdiscforge.validation.rules_define import define_findings
 from cdiscforge.validation.suites import build_suite, suite_json
@@ -61,24 +62,25 @@ def validate_datasets(
         raise ValueError(f"datasets given twice: {dupes}")
     result = ValidationResult(datasets={d.name: len(d) for d in datasets})
 
-    start = time.perf_counter()
-    plans = [build_suite(d, options) for d in sorted(datasets, key=lambda d: d.name)]
-    result.suites = {p.dataset: suite_json(p) for p in plans}
-    result.timings["generate_suites"] = time.perf_counter() - start
+    with shared_codes():  # each column factorized once for the suites and the rules
+        start = time.perf_counter()
+        plans = [build_suite(d, options) for d in sorted(datasets, key=lambda d: d.name)]
+        result.suites = {p.dataset: suite_json(p) for p in plans}
+        result.timings["generate_suites"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    if which == "native":
-        from cdiscforge.validation.native import run_suites
-    else:
-        from cdiscforge.validation.gx_runner import run_suites
-    suite_findings, suite_checks = run_suites(plans, max_examples=options.max_examples)
-    result.timings[which] = time.perf_counter() - start
+        start = time.perf_counter()
+        if which == "native":
+            from cdiscforge.validation.native import run_suites
+        else:
+            from cdiscforge.validation.gx_runner import run_suites
+        suite_findings, suite_checks = run_suites(plans, max_examples=options.max_examples)
+        result.timings[which] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    frames = {p.dataset: p.frame for p in plans}
-    study = Study({d.name: d for d in datasets}, frames, options.max_examples)
-    rule_findings, rule_checks = run_rules(study)
-    result.timings["cross_dataset_rules"] = time.perf_counter() - start
+        start = time.perf_counter()
+        frames = {p.dataset: p.frame for p in plans}
+        study = Study({d.name: d for d in datasets}, frames, options.max_examples)
+        rule_findings, rule_checks = run_rules(study)
+        result.timings["cross_dataset_rules"] = time.perf_counter() - start
 
     for check in suite_checks + rule_checks:
         if check.rule_id in options.skip_rules and check.status != "not applicable":

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cdiscforge.validation import operations as op
 from cdiscforge.validation.findings import DEFAULT_MAX_EXAMPLES, Check, Finding
 from cdiscforge.validation.operations import as_string
 from cdiscforge.validation.suites import (
@@ -55,9 +56,13 @@ def _mask(values: pd.Series) -> Mask:
     return values.fillna(False).to_numpy(dtype=bool)
 
 
+# Column-value expectations are element-wise: each is tested once per distinct value
+# (`op.per_distinct`, on the column codes shared with the rules) and spread back to the records.
+
+
 def _in_set(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
     col = frame[kw["column"]]
-    return _mask(col.notna() & ~col.isin(kw["value_set"]))
+    return _mask(col.notna() & ~op.isin(col, kw["value_set"]))
 
 
 def _not_null(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
@@ -65,20 +70,26 @@ def _not_null(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
 
 
 def _regex(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
-    col = frame[kw["column"]]
-    matched = _text(col).str.contains(kw["regex"], regex=True)
-    return _mask(col.notna() & ~matched.fillna(False).astype(bool))
+    return _mask(op.per_distinct(lambda col: _regex_fails(col, kw["regex"]), frame[kw["column"]]))
+
+
+def _regex_fails(col: pd.Series, regex: str) -> pd.Series:
+    matched = _text(col).str.contains(regex, regex=True)
+    return col.notna() & ~matched.fillna(False).astype(bool)
 
 
 def _lengths(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
-    col = frame[kw["column"]]
+    return _mask(op.per_distinct(lambda col: _length_fails(col, kw), frame[kw["column"]]))
+
+
+def _length_fails(col: pd.Series, kw: dict[str, Any]) -> pd.Series:
     length = _text(col).str.len()
     bad = pd.Series(False, index=col.index)
     if kw.get("min_value") is not None:
         bad |= (length < kw["min_value"]).fillna(False).astype(bool)
     if kw.get("max_value") is not None:
         bad |= (length > kw["max_value"]).fillna(False).astype(bool)
-    return _mask(col.notna() & bad)
+    return col.notna() & bad
 
 
 def _between(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
@@ -93,12 +104,20 @@ def _between(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
     return _mask(col.notna() & bad)
 
 
+def _repeated(group: np.ndarray, keep: np.ndarray) -> Mask:
+    """Kept rows whose group (integer codes) has more than one kept row: pandas
+    `duplicated(keep=False)` on the kept rows, counted on codes."""
+    out = np.zeros(len(group), dtype=bool)
+    kept = group[keep]
+    if len(kept):
+        out[keep] = np.bincount(kept)[kept] > 1
+    return out
+
+
 def _unique(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
     col = frame[kw["column"]]
     present = col.notna().to_numpy(dtype=bool)
-    out = np.zeros(len(col), dtype=bool)
-    out[present] = col[present].duplicated(keep=False).to_numpy(dtype=bool)
-    return out
+    return _repeated(op.codes_of(col)[0], present)
 
 
 def _compound_unique(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
@@ -110,9 +129,9 @@ def _compound_unique(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
         keep = sub.notna().all(axis=1).to_numpy(dtype=bool)
     else:
         keep = np.ones(len(sub), dtype=bool)
-    out = np.zeros(len(sub), dtype=bool)
-    out[keep] = sub[keep].duplicated(keep=False).to_numpy(dtype=bool)
-    return out
+    if not len(sub):
+        return np.zeros(0, dtype=bool)
+    return _repeated(op.distinct([frame[c] for c in kw["column_list"]])[1], keep)
 
 
 def _pair_equal(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
@@ -209,11 +228,12 @@ def run_suites(
     """Evaluate each plan's expectations on its frame; the same findings GX would give."""
     findings: list[Finding] = []
     checks: list[Check] = []
-    for plan in plans:
-        checks.extend(replace(c, engine=ENGINE) for c in plan.not_applicable)
-        for exp in plan.expectations:
-            out = evaluate(plan.frame, exp, plan.index_columns, max_examples)
-            found, check = interpret(plan.dataset, exp, out, ENGINE)
-            checks.append(check)
-            findings.extend(found)
+    with op.shared_codes():  # a column several expectations read is factorized once
+        for plan in plans:
+            checks.extend(replace(c, engine=ENGINE) for c in plan.not_applicable)
+            for exp in plan.expectations:
+                out = evaluate(plan.frame, exp, plan.index_columns, max_examples)
+                found, check = interpret(plan.dataset, exp, out, ENGINE)
+                checks.append(check)
+                findings.extend(found)
     return findings, checks

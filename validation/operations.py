@@ -5,11 +5,13 @@ records, so a rule is one or two calls plus its catalogue parameters. No per-rec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
@@ -30,6 +32,241 @@ def as_string(values: pd.Series, dtype: str = "string[pyarrow]") -> pd.Series:
     return pd.Series(pa.chunked_array([taken]), dtype=dtype, index=values.index, name=values.name)
 
 
+# Below this many records a column is evaluated as it is: factorizing would cost more than it
+# saves.
+DISTINCT_FROM = 1000
+# Codes of the columns factorized inside `shared_codes()`, by the identity of their data.
+_CODES: dict[int, _Coded] | None = None
+
+
+class _Coded:
+    """A column's integer codes and distinct values (and, once asked, each code's first row)."""
+
+    __slots__ = ("array", "codes", "first_rows", "uniques")
+
+    def __init__(self, array: object, codes: np.ndarray, uniques: pd.Index) -> None:
+        self.array = array  # kept, so its id is not reused while the codes are shared
+        self.codes = codes
+        self.uniques = uniques
+        self.first_rows: np.ndarray | None = None
+
+    def first(self) -> np.ndarray:
+        if self.first_rows is None:
+            self.first_rows = _first_positions(self.codes, len(self.uniques))
+        return self.first_rows
+
+
+@contextmanager
+def shared_codes() -> Iterator[None]:
+    """Within the block, each frame column is factorized once (`codes_of`), however many checks
+    read it: USUBJID of a findings domain is read by a dozen rules. The codes are released at
+    the end of the block."""
+    global _CODES
+    outer = _CODES
+    if outer is None:
+        _CODES = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _CODES = None
+
+
+def _coded(values: pd.Series) -> _Coded:
+    # A pyarrow column is known by its Arrow data, which shallow copies of a frame (the
+    # validation batch frames) share; any other column by its pandas array.
+    array = getattr(values.array, "_pa_array", values.array)
+    if _CODES is not None:
+        hit = _CODES.get(id(array))
+        if hit is not None and hit.array is array:
+            return hit
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    found = _Coded(array, codes.astype(_code_type(len(uniques)), copy=False), uniques)
+    if _CODES is not None:  # held while shared: codes in the smallest integer type
+        _CODES[id(array)] = found
+    return found
+
+
+def codes_of(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes of a column's values and its distinct values (missing values one value of
+    their own), in order of first appearance; shared inside `shared_codes()`."""
+    found = _coded(values)
+    return found.codes, found.uniques
+
+
+def _code_type(count: int) -> type[np.signedinteger]:
+    for kind in (np.int8, np.int16, np.int32):
+        if count <= np.iinfo(kind).max:
+            return kind
+    return np.int64
+
+
+def _first_positions(codes: np.ndarray, count: int) -> np.ndarray:
+    """The position of each code's first record (for any dense numbering of the codes)."""
+    first = np.empty(count, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write is the first record
+    return first
+
+
+def _dense(key: np.ndarray, span: int) -> tuple[np.ndarray, int]:
+    """Keys in [0, span) renumbered 0..count-1: by a table where the span is small, else by
+    hashing."""
+    if span <= max(4 * len(key), 1 << 16) and span <= 1 << 24:
+        used = np.zeros(span, dtype=bool)
+        used[key] = True
+        rank = np.cumsum(used, dtype=np.int64) - 1
+        return rank[key], int(rank[-1]) + 1 if span else 0
+    codes, found = pd.factorize(key)
+    return codes.astype(np.int64), len(found)
+
+
+def combine_codes(parts: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """One dense code per distinct combination of several columns' codes ((codes, count)
+    pairs, aligned): a mixed-radix number renumbered densely."""
+    key, span = parts[0][0].astype(np.int64), parts[0][1]
+    for codes, count in parts[1:]:
+        if span * count >= 2**62:
+            key, span = _dense(key, span)
+        key = key * count + codes
+        span *= count
+    return _dense(key, span)
+
+
+def distinct(columns: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct combinations of aligned `columns`: the position of each combination's first
+    record, and each record's combination (an index into those positions).
+
+    Missing values are a value of their own (all kinds of NA alike), as in `duplicated`. One
+    hash pass per column (pyarrow strings are dictionary-encoded in C), so checks can work
+    per distinct value instead of per record: a dataset of 900,000 records has a few hundred
+    dates, visits or results.
+    """
+    if not columns:
+        raise ValueError("distinct() needs at least one column")
+    if len(columns) == 1:
+        found = _coded(columns[0])
+        return found.first(), found.codes
+    key, count = combine_codes([(c.codes, len(c.uniques)) for c in map(_coded, columns)])
+    return _first_positions(key, count), key
+
+
+def rounded_codes(values: pd.Series, decimals: int = 6) -> tuple[np.ndarray, int]:
+    """Codes of a numeric column's values rounded to `decimals` (NA a value of its own), from
+    its shared codes: the rounding is done once per distinct value."""
+    found = _coded(values)
+    rounded = pd.Series(found.uniques).astype("float64").round(decimals)
+    remap, kept = pd.factorize(rounded, use_na_sentinel=False)
+    return remap[found.codes], len(kept)
+
+
+def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series:
+    """`fn(*columns)` for an element-wise `fn`, evaluated once per distinct combination of the
+    columns' values and spread back to every record (same values, dtype and index).
+
+    `fn` must treat each record alone (no alignment, no aggregation): then its result on the
+    distinct records, taken back by record, is its result on all of them.
+    """
+    index = columns[0].index
+    if len(index) < DISTINCT_FROM or any(map(_has_negative_zero, columns)):
+        return fn(*columns)
+    first, inverse = distinct(columns)
+    if len(first) * 2 > len(index):  # mostly distinct: nothing to save
+        return fn(*columns)
+    # the first record of each combination as it is (its own kind of NA, its dtype)
+    out = fn(*(c.iloc[first].reset_index(drop=True) for c in columns))
+    return pd.Series(out.array.take(inverse), index=index, name=out.name)
+
+
+def _has_negative_zero(values: pd.Series) -> bool:
+    """-0.0 and 0.0 are one value to a hash table but not to every function (str(-0.0))."""
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return False
+    x = values.to_numpy(dtype="float64", na_value=np.nan)
+    return bool(np.any(np.signbit(x) & (x == 0)))
+
+
+def isin(values: pd.Series, allowed) -> pd.Series:
+    """`values.isin(allowed)`, tested once per distinct value."""
+    return per_distinct(lambda v: _isin(v, allowed), values)
+
+
+_ARROW_TEXT = (pa.string(), pa.large_string(), pa.null())
+
+
+def _isin(values: pd.Series, allowed) -> pd.Series:
+    """`values.isin(allowed)`. For pyarrow strings `allowed` goes to Arrow in one conversion:
+    pandas makes a pyarrow scalar of each allowed value in Python, which for a codelist of a
+    thousand terms cost more than the test itself. Same result (pandas keeps the text and
+    missing values of `allowed` and tests membership with pyarrow's is_in)."""
+    array = values.array
+    if not isinstance(array, pd.arrays.ArrowStringArray):
+        return values.isin(allowed)
+    items = allowed.tolist() if hasattr(allowed, "tolist") else list(allowed)
+    try:
+        value_set = pa.array(items, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return values.isin(allowed)  # mixed kinds: pandas keeps the text ones
+    if value_set.type not in _ARROW_TEXT:
+        return values.isin(allowed)
+    if not len(value_set):
+        return pd.Series(np.zeros(len(values), dtype=bool), index=values.index, name=values.name)
+    data = array._pa_array
+    found = pc.is_in(data, value_set=value_set.cast(data.type))
+    return pd.Series(np.array(found, dtype=np.bool_), index=values.index, name=values.name)
+
+
+def map_values(values: pd.Series, mapping: pd.Series) -> pd.Series:
+    """`values.map(mapping)`, looked up once per distinct value."""
+    return per_distinct(lambda v: v.map(mapping), values)
+
+
+def _na_coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Codes of a column with every missing value coded -1, its distinct present values as
+    plain objects, and how many there are."""
+    codes, uniques = codes_of(values)
+    codes = codes.astype(np.int64)
+    missing = np.asarray(uniques.isna(), dtype=bool)
+    if missing.any():
+        renumber = np.cumsum(~missing) - 1
+        renumber[missing] = -1
+        codes = renumber[codes]
+    present_values = np.asarray(uniques[~missing], dtype=object)
+    return codes, present_values, len(present_values)
+
+
+def keys_in(left: Sequence[pd.Series], right: Sequence[pd.Series]) -> np.ndarray:
+    """Rows of `left` whose key (the values of its aligned columns) is a row key of `right`:
+    `MultiIndex.from_arrays(left).isin(MultiIndex.from_arrays(right))` on plain objects (NA
+    equals NA, as MultiIndex levels have it), by integer codes of the distinct values instead
+    of a tuple per record."""
+    n_left = len(left[0])
+    if len(right[0]) == 0:
+        return np.zeros(n_left, dtype=bool)
+    possible = np.ones(n_left, dtype=bool)
+    lkey = np.zeros(n_left, dtype=np.int64)
+    rkey = np.zeros(len(right[0]), dtype=np.int64)
+    span = 1  # keys are in [0, span)
+    for lcol, rcol in zip(left, right, strict=True):
+        lc, lu, _ = _na_coded(lcol)
+        rc, ru, na = _na_coded(rcol)  # `na`: the code of a missing value on both sides
+        pos = pd.Index(ru, dtype=object).get_indexer(pd.Index(lu, dtype=object))
+        lcode = np.where(lc < 0, na, pos[lc] if len(pos) else -1)
+        possible &= lcode >= 0
+        rcode = np.where(rc < 0, na, rc)
+        width = na + 1
+        if span * width >= 2**40:  # renumber the keys so far densely before they overflow
+            both, found = pd.factorize(np.concatenate([lkey, rkey]))
+            lkey, rkey, span = (
+                both[:n_left].astype(np.int64),
+                both[n_left:].astype(np.int64),
+                len(found),
+            )
+        lkey = lkey * width + np.maximum(lcode, 0)
+        rkey = rkey * width + rcode
+        span *= width
+    return possible & np.isin(lkey, rkey, kind="table" if span <= 2**26 else "sort")
+
+
 def plain(values: pd.Series) -> pd.Series:
     """A categorical (see `as_string`) as the column it stands for: str for text categories,
     otherwise its categories' dtype; any other column unchanged."""
@@ -42,8 +279,16 @@ def plain(values: pd.Series) -> pd.Series:
 
 def text(values: pd.Series) -> pd.Series:
     """Values as stripped pyarrow strings, blanks as missing."""
+    return per_distinct(_text, values)
+
+
+def _text(values: pd.Series) -> pd.Series:
     out = as_string(values).str.strip()
     return out.where(out != "")
+
+
+def _has_text(values: pd.Series) -> pd.Series:
+    return _text(values).notna()
 
 
 def present(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -53,11 +298,15 @@ def present(frame: pd.DataFrame, column: str) -> pd.Series:
     col = frame[column]
     if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
         return col.notna()
-    return text(col).notna()
+    return per_distinct(_has_text, col)
 
 
 def numeric_text(values: pd.Series) -> pd.Series:
     """True where a character value reads as a plain number ("5", "-0.42", "1e3")."""
+    return per_distinct(_numeric_text, values)
+
+
+def _numeric_text(values: pd.Series) -> pd.Series:
     return text(values).str.match(NUMBER).fillna(False).astype(bool)
 
 
@@ -69,6 +318,10 @@ def full_dates(values: pd.Series) -> pd.Series:
     """Full dates (YYYY-MM-DD) of ISO 8601 text or datetimes; partial or bad values as NaT."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.dt.normalize()
+    return per_distinct(_text_dates, values)  # a few hundred dates in 900,000 records
+
+
+def _text_dates(values: pd.Series) -> pd.Series:
     first = as_string(values).str.slice(0, 10)
     return pd.to_datetime(first, format="%Y-%m-%d", errors="coerce")
 
@@ -84,6 +337,10 @@ def iso_after(start: pd.Series, end: pd.Series) -> pd.Series:
     ISO text of one precision sorts like time, so a vectorised string comparison of the common
     prefix decides; 2019-03 vs 2019-03-05 compares "2019-03" with "2019-03" (not after).
     """
+    return per_distinct(_iso_after, start, end)  # per distinct pair of values
+
+
+def _iso_after(start: pd.Series, end: pd.Series) -> pd.Series:
     from cdiscforge.validation.suites import ISO8601  # an invalid value is CF-DS-0006's finding
 
     s, e = text(start), text(end)
@@ -111,7 +368,16 @@ def duplicated_by(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     keys = [k for k in keys if k in frame.columns]
     if not keys:
         return pd.Series(False, index=frame.index)
-    return frame.duplicated(subset=keys, keep=False)
+    return pd.Series(_in_repeated_group([frame[k] for k in keys]), index=frame.index)
+
+
+def _in_repeated_group(columns: Sequence[pd.Series]) -> np.ndarray:
+    """Rows whose combination of values occurs more than once (missing equals missing, as
+    in `DataFrame.duplicated(keep=False)`), counted on integer codes."""
+    if len(columns[0]) == 0:
+        return np.zeros(0, dtype=bool)
+    _, group = distinct(columns)
+    return np.bincount(group)[group] > 1
 
 
 def inconsistent_within(frame: pd.DataFrame, by: Sequence[str], value: str) -> pd.Series:
@@ -119,45 +385,69 @@ def inconsistent_within(frame: pd.DataFrame, by: Sequence[str], value: str) -> p
     rows = frame[list(by)].notna().all(axis=1) & present(frame, value)
     if not rows.any():
         return pd.Series(False, index=frame.index)
-    sub = frame.loc[rows, [*by, value]].copy()
-    for c in sub.columns:  # 9.3 read from XPT may be 9.299999999: compare rounded numbers
-        if pd.api.types.is_numeric_dtype(sub[c]):
-            sub[c] = sub[c].astype("float64").round(6)
-    n = sub.astype("object").groupby(list(by), dropna=False)[value].transform("nunique")
-    return pd.Series(n > 1, index=sub.index).reindex(frame.index, fill_value=False)
+    parts = {}
+    for c in [*by, value]:  # 9.3 read from XPT may be 9.299999999: compare rounded numbers
+        col = frame[c]
+        if pd.api.types.is_numeric_dtype(col):
+            parts[c] = rounded_codes(col)
+        else:
+            codes, uniques = codes_of(col)
+            parts[c] = (codes, len(uniques))
+    # distinct values per group of the rows, on integer codes (a group-by of Python objects
+    # was most of this rule's time on a large findings domain)
+    keep = rows.to_numpy(dtype=bool)
+    group = combine_codes([parts[c] for c in by])[0][keep]
+    values = parts[value][0][keep].astype(np.int64)
+    width = int(values.max()) + 1
+    pairs = pd.unique(group * width + values)
+    n = np.bincount(pairs // width, minlength=int(group.max()) + 1)[group]
+    out = np.zeros(len(frame), dtype=bool)
+    out[keep] = n > 1
+    return pd.Series(out, index=frame.index)
 
 
 def flagged_more_than_once(frame: pd.DataFrame, by: Sequence[str], flag: str) -> pd.Series:
     """Records with `flag` == 'Y' whose `by` group has more than one such record."""
     if flag not in frame.columns:
         return pd.Series(False, index=frame.index)
-    y = text(frame[flag]) == "Y"
-    y = y.fillna(False).astype(bool)
+    y = per_distinct(_is_yes, frame[flag])
     if not y.any():
         return y
-    sub = frame.loc[y, list(by)].astype("object")
-    return duplicated_by(sub, list(by)).reindex(frame.index, fill_value=False)
+    flagged = y.to_numpy(dtype=bool)
+    group = distinct([frame[c] for c in by])[1][flagged]  # codes of the whole columns, shared
+    out = np.zeros(len(frame), dtype=bool)
+    out[flagged] = np.bincount(group)[group] > 1
+    return pd.Series(out, index=frame.index)
 
 
-def keys_of(frame: pd.DataFrame, columns: Sequence[str]) -> pd.MultiIndex:
-    """Row keys as a MultiIndex of plain objects (numbers rounded so 1 == 1.0 from text)."""
+def _is_yes(values: pd.Series) -> pd.Series:
+    return (text(values) == "Y").fillna(False).astype(bool)
+
+
+def key_parts(frame: pd.DataFrame, columns: Sequence[str]) -> list[pd.Series]:
+    """Key columns as compared across datasets: numbers rounded (so 1 == 1.0 from text),
+    text stripped with blanks as missing."""
     parts = []
     for c in columns:
         col = frame[c]
         if pd.api.types.is_numeric_dtype(col):
-            parts.append(col.astype("float64").round(6).astype("object"))
+            parts.append(col.astype("float64").round(6))
         else:
-            parts.append(text(col).astype("object"))
-    return pd.MultiIndex.from_arrays(parts)
+            parts.append(text(col))
+    return parts
+
+
+def keys_of(frame: pd.DataFrame, columns: Sequence[str]) -> pd.MultiIndex:
+    """Row keys as a MultiIndex of plain objects (numbers rounded so 1 == 1.0 from text)."""
+    return pd.MultiIndex.from_arrays([p.astype("object") for p in key_parts(frame, columns)])
 
 
 def not_in(
     frame: pd.DataFrame, columns: Sequence[str], other: pd.DataFrame, other_columns: Sequence[str]
 ) -> pd.Series:
     """Records whose key (`columns`) is not a key of `other` (`other_columns`)."""
-    mine = keys_of(frame, columns)
-    theirs = keys_of(other, other_columns)
-    return pd.Series(~mine.isin(theirs), index=frame.index)
+    found = keys_in(key_parts(frame, columns), key_parts(other, other_columns))
+    return pd.Series(~found, index=frame.index)
 
 
 def lookup(
@@ -165,7 +455,7 @@ def lookup(
 ) -> pd.Series:
     """`other[value]` for each record's `key` (first match), aligned to `frame`."""
     table = other[[other_key, value]].dropna(subset=[other_key]).drop_duplicates(other_key)
-    return plain(frame[key].map(plain(table.set_index(other_key)[value])))
+    return plain(map_values(frame[key], plain(table.set_index(other_key)[value])))
 
 
 # ISO 8601 durations of the form PnYnMnWnDTnH... (TS PLANDUR, LENGTH) and days per unit.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ PAGE_ROWS = 100  # records per page in the HTML report
 XLSX_SHEETS = ("Dataset Summary", "Issue Summary", "Details", "Rules")
 
 
+@cache
 def _environment() -> Environment:
+    """One environment per process: its templates are compiled once (a build writes the
+    report twice, `validate` once per path)."""
     return Environment(
         loader=PackageLoader("cdiscforge.validation", "templates"),
         autoescape=select_autoescape(["html", "j2"]),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cdiscforge.model import Dataset
+from cdiscforge.validation import operations as op
 from cdiscforge.validation.catalogue import RULES, rule
 from cdiscforge.validation.findings import Check, Finding
 from cdiscforge.validation.operations import as_string, plain
@@ -123,10 +124,7 @@ def not_applicable(rule_id: str, dataset: str, description: str, why: str) -> Ou
 
 def _dates(values: pd.Series) -> pd.Series:
     """Full dates (YYYY-MM-DD) of ISO 8601 text or datetimes; partial or bad values as NaT."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.dt.normalize()
-    text = as_string(values).str.slice(0, 10)
-    return pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    return op.full_dates(values)
 
 
 def _num(values: pd.Series) -> pd.Series:
@@ -139,44 +137,53 @@ def _num(values: pd.Series) -> pd.Series:
 @register("CF-MD-0001", "CF-MD-0002")
 def md_types_labels(study: Study) -> Iterable[Outcome]:
     """Variable type and label against the IG (where the IG lists the variable by name)."""
+    # Every dataset's standard variables in one table, stripped in one pass (a merge per
+    # dataset cost more than the comparisons).
+    joined: dict[str, list[tuple[str, str, str, str, str]]] = {}
     for ds in study.datasets.values():
         ig = study.ig(ds)
         if ig.empty:
+            continue
+        standard = dict(zip(ig["name"], zip(ig["type"], ig["label"], strict=True), strict=True))
+        joined[ds.name] = [
+            (v.name, v.type, v.label, *standard[v.name]) for v in ds.variables if v.name in standard
+        ]
+    rows = [row for items in joined.values() for row in items]
+    differs: dict[str, list[bool]] = {}
+    for i, col in ((1, "type"), (2, "label")):
+        if not rows:
+            differs[col] = []
+            continue
+        ours = pd.Series([r[i] for r in rows]).str.strip()
+        theirs = pd.Series([r[i + 2] for r in rows]).str.strip()
+        differs[col] = (ours != theirs).tolist()
+    at = 0
+    for ds in study.datasets.values():
+        if ds.name not in joined:
             yield not_applicable(
                 "CF-MD-0001", ds.name, "types equal the IG", "no IG variable table for this dataset"
             )
             continue
-        meta = pd.DataFrame(
-            {
-                "name": ds.variable_names,
-                "type": [v.type for v in ds.variables],
-                "label": [v.label for v in ds.variables],
-            }
-        )
-        joined = meta.merge(
-            ig[["name", "type", "label"]].reset_index(drop=True),
-            on="name",
-            how="inner",
-            suffixes=("", "_ig"),
-        )
-        for rule_id, col in (("CF-MD-0001", "type"), ("CF-MD-0002", "label")):
-            differs = joined[joined[col].str.strip() != joined[f"{col}_ig"].str.strip()]
-            desc = f"variable {col}s equal the IG ({len(joined)} standard variables)"
-            check = Check(rule_id, ds.name, (), desc, "fail" if len(differs) else "pass")
+        items = joined[ds.name]
+        for rule_id, col, i in (("CF-MD-0001", "type", 1), ("CF-MD-0002", "label", 2)):
+            bad = [r for r, d in zip(items, differs[col][at : at + len(items)], strict=True) if d]
+            desc = f"variable {col}s equal the IG ({len(items)} standard variables)"
+            check = Check(rule_id, ds.name, (), desc, "fail" if bad else "pass")
             yield Outcome(check)
-            for row in differs.itertuples(index=False):  # one finding per differing variable
-                ours, theirs = getattr(row, col), getattr(row, f"{col}_ig")
+            for row in bad:  # one finding per differing variable
+                name, ours, theirs = row[0], row[i], row[i + 2]
                 yield Outcome(
                     check,
                     Finding.of(
                         rule_id,
                         ds.name,
-                        [row.name],
+                        [name],
                         1,
-                        f"{rule(rule_id).title}: {row.name} is {ours!r}, the IG says {theirs!r}",
-                        [{"variable": row.name, col: ours, f"IG {col}": theirs}],
+                        f"{rule(rule_id).title}: {name} is {ours!r}, the IG says {theirs!r}",
+                        [{"variable": name, col: ours, f"IG {col}": theirs}],
                     ),
                 )
+        at += len(items)
 
 
 @register("CF-MD-0003")
@@ -224,7 +231,7 @@ def sd_subject_in_dm(study: Study) -> Iterable[Outcome]:
             yield not_applicable("CF-SD-0001", ds.name, "USUBJID in DM", "DM is absent")
             continue
         f = study.frames[ds.name]
-        bad = f["USUBJID"].notna() & ~f["USUBJID"].isin(dm["USUBJID"].dropna())
+        bad = f["USUBJID"].notna() & ~op.isin(f["USUBJID"], dm["USUBJID"].dropna())
         yield outcome(
             study,
             "CF-SD-0001",
@@ -294,7 +301,7 @@ def sd_epoch(study: Study) -> Iterable[Outcome]:
         if ta is None:
             yield not_applicable("CF-SD-0006", ds.name, "EPOCH in TA", "TA is absent")
         else:
-            bad = f["EPOCH"].notna() & ~f["EPOCH"].isin(ta["EPOCH"].dropna())
+            bad = f["EPOCH"].notna() & ~op.isin(f["EPOCH"], ta["EPOCH"].dropna())
             yield outcome(
                 study,
                 "CF-SD-0006",
@@ -308,10 +315,10 @@ def sd_epoch(study: Study) -> Iterable[Outcome]:
             yield not_applicable("CF-SD-0007", ds.name, "EPOCH in subject's SE", "SE is absent")
         elif "USUBJID" in f.columns:
             # An EPOCH outside the trial design is CF-SD-0006's finding; not reported twice.
-            known = f["EPOCH"].isin(ta["EPOCH"].dropna()) if ta is not None else True
-            pairs = pd.MultiIndex.from_frame(se[["USUBJID", "EPOCH"]].dropna())
-            have = pd.MultiIndex.from_frame(f[["USUBJID", "EPOCH"]].astype("object"))
-            bad = pd.Series(~have.isin(pairs), index=f.index) & f["EPOCH"].notna() & known
+            known = op.isin(f["EPOCH"], ta["EPOCH"].dropna()) if ta is not None else True
+            pairs = se[["USUBJID", "EPOCH"]].dropna()
+            have = op.keys_in([f["USUBJID"], f["EPOCH"]], [pairs["USUBJID"], pairs["EPOCH"]])
+            bad = pd.Series(~have, index=f.index) & f["EPOCH"].notna() & known
             yield outcome(
                 study,
                 "CF-SD-0007",
@@ -324,10 +331,9 @@ def sd_epoch(study: Study) -> Iterable[Outcome]:
             )
 
 
-def _visit_keys(frame: pd.DataFrame, cols: list[str]) -> pd.MultiIndex:
-    parts = frame[cols].copy()
-    parts["VISITNUM"] = _num(parts["VISITNUM"]).round(6)
-    return pd.MultiIndex.from_frame(parts.astype("object"))
+def _visit_keys(frame: pd.DataFrame, cols: list[str]) -> list[pd.Series]:
+    """Visit key columns, VISITNUM as a rounded number (compared by `op.keys_in`)."""
+    return [_num(frame[c]).round(6) if c == "VISITNUM" else frame[c] for c in cols]
 
 
 @register("CF-SD-0008", "CF-SD-0009")
@@ -342,11 +348,8 @@ def sd_visits(study: Study) -> Iterable[Outcome]:
             continue
         cols = ["USUBJID", "VISITNUM"] + (["VISIT"] if "VISIT" in names and "VISIT" in sv else [])
         f = study.frames[ds.name]
-        have = _visit_keys(f, cols)
-        bad = (
-            pd.Series(~have.isin(_visit_keys(sv.dropna(subset=["VISITNUM"]), cols)), index=f.index)
-            & f["VISITNUM"].notna()
-        )
+        have = op.keys_in(_visit_keys(f, cols), _visit_keys(sv.dropna(subset=["VISITNUM"]), cols))
+        bad = pd.Series(~have, index=f.index) & f["VISITNUM"].notna()
         yield outcome(
             study,
             "CF-SD-0008",
@@ -363,7 +366,7 @@ def sd_visits(study: Study) -> Iterable[Outcome]:
         cols = ["VISITNUM"] + (["VISIT"] if "VISIT" in sv and "VISIT" in tv else [])
         num = _num(sv["VISITNUM"])
         planned = num.notna() & (num == np.floor(num))
-        bad = pd.Series(~_visit_keys(sv, cols).isin(_visit_keys(tv, cols)), index=sv.index)
+        bad = pd.Series(~op.keys_in(_visit_keys(sv, cols), _visit_keys(tv, cols)), index=sv.index)
         yield outcome(
             study,
             "CF-SD-0009",
@@ -478,9 +481,8 @@ def sd_study_day(study: Study) -> Iterable[Outcome]:
             )
             continue
         f = study.frames[ds.name]
-        rf = plain(
-            f["USUBJID"].map(_dates(dm["RFSTDTC"]).set_axis(dm["USUBJID"]).groupby(level=0).first())
-        )
+        by_subject = _dates(dm["RFSTDTC"]).set_axis(dm["USUBJID"]).groupby(level=0).first()
+        rf = plain(op.map_values(f["USUBJID"], by_subject))
         for dy, dtc in pairs:
             days = (_dates(f[dtc]) - rf).dt.days
             expected = days + (days >= 0)
@@ -535,7 +537,7 @@ def ad_subjects(study: Study) -> Iterable[Outcome]:
             yield not_applicable("CF-AD-0003", ds.name, "subjects in ADSL", "ADSL is absent")
             continue
         f = study.frames[ds.name]
-        bad = f["USUBJID"].notna() & ~f["USUBJID"].isin(study.frames["ADSL"]["USUBJID"])
+        bad = f["USUBJID"].notna() & ~op.isin(f["USUBJID"], study.frames["ADSL"]["USUBJID"])
         yield outcome(
             study, "CF-AD-0003", ds, ["USUBJID"], "subjects in ADSL", bad, "USUBJID not in ADSL"
         )
@@ -580,7 +582,7 @@ def ad_trtemfl(study: Study) -> Iterable[Outcome]:
             elif adsl is not None and var in adsl.columns:
                 # first record per subject: a duplicated ADSL subject is CF-AD-0007's finding
                 by_subject = _dates(adsl[var]).set_axis(adsl["USUBJID"]).groupby(level=0).first()
-                dates[var] = plain(f["USUBJID"].map(by_subject))
+                dates[var] = plain(op.map_values(f["USUBJID"], by_subject))
         if "TRTSDT" not in dates:
             yield not_applicable(
                 "CF-AD-0005",
@@ -629,9 +631,10 @@ def run_rules(study: Study) -> tuple[list[Finding], list[Check]]:
     """Run every registered check over the study: the findings and the checks made."""
     findings: list[Finding] = []
     checks: dict[tuple, Check] = {}
-    for rule_fn in rule_set():
-        for out in rule_fn(study):
-            checks[out.check.sort_key()] = out.check
-            if out.finding is not None:
-                findings.append(out.finding)
+    with op.shared_codes():  # a column read by many rules is factorized once
+        for rule_fn in rule_set():
+            for out in rule_fn(study):
+                checks[out.check.sort_key()] = out.check
+                if out.finding is not None:
+                    findings.append(out.finding)
     return findings, list(checks.values())

@@ -21,6 +21,7 @@ from lxml import etree
 
 from cdiscforge.errors import InputError
 from cdiscforge.model import Dataset
+from cdiscforge.validation import operations as op
 from cdiscforge.validation.catalogue import params, rule
 from cdiscforge.validation.findings import Check, Finding, ValidationResult
 from cdiscforge.validation.operations import as_string
@@ -152,7 +153,7 @@ def _value_level(
     frame = ds.frame
     if key not in frame.columns:
         return out
-    keys = _values(frame[key])
+    keys = op.per_distinct(_values, frame[key])  # values repeat: each spelled once
     for target in targets:
         if target not in by_name or target not in frame.columns:
             continue
@@ -160,8 +161,8 @@ def _value_level(
         if described is None and rule_id == "CF-DF-0010":
             continue  # findings: only where the define declares value-level metadata by key
         described = described or set()
-        populated = _values(frame[target]).notna()
-        missing = populated & keys.notna() & ~keys.isin(described).fillna(False)
+        populated = op.per_distinct(_populated, frame[target])
+        missing = populated & keys.notna() & ~op.isin(keys, described).fillna(False)
         count = int(missing.sum())
         if count:
             values = sorted(set(keys[missing].dropna().tolist()))
@@ -181,6 +182,15 @@ def _value_level(
     return out
 
 
+def _populated(series: pd.Series) -> pd.Series:
+    return _values(series).notna()
+
+
+def _not_listed(series: pd.Series, allowed: set[str]) -> pd.Series:
+    values = _values(series)
+    return values.notna() & ~values.isin(allowed).fillna(False)
+
+
 def _one(rule_id: str, dataset: str, var: str, message: str, example: dict) -> Finding:
     variables = [var] if var else []
     return Finding.of(
@@ -192,7 +202,13 @@ def check_define(
     define_path: Path, datasets: Sequence[Dataset]
 ) -> tuple[list[Finding], list[Check]]:
     """Compare a define.xml with the datasets it describes: findings and the checks made."""
-    define = _Define(Path(define_path))
+    with op.shared_codes():  # the data's columns are read per distinct value, coded once
+        return _check_define(_Define(Path(define_path)), datasets)
+
+
+def _check_define(
+    define: _Define, datasets: Sequence[Dataset]
+) -> tuple[list[Finding], list[Check]]:
     findings: list[Finding] = []
     checks: list[Check] = []
 
@@ -340,10 +356,11 @@ def check_define(
                 continue
             if not allowed:
                 continue  # external dictionary: its terms are not listed in define.xml
-            values = _values(ds.frame[var.name])
-            bad = values.notna() & ~values.isin(allowed).fillna(False)
+            column = ds.frame[var.name]
+            bad = op.per_distinct(lambda v, allowed=allowed: _not_listed(v, allowed), column)
             count = int(bad.sum())
             if count:
+                values = op.per_distinct(_values, column)
                 shown = sorted(set(values[bad].dropna().tolist()))
                 not_listed.append(
                     Finding.of(

@@ -252,9 +252,9 @@ def _needs_unit(f: pd.DataFrame, domain: str, result: str, rule_id: str) -> pd.S
     p = params(rule_id)
     values = op.text(f[result])
     tests = op.text(f[f"{domain}TESTCD"]) if f"{domain}TESTCD" in f else None
-    needs = op.numeric_text(f[result]) & ~values.isin(p["exempt_results"]).fillna(False)
+    needs = op.numeric_text(f[result]) & ~op.isin(values, p["exempt_results"]).fillna(False)
     if tests is not None:
-        needs &= ~tests.isin(p["unitless_tests"]).fillna(False)
+        needs &= ~op.isin(tests, p["unitless_tests"]).fillna(False)
     return needs
 
 
@@ -424,7 +424,8 @@ def sd_epoch_missing(study: Study) -> Iterable[Outcome]:
             continue
         first = op.full_dates(se["SESTDTC"]).groupby(se["USUBJID"]).min()
         when = op.full_dates(f[date])
-        bad = ~op.present(f, "EPOCH") & when.notna() & (when >= op.plain(f["USUBJID"].map(first)))
+        start = op.plain(op.map_values(f["USUBJID"], first))
+        bad = ~op.present(f, "EPOCH") & when.notna() & (when >= start)
         yield outcome(
             study,
             "CF-SD-0024",

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.standards import adam_variables, domain_variables, sdtmig_variables
+from cdiscforge.validation import operations as op
 from cdiscforge.validation.catalogue import rule
 from cdiscforge.validation.findings import Check, Finding, ValidationOptions, plain
 from cdiscforge.validation.operations import as_string
@@ -161,6 +162,10 @@ def _round_sig(values: pd.Series, digits: int = 12) -> pd.Series:
     return pd.Series(np.where(np.isfinite(x), out, np.nan), index=values.index)
 
 
+def _as_rounded_number(values: pd.Series) -> pd.Series:
+    return _round_sig(pd.to_numeric(values, errors="coerce"))
+
+
 def batch_frame(dataset: Dataset) -> pd.DataFrame:
     """The frame both engines validate: blank character values as missing (SAS has no other
     null). A shallow copy (copy-on-write): only columns holding blanks are rewritten."""
@@ -174,14 +179,19 @@ def batch_frame(dataset: Dataset) -> pd.DataFrame:
             if blank.any():
                 frame[var.name] = col.where(~col.isin(cats[blank]), None)
         elif var.is_char and not pd.api.types.is_numeric_dtype(col):
-            text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string[pyarrow]")
-            arr = pa.chunked_array(pa.array(text, from_pandas=True))
-            blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.utf8_length(arr), 0))
-            blank = pc.fill_null(blank, False)
-            if pc.any(blank).as_py():
-                mask = blank.to_numpy(zero_copy_only=False).astype(bool)
-                frame[var.name] = col.where(~mask, None)
+            blank = _blank(col)  # per record: cheaper in Arrow than factorizing the column
+            if blank.any():
+                frame[var.name] = col.where(~blank.to_numpy(dtype=bool), None)
     return frame
+
+
+def _blank(col: pd.Series) -> pd.Series:
+    """True where a text value is empty or only spaces (missing values are not blank)."""
+    text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string[pyarrow]")
+    arr = pa.chunked_array(pa.array(text, from_pandas=True))
+    blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.utf8_length(arr), 0))
+    mask = pc.fill_null(blank, False).to_numpy(zero_copy_only=False).astype(bool)
+    return pd.Series(mask, index=col.index)
 
 
 def _snake(cls_name: str) -> str:
@@ -243,6 +253,12 @@ def _codelist(var: Variable, ig_row: pd.Series | None, terminology: Any = None) 
 # a numeric result is not a codelist value, so only non-numeric values are checked.
 _CHARACTER_RESULT_CODELISTS = {"C102580"}
 _NUMERIC_RESULT = r"^\s*[<>]?=?\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def _non_numeric(values: pd.Series) -> pd.Series:
+    """The values that are not numeric results (those as missing)."""
+    text = as_string(values, "string")
+    return text.where(~text.str.match(_NUMERIC_RESULT).fillna(True))
 
 
 def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> SuitePlan:
@@ -323,8 +339,7 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
                 )
                 if codelist.code in _CHARACTER_RESULT_CODELISTS:
                     column = f"{HELPER_PREFIX}{v}_NON_NUMERIC"
-                    text = as_string(frame[v], "string")
-                    frame[column] = text.where(~text.str.match(_NUMERIC_RESULT).fillna(True))
+                    frame[column] = op.per_distinct(_non_numeric, frame[v])
                     description += " (non-numeric results)"
                 exps.append(
                     _expect(
@@ -424,7 +439,7 @@ def build_suite(dataset: Dataset, options: ValidationOptions | None = None) -> S
             continue
         helper = f"{HELPER_PREFIX}{stresc}_AS_NUMBER"
         rounded = f"{HELPER_PREFIX}{stresn}_ROUNDED"
-        frame[helper] = _round_sig(pd.to_numeric(frame[stresc], errors="coerce"))
+        frame[helper] = op.per_distinct(_as_rounded_number, frame[stresc])
         frame[rounded] = _round_sig(pd.to_numeric(frame[stresn], errors="coerce"))
         exps.append(
             _expect(

@@ -22,6 +22,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -312,8 +313,60 @@ def _decode_partner(dataset: Dataset, var: Variable) -> str | None:
     return None
 
 
+def _distinct(series: pd.Series) -> pd.Series:
+    """The first record of each distinct value (original dtype and values, index kept).
+
+    Everything define.xml derives from a column's data depends on the set of its values alone
+    (DataType, Length, SignificantDigits, the codelist terms used), so it is computed on the
+    distinct values: a few hundred where a findings domain has 900,000 records. Floats are
+    told apart by their bits, so -0.0 stays beside 0.0 (it makes a column float); columns of
+    other kinds are returned whole.
+    """
+    if len(series) < 2:
+        return series
+    if pd.api.types.is_float_dtype(series.dtype):
+        bits = series.to_numpy(dtype="float64", na_value=np.nan).view(np.int64)
+        return series[~pd.Series(bits).duplicated().to_numpy()]
+    if isinstance(series.dtype, pd.StringDtype) or (
+        isinstance(series.dtype, pd.CategoricalDtype)
+        and pd.api.types.is_string_dtype(series.cat.categories)
+    ):
+        return series.drop_duplicates()
+    return series
+
+
+def _value_codes(series: pd.Series) -> np.ndarray:
+    """Codes of the distinct values in the sense of `_distinct` (missing a value of its own)."""
+    if pd.api.types.is_float_dtype(series.dtype):
+        bits = series.to_numpy(dtype="float64", na_value=np.nan).view(np.int64)
+        return pd.factorize(bits)[0]
+    return pd.factorize(series, use_na_sentinel=False)[0]
+
+
+def _distinct_by_group(groups: np.ndarray, count: int, series: pd.Series) -> list[pd.Series]:
+    """For each group code 0..count-1 (-1: no group), the group's records of `series` reduced
+    to one per distinct value (see `_distinct`), in record order."""
+    if (
+        pd.api.types.is_float_dtype(series.dtype)
+        or isinstance(series.dtype, pd.StringDtype)
+        or (
+            isinstance(series.dtype, pd.CategoricalDtype)
+            and pd.api.types.is_string_dtype(series.cat.categories)
+        )
+    ):
+        values = _value_codes(series).astype(np.int64)
+        pair = groups.astype(np.int64) * (int(values.max(initial=0)) + 1) + values
+        rows = np.flatnonzero((groups >= 0) & ~pd.Series(pair).duplicated().to_numpy())
+    else:
+        rows = np.flatnonzero(groups >= 0)
+    rows = rows[np.argsort(groups[rows], kind="stable")]
+    bounds = np.searchsorted(groups[rows], np.arange(count + 1))
+    return [series.iloc[rows[bounds[k] : bounds[k + 1]]] for k in range(count)]
+
+
 def _decodes(dataset: Dataset, code: str, partner: str) -> dict[str, str]:
-    pairs = dataset.frame[[code, partner]].dropna()
+    # the first (sorted) decode of each code depends on the distinct pairs alone
+    pairs = dataset.frame[[code, partner]].drop_duplicates().dropna()
     pairs = pairs[pairs[partner].astype("string") != ""]
     pairs = pairs.sort_values([code, partner], kind="stable").drop_duplicates(code)
     return dict(zip(pairs[code].astype(str), pairs[partner].astype(str), strict=True))
@@ -327,7 +380,7 @@ def _used_values(series: pd.Series) -> list[str]:
         nums = values.to_numpy(dtype="float64")
         text = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in np.unique(nums)]
         return text
-    text = values.astype("string")
+    text = values.drop_duplicates().astype("string")  # the distinct values make the set
     return sorted(set(text[text != ""].tolist()))
 
 
@@ -471,14 +524,19 @@ class _Builder:
     def _item_def(self, ds: Dataset, var: Variable) -> ItemDefDef:
         name = ds.name.upper()
         series = ds.frame[var.name]
-        data_type = define_data_type(var, series)
+        # The facts below depend on the set of values alone: where a test per value costs
+        # (ISO 8601 patterns of --DTC, decimals of a float), it runs on the distinct values.
+        values = _distinct(series) if var.is_char and var.name.endswith("DTC") else series
+        data_type = define_data_type(var, values)
         item = ItemDefDef(
             oid=item_oid(name, var.name),
             name=var.name,
             data_type=data_type,
             label=var.label,
-            length=_length(var, series, data_type),
-            significant_digits=(significant_digits(var, series) if data_type == "float" else None),
+            length=_length(var, values, data_type),
+            significant_digits=(
+                significant_digits(var, _distinct(series)) if data_type == "float" else None
+            ),
             display_format=var.format if not var.is_char and var.format else None,
             comment_oid=self._comment(f"COM.{name}.{oid_part(var.name)}", var.comment),
         )
@@ -637,12 +695,13 @@ class _Builder:
         name = ds.name.upper()
         frame = ds.frame
         split = frame[by].astype("string")
+        codes, uniques = pd.factorize(split)  # missing values -1, as groupby(dropna=True)
         partner = _decode_partner(ds, ds.variable(by))
         decodes = _decodes(ds, by, partner) if partner else {}
         # SUPP-- records say their own origin in QORIG: one per QNAM in define.xml.
         qorig = _decodes(ds, by, "QORIG") if by == "QNAM" and "QORIG" in ds.variable_names else {}
         by_item_oid = item_oid(name, by)
-        split_values = sorted(set(split.dropna().tolist()) - {""})
+        split_values = sorted(set(uniques.tolist()) - {""})
         where_oids: dict[str, str] = {}
         for value in split_values:
             oid = f"WC.{name}.{oid_part(by)}.{oid_part(value)}"
@@ -651,12 +710,16 @@ class _Builder:
             where_oids[value] = oid
             self.model.where_clauses.append(WhereClauseDef(oid, by_item_oid, value))
         ref_by_oid = {r.item_oid: r for r in refs}
-        groups = dict(tuple(frame.groupby(split, sort=True, dropna=True)))
+        position = {v: i for i, v in enumerate(uniques.tolist())}
         for var in self._vlm_targets(ds):
             parent = parents[var.name]
             vl_refs: list[ItemRefDef] = []
+            # each split value's records, one per distinct value of the variable: the facts
+            # below depend on the set of values alone (a groupby of the whole frame copied
+            # every column of a 900,000-record domain)
+            groups = _distinct_by_group(codes, len(uniques), frame[var.name])
             for value in split_values:
-                subset = groups[value][var.name] if value in groups else frame[var.name].iloc[:0]
+                subset = groups[position[value]]
                 present = subset.dropna()
                 if var.is_char:
                     present = present[present.astype("string") != ""]
@@ -792,7 +855,9 @@ def build_define_model(
     return builder.model
 
 
+@cache
 def _environment() -> jinja2.Environment:
+    """One environment per process, so define.xml.j2 is compiled once (SDTM and ADaM)."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("cdiscforge.define", "templates"),
         autoescape=True,
