@@ -24,6 +24,7 @@ from typing import Any
 
 from cdiscforge import outputs
 from cdiscforge.buildlog import BuildLog
+from cdiscforge.compact import compact
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.errors import ValidationFailed
 from cdiscforge.model import Dataset
@@ -225,6 +226,8 @@ def _build(
         raise refuse(written=False)
 
     say("write")
+    for ds in datasets.values():  # validated: held compact (categoricals) while written
+        compact(ds)
     files = _timed(
         timings,
         "write",
