@@ -128,6 +128,11 @@ def _column_values(series: pd.Series, var: Variable, data_type: str) -> list[Any
     if kind is not None:
         return _temporal_as_iso(series, kind)
     if var.is_char:
+        if isinstance(series.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(
+            series.cat.categories
+        ):  # the build's compact columns (cdiscforge.compact): per distinct value
+            values = np.append(series.cat.categories.to_numpy(dtype=object), None)
+            return values[series.cat.codes.to_numpy()].tolist()  # code -1 (missing): None
         text = series.astype("string")
         missing = text.isna().to_numpy()
         return _with_nulls(text.fillna("").to_numpy(dtype=object), missing)

@@ -243,6 +243,8 @@ def build_dataset(
         frames.append(out)
 
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frames.clear()  # the blocks' frames are in records now: not held through the copies below
+    out = source = frame = ctx = None  # type: ignore[assignment]
     records = _dedupe(spec, records, recon, log)
     ctx = _context(study, spec, "", records, None, domains, log, store)
     for var in spec.variables:
@@ -250,6 +252,7 @@ def build_dataset(
             ctx.variable = var.name
             records[var.name] = _typed(var.rule.fn(ctx, var.params), var.meta, ctx)
 
+    ctx = None  # type: ignore[assignment]  # (it holds records as before _ascii and the sort)
     records = _ascii(spec, study, records, log)
     sort_by = [c for c in (spec.sort or spec.keys) if c in records.columns]
     if sort_by:

@@ -577,6 +577,7 @@ def _coded_column(dataset: Dataset, var: Variable, series: pd.Series) -> _CodedB
         return np.append(bad, False)[codes]  # code -1 (missing) is never bad
 
     width, _ = _check_text(dataset, var, arr, series, to_rows, used)
+    arr = pc.if_else(pa.array(used), arr, "")  # unused: no row has them, may be longer
     table = np.empty((len(arr) + 1, width), dtype=np.uint8)
     table[: len(arr)] = _padded(arr, width) if len(arr) else table[:0]
     table[len(arr)] = 0x20  # missing: blanks, as "" is padded
