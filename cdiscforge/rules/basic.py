@@ -875,7 +875,8 @@ def seq(ctx: RuleContext, p: SeqParams) -> pd.Series:
     `{name: TSSEQ, rule: seq, by: [], within: [TSPARMCD]}`.
     """
     keys = [*p.within, *p.by]
-    order = ctx.out.sort_values(keys, kind="stable", na_position="last") if keys else ctx.out
+    frame = ctx.out[list(dict.fromkeys(keys))] if keys else ctx.out  # not a copy of all of it
+    order = frame.sort_values(keys, kind="stable", na_position="last") if keys else frame
     if not p.within:
         numbers = pd.Series(np.arange(1, len(order) + 1), index=order.index)
         return numbers.reindex(ctx.out.index).astype("Float64")
