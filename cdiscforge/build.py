@@ -226,13 +226,13 @@ def _build(
         raise refuse(written=False)
 
     say("write")
-    for ds in datasets.values():  # validated: held compact (categoricals) while written
-        compact(ds)
-    files = _timed(
-        timings,
-        "write",
-        lambda: write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson),
-    )
+
+    def write() -> list[Path]:
+        for ds in datasets.values():  # validated: held compact (categoricals) while written
+            compact(ds)
+        return write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson)
+
+    files = _timed(timings, "write", write)
     say("validate define.xml")
     start = time.perf_counter()  # counted as validation time (timings.json "validate")
     _check_defines(staging, sdtm_sets, adam_sets, result, waivers, log)
