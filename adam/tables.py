@@ -291,7 +291,12 @@ def imputation_counts(
         mask = imp.where.evaluate(ctx).fillna(False).to_numpy(dtype=bool)
         hit = ctx.out[mask]
         by_param = (
-            hit["PARAMCD"].value_counts().reindex(cfg.parameters).dropna().astype(int).to_dict()
+            hit["PARAMCD"]
+            .value_counts()[lambda n: n > 0]  # a categorical counts unused too
+            .reindex(cfg.parameters)
+            .dropna()
+            .astype(int)
+            .to_dict()
             if "PARAMCD" in hit.columns and imp.dataset == cfg.dataset
             else {}
         )

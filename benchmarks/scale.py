@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,33 +82,80 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of `pid` and every descendant, summed now."""
-    total, todo, seen = 0, [pid], set()
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size of `pid` (/proc/<pid>/smaps_rollup): its private pages plus its
+    share of pages shared with other processes, so the tree's PSS does not count a shared
+    library or a forked copy-on-write page twice the way summed RSS does."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and every descendant alive now."""
+    todo, seen = [pid], []
     while todo:
         p = todo.pop()
         if p in seen:
             continue
-        seen.add(p)
-        total += _rss_bytes(p)
+        seen.append(p)
         todo += _children(p)
-    return total
+    return seen
 
 
-def run_sampled(cmd: list[str], interval: float = 0.1) -> tuple[float, int, str, dict[str, int]]:
-    """Run `cmd`; return (wall seconds, peak tree RSS in bytes, its output, peak tree RSS per
-    build step). The build's progress lines (`[  12.3s] sdtm LB`, plain off a terminal) are
-    timed as they arrive, so each sample falls in the step that was running."""
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and every descendant, summed now."""
+    return sum(_rss_bytes(p) for p in _tree(pid))
+
+
+def tree_pss(pid: int) -> int:
+    """Proportional set size of `pid` and every descendant, summed now."""
+    return sum(_pss_bytes(p) for p in _tree(pid))
+
+
+@dataclass
+class Sampled:
+    """What `run_sampled` measured of one child process tree.
+
+    `step_rss` / `step_pss`: peak of each build stage (sdtm, adam, validate, write, ...;
+    the build's progress lines say which stage each sample fell in); `fine_rss`: the same
+    per progress line (`sdtm MK`, `adam ADLB` ...), to find the dataset a peak belongs to;
+    `timeline`: (seconds since start, RSS, PSS or -1 when not sampled then)."""
+
+    seconds: float
+    rss: int
+    pss: int
+    output: str
+    step_rss: dict[str, int]
+    step_pss: dict[str, int]
+    fine_rss: dict[str, int]
+    timeline: list[tuple[float, int, int]]
+
+
+def run_sampled(cmd: list[str], interval: float = 0.1, pss_every: int = 5) -> Sampled:
+    """Run `cmd`, sampling the tree's RSS every `interval` s and its PSS every `pss_every`
+    samples (smaps_rollup walks the page tables: slower to read than VmRSS). The build's
+    progress lines (`[  12.3s] sdtm LB`, plain off a terminal) are timed as they arrive, so
+    each sample falls in the step that was running."""
     from cdiscforge.progress import _stage_of
 
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []
     done = threading.Event()
 
     def sample() -> None:
+        i = 0
         while not done.is_set():
-            samples.append((time.perf_counter(), tree_rss(proc.pid)))
+            at, rss = time.perf_counter(), tree_rss(proc.pid)
+            pss = tree_pss(proc.pid) if i % pss_every == 0 else -1
+            samples.append((at, rss, pss))
+            i += 1
             done.wait(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -124,17 +172,34 @@ def run_sampled(cmd: list[str], interval: float = 0.1) -> tuple[float, int, str,
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{output}")
     steps = [
-        (at, _stage_of(m.group(1)))
+        (at, m.group(1))
         for at, text in lines
         if (m := re.match(r"\[ *\d+\.\ds\] (.+)$", text.rstrip())) and not re.search(r": \d", text)
     ]
-    by_step: dict[str, int] = {}
+    step_rss: dict[str, int] = {}
+    step_pss: dict[str, int] = {}
+    fine_rss: dict[str, int] = {}
     for i, (at, step) in enumerate(steps):
         until = steps[i + 1][0] if i + 1 < len(steps) else float("inf")
-        during = [rss for t, rss in samples if at <= t < until]
-        if during:
-            by_step[step] = max(by_step.get(step, 0), *during)
-    return seconds, max((rss for _, rss in samples), default=0), output, by_step
+        during = [(rss, pss) for t, rss, pss in samples if at <= t < until]
+        if not during:
+            continue
+        stage = _stage_of(step)
+        rss = max(r for r, _ in during)
+        pss = max(p for _, p in during)
+        step_rss[stage] = max(step_rss.get(stage, 0), rss)
+        step_pss[stage] = max(step_pss.get(stage, 0), pss)
+        fine_rss[step] = max(fine_rss.get(step, 0), rss)
+    return Sampled(
+        seconds=seconds,
+        rss=max((rss for _, rss, _ in samples), default=0),
+        pss=max((pss for _, _, pss in samples), default=0),
+        output=output,
+        step_rss=step_rss,
+        step_pss=step_pss,
+        fine_rss=fine_rss,
+        timeline=[(t - start, rss, pss) for t, rss, pss in samples],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,26 +308,37 @@ def _records(build_log: Path) -> dict[str, int]:
     return counts
 
 
-def run_size(n: int, work: Path) -> dict[str, object]:
-    raw, out = work / f"raw{n}", work / f"out{n}"
+def run_size(
+    n: int, work: Path, *, raw: Path | None = None, out: Path | None = None, floor: bool = True
+) -> dict[str, object]:
+    """Simulate N subjects (unless `raw` holds their exports already), build them into
+    `out` (default work/outN) while sampling memory, and measure the I/O floor (`floor`)."""
     py = sys.executable
-    sim_s, sim_rss, _, _ = run_sampled(
-        [py, "-m", "cdiscforge.cli", "simulate", "--subjects", str(n), "--out", str(raw)]
-    )
+    if raw is None:
+        raw = work / f"raw{n}"
+        sim = run_sampled(
+            [py, "-m", "cdiscforge.cli", "simulate", "--subjects", str(n), "--out", str(raw)]
+        )
+    else:
+        sim = None
+    out = out or work / f"out{n}"
     cmd = [py, "-m", "cdiscforge.cli", "build", "--raw", str(raw), "--out", str(out)]
-    build_s, build_rss, _, step_rss = run_sampled(cmd)
+    build = run_sampled(cmd)
     timings = json.loads((out / "timings.json").read_text())
     records = _records(out / "build.log")
+    if not floor:
+        return {"subjects": n, "build_s": build.seconds, "build_rss": build.rss,
+                "sampled": build, "timings": timings, "records": records}  # fmt: skip
     read_s, raw_rows, raw_bytes = read_floor(raw)
     xpts = sorted((out / "sdtm").glob("*.xpt")) + sorted((out / "adam").glob("*.xpt"))
     write_s, xpt_bytes = write_floor(xpts, work / f"floor{n}")
     return {
         "subjects": n,
-        "simulate_s": sim_s,
-        "simulate_rss": sim_rss,
-        "build_s": build_s,
-        "build_rss": build_rss,
-        "step_rss": step_rss,
+        "simulate_s": sim.seconds if sim else None,
+        "simulate_rss": sim.rss if sim else None,
+        "build_s": build.seconds,
+        "build_rss": build.rss,
+        "sampled": build,
         "timings": timings,
         "records": records,
         "raw_rows": raw_rows,
@@ -274,25 +350,46 @@ def run_size(n: int, work: Path) -> dict[str, object]:
     }
 
 
+def memory_report(b: Sampled) -> list[str]:
+    """Peak RSS and PSS of the process tree, per stage and per progress step (the top ones)."""
+    gib = 2**30
+    lines = [
+        f"  peak RSS of the build's process tree: {b.rss / gib:.2f} GiB "
+        f"({b.rss / 1e9:.2f} GB); peak PSS {b.pss / gib:.2f} GiB",
+        f"  {'stage':<22} {'peak RSS GiB':>12} {'peak PSS GiB':>12}",
+    ]
+    for stage, rss in b.step_rss.items():
+        lines.append(f"  {stage:<22} {rss / gib:>12.2f} {b.step_pss.get(stage, 0) / gib:>12.2f}")
+    top = sorted(b.fine_rss.items(), key=lambda kv: -kv[1])[:8]
+    lines.append("  highest steps (RSS GiB): " + ", ".join(f"{k} {v / gib:.2f}" for k, v in top))
+    return lines
+
+
 def report(r: dict[str, object]) -> list[str]:
     t: dict[str, float] = r["timings"]  # type: ignore[assignment]
     rec: dict[str, int] = r["records"]  # type: ignore[assignment]
     total_rec = rec["sdtm"] + rec["adam"]
-    floor = float(r["read_floor_s"]) + float(r["write_floor_s"])  # type: ignore[arg-type]
     build_s = float(r["build_s"])  # type: ignore[arg-type]
+    sampled: Sampled = r["sampled"]  # type: ignore[assignment]
+    has_floor = "read_floor_s" in r
+    floor = float(r["read_floor_s"]) + float(r["write_floor_s"]) if has_floor else 0.0  # type: ignore[arg-type]
 
     def rate(records: int, seconds: float | None) -> str:
         return f"{records / seconds:>12,.0f}" if seconds else f"{'':>12}"
 
-    lines = [
-        f"N = {r['subjects']:,} subjects: {r['raw_rows']:,} raw rows "
-        f"({int(r['raw_bytes']) / 1e6:.1f} MB CSV) -> {total_rec:,} records "  # type: ignore[arg-type]
-        f"({rec['sdtm']:,} SDTM, {rec['adam']:,} ADaM) in {r['xpt_files']} XPT "
-        f"({int(r['xpt_bytes']) / 1e6:.1f} MB)",  # type: ignore[arg-type]
-        f"  simulate (not in build): {float(r['simulate_s']):.1f} s, "  # type: ignore[arg-type]
-        f"peak RSS {int(r['simulate_rss']) / 2**30:.2f} GiB",  # type: ignore[arg-type]
-        f"  {'stage':<10} {'seconds':>8} {'records/s':>12}",
-    ]
+    lines = [f"N = {r['subjects']:,} subjects: {total_rec:,} records "
+             f"({rec['sdtm']:,} SDTM, {rec['adam']:,} ADaM)"]  # fmt: skip
+    if has_floor:
+        lines[0] += (
+            f" from {r['raw_rows']:,} raw rows ({int(r['raw_bytes']) / 1e6:.1f} MB CSV) "  # type: ignore[arg-type]
+            f"in {r['xpt_files']} XPT ({int(r['xpt_bytes']) / 1e6:.1f} MB)"  # type: ignore[arg-type]
+        )
+    if r.get("simulate_s") is not None:
+        lines.append(
+            f"  simulate (not in build): {float(r['simulate_s']):.1f} s, "  # type: ignore[arg-type]
+            f"peak RSS {int(r['simulate_rss']) / 2**30:.2f} GiB"  # type: ignore[arg-type]
+        )
+    lines.append(f"  {'stage':<10} {'seconds':>8} {'records/s':>12}")
     per_stage = {
         "sdtm": rec["sdtm"],
         "adam": rec["adam"],
@@ -307,13 +404,14 @@ def report(r: dict[str, object]) -> list[str]:
     lines += [
         f"  {'other':<10} {other:>8.1f}   (start-up, specs, reading raw, hashes, publish)",
         f"  {'build':<10} {build_s:>8.1f} {rate(total_rec, build_s)}   (wall, CLI process)",
-        f"  peak RSS of the build's process tree: {int(r['build_rss']) / 2**30:.2f} GiB",  # type: ignore[arg-type]
-        "  peak RSS by step (GiB): "
-        + ", ".join(f"{k} {v / 2**30:.2f}" for k, v in r["step_rss"].items()),  # type: ignore[attr-defined]
-        f"  I/O floor: read CSV {float(r['read_floor_s']):.2f} s + encode/write XPT "  # type: ignore[arg-type]
-        f"{float(r['write_floor_s']):.2f} s = {floor:.2f} s; "  # type: ignore[arg-type]
-        f"build / floor = {build_s / floor:.1f}x",
+        *memory_report(sampled),
     ]
+    if has_floor:
+        lines.append(
+            f"  I/O floor: read CSV {float(r['read_floor_s']):.2f} s + encode/write XPT "  # type: ignore[arg-type]
+            f"{float(r['write_floor_s']):.2f} s = {floor:.2f} s; "  # type: ignore[arg-type]
+            f"build / floor = {build_s / floor:.1f}x"
+        )
     return lines
 
 
@@ -327,7 +425,33 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep raw exports and outputs in this folder (must be new)"
     )
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        help="build these raw exports (one size, no simulate) instead of simulating",
+    )
+    parser.add_argument("--out", type=Path, help="with --raw: the build's output folder")
+    parser.add_argument("--no-floor", action="store_true", help="skip the I/O floor")
+    parser.add_argument(
+        "--timeline", type=Path, help="write the memory timeline (s, RSS, PSS; JSON) here"
+    )
     args = parser.parse_args()
+    if args.raw is not None:
+        os.chdir(ROOT)
+        dm = args.raw / "demographics.csv"
+        subjects = pacsv.read_csv(dm).num_rows if dm.is_file() else 0
+        work = Path(tempfile.mkdtemp(prefix="cdiscforge-scale-"))
+        try:
+            r = run_size(
+                subjects, work, raw=args.raw.resolve(), out=args.out, floor=not args.no_floor
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print("\n".join(report(r)), flush=True)
+        if args.timeline is not None:
+            b: Sampled = r["sampled"]  # type: ignore[assignment]
+            args.timeline.write_text(json.dumps({"steps": b.fine_rss, "timeline": b.timeline}))
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.keep is not None:
         args.keep.mkdir(parents=True)

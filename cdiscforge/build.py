@@ -24,6 +24,7 @@ from typing import Any
 
 from cdiscforge import outputs
 from cdiscforge.buildlog import BuildLog
+from cdiscforge.compact import compact
 from cdiscforge.concurrent import Child, workers
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.errors import ValidationFailed
@@ -223,6 +224,7 @@ def _build(
 
             start = time.perf_counter()
             try:
+                _compact_all(datasets)  # the child's copies stay as they are
                 wrote[0] = (
                     write_outputs(
                         study, sdtm_sets, adam_sets, staging, log,
@@ -279,6 +281,7 @@ def _build(
     if not concurrent:  # one process: write once validation passed
         say("write")
         start = time.perf_counter()
+        _compact_all(datasets)
         files = write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson)
         wrote[0] = (files, round(time.perf_counter() - start, 3))
     files, timings["write"] = wrote[0]
@@ -335,6 +338,14 @@ def _apply_p21(
                  f"{', '.join(fixed)}")  # fmt: skip
     log.info("p21", "", f"{study.config.p21_spec}: {len(workbook.datasets)} datasets read, "
              f"{len(found)} difference(s) with the YAML")  # fmt: skip
+
+
+def _compact_all(datasets: dict[str, Dataset]) -> None:
+    """Hold the datasets compact (categoricals for repeated text, cdiscforge.compact) while
+    they are written: once validated, nothing reads them as strings any more, and the
+    writers work per distinct value of a categorical."""
+    for ds in datasets.values():
+        compact(ds)
 
 
 class _ValidationFirst(Exception):

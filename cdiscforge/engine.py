@@ -243,6 +243,8 @@ def build_dataset(
         frames.append(out)
 
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frames.clear()  # the blocks' frames are in records now: not held through the copies below
+    out = source = frame = ctx = None  # type: ignore[assignment]
     records = _dedupe(spec, records, recon, log)
     ctx = _context(study, spec, "", records, None, domains, log, store)
     for var in spec.variables:
@@ -250,11 +252,11 @@ def build_dataset(
             ctx.variable = var.name
             records[var.name] = _typed(var.rule.fn(ctx, var.params), var.meta, ctx)
 
+    ctx = None  # type: ignore[assignment]  # (it holds records as before _ascii and the sort)
     records = _ascii(spec, study, records, log)
     sort_by = [c for c in (spec.sort or spec.keys) if c in records.columns]
     if sort_by:
-        # sort_values(sort_by, kind="stable", na_position="last"), from integer codes
-        records = records.take(stable_order(records, sort_by))
+        records = _sorted(records, sort_by)
     records = records.reset_index(drop=True)
     supp_values = {item.var: records[item.var] for item in spec.supp}
     overflow = _split_long_text(spec, records, log)
@@ -461,6 +463,19 @@ def _typed(values: pd.Series, meta: Variable, ctx: RuleContext) -> pd.Series:
     if pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values):
         return integers_as_text(values)
     return values.astype("string")
+
+
+def _sorted(records: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """`records.sort_values(by, kind="stable", na_position="last")`, moved a column at a
+    time: the order is found from the key columns' integer codes (vectorise.stable_order),
+    and each column is taken in that order and released from `records`, so the frame is
+    never held twice (MK at 10,000 subjects: ~3 GB)."""
+    positions = stable_order(records, by)
+    order = records.index.take(positions)
+    out = pd.DataFrame(index=order)
+    for name in list(records.columns):
+        out[name] = records.pop(name).take(positions).set_axis(order)
+    return out
 
 
 def _dedupe(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -137,7 +138,16 @@ class Dataset:
 
 
 def char_max_bytes(series: pd.Series) -> int:
-    """Longest value in UTF-8 bytes, ignoring missing values (vectorised via pyarrow)."""
+    """Longest value in UTF-8 bytes, ignoring missing values (vectorised via pyarrow).
+
+    A categorical is measured per category it uses (a filtered frame may keep categories
+    no record has any more: they do not count), not per record."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        used = np.unique(codes[codes >= 0])
+        if len(used) == 0:
+            return 0
+        series = pd.Series(series.cat.categories.take(used))
     if series.dropna().empty:
         return 0
     array = pa.array(series.astype("string[pyarrow]"), from_pandas=True)

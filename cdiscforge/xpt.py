@@ -32,7 +32,7 @@ import io
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -364,8 +364,9 @@ def check_xpt_conformance(dataset: Dataset, *, path: Path | None = None) -> None
     _encode(dataset, path)
 
 
-def _encode(dataset: Dataset, path: Path | None) -> list[np.ndarray]:
-    """Check everything and return each variable's (n_rows, length) byte block."""
+def _encode(dataset: Dataset, path: Path | None) -> list[np.ndarray | _CodedBlock]:
+    """Check everything and return each variable's (n_rows, length) byte block (a
+    categorical's as a `_CodedBlock`, gathered a chunk of rows at a time when written)."""
     _check_metadata(dataset, path)
     blocks = [
         _char_column(dataset, v) if v.is_char else _num_column(dataset, v)
@@ -374,7 +375,7 @@ def _encode(dataset: Dataset, path: Path | None) -> list[np.ndarray]:
     if blocks and all(v.is_char for v in dataset.variables) and len(dataset):
         # SAS pads the last 80-byte card with blanks, so readers (SAS, readstat) cannot tell
         # trailing all-blank observations from padding and drop them. Refuse rather than lose.
-        blank = np.logical_and.reduce([(b == 0x20).all(axis=1) for b in blocks])
+        blank = np.logical_and.reduce([_blank_rows(b) for b in blocks])
         if blank[-1]:
             first = len(blank) - int(np.argmin(blank[::-1])) if not blank.all() else 0
             raise _fail(
@@ -467,8 +468,44 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _char_column(dataset: Dataset, var: Variable) -> np.ndarray:
+class _CodedBlock:
+    """A character variable's (n_rows, width) bytes kept as its distinct values' padded bytes
+    (`table`, one row per category, the last row blanks for missing) and a code per row.
+
+    What a categorical column is encoded as: each distinct value is checked and padded once,
+    and the rows' bytes are only gathered (`table[codes]`) a chunk at a time while the file
+    is written, so the whole block never exists. Slicing rows gives the bytes like an array.
+    """
+
+    def __init__(self, table: np.ndarray, codes: np.ndarray) -> None:
+        self.table = table
+        self.codes = codes
+        self.shape = (len(codes), table.shape[1])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.table[self.codes[rows]]  # code -1 (missing) is the last row: blanks
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def blank_rows(self) -> np.ndarray:
+        return (self.table == 0x20).all(axis=1)[self.codes]
+
+
+def _blank_rows(block: np.ndarray | _CodedBlock) -> np.ndarray:
+    """Rows whose bytes are all blanks."""
+    if isinstance(block, _CodedBlock):
+        return block.blank_rows()
+    return (block == 0x20).all(axis=1)
+
+
+def _char_column(dataset: Dataset, var: Variable) -> np.ndarray | _CodedBlock:
     series = dataset.frame[var.name]
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(
+        dtype.categories.dtype
+    ):
+        return _coded_column(dataset, var, series)
     try:
         arr = pa.array(series, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):
@@ -476,29 +513,75 @@ def _char_column(dataset: Dataset, var: Variable) -> np.ndarray:
         _first_bad(dataset, var, not_text.to_numpy(), series, "character variable holds non-text")
         raise
     arr = arr.fill_null("")
+    width, _ = _check_text(dataset, var, arr, series, lambda bad: bad)
+    n = len(arr)
+    if n == 0:
+        return np.empty((0, width), dtype=np.uint8)
+    return _padded(arr, width)
+
+
+def _check_text(
+    dataset: Dataset,
+    var: Variable,
+    arr: pa.Array,
+    series: pd.Series,
+    to_rows: Callable[[np.ndarray], np.ndarray],
+    used: np.ndarray | None = None,
+) -> tuple[int, np.ndarray]:
+    """Check text values (ASCII, <= 200 bytes, within a fixed length); their width and
+    byte lengths. `arr` holds the values, `to_rows` turns a mask over them into one over the
+    rows (identity for a column, `mask[codes]` for a categorical's categories); `used` masks
+    the values that count for the fitted width (a categorical's unused categories do not)."""
     _first_bad(
-        dataset, var, ~pc.string_is_ascii(arr).to_numpy(zero_copy_only=False), series,
+        dataset, var, to_rows(~pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)), series,
         "character values must be ASCII (XPT v5 has no encoding; FDA asks for ASCII)",
     )  # fmt: skip
     nbytes = pc.binary_length(arr).to_numpy(zero_copy_only=False)
     _first_bad(
-        dataset, var, nbytes > MAX_CHAR_BYTES, series,
+        dataset, var, to_rows(nbytes > MAX_CHAR_BYTES), series,
         f"character value is longer than {MAX_CHAR_BYTES} bytes, the XPT v5 limit",
     )  # fmt: skip
-    width = var.length if var.length is not None else max(1, int(nbytes.max(initial=0)))
+    fitted = nbytes if used is None else nbytes[used]
+    width = var.length if var.length is not None else max(1, int(fitted.max(initial=0)))
     _first_bad(
-        dataset, var, nbytes > width, series,
+        dataset, var, to_rows(nbytes > width), series,
         f"character value is longer than the fixed length {width}; it is not truncated",
     )  # fmt: skip
+    return width, nbytes
+
+
+def _padded(arr: pa.Array, width: int) -> np.ndarray:
+    """Text values blank-padded to `width` bytes: an (n, width) view of Arrow's buffer."""
     n = len(arr)
-    if n == 0:
-        return np.empty((0, width), dtype=np.uint8)
     padded = pc.utf8_rpad(arr, width=width, padding=" ")
     if isinstance(padded, pa.ChunkedArray):
         padded = padded.combine_chunks()
     _, offsets, data = padded.buffers()
     start = int(np.frombuffer(offsets, dtype=np.int64)[padded.offset])
     return np.frombuffer(data, dtype=np.uint8)[start : start + n * width].reshape(n, width)
+
+
+def _coded_column(dataset: Dataset, var: Variable, series: pd.Series) -> _CodedBlock:
+    """A categorical text column checked and padded per category (the same checks, errors and
+    bytes as `_char_column` gives its strings); rows' bytes are gathered while writing."""
+    categories = series.cat.categories
+    codes = series.cat.codes.to_numpy()
+    arr = pa.array(categories, type=pa.large_string(), from_pandas=True).fill_null("")
+    used = np.zeros(len(arr), dtype=bool)
+    used[codes[codes >= 0]] = True
+
+    def to_rows(bad: np.ndarray) -> np.ndarray:
+        bad = bad & used  # only categories some row has
+        if not bad.any():
+            return np.zeros(0, dtype=bool)
+        return np.append(bad, False)[codes]  # code -1 (missing) is never bad
+
+    width, _ = _check_text(dataset, var, arr, series, to_rows, used)
+    arr = pc.if_else(pa.array(used), arr, "")  # unused: no row has them, may be longer
+    table = np.empty((len(arr) + 1, width), dtype=np.uint8)
+    table[: len(arr)] = _padded(arr, width) if len(arr) else table[:0]
+    table[len(arr)] = 0x20  # missing: blanks, as "" is padded
+    return _CodedBlock(table, codes)
 
 
 def _num_column(dataset: Dataset, var: Variable) -> np.ndarray:
@@ -649,7 +732,9 @@ def write_xpt(dataset: Dataset, path: Path, *, created: datetime) -> Path:
     return path
 
 
-def _observation_chunks(blocks: list[np.ndarray], n_rows: int, row_length: int) -> Iterator[bytes]:
+def _observation_chunks(
+    blocks: list[np.ndarray | _CodedBlock], n_rows: int, row_length: int
+) -> Iterator[bytes]:
     step = max(1, _CHUNK_BYTES // max(1, row_length))
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)

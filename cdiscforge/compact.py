@@ -1,0 +1,64 @@
+"""Finished datasets held compactly: repeated-value text columns as categoricals.
+
+A 10,000-subject build holds every dataset from the moment it is built until the files
+are written (ADaM reads SDTM, validation reads everything, the writers write everything).
+Most of their text columns repeat a handful of values: MK at 10,000 subjects is ~9M
+records whose STUDYID, DOMAIN, MKTESTCD, MKLOC, VISIT, EPOCH ... have 1 to a few thousand
+distinct values each. As Arrow strings each such column costs its bytes plus an 8-byte
+offset per record (150-300 MB); as a categorical it costs a 1- or 2-byte code per record
+plus its distinct values once (10-20 MB). So a dataset is made compact once, when it is
+finished (`cdiscforge.engine.build_stage`), and every consumer after that reads the
+categoricals (the writers and validation work per distinct value where it pays).
+
+The same rule as the XPT reader's (`cdiscforge.xpt.read_xpt_fast`, what `cdiscforge
+validate` reads large files with): a dataset of at least `CATEGORICAL_MIN_ROWS` records has
+a text column converted when its distinct values are at most half its records. So validation
+sees a built dataset as it sees the same dataset read back, a code path it is tested on.
+Deterministic: its categories are the distinct values in sorted (code point) order, so
+`sort_values` orders a compact column exactly as it ordered the strings, and the same
+data always gives the same categories. Missing values stay missing (code -1). Only text
+columns of Char variables are touched; numbers, dates and object columns (which may hold
+what a writer must refuse, such as a number in a Char variable) are left as they are.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cdiscforge import xpt
+from cdiscforge.model import Dataset
+
+# Distinct values at most this share of the records: below it the categorical is smaller
+# than the strings (a code per record plus each distinct value once). The reader's.
+MAX_SHARE = xpt._CATEGORICAL_MAX_SHARE
+
+
+def compact_series(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series:
+    """`series` as a categorical of its sorted distinct values when it is a text column that
+    repeats enough (distinct <= `max_share` x records); otherwise `series` itself."""
+    if not isinstance(series.dtype, pd.StringDtype) or len(series) == 0:
+        return series
+    codes, uniques = pd.factorize(series, sort=True)
+    if len(uniques) > max_share * len(series):
+        return series
+    values = pd.Categorical.from_codes(codes, categories=uniques)  # smallest code type
+    return pd.Series(values, index=series.index, name=series.name, copy=False)
+
+
+def compact(dataset: Dataset, max_share: float = MAX_SHARE, min_rows: int | None = None) -> Dataset:
+    """Make `dataset`'s repeated-value text columns categoricals, in place; returns it.
+
+    Datasets under `min_rows` records (default `cdiscforge.xpt.CATEGORICAL_MIN_ROWS`, read
+    when called) are left as they are. Each column is replaced one at a time, so the
+    dataset never exists twice in memory."""
+    frame = dataset.frame
+    if len(frame) < (xpt.CATEGORICAL_MIN_ROWS if min_rows is None else min_rows):
+        return dataset
+    for var in dataset.variables:
+        if not var.is_char:
+            continue
+        column = frame[var.name]
+        small = compact_series(column, max_share)
+        if small is not column:
+            frame[var.name] = small
+    return dataset
