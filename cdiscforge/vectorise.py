@@ -38,15 +38,33 @@ def broadcast(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Serie
     return out
 
 
-def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series:
+def per_distinct(
+    fn: Callable[..., pd.Series],
+    *columns: pd.Series,
+    coded: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.Series:
     """`fn(*columns)` for an element-wise `fn` (row i of the result depends only on row i
     of the columns), computed on the distinct rows only and broadcast back: the same values
-    and dtype, on the index of the first column. The columns are aligned by position."""
-    codes, first = factorize_rows(*columns)
-    if len(first) == len(codes):
+    and dtype, on the index of the first column. The columns are aligned by position.
+
+    `coded` is (first row of each combination, each row's combination) when the caller has
+    the codes already (validation shares each column's codes between its checks). Evaluated
+    as it is when mostly distinct (nothing to save) or when a float column holds -0.0: a
+    hash table takes -0.0 and 0.0 for one value, not every function does (str(-0.0))."""
+    if any(map(_has_negative_zero, columns)):
+        return fn(*columns)
+    first, codes = coded if coded is not None else factorize_rows(*columns)[::-1]
+    if len(first) * 2 > len(codes):
         return fn(*columns)
     small = [col.iloc[first].reset_index(drop=True) for col in columns]
     return broadcast(fn(*small), codes, columns[0].index)
+
+
+def _has_negative_zero(values: pd.Series) -> bool:
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return False
+    x = values.to_numpy(dtype="float64", na_value=np.nan)
+    return bool(np.any(np.signbit(x) & (x == 0)))
 
 
 def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:

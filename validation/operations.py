@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cdiscforge import vectorise
+
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
@@ -161,28 +163,11 @@ def rounded_codes(values: pd.Series, decimals: int = 6) -> tuple[np.ndarray, int
 
 def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series:
     """`fn(*columns)` for an element-wise `fn`, evaluated once per distinct combination of the
-    columns' values and spread back to every record (same values, dtype and index).
-
-    `fn` must treat each record alone (no alignment, no aggregation): then its result on the
-    distinct records, taken back by record, is its result on all of them.
-    """
-    index = columns[0].index
-    if len(index) < DISTINCT_FROM or any(map(_has_negative_zero, columns)):
+    columns' values (cdiscforge.vectorise.per_distinct) on the codes shared inside
+    `shared_codes()`; small columns as they are."""
+    if len(columns[0]) < DISTINCT_FROM:
         return fn(*columns)
-    first, inverse = distinct(columns)
-    if len(first) * 2 > len(index):  # mostly distinct: nothing to save
-        return fn(*columns)
-    # the first record of each combination as it is (its own kind of NA, its dtype)
-    out = fn(*(c.iloc[first].reset_index(drop=True) for c in columns))
-    return pd.Series(out.array.take(inverse), index=index, name=out.name)
-
-
-def _has_negative_zero(values: pd.Series) -> bool:
-    """-0.0 and 0.0 are one value to a hash table but not to every function (str(-0.0))."""
-    if not pd.api.types.is_float_dtype(values.dtype):
-        return False
-    x = values.to_numpy(dtype="float64", na_value=np.nan)
-    return bool(np.any(np.signbit(x) & (x == 0)))
+    return vectorise.per_distinct(fn, *columns, coded=distinct(columns))
 
 
 def isin(values: pd.Series, allowed) -> pd.Series:
