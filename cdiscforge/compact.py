@@ -6,14 +6,14 @@ Most of their text columns repeat a handful of values: MK at 10,000 subjects is 
 records whose STUDYID, DOMAIN, MKTESTCD, MKLOC, VISIT, EPOCH ... have 1 to a few thousand
 distinct values each. As Arrow strings each such column costs its bytes plus an 8-byte
 offset per record (150-300 MB); as a categorical it costs a 1- or 2-byte code per record
-plus its distinct values once (10-20 MB). So a dataset is made compact once, when it is
-finished (`cdiscforge.engine.build_stage`), and every consumer after that reads the
-categoricals (the writers and validation work per distinct value where it pays).
+plus its distinct values once (10-20 MB). So once the datasets are validated (nothing
+reads them as strings after that), the build makes them compact (`cdiscforge.build`) and
+the writers, define.xml, its rules and the tables read the categoricals, per distinct value
+where it pays.
 
 The same rule as the XPT reader's (`cdiscforge.xpt.read_xpt_fast`, what `cdiscforge
 validate` reads large files with): a dataset of at least `CATEGORICAL_MIN_ROWS` records has
-a text column converted when its distinct values are at most half its records. So validation
-sees a built dataset as it sees the same dataset read back, a code path it is tested on.
+a text column converted when its distinct values are at most half its records.
 Deterministic: its categories are the distinct values in sorted (code point) order, so
 `sort_values` orders a compact column exactly as it ordered the strings, and the same
 data always gives the same categories. Missing values stay missing (code -1). Only text
