@@ -208,6 +208,7 @@ def _build(
     # validation is known: a failed validation removes the written files and their log
     # lines, and is reported before any error of the writing, as when the writing waited.
     concurrent = workers() > 1
+    _compact_all(datasets)  # before the fork: the child shares the compact frames
     mark = (len(log.events), dict(log.outputs))  # the log as a failed validation leaves it
     wrote: list[Any] = [None, None]  # (files, seconds); an error of the writing
     say("validate + write" if concurrent else "validate")
@@ -224,7 +225,6 @@ def _build(
 
             start = time.perf_counter()
             try:
-                _compact_all(datasets)  # the child's copies stay as they are
                 wrote[0] = (
                     write_outputs(
                         study, sdtm_sets, adam_sets, staging, log,
@@ -281,7 +281,6 @@ def _build(
     if not concurrent:  # one process: write once validation passed
         say("write")
         start = time.perf_counter()
-        _compact_all(datasets)
         files = write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson)
         wrote[0] = (files, round(time.perf_counter() - start, 3))
     files, timings["write"] = wrote[0]
@@ -341,9 +340,9 @@ def _apply_p21(
 
 
 def _compact_all(datasets: dict[str, Dataset]) -> None:
-    """Hold the datasets compact (categoricals for repeated text, cdiscforge.compact) while
-    they are written: once validated, nothing reads them as strings any more, and the
-    writers work per distinct value of a categorical."""
+    """Hold the built datasets compact (categoricals for repeated text, cdiscforge.compact)
+    while they are validated and written: nothing changes them any more, the checks and the
+    writers work per distinct value of a categorical, and a forked child shares them."""
     for ds in datasets.values():
         compact(ds)
 

@@ -6,10 +6,10 @@ Most of their text columns repeat a handful of values: MK at 10,000 subjects is 
 records whose STUDYID, DOMAIN, MKTESTCD, MKLOC, VISIT, EPOCH ... have 1 to a few thousand
 distinct values each. As Arrow strings each such column costs its bytes plus an 8-byte
 offset per record (150-300 MB); as a categorical it costs a 1- or 2-byte code per record
-plus its distinct values once (10-20 MB). So once the datasets are validated (nothing
-reads them as strings after that), the build makes them compact (`cdiscforge.build`) and
-the writers, define.xml, its rules and the tables read the categoricals, per distinct value
-where it pays.
+plus its distinct values once (10-20 MB). So once SDTM and ADaM are built, the build makes
+them compact (`cdiscforge.build`), and validation, the writers, define.xml and its rules
+and the tables read the categoricals, per distinct value where it pays; the child process
+that validates beside the writing shares them (cdiscforge.concurrent).
 
 The same rule as the XPT reader's (`cdiscforge.xpt.read_xpt_fast`, what `cdiscforge
 validate` reads large files with): a dataset of at least `CATEGORICAL_MIN_ROWS` records has

@@ -142,8 +142,9 @@ def test_a_build_with_every_dataset_compacted_writes_the_same_files(
     tmp_path: Path, seed_spec: Path, default_raw: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The 15-subject study built twice: as today (its datasets are all under the size the
-    build compacts from) and with every dataset of at least one record compacted, so every
-    writer, define.xml, the P21 workbook and the tables see categoricals. Same files."""
+    build compacts from) and with every dataset of at least one record compacted, so the
+    validation (its report is compared too), every writer, define.xml, the P21 workbook and
+    the tables see categoricals. Same files."""
     build.run_build(seed_spec, tmp_path / "plain", default_raw)
     monkeypatch.setattr(xpt, "CATEGORICAL_MIN_ROWS", 1)
     result = build.run_build(seed_spec, tmp_path / "compact", default_raw)

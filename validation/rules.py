@@ -482,9 +482,11 @@ def sd_study_day(study: Study) -> Iterable[Outcome]:
             continue
         f = study.frames[ds.name]
         by_subject = _dates(dm["RFSTDTC"]).set_axis(dm["USUBJID"]).groupby(level=0).first()
-        rf = plain(op.map_values(f["USUBJID"], by_subject))
+        # numpy datetimes whatever the columns' kind (a categorical USUBJID maps to Arrow
+        # timestamps, whose arithmetic differs)
+        rf = plain(op.map_values(f["USUBJID"], by_subject)).astype("datetime64[us]")
         for dy, dtc in pairs:
-            days = (_dates(f[dtc]) - rf).dt.days
+            days = (_dates(f[dtc]).astype("datetime64[us]") - rf).dt.days.astype("float64")
             expected = days + (days >= 0)
             actual = _num(f[dy])
             bad = actual.notna() & expected.notna() & (actual != expected)
