@@ -208,10 +208,10 @@ def _build(
     # validation is known: a failed validation removes the written files and their log
     # lines, and is reported before any error of the writing, as when the writing waited.
     concurrent = workers() > 1
+    say("validate + write" if concurrent else "validate")  # the step's seconds include:
     _compact_all(datasets)  # before the fork: the child shares the compact frames
     mark = (len(log.events), dict(log.outputs))  # the log as a failed validation leaves it
     wrote: list[Any] = [None, None]  # (files, seconds); an error of the writing
-    say("validate + write" if concurrent else "validate")
     with Child(validate_then_json if concurrent else validate) as child:
         if concurrent:
 
