@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 A = TypeVar("A")
-B = TypeVar("B")
 
 
 class ChildFailed(RuntimeError):
@@ -119,18 +118,6 @@ class Child(Generic[A]):
 
     def __exit__(self, *_exc: object) -> None:
         self.kill()
-
-
-def run_beside(in_child: Callable[[], A], here: Callable[[], B]) -> tuple[A, B]:
-    """Run `in_child` in a forked child while `here` runs in this process; both results.
-
-    `in_child` must not change state the parent needs (its side effects stay in the child,
-    apart from files it writes) and its result must pickle. Sequential, `in_child` first,
-    when `workers()` is 1.
-    """
-    with Child(in_child) as child:
-        mine = here()
-        return child.result(), mine
 
 
 def _dumps(message: tuple) -> bytes:

@@ -7,12 +7,22 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cdiscforge import concurrent
-from cdiscforge.concurrent import ChildFailed, run_beside
+from cdiscforge.concurrent import Child, ChildFailed
+
+
+def run_beside(in_child: Callable[[], Any], here: Callable[[], Any]) -> tuple[Any, Any]:
+    """`in_child` in a forked child while `here` runs in this process; both results (what
+    build.py does with a Child)."""
+    with Child(in_child) as child:
+        mine = here()
+        return child.result(), mine
 
 
 @pytest.fixture(params=["1", "2"])
