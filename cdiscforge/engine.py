@@ -33,7 +33,7 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, check_relations, read_form
 from cdiscforge.rules import GENERATORS, RuleContext, Source, _strings, generator  # noqa: F401
 from cdiscforge.spec import DatasetSpec, StudySpec
-from cdiscforge.vectorise import factorize_rows, integers_as_text, stable_order
+from cdiscforge.vectorise import factorize_rows, integers_as_text, stable_order, take
 
 MAX_CHAR_BYTES = 200
 
@@ -515,7 +515,7 @@ def _sorted(records: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     order = records.index.take(positions)
     out = pd.DataFrame(index=order)
     for name in list(records.columns):
-        out[name] = records.pop(name).take(positions).set_axis(order)
+        out[name] = take(records.pop(name), positions, order)
     return out
 
 

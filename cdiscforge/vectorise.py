@@ -20,22 +20,58 @@ def factorize_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(codes, first): per row, the number of its distinct combination of the columns'
     values (0, 1 ... in order of first appearance; a missing value counts as a value of its
     own, as drop_duplicates and groupby(dropna=False) treat it), and the first row of each
-    combination. The columns are aligned by position."""
+    combination. The columns are aligned by position.
+
+    The columns' codes are combined in mixed radix and renumbered (a hash of int64s) only
+    when the next column would overflow, and once at the end; the first rows come from the
+    running maximum of the codes (numbered in order of first appearance, a combination is
+    new exactly where the maximum grows), not from a sort (np.unique: ~20x the cost)."""
     n = len(columns[0])
     codes = np.zeros(n, dtype=np.int64)
+    span = 1
     for col in columns:
         part, uniques = pd.factorize(col, use_na_sentinel=False)
-        codes = codes * max(len(uniques), 1) + part
-        codes, _ = pd.factorize(codes)  # back to 0..k-1: no overflow with many columns
-    first = np.unique(codes, return_index=True)[1] if n else np.zeros(0, dtype=np.int64)
-    return codes, first
+        width = max(len(uniques), 1)
+        if span * width >= 2**62:  # would overflow: renumber what is combined so far
+            codes, distinct = pd.factorize(codes)
+            span = max(len(distinct), 1)
+        codes = codes * width + part
+        span *= width
+    codes, _ = pd.factorize(codes)  # 0..k-1 in order of first appearance
+    return codes, first_rows(codes)
+
+
+def first_rows(codes: np.ndarray) -> np.ndarray:
+    """The first row of each code, for codes numbered 0, 1 ... in order of first appearance
+    (pd.factorize's): a code is new exactly where the running maximum grows."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    peak = np.maximum.accumulate(codes)
+    new = np.empty(len(codes), dtype=bool)
+    new[0] = True
+    np.greater(peak[1:], peak[:-1], out=new[1:])
+    return np.flatnonzero(new)
 
 
 def broadcast(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
     """Per-distinct `values` (positions = codes) as one value per row, with `index`."""
-    out = values.reset_index(drop=True).take(codes)
-    out.index = index
-    return out
+    if isinstance(values, pd.DataFrame):
+        out = values.reset_index(drop=True).take(codes)
+        out.index = index
+        return out
+    return take(values, codes, index)
+
+
+def take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
+    """`values.take(positions)` (non-negative positions) with `index`: the same values,
+    dtype and name, taken by the column's own array (`ExtensionArray.take`, pyarrow's take
+    for text) without Series.take's index take and bounds checks, about half its cost on a
+    long text column."""
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        taken = values.array.take(positions)
+    else:  # numpy: dtype stated, or pandas would infer text from an object array
+        taken = values.to_numpy(copy=False).take(positions)
+    return pd.Series(taken, index=index, dtype=values.dtype, name=values.name, copy=False)
 
 
 def per_distinct(

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cdiscforge.vectorise import factorize_rows, map_distinct, per_distinct, stable_order
+from cdiscforge.vectorise import (
+    factorize_rows,
+    first_rows,
+    map_distinct,
+    per_distinct,
+    stable_order,
+    take,
+)
 
 
 def _frame(n: int = 3000, seed: int = 3) -> pd.DataFrame:
@@ -53,6 +60,45 @@ def test_factorize_rows_counts_missing_as_a_value_like_drop_duplicates() -> None
     pd.testing.assert_frame_equal(
         same.reset_index(drop=True), frame[["subject", "visit"]].reset_index(drop=True)
     )
+
+
+def test_factorize_rows_many_wide_columns_renumbers_before_overflow() -> None:
+    # 8 columns of ~4,000 distinct values: their radix product is far beyond 2**62.
+    rng = np.random.default_rng(7)
+    cols = [pd.Series(rng.integers(0, 4000, 5000)) for _ in range(8)]
+    codes, first = factorize_rows(*cols)
+    frame = pd.concat(cols, axis=1)
+    distinct = frame.drop_duplicates()
+    assert (first == distinct.index.to_numpy()).all()
+    assert codes.max() == len(distinct) - 1
+    assert (frame.iloc[first[codes]].to_numpy() == frame.to_numpy()).all()
+
+
+def test_first_rows_is_the_first_occurrence_of_each_code() -> None:
+    codes, _ = pd.factorize(np.random.default_rng(2).integers(0, 50, 4000))
+    assert (first_rows(codes) == np.unique(codes, return_index=True)[1]).all()
+    assert len(first_rows(np.zeros(0, dtype=np.int64))) == 0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series(["a", None, "c"], dtype="string", name="v"),
+        pd.Series(["a", None, "c"], dtype="str"),
+        pd.Series(["a", None, "c"], dtype=object),  # stays object (pandas would infer str)
+        pd.Series([1.0, np.nan, -0.0]),
+        pd.Series([1, None, 3], dtype="Float64"),
+        pd.Series(pd.to_datetime(["2020-01-01", None, "2021-06-30"])),
+        pd.Series(["x", "y", "x"], dtype="category"),
+    ],
+)
+def test_take_is_series_take_with_the_new_index(values: pd.Series) -> None:
+    positions = np.array([2, 0, 1, 1, 0, 2])
+    index = pd.Index([10, 11, 12, 13, 14, 15])
+    expected = values.reset_index(drop=True).take(positions).set_axis(index)
+    got = take(values, positions, index)
+    pd.testing.assert_series_equal(got, expected, check_exact=True)
+    assert got.dtype == values.dtype
 
 
 def test_per_distinct_equals_the_function_on_every_row() -> None:
