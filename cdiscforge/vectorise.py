@@ -74,6 +74,27 @@ def take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series
     return pd.Series(taken, index=index, dtype=values.dtype, name=values.name, copy=False)
 
 
+def isin(values: pd.Series | pd.Index, within: pd.Series | pd.Index) -> np.ndarray:
+    """`values.isin(within)` as a numpy bool array. Both pyarrow text: one pyarrow is_in
+    with `within`'s own Arrow data as the value set (missing matches missing, as pandas
+    has it); pandas builds that set a Python scalar per value, which at 10,000 subjects
+    cost seconds per subject join. Anything else: pandas' isin."""
+    if _arrow_text(values) and _arrow_text(within):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        data = pa.chunked_array(values.array.__arrow_array__())
+        allowed = pa.chunked_array(within.array.__arrow_array__()).combine_chunks()
+        found = pc.is_in(data, value_set=allowed.cast(data.type))
+        return np.asarray(found, dtype=np.bool_)
+    return np.asarray(values.isin(within), dtype=np.bool_)
+
+
+def _arrow_text(values: pd.Series | pd.Index) -> bool:
+    dtype = values.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
 def per_distinct(
     fn: Callable[..., pd.Series],
     *columns: pd.Series,

@@ -11,6 +11,7 @@ import pytest
 from cdiscforge.vectorise import (
     factorize_rows,
     first_rows,
+    isin,
     map_distinct,
     per_distinct,
     stable_order,
@@ -156,3 +157,15 @@ def test_lookup_once_per_distinct_key_counts_every_unmatched_record(study) -> No
     assert got.fillna("-").tolist() == ["WBC", "-", "WBC", "CRP", "-", "-", "WBC", "-"]
     (warning,) = ctx.log.warnings
     assert "no match in table 'lab_tests'" in warning.message and warning.count == 3
+
+
+@pytest.mark.parametrize("kinds", [("string", "string"), ("string", "str"), ("str", "string")])
+def test_isin_on_arrow_text_is_pandas_isin_missing_included(kinds: tuple[str, str]) -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        values = pd.Series(rng.choice(["a", "b", "c", None], rng.integers(0, 30)), dtype=kinds[0])
+        within = pd.Series(rng.choice(["a", "d", None], rng.integers(0, 6)), dtype=kinds[1])
+        for v, w in ((values, within), (pd.Index(values), pd.Index(within))):
+            assert (isin(v, w) == np.asarray(v.isin(w))).all()
+    # not both Arrow text: pandas' own isin
+    assert isin(pd.Series([1, 2]), pd.Series([2])).tolist() == [False, True]

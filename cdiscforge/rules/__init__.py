@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cdiscforge.errors import Located, SpecError, raise_first
-from cdiscforge.vectorise import broadcast
+from cdiscforge.vectorise import broadcast, isin
 
 if TYPE_CHECKING:
     from cdiscforge.buildlog import BuildLog
@@ -327,7 +327,8 @@ class RuleContext:
         mine = self.ref("USUBJID")
         codes, uniques = pd.factorize(mine, use_na_sentinel=False)
         subjects = pd.Series(uniques, dtype=mine.dtype, name=mine.name)  # each mapped once
-        if len(mapping) and subjects.notna().any() and not subjects.isin(mapping.index).any():
+        known = other["USUBJID"]  # mapping's index, as Arrow text
+        if len(mapping) and subjects.notna().any() and not isin(subjects, known).any():
             # A join matching no subject: null for every record, which validation cannot see.
             self.log.warn(self.study.stage_of(self.dataset), self.dataset,
                           f"dataset {name}: none of this dataset's {mine.nunique()} USUBJID(s) "

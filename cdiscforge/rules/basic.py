@@ -20,6 +20,7 @@ from cdiscforge.rules.words import Words, describes, join
 from cdiscforge.vectorise import (
     broadcast,
     factorize_rows,
+    isin,
     map_distinct,
     per_distinct,
     stable_order,
@@ -857,7 +858,7 @@ def _warn_no_subject_match(ctx: RuleContext, what: str, theirs: pd.Series, ours:
     it warned."""
     their_keys = pd.Index(theirs.dropna().unique())
     our_keys = pd.Index(ours.dropna().unique())
-    if len(their_keys) and len(our_keys) and not their_keys.isin(our_keys).any():
+    if len(their_keys) and len(our_keys) and not isin(their_keys, our_keys).any():
         ctx.log.warn(
             ctx.study.stage_of(ctx.dataset), ctx.dataset,
             f"{what}: none of its {len(their_keys)} subject key(s) matches a USUBJID of "
