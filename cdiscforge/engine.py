@@ -33,7 +33,13 @@ from cdiscforge.model import Dataset, Variable
 from cdiscforge.raw import RawForm, check_relations, read_form
 from cdiscforge.rules import GENERATORS, RuleContext, Source, _strings, generator  # noqa: F401
 from cdiscforge.spec import DatasetSpec, StudySpec
-from cdiscforge.vectorise import factorize_rows, integers_as_text, stable_order, take
+from cdiscforge.vectorise import (
+    factorize_rows,
+    forget,
+    integers_as_text,
+    stable_order,
+    take,
+)
 
 MAX_CHAR_BYTES = 200
 
@@ -236,7 +242,24 @@ def build_dataset(
     domains: dict[str, Dataset],
     log: BuildLog,
 ) -> list[Dataset]:
-    """Build one dataset (and its SUPP--) from its spec. See the module docstring."""
+    """Build one dataset (and its SUPP--) from its spec. See the module docstring.
+
+    The codes of the text columns broadcast while building it (vectorise.coded) are
+    dropped when it is done, whatever happens: they serve this dataset's build only."""
+    forget()
+    try:
+        return _build_dataset(spec, study, store, domains, log)
+    finally:
+        forget()
+
+
+def _build_dataset(
+    spec: DatasetSpec,
+    study: StudySpec,
+    store: RawStore | None,
+    domains: dict[str, Dataset],
+    log: BuildLog,
+) -> list[Dataset]:
     frames: list[pd.DataFrame] = []
     recon: list[Reconciliation] = []
     for i, block in enumerate(spec.records):

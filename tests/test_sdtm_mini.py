@@ -348,3 +348,28 @@ def test_unscheduled_lab_without_sv_visit_is_numbered_and_reported(
     assert (crp["VISITNUM"], crp["VISIT"]) == (4.02, "UNSCHEDULED 4.02")
     warned = [e for e in log.warnings if e.dataset == "LB" and "no SV visit" in e.message]
     assert warned and warned[0].count == 1
+
+
+def test_remembered_codes_change_nothing_and_end_with_each_dataset(
+    tmp_path: Path, seed_spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The codes of broadcast text columns (vectorise.coded) are a shortcut only: the
+    datasets and the log are the same without them, and none is left after the build."""
+    from cdiscforge import vectorise
+
+    spec = sdtm_only_copy(seed_spec, tmp_path / "spec")
+    raw = write_raw(tmp_path / "raw", RAW)
+    made: list[int] = []
+    remember = vectorise._remember
+    monkeypatch.setattr(
+        vectorise, "_remember", lambda *a: (remember(*a), made.append(len(vectorise._CODED)))
+    )
+    with_codes, log_with = build(spec, raw)
+    assert max(made) > 0  # the shortcut was taken
+    assert vectorise._CODED == {}  # and dropped when each dataset was done
+    monkeypatch.setattr(vectorise, "_remember", lambda *a: None)
+    without, log_without = build(spec, raw)
+    assert with_codes.keys() == without.keys()
+    for name, ds in with_codes.items():
+        pd.testing.assert_frame_equal(ds.frame, without[name].frame, check_exact=True)
+    assert [e.__dict__ for e in log_with.events] == [e.__dict__ for e in log_without.events]

@@ -4,13 +4,19 @@ included, or the published datasets would change."""
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from cdiscforge import vectorise
 from cdiscforge.vectorise import (
+    broadcast,
+    coded,
     factorize_rows,
     first_rows,
+    forget,
     isin,
     map_distinct,
     per_distinct,
@@ -169,3 +175,51 @@ def test_isin_on_arrow_text_is_pandas_isin_missing_included(kinds: tuple[str, st
             assert (isin(v, w) == np.asarray(v.isin(w))).all()
     # not both Arrow text: pandas' own isin
     assert isin(pd.Series([1, 2]), pd.Series([2])).tolist() == [False, True]
+
+
+def _coded_column(n: int = 4000, seed: int = 9) -> tuple[pd.Series, pd.Series, np.ndarray]:
+    """A text column broadcast from distinct values that repeat, are missing or unused."""
+    rng = np.random.default_rng(seed)
+    distinct = pd.Series(["b", "a", None, "b", "c", "unused"], dtype="string")
+    codes = rng.integers(0, 5, n)  # "unused" (5) never drawn
+    return broadcast(distinct, codes, pd.RangeIndex(n)), distinct, codes
+
+
+def test_a_broadcast_text_column_remembers_its_codes_until_forgotten() -> None:
+    forget()
+    column, distinct, codes = _coded_column()
+    known = coded(column)
+    assert known is not None
+    pd.testing.assert_series_equal(known[0], distinct)
+    assert (known[1] == codes).all() and known[1].dtype == np.intp
+    assert coded(column.str.upper()) is None  # new data: not the broadcast column
+    assert coded(column.iloc[::-1]) is None
+    forget()
+    assert coded(column) is None
+
+
+def test_a_freed_column_takes_its_codes_with_it() -> None:
+    forget()
+    column, _, _ = _coded_column()
+    assert len(vectorise._CODED) == 1
+    del column
+    gc.collect()
+    assert vectorise._CODED == {}
+
+
+def test_factorize_rows_and_stable_order_are_the_same_with_remembered_codes() -> None:
+    forget()
+    column, _, _ = _coded_column()
+    other = pd.Series(
+        np.random.default_rng(1).choice(["x", None, "y"], len(column)), dtype="string"
+    )
+    frame = pd.DataFrame({"c": column, "o": other})
+    with_codes = factorize_rows(column, other), stable_order(frame, ["c", "o"])
+    assert coded(frame["c"]) is not None
+    forget()
+    without = factorize_rows(column, other), stable_order(frame, ["c", "o"])
+    for a, b in zip(with_codes[0], without[0], strict=True):
+        assert (a == b).all() and a.dtype == b.dtype
+    assert (with_codes[1] == without[1]).all()
+    expected = frame.sort_values(["c", "o"], kind="stable", na_position="last").index
+    assert (frame.index[with_codes[1]] == expected).all()

@@ -53,8 +53,10 @@ def constant(ctx: RuleContext, p: ConstantParams) -> pd.Series:
     value = render(p.value, ctx)
     if value is None:
         return pd.Series(pd.NA, index=index, dtype="object")
-    if isinstance(value, str):  # text: what the engine types it to (`_typed`), directly
-        return pd.Series(value, index=index, dtype="string")
+    if isinstance(value, str):  # text: what the engine types it to (`_typed`), directly;
+        # broadcast from its one value, so grouping or sorting by it needs no hashing
+        one = pd.Series([value], dtype="string")
+        return broadcast(one, np.zeros(len(index), dtype=np.intp), index)
     return pd.Series([value] * len(index), index=index)
 
 
