@@ -132,15 +132,19 @@ def number(ctx: RuleContext, p: NumberParams) -> pd.Series:
 def _factor(ctx: RuleContext, factor: float | str | None) -> Any:
     if factor is None:
         return 1.0
-    if isinstance(factor, str):
-        return pd.to_numeric(ctx.ref(factor), errors="coerce").astype("Float64")
+    if isinstance(factor, str):  # a per-record factor has few values: parsed once each
+        return per_distinct(_to_number, ctx.ref(factor)).astype("Float64")
     return factor
+
+
+def _to_number(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")
 
 
 def _offset(ctx: RuleContext, offset: float | str) -> Any:
     """An offset: a number, or a per-record reference (a missing one leaves the value null)."""
     if isinstance(offset, str):
-        return pd.to_numeric(ctx.ref(offset), errors="coerce").astype("Float64")
+        return per_distinct(_to_number, ctx.ref(offset)).astype("Float64")
     return offset
 
 
@@ -996,7 +1000,7 @@ def _format_numbers(nums: pd.Series, decimals: int | pd.Series | None) -> pd.Ser
     """Numbers as text without float noise: rounded to `decimals` (one number, or one per
     record; missing: 10), trailing zeros stripped."""
     if isinstance(decimals, pd.Series):
-        places = pd.to_numeric(decimals, errors="coerce").fillna(10).astype(int)
+        places = per_distinct(_to_number, decimals).fillna(10).astype(int)
         rounded = nums.copy()
         for d in places.unique():
             rows = places == d
