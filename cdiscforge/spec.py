@@ -50,6 +50,7 @@ from cdiscforge.raw import (
 )
 from cdiscforge.rules import GENERATORS, RULES, Condition, Params, RuleDef
 from cdiscforge.rules.words import Words, describe_rule, method_text
+from cdiscforge.vectorise import per_distinct
 from cdiscforge.xpt import MAX_LABEL
 
 VARIABLE_META = {
@@ -655,21 +656,32 @@ class StudySpec:
         template = self.usubjid_template
         names = self.subject_columns(form) if form else {}
         meta = {**self.placeholders(), "name": self.config.study.name}
-        pieces: list[pd.Series | str] = []
-        for part in template.parts:
-            if part.column is not None:
-                column = names.get(part.column, part.column)
-                pieces.append(frame[column].astype("string").str.strip())
-            elif part.meta is not None:
-                pieces.append(meta[part.meta])
-            else:
-                pieces.append(part.value or "")
-        out: pd.Series | str = pieces[0]
-        for piece in pieces[1:]:
-            out = out + template.separator + piece
-        if isinstance(out, str):  # no column part: one key for every row
-            return pd.Series(out, index=frame.index, dtype="string")
-        return out.astype("string")
+        columns = [
+            frame[names.get(part.column, part.column)]
+            for part in template.parts
+            if part.column is not None
+        ]
+
+        def join(*values: pd.Series) -> pd.Series | str:
+            column = iter(values)
+            pieces: list[pd.Series | str] = []
+            for part in template.parts:
+                if part.column is not None:
+                    pieces.append(next(column).astype("string").str.strip())
+                elif part.meta is not None:
+                    pieces.append(meta[part.meta])
+                else:
+                    pieces.append(part.value or "")
+            out: pd.Series | str = pieces[0]
+            for piece in pieces[1:]:
+                out = out + template.separator + piece
+            return out
+
+        if not columns:  # no column part: one key for every row
+            return pd.Series(join(), index=frame.index, dtype="string")
+        # Built once per distinct subject and broadcast (a lab form repeats each subject
+        # ~150 times): the key's codes are then known to every later grouping by USUBJID.
+        return per_distinct(lambda *v: join(*v).astype("string"), *columns)  # type: ignore[union-attr]
 
     def usubjid(self, subject: pd.Series) -> pd.Series:
         """USUBJID from the subject numbers of a form holding the template's only column

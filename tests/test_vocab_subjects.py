@@ -561,3 +561,21 @@ def test_usubjid_template_errors_are_located(tmp_path: Path) -> None:
     text = str(info.value)
     assert "study.yaml: usubjid.parts[0].meta" in text  # an unknown study key
     assert "usubjid.parts[1]" in text and "exactly one of meta, column or value" in text
+
+
+def test_subject_key_per_distinct_subject_is_the_per_record_key(seed_spec: Path) -> None:
+    """Built once per distinct subject and broadcast (a form repeats each subject): the
+    same keys, missing and blank-padded subjects included, and its codes are remembered
+    for the groupings by USUBJID after it."""
+    from cdiscforge.vectorise import coded, forget
+
+    study = load_study(seed_spec)
+    subjects = pd.Series(
+        [" 101-001", "101-002", None, "101-001 ", "101-002"] * 20, dtype="str", name="SUBJECT"
+    )
+    forget()
+    keys = study.subject_key(pd.DataFrame({"SUBJECT": subjects}), "enrolment")
+    expected = ("NCT03691909-" + subjects.astype("string").str.strip()).astype("string")
+    pd.testing.assert_series_equal(keys, expected, check_exact=True)
+    assert coded(keys) is not None
+    forget()
