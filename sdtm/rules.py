@@ -20,7 +20,6 @@ from cdiscforge.vectorise import (
     factorize_rows,
     map_distinct,
     per_distinct,
-    stable_order,
 )
 
 
@@ -361,17 +360,20 @@ def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
     when = _datetime(ctx.ref(p.date))
     ref = _datetime(ctx.subject_values("DM", p.reference))
     eligible = when.notna() & ref.notna() & (when <= ref) & ctx.ref(p.result).notna()
-    frame = ctx.out[["USUBJID", *p.by]].copy()
-    frame["__t"] = when
-    cand = frame[eligible.to_numpy()]
-    # The last candidate of each (USUBJID, by) group in (USUBJID, by, date) stable order:
-    # groups are contiguous once sorted, so the last row of each run of group codes.
-    order = stable_order(cand, [*frame.columns])
-    groups = factorize_rows(*(cand[c] for c in ["USUBJID", *p.by]))[0][order]
+    rows = np.flatnonzero(eligible.to_numpy())
+    # The last candidate of each (USUBJID, by) group in date order (ties: the later record):
+    # sorted by group code, then date, stably, each group is one run and its last row wins.
+    # The groups' codes come from the whole columns (the mapped columns' codes are known:
+    # vectorise.coded), not from the candidates copied out and hashed again; which group
+    # sorts first does not matter, only that each is contiguous.
+    groups = factorize_rows(*(ctx.out[c] for c in ["USUBJID", *p.by]))[0][rows]
+    dates, _ = pd.factorize(when.iloc[rows], sort=True)  # ranks; none missing
+    order = np.lexsort((dates, groups))  # stable: ties stay in record order
+    groups = groups[order]
     ends = np.ones(len(groups), dtype=bool)
     ends[:-1] = groups[1:] != groups[:-1]
     out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
-    out.loc[cand.index[order[ends]]] = "Y"
+    out.loc[ctx.out.index[rows[order[ends]]]] = "Y"
     return out
 
 
