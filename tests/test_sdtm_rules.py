@@ -182,3 +182,27 @@ def test_sdtm_variable_order_follows_the_ig_and_places_model_extras() -> None:
     got = sdtm_variable_order("SV", ["SVSTDTC", "EPOCH", "VISITDY", "VISIT", "USUBJID"])
     assert got == ["USUBJID", "VISIT", "VISITDY", "EPOCH", "SVSTDTC"]
     assert sdtm_variable_order("SV", ["ZZNEW", "USUBJID"]) == ["USUBJID", "ZZNEW"]
+
+
+def test_lobxfl_last_eligible_per_group_ties_to_the_later_record(study: StudySpec) -> None:
+    from types import SimpleNamespace
+
+    dm = pd.DataFrame({"USUBJID": ["A", "B"], "RFXSTDTC": ["2020-01-10", None]})
+    out = pd.DataFrame(
+        {
+            "USUBJID": ["A", "A", "A", "A", "A", "A", "B", "A"],
+            "T": ["X", "X", "X", "X", None, None, "X", "Y"],
+            "DTC": [
+                "2020-01-09", "2020-01-05", "2020-01-09", "2020-01-11",  # X: 0 and 2 tie
+                "2020-01-01", "2020-01-02",  # a missing `by` is a group of its own
+                "2020-01-01",  # B: no first exposure
+                "2020-01-08",  # Y: its result is missing
+            ],
+            "R": ["1", "2", "3", "4", "5", "6", "7", None],
+        }
+    )  # fmt: skip
+    ctx = _ctx(study, out)
+    ctx.domains = {"DM": SimpleNamespace(frame=dm)}
+    got = _run("lobxfl", ctx, by=["T"], date="DTC", result="R")
+    assert got.tolist() == [pd.NA, pd.NA, "Y", pd.NA, pd.NA, "Y", pd.NA, pd.NA]
+    assert str(got.dtype) == "string"
