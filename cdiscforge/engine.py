@@ -11,9 +11,11 @@ spec's `supp` items. The reconciliation row of every source says read = written 
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -235,6 +237,22 @@ def _shared_lengths(built: dict[str, Dataset]) -> None:
                 v.length = longest[v.name]
 
 
+def _own_codes(build: Callable[..., list[Dataset]]) -> Callable[..., list[Dataset]]:
+    """The codes of the text columns broadcast while one dataset is built (vectorise.coded)
+    serve that build only: none before it starts, all dropped when it ends, however."""
+
+    @functools.wraps(build)
+    def run(*args: Any, **kwargs: Any) -> list[Dataset]:
+        forget()
+        try:
+            return build(*args, **kwargs)
+        finally:
+            forget()
+
+    return run
+
+
+@_own_codes
 def build_dataset(
     spec: DatasetSpec,
     study: StudySpec,
@@ -242,24 +260,7 @@ def build_dataset(
     domains: dict[str, Dataset],
     log: BuildLog,
 ) -> list[Dataset]:
-    """Build one dataset (and its SUPP--) from its spec. See the module docstring.
-
-    The codes of the text columns broadcast while building it (vectorise.coded) are
-    dropped when it is done, whatever happens: they serve this dataset's build only."""
-    forget()
-    try:
-        return _build_dataset(spec, study, store, domains, log)
-    finally:
-        forget()
-
-
-def _build_dataset(
-    spec: DatasetSpec,
-    study: StudySpec,
-    store: RawStore | None,
-    domains: dict[str, Dataset],
-    log: BuildLog,
-) -> list[Dataset]:
+    """Build one dataset (and its SUPP--) from its spec. See the module docstring."""
     frames: list[pd.DataFrame] = []
     recon: list[Reconciliation] = []
     for i, block in enumerate(spec.records):
