@@ -200,7 +200,7 @@ def _build(
     concurrent = workers() > 1
     say("validate + write" if concurrent else "validate")  # the step's seconds include:
     _compact_all(datasets)  # before the fork: the child shares the compact frames
-    plan = _Outputs(study, sdtm_sets, adam_sets, staging, datasetjson)
+    plan = _Outputs(study, sdtm_sets, adam_sets, staging, datasetjson, waivers=waivers)
     written: Shared[Any] | None = None
     if concurrent:
         start = time.perf_counter()
@@ -252,9 +252,9 @@ def _build(
         written = share_jobs(plan.jobs)
     files = plan.finish(written, log)  # the writing's error, if any, is raised here
     timings["write"] = round(time.perf_counter() - write_start, 3)
-    say("validate define.xml")
+    say("validate define.xml")  # run with the writing (jobs of its own): their findings now
     start = time.perf_counter()  # counted as validation time (timings.json "validate")
-    _check_defines(staging, sdtm_sets, adam_sets, result, waivers, log)
+    _check_defines(plan.define_findings(written), result, log)
     timings["validate"] = round(timings["validate"] + time.perf_counter() - start, 3)
     outputs.remove_tree(report)  # rewritten with the define.xml rules' findings
     write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
@@ -320,31 +320,24 @@ _WRITTEN_FOLDERS = ("sdtm", "adam", "datasetjson", "tables")
 
 
 def _check_defines(
-    staging: Path,
-    sdtm_sets: dict[str, Dataset],
-    adam_sets: dict[str, Dataset],
-    result: Any,
-    waivers: Any,
-    log: BuildLog,
+    found: list[tuple[str, list[Any], list[Any]]], result: Any, log: BuildLog
 ) -> None:
-    """Run the define.xml rules (validation/rules_define.py) on each stage's written
-    define.xml against that stage's datasets, adding their findings to `result` (waivers
-    applied) so error-level ones stop publishing like any validation error; every unwaived
-    finding is also a line of the build log."""
-    from cdiscforge.validation.rules_define import add_define_checks
-
-    for stage, sets in (("sdtm", sdtm_sets), ("adam", adam_sets)):
-        define = staging / stage / "define.xml"
-        if not sets or not define.is_file():
-            continue
-        found = add_define_checks(result, define, list(sets.values()), waivers)
-        open_ = [f for f in found if not f.waiver]
+    """Add the define.xml rules' findings on each stage's written define.xml against that
+    stage's datasets (validation/rules_define.py, waivers applied; run as jobs of the writing,
+    `_Outputs`) to `result`, so error-level ones stop publishing like any validation error,
+    as `add_define_checks` adds them; every unwaived finding is also a line of the build log.
+    """
+    for stage, findings, checks in found:
+        result.findings.extend(findings)  # add_define_checks' merge: the sort is stable, so
+        result.checked.extend(checks)  # the order is the one it gives
+        result.sort()
+        open_ = [f for f in findings if not f.waiver]
         for f in open_:
             log.warn("validate", f.dataset, f"define.xml {f.rule_id} ({f.severity}): {f.message}")
         log.info(
             "validate",
             stage.upper(),
-            f"define.xml rules: {len(found)} finding(s), {len(found) - len(open_)} waived",
+            f"define.xml rules: {len(findings)} finding(s), {len(findings) - len(open_)} waived",
         )
 
 
@@ -392,7 +385,11 @@ def write_outputs(
 # What one unit of each job costs (seconds per 10,000 subjects' share of records x variables,
 # from the 10k profile: Dataset-JSON 31 s, XPT 19 s, define.xml 7.4 s, spec.xlsx 5.4 s, the
 # cross-check 6 s reading XPT and 8 s Dataset-JSON): only the order of the jobs depends on it.
-_COST = {"json": 1.6, "xpt": 1.0, "define": 0.39, "spec": 0.28, "check": 0.32, "check_json": 0.42}
+# the define.xml rules 3.5 s):
+_COST = {
+    **{"json": 1.6, "xpt": 1.0, "define": 0.39, "spec": 0.28},
+    **{"check": 0.32, "check_json": 0.42, "rules": 0.18},
+}
 
 
 class _Outputs:
@@ -411,8 +408,11 @@ class _Outputs:
         adam_sets: dict[str, Dataset],
         root: Path,
         datasetjson: tuple[str, ...],
+        *,
+        waivers: Any = None,
     ) -> None:
         self.study, self.root, self.encodings = study, root, datasetjson
+        self.waivers = waivers  # None: no define.xml rules (write_outputs alone)
         self.all_sets = {**sdtm_sets, **adam_sets}
         self.created = datetime.fromisoformat(study.creation_datetime)
         self.info = study.info()  # CT releases: the study's ct_version (ct.Terminology)
@@ -434,10 +434,12 @@ class _Outputs:
                 checks["check", stage, name] = each * n
             for kind in ("define", "spec"):
                 writes[kind, stage] = _COST[kind] * sum(cells.values())
+            if waivers is not None:
+                checks["rules", stage] = _COST["rules"] * sum(cells.values())
             checks["rest", stage] = 0.0
-        if adam_sets:
-            writes["tables",] = 0.0
         self.keys = [  # sorted() is stable: equal costs keep the order above
+            # the tables first: their time hardly grows with the study (imports, a plot)
+            *([("tables",)] if adam_sets else []),
             *sorted(writes, key=lambda k: -writes[k]),
             *sorted(checks, key=lambda k: -checks[k]),
         ]
@@ -448,6 +450,8 @@ class _Outputs:
             if kind == "check":  # the dataset's files and the stage's define.xml
                 reads = [("xpt", stage, key[2]), ("define", stage)]
                 reads += [("json", stage, key[2], encoding) for encoding in datasetjson]
+            elif kind == "rules":
+                reads = [("define", stage)]
             elif kind == "rest":  # every file of the stage (it lists the folders)
                 reads = [k for k in writes if k[0] in ("xpt", "json", "define") and k[1] == stage]
             else:
@@ -507,6 +511,14 @@ class _Outputs:
                 self.all_sets, self.study, self.root / "tables", tables_log
             )
             return files, tables_log.events
+        if kind == "rules":
+            from cdiscforge.validation.findings import ValidationResult
+            from cdiscforge.validation.rules_define import add_define_checks
+
+            part = ValidationResult()
+            define = self.root / stage / "define.xml"
+            found = add_define_checks(part, define, self._with_lengths(stage), self.waivers)
+            return found, part.checked
         check = self._check(stage)
         if kind == "check":  # the ItemGroupDefs describing this dataset's XPT, by position
             href = f"{key[2].lower()}.xpt"
@@ -603,6 +615,15 @@ class _Outputs:
             files += tables
             log.events += events
         return files
+
+    def define_findings(self, shared: Shared[Any]) -> list[tuple[str, list[Any], list[Any]]]:
+        """The define.xml rules' findings and checks by stage (jobs done, `finish` passed)."""
+        numbers = {key: n for n, key in enumerate(self.keys)}
+        return [
+            (stage, *shared.results[numbers["rules", stage]])
+            for stage, _, _ in self.stages
+            if ("rules", stage) in numbers
+        ]
 
 
 def _stages(
