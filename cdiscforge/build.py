@@ -386,6 +386,11 @@ def write_outputs(
 # from the 10k profile: Dataset-JSON 31 s, XPT 19 s, define.xml 7.4 s, spec.xlsx 5.4 s, the
 # cross-check 6 s reading XPT and 8 s Dataset-JSON): only the order of the jobs depends on it.
 # the define.xml rules 3.5 s):
+# Writing jobs of at least this share of the largest one's cost (the XPT and the Dataset-JSON
+# file of the largest dataset: MK, 2 GB of working memory each at 10,000 subjects) run one
+# after the other, so that their memory never adds up; the smaller first, while the child
+# validates, so that the process that wrote it goes on with the next and nobody waits.
+_HEAVY = 0.5
 _COST = {
     **{"json": 1.6, "xpt": 1.0, "define": 0.39, "spec": 0.28},
     **{"check": 0.32, "check_json": 0.42, "rules": 0.18},
@@ -437,17 +442,22 @@ class _Outputs:
             if waivers is not None:
                 checks["rules", stage] = _COST["rules"] * sum(cells.values())
             checks["rest", stage] = 0.0
+        largest = max(writes.values(), default=0.0)
+        heavy = sorted((k for k in writes if writes[k] >= _HEAVY * largest), key=writes.get)
         self.keys = [  # sorted() is stable: equal costs keep the order above
             # the tables first: their time hardly grows with the study (imports, a plot)
             *([("tables",)] if adam_sets else []),
-            *sorted(writes, key=lambda k: -writes[k]),
+            *heavy,  # one after the other, the smaller first (see _HEAVY)
+            *sorted((k for k in writes if k not in heavy), key=lambda k: -writes[k]),
             *sorted(checks, key=lambda k: -checks[k]),
         ]
         number = {key: n for n, key in enumerate(self.keys)}
         self.jobs: list[Job] = []
         for key in self.keys:
             kind, stage = key[0], key[1] if len(key) > 1 else ""
-            if kind == "check":  # the dataset's files and the stage's define.xml
+            if key in heavy[1:]:
+                reads = [heavy[heavy.index(key) - 1]]
+            elif kind == "check":  # the dataset's files and the stage's define.xml
                 reads = [("xpt", stage, key[2]), ("define", stage)]
                 reads += [("json", stage, key[2], encoding) for encoding in datasetjson]
             elif kind == "rules":
