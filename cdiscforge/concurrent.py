@@ -170,7 +170,10 @@ def _dumps(message: tuple) -> bytes:
 # ------------------------------------------------------------------------- a shared job queue
 
 _RECORD = struct.Struct("<I")  # one job number: written and read whole (< PIPE_BUF)
-_PIPE_RECORDS = 16384  # a Linux pipe holds 64 KiB: the queue is filled before the fork
+# The queue is filled before the fork, and a process may announce every job it did before the
+# other reads one: all must fit a pipe without a reader, one page (4 KiB) when the system
+# limits the user's pipe pages (fs.pipe-user-pages-soft), 64 KiB otherwise.
+_PIPE_RECORDS = 1024
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,10 @@ def share_jobs(
     try:
         os.write(fill, b"".join(_RECORD.pack(n) for n in range(len(jobs))))
     finally:
-        os.close(fill)  # an empty queue then reads as end of file
+        os.close(fill)
+    # Not blocking: an empty queue reads as such even while another fork of this process (a
+    # thread's build, `cdiscforge build-many`) still holds the end it was filled from.
+    os.set_blocking(queue, False)
     to_parent, to_child = os.pipe(), os.pipe()  # the jobs each process finished
 
     def in_child() -> tuple[Any, dict[int, Any], tuple[int, Exception, str] | None]:
@@ -304,7 +310,7 @@ class _Runner:
         self.done: set[int] = set()  # by either process
 
     def run(self) -> None:
-        while (data := os.read(self.queue, _RECORD.size)) != b"":
+        while data := _take(self.queue):
             (number,) = _RECORD.unpack(data)  # a whole record: see the module docstring
             job = self.jobs[number]
             try:
@@ -350,9 +356,17 @@ def _read_record(fd: int) -> bytes | None:
     return data
 
 
+def _take(queue: int, size: int = _RECORD.size) -> bytes:
+    """The next `size` bytes of the queue (one job number), b"" when it is empty."""
+    try:
+        return os.read(queue, size)
+    except BlockingIOError:
+        return b""
+
+
 def _drain(queue: int) -> None:
     """Take every job still in the queue, so that neither process starts another."""
-    while os.read(queue, 4096):  # a multiple of the record: never half a job number
+    while _take(queue, 4096):  # a multiple of the record: never half a job number
         pass
 
 
