@@ -430,7 +430,8 @@ def report(r: dict[str, object]) -> list[str]:
         checks = steps.get("validate define.xml", 0.0)
         lines.append(
             f"  {'validate + write':<16} {both:>8.1f} {rate(total_rec, both)}   (wall of the two "
-            f"at once; validate includes the define.xml rules, {checks:.1f} s, run after)"
+            f"at once, the define.xml rules among the jobs; then their findings merged and the "
+            f"report rewritten, {checks:.1f} s)"
         )
         other = build_s - t.get("sdtm", 0) - t.get("adam", 0) - t.get("simulate", 0) - both - checks
     else:

@@ -17,15 +17,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cdiscforge import outputs
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.compact import compact
-from cdiscforge.concurrent import Child, workers
+from cdiscforge.concurrent import Job, Shared, share_jobs, workers
 from cdiscforge.engine import RawStore, build_stage
 from cdiscforge.errors import ValidationFailed
 from cdiscforge.model import Dataset
@@ -190,55 +191,27 @@ def _build(
         found = validate_datasets(list(datasets.values()), checks=checks, waivers=waivers)
         return found, round(time.perf_counter() - start, 3)
 
-    def validate_then_json() -> tuple[tuple[object, float], Any]:
-        """The second process's part: validation, then (if clean) the Dataset-JSON files by
-        stage, or the exception writing them raised (the validation result comes back
-        either way: its failure is reported first)."""
-        checked = validate()
-        if checked[0].has_errors:  # type: ignore[attr-defined]
-            return checked, None
-        try:
-            return checked, write_datasetjson(study, sdtm_sets, adam_sets, staging, datasetjson)
-        except Exception as exc:
-            return checked, exc
-
     # Validating and writing read the same datasets and change none: on two cores a forked
-    # child validates and then writes the Dataset-JSON files while this process writes the
-    # XPT files and define.xml (cdiscforge.concurrent). Nothing written goes out before the
-    # validation is known: a failed validation removes the written files and their log
-    # lines, and is reported before any error of the writing, as when the writing waited.
+    # child validates while this process starts on the files, then both take the writing
+    # jobs (each file, each cross-check) as they come free (cdiscforge.concurrent.share_jobs).
+    # Nothing written goes out before the validation is known: a failed validation removes
+    # the written files (the log lines of the writing are only written once it passed), and
+    # is reported before any error of the writing, as when the writing waited.
     concurrent = workers() > 1
     say("validate + write" if concurrent else "validate")  # the step's seconds include:
     _compact_all(datasets)  # before the fork: the child shares the compact frames
-    mark = (len(log.events), dict(log.outputs))  # the log as a failed validation leaves it
-    wrote: list[Any] = [None, None]  # (files, seconds); an error of the writing
-    with Child(validate_then_json if concurrent else validate) as child:
-        if concurrent:
-
-            def json_files() -> dict[str, list[Path]]:
-                _, files = child.result()
-                if files is None:
-                    raise _ValidationFirst
-                if isinstance(files, Exception):
-                    raise files
-                return files
-
-            start = time.perf_counter()
-            try:
-                wrote[0] = (
-                    write_outputs(
-                        study, sdtm_sets, adam_sets, staging, log,
-                        datasetjson=datasetjson, json_files=json_files,
-                    ),
-                    round(time.perf_counter() - start, 3),
-                )  # fmt: skip
-            except _ValidationFirst:
-                pass
-            except Exception as exc:  # decided once validation is known: it comes first
-                wrote[1] = exc
-            (result, timings["validate"]), _ = child.result()
-        else:
-            result, timings["validate"] = child.result()
+    plan = _Outputs(study, sdtm_sets, adam_sets, staging, datasetjson, waivers=waivers)
+    written: Shared[Any] | None = None
+    if concurrent:
+        start = time.perf_counter()
+        written = share_jobs(
+            plan.jobs,
+            first=validate,
+            proceed=lambda checked: not checked[0].has_errors,  # type: ignore[attr-defined]
+        )
+        (result, timings["validate"]), write_start = written.first, start
+    else:
+        result, timings["validate"] = validate()
 
     def refuse(written: bool) -> ValidationFailed:
         """Move the report and log (not the datasets) to <out>/failed/; the error to raise."""
@@ -272,21 +245,16 @@ def _build(
     report = staging / "validation"
     write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
     if result.has_errors:  # type: ignore[attr-defined]
-        if concurrent:  # written meanwhile: none of it goes out, nor its log lines
-            del log.events[mark[0] :]
-            log.outputs = mark[1]
-        raise refuse(written=concurrent)
-    if wrote[1] is not None:
-        raise wrote[1]
-    if not concurrent:  # one process: write once validation passed
+        raise refuse(written=concurrent)  # written meanwhile: none of it goes out
+    if written is None:  # one process: write once validation passed
         say("write")
-        start = time.perf_counter()
-        files = write_outputs(study, sdtm_sets, adam_sets, staging, log, datasetjson=datasetjson)
-        wrote[0] = (files, round(time.perf_counter() - start, 3))
-    files, timings["write"] = wrote[0]
-    say("validate define.xml")
+        write_start = time.perf_counter()
+        written = share_jobs(plan.jobs)
+    files = plan.finish(written, log)  # the writing's error, if any, is raised here
+    timings["write"] = round(time.perf_counter() - write_start, 3)
+    say("validate define.xml")  # run with the writing (jobs of its own): their findings now
     start = time.perf_counter()  # counted as validation time (timings.json "validate")
-    _check_defines(staging, sdtm_sets, adam_sets, result, waivers, log)
+    _check_defines(plan.define_findings(written), result, log)
     timings["validate"] = round(timings["validate"] + time.perf_counter() - start, 3)
     outputs.remove_tree(report)  # rewritten with the define.xml rules' findings
     write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
@@ -347,40 +315,29 @@ def _compact_all(datasets: dict[str, Dataset]) -> None:
         compact(ds)
 
 
-class _ValidationFirst(Exception):
-    """The validation (in the other process) failed: stop writing, report it instead."""
-
-
 # Folders write_outputs fills in the staging folder (a failed build publishes none of them).
 _WRITTEN_FOLDERS = ("sdtm", "adam", "datasetjson", "tables")
 
 
 def _check_defines(
-    staging: Path,
-    sdtm_sets: dict[str, Dataset],
-    adam_sets: dict[str, Dataset],
-    result: Any,
-    waivers: Any,
-    log: BuildLog,
+    found: list[tuple[str, list[Any], list[Any]]], result: Any, log: BuildLog
 ) -> None:
-    """Run the define.xml rules (validation/rules_define.py) on each stage's written
-    define.xml against that stage's datasets, adding their findings to `result` (waivers
-    applied) so error-level ones stop publishing like any validation error; every unwaived
-    finding is also a line of the build log."""
-    from cdiscforge.validation.rules_define import add_define_checks
-
-    for stage, sets in (("sdtm", sdtm_sets), ("adam", adam_sets)):
-        define = staging / stage / "define.xml"
-        if not sets or not define.is_file():
-            continue
-        found = add_define_checks(result, define, list(sets.values()), waivers)
-        open_ = [f for f in found if not f.waiver]
+    """Add the define.xml rules' findings on each stage's written define.xml against that
+    stage's datasets (validation/rules_define.py, waivers applied; run as jobs of the writing,
+    `_Outputs`) to `result`, so error-level ones stop publishing like any validation error,
+    as `add_define_checks` adds them; every unwaived finding is also a line of the build log.
+    """
+    for stage, findings, checks in found:
+        result.findings.extend(findings)  # add_define_checks' merge: the sort is stable, so
+        result.checked.extend(checks)  # the order is the one it gives
+        result.sort()
+        open_ = [f for f in findings if not f.waiver]
         for f in open_:
             log.warn("validate", f.dataset, f"define.xml {f.rule_id} ({f.severity}): {f.message}")
         log.info(
             "validate",
             stage.upper(),
-            f"define.xml rules: {len(found)} finding(s), {len(found) - len(open_)} waived",
+            f"define.xml rules: {len(findings)} finding(s), {len(findings) - len(open_)} waived",
         )
 
 
@@ -418,75 +375,265 @@ def write_outputs(
     log: BuildLog,
     *,
     datasetjson: tuple[str, ...] = ("json",),
-    json_files: Callable[[], dict[str, list[Path]]] | None = None,
 ) -> list[Path]:
     """XPT, define.xml, Dataset-JSON (in each encoding of `datasetjson`) and tables for both
-    stages, cross-checked.
+    stages, cross-checked (the jobs `_Outputs` lists, on both cores when there are two)."""
+    plan = _Outputs(study, sdtm_sets, adam_sets, root, datasetjson)
+    return plan.finish(share_jobs(plan.jobs), log)
 
-    `json_files`, when given, waits for the Dataset-JSON files another process writes
-    (`write_datasetjson`) and returns them by stage; it is called once the XPT files and
-    define.xml are written, before they are cross-checked with it."""
-    from cdiscforge.define import crosscheck, write_define
-    from cdiscforge.define.crosscheck import missing_documents
-    from cdiscforge.errors import CdiscforgeError
-    from cdiscforge.p21 import write_p21_spec
-    from cdiscforge.xpt import write_xpt
 
-    created = datetime.fromisoformat(study.creation_datetime)
-    info = study.info()  # CT releases: the study's ct_version (ct.Terminology)
-    stages = _stages(sdtm_sets, adam_sets)
-    if json_files is None:
-        done = write_datasetjson(study, sdtm_sets, adam_sets, root, datasetjson)
-        json_files = lambda: done  # noqa: E731
-    written: dict[str, list[Path]] = {}
-    for stage, sets, standard in stages:
-        folder = root / stage
-        folder.mkdir(parents=True, exist_ok=True)
-        ordered = sorted(sets.values(), key=lambda d: d.name)
-        files = written.setdefault(stage, [])
-        for ds in ordered:
-            path = write_xpt(ds, folder / f"{ds.name.lower()}.xpt", created=created)
-            files.append(path)
-            log.outputs[f"{stage}/{path.name}"] = {
-                "records": len(ds),
-                "variables": len(ds.variables),
-            }
-        files.append(
-            write_define(
-                ordered,
-                folder / "define.xml",
-                study=info,
+# What one unit of each job costs (seconds per 10,000 subjects' share of records x variables,
+# from the 10k profile: Dataset-JSON 31 s, XPT 19 s, define.xml 7.4 s, spec.xlsx 5.4 s, the
+# cross-check 6 s reading XPT and 8 s Dataset-JSON): only the order of the jobs depends on it.
+# the define.xml rules 3.5 s):
+# Writing jobs of at least this share of the largest one's cost (the XPT and the Dataset-JSON
+# file of the largest dataset: MK, 2 GB of working memory each at 10,000 subjects) run one
+# after the other, so that their memory never adds up; the smaller first, while the child
+# validates, so that the process that wrote it goes on with the next and nobody waits.
+_HEAVY = 0.5
+_COST = {
+    **{"json": 1.6, "xpt": 1.0, "define": 0.39, "spec": 0.28},
+    **{"check": 0.32, "check_json": 0.42, "rules": 0.18},
+}
+
+
+class _Outputs:
+    """The files of a build as jobs for `cdiscforge.concurrent.share_jobs`, and what is made
+    of their results (`finish`): each XPT, each Dataset-JSON file (per encoding), each stage's
+    define.xml and spec.xlsx, the efficacy tables, then each dataset's cross-check with
+    define.xml. The writing jobs come first, the largest first, then the cross-checks, the
+    largest first: whichever core is free takes the next, and a cross-check waits for the
+    files it reads. The jobs log nothing (either process may run them); `finish` logs, in
+    the order one process writing the files one by one always logged."""
+
+    def __init__(
+        self,
+        study: StudySpec,
+        sdtm_sets: dict[str, Dataset],
+        adam_sets: dict[str, Dataset],
+        root: Path,
+        datasetjson: tuple[str, ...],
+        *,
+        waivers: Any = None,
+    ) -> None:
+        self.study, self.root, self.encodings = study, root, datasetjson
+        self.waivers = waivers  # None: no define.xml rules (write_outputs alone)
+        self.all_sets = {**sdtm_sets, **adam_sets}
+        self.created = datetime.fromisoformat(study.creation_datetime)
+        self.info = study.info()  # CT releases: the study's ct_version (ct.Terminology)
+        self.stages = [
+            (stage, sorted(sets.values(), key=lambda d: d.name), standard)
+            for stage, sets, standard in _stages(sdtm_sets, adam_sets)
+        ]
+        self._fitted: dict[str, list[Dataset]] = {}  # per process: see _with_lengths
+        self._checks: dict[str, Any] = {}  # per process: each stage's define.xml, read once
+        writes: dict[tuple[str, ...], float] = {}  # job key -> cost
+        checks: dict[tuple[str, ...], float] = {}
+        for stage, ordered, _ in self.stages:
+            cells = {ds.name: len(ds) * max(1, len(ds.variables)) for ds in ordered}
+            for name, n in cells.items():
+                writes["xpt", stage, name] = _COST["xpt"] * n
+                for encoding in datasetjson:
+                    writes["json", stage, name, encoding] = _COST["json"] * n
+                each = _COST["check"] + _COST["check_json"] * len(datasetjson)
+                checks["check", stage, name] = each * n
+            for kind in ("define", "spec"):
+                writes[kind, stage] = _COST[kind] * sum(cells.values())
+            if waivers is not None:
+                checks["rules", stage] = _COST["rules"] * sum(cells.values())
+            checks["rest", stage] = 0.0
+        largest = max(writes.values(), default=0.0)
+        heavy = sorted((k for k in writes if writes[k] >= _HEAVY * largest), key=writes.get)
+        self.keys = [  # sorted() is stable: equal costs keep the order above
+            # the tables first: their time hardly grows with the study (imports, a plot)
+            *([("tables",)] if adam_sets else []),
+            *heavy,  # one after the other, the smaller first (see _HEAVY)
+            *sorted((k for k in writes if k not in heavy), key=lambda k: -writes[k]),
+            *sorted(checks, key=lambda k: -checks[k]),
+        ]
+        number = {key: n for n, key in enumerate(self.keys)}
+        self.jobs: list[Job] = []
+        for key in self.keys:
+            kind, stage = key[0], key[1] if len(key) > 1 else ""
+            if key in heavy[1:]:
+                reads = [heavy[heavy.index(key) - 1]]
+            elif kind == "check":  # the dataset's files and the stage's define.xml
+                reads = [("xpt", stage, key[2]), ("define", stage)]
+                reads += [("json", stage, key[2], encoding) for encoding in datasetjson]
+            elif kind == "rules":
+                reads = [("define", stage)]
+            elif kind == "rest":  # every file of the stage (it lists the folders)
+                reads = [k for k in writes if k[0] in ("xpt", "json", "define") and k[1] == stage]
+            else:
+                reads = []
+            after = tuple(sorted(number[k] for k in reads))
+            self.jobs.append(Job(partial(self._run, key), after))
+
+    def _run(self, key: tuple[str, ...]) -> Any:
+        """Do the job `key` (in either process); what `finish` needs of it."""
+        from cdiscforge.datasetjson import SUFFIXES, write_dataset_json
+        from cdiscforge.define import write_define
+        from cdiscforge.p21 import write_p21_spec
+        from cdiscforge.xpt import write_xpt
+
+        kind, stage = key[0], key[1] if len(key) > 1 else ""
+        if kind == "xpt":
+            ds = self._dataset(key[2])
+            folder = self.root / stage
+            folder.mkdir(parents=True, exist_ok=True)
+            return write_xpt(ds, folder / f"{ds.name.lower()}.xpt", created=self.created)
+        if kind == "json":
+            ds = self._dataset(key[2])
+            json_dir = self.root / "datasetjson" / stage
+            json_dir.mkdir(parents=True, exist_ok=True)
+            return write_dataset_json(
+                ds,
+                json_dir / f"{ds.name.lower()}{SUFFIXES[key[3]]}",
+                study=self.info,
+                created=self.study.creation_datetime,
+                define_path=f"../../{stage}/define.xml",
+            )
+        if kind in ("define", "spec"):
+            (self.root / stage).mkdir(parents=True, exist_ok=True)
+            standard = next(std for s, _, std in self.stages if s == stage)
+            if kind == "define":
+                return write_define(
+                    self._with_lengths(stage),
+                    self.root / stage / "define.xml",
+                    study=self.info,
+                    standard=standard,  # type: ignore[arg-type]
+                    created=self.study.creation_datetime,
+                )
+            # The same metadata as a Pinnacle 21 specification workbook, for reviewers' QC.
+            return write_p21_spec(
+                self._with_lengths(stage),
+                self.root / stage / "spec.xlsx",
+                study=self.info,
                 standard=standard,  # type: ignore[arg-type]
-                created=study.creation_datetime,
             )
-        )
-        # The same metadata as a Pinnacle 21 specification workbook, for reviewers' QC.
-        files.append(write_p21_spec(ordered, folder / "spec.xlsx", study=info, standard=standard))
-    json_by_stage = json_files()
-    files = []
-    for stage, sets, _ in stages:
-        files += written[stage] + json_by_stage.get(stage, [])
-        define = root / stage / "define.xml"
-        json_dir = root / "datasetjson" / stage
-        problems = crosscheck(define, root / stage, json_dir, encodings=datasetjson)
-        if problems:
-            raise CdiscforgeError(
-                f"{stage} define.xml cross-check failed: " + "; ".join(problems[:5])
-            )
-        log.info(
-            "write",
-            stage.upper(),
-            f"define.xml valid and cross-checked against {len(sets)} XPT and Dataset-JSON files",
-        )
-        for missing in missing_documents(define):
-            log.warn("write", stage.upper(), f"{missing}: the sponsor supplies this document")
-    if adam_sets:
-        from cdiscforge.adam.tables import write_efficacy_tables
+        if kind == "tables":
+            from cdiscforge.adam.tables import write_efficacy_tables
 
-        # the study's tables spec decides (no efficacy block: no table); SDTM too, for the
-        # footnotes that count imputations there (not-evaluable joints in MK)
-        files += write_efficacy_tables({**sdtm_sets, **adam_sets}, study, root / "tables", log)
-    return files
+            # the study's tables spec decides (no efficacy block: no table); SDTM too, for the
+            # footnotes that count imputations there (not-evaluable joints in MK)
+            tables_log = BuildLog()  # its lines go into the build log in `finish`
+            files = write_efficacy_tables(
+                self.all_sets, self.study, self.root / "tables", tables_log
+            )
+            return files, tables_log.events
+        if kind == "rules":
+            from cdiscforge.validation.findings import ValidationResult
+            from cdiscforge.validation.rules_define import add_define_checks
+
+            part = ValidationResult()
+            define = self.root / stage / "define.xml"
+            found = add_define_checks(part, define, self._with_lengths(stage), self.waivers)
+            return found, part.checked
+        check = self._check(stage)
+        if kind == "check":  # the ItemGroupDefs describing this dataset's XPT, by position
+            href = f"{key[2].lower()}.xpt"
+            return {
+                i: check.group(group)
+                for i, group in enumerate(check.groups)
+                if group.href.lower() == href
+            }
+        names = {f"{ds.name.lower()}.xpt" for ds in self._ordered(stage)}
+        others = {  # ItemGroupDefs no dataset's cross-check took (a define.xml gone wrong)
+            i: check.group(group)
+            for i, group in enumerate(check.groups)
+            if group.href.lower() not in names
+        }
+        return check.undescribed_xpts(), others, len(check.groups), check.undescribed_jsons()
+
+    def _dataset(self, name: str) -> Dataset:
+        return self.all_sets[name]
+
+    def _ordered(self, stage: str) -> list[Dataset]:
+        return next(ordered for s, ordered, _ in self.stages if s == stage)
+
+    def _with_lengths(self, stage: str) -> list[Dataset]:
+        """The stage's datasets with every length set, as the XPT writer fits and records
+        them (`Dataset.fit_lengths`), for define.xml and spec.xlsx, which say what the XPT
+        files hold. The XPT files may be written by the other process, whose fitted lengths
+        stay there: the lengths are fitted here on copies of the variables, leaving the
+        datasets as they were for the XPT writer (which checks lengths a spec fixed)."""
+        if stage not in self._fitted:
+            fitted = []
+            for ds in self._ordered(stage):
+                copy = replace(ds, variables=[replace(v) for v in ds.variables])
+                copy.fit_lengths()
+                fitted.append(copy)
+            self._fitted[stage] = fitted
+        return self._fitted[stage]
+
+    def _check(self, stage: str) -> Any:
+        """The stage's define.xml, read once per process, to cross-check its files with."""
+        from cdiscforge.define.crosscheck import CrossCheck
+
+        if stage not in self._checks:
+            self._checks[stage] = CrossCheck(
+                self.root / stage / "define.xml",
+                self.root / stage,
+                self.root / "datasetjson" / stage,
+                encodings=self.encodings,
+            )
+        return self._checks[stage]
+
+    def finish(self, shared: Shared[Any], log: BuildLog) -> list[Path]:
+        """The written files (by stage: XPT, define.xml, spec.xlsx, Dataset-JSON; then the
+        tables), once the jobs are done; their log lines. Raises the writing's error, or a
+        stage's cross-check problems (the first five)."""
+        from cdiscforge.define.crosscheck import missing_documents
+        from cdiscforge.errors import CdiscforgeError
+
+        if shared.error is not None:
+            raise shared.error
+        done = dict(zip(self.keys, (shared.results[n] for n in range(len(self.keys))), strict=True))
+        for ds in self.all_sets.values():  # as if this process wrote every XPT (the define
+            ds.fit_lengths()  # rules read them); the lengths it wrote are already set
+        files: list[Path] = []
+        for stage, ordered, _ in self.stages:
+            for ds in ordered:
+                path = done["xpt", stage, ds.name]
+                files.append(path)
+                log.outputs[f"{stage}/{path.name}"] = {
+                    "records": len(ds),
+                    "variables": len(ds.variables),
+                }
+            files += [done["define", stage], done["spec", stage]]
+            files += [done["json", stage, ds.name, e] for ds in ordered for e in self.encodings]
+        for stage, ordered, _ in self.stages:
+            head, by_group, n_groups, tail = done["rest", stage]
+            for ds in ordered:
+                by_group.update(done["check", stage, ds.name])
+            problems = head + [p for i in range(n_groups) for p in by_group[i]] + tail
+            if problems:
+                raise CdiscforgeError(
+                    f"{stage} define.xml cross-check failed: " + "; ".join(problems[:5])
+                )
+            log.info(
+                "write",
+                stage.upper(),
+                f"define.xml valid and cross-checked against {len(ordered)} XPT and "
+                "Dataset-JSON files",
+            )
+            define = self.root / stage / "define.xml"
+            for missing in missing_documents(define):
+                log.warn("write", stage.upper(), f"{missing}: the sponsor supplies this document")
+        if ("tables",) in done:
+            tables, events = done["tables",]
+            files += tables
+            log.events += events
+        return files
+
+    def define_findings(self, shared: Shared[Any]) -> list[tuple[str, list[Any], list[Any]]]:
+        """The define.xml rules' findings and checks by stage (jobs done, `finish` passed)."""
+        numbers = {key: n for n, key in enumerate(self.keys)}
+        return [
+            (stage, *shared.results[numbers["rules", stage]])
+            for stage, _, _ in self.stages
+            if ("rules", stage) in numbers
+        ]
 
 
 def _stages(
@@ -495,33 +642,3 @@ def _stages(
     """The stages that have datasets: (folder name, datasets, standard)."""
     both = (("sdtm", sdtm_sets, "SDTM"), ("adam", adam_sets, "ADaM"))
     return [(stage, sets, standard) for stage, sets, standard in both if sets]
-
-
-def write_datasetjson(
-    study: StudySpec,
-    sdtm_sets: dict[str, Dataset],
-    adam_sets: dict[str, Dataset],
-    root: Path,
-    datasetjson: tuple[str, ...] = ("json",),
-) -> dict[str, list[Path]]:
-    """Every dataset of both stages as Dataset-JSON in each encoding of `datasetjson`
-    (datasetjson/<stage>/), the files by stage. Logs nothing, so another process can do it
-    (cdiscforge.concurrent) while this one writes the XPT files."""
-    from cdiscforge.datasetjson import SUFFIXES, write_dataset_json
-
-    info = study.info()
-    files: dict[str, list[Path]] = {}
-    for stage, sets, _ in _stages(sdtm_sets, adam_sets):
-        json_dir = root / "datasetjson" / stage
-        json_dir.mkdir(parents=True, exist_ok=True)
-        for ds in sorted(sets.values(), key=lambda d: d.name):
-            for encoding in datasetjson:
-                path = write_dataset_json(
-                    ds,
-                    json_dir / f"{ds.name.lower()}{SUFFIXES[encoding]}",
-                    study=info,
-                    created=study.creation_datetime,
-                    define_path=f"../../{stage}/define.xml",
-                )
-                files.setdefault(stage, []).append(path)
-    return files

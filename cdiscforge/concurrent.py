@@ -1,4 +1,5 @@
-"""Two independent parts of a build at once, one of them in a forked child process.
+"""Two independent parts of a build at once, one of them in a forked child process; or a
+list of jobs shared by the two processes, each taking the next one when it is free.
 
 Once SDTM and ADaM are built, validating the datasets and writing their files read the same
 frames and change none of them; each is minutes of single-core work at 10,000 subjects, and
@@ -16,19 +17,33 @@ parent fails or is interrupted, the child is killed and reaped before the except
 Sequential where fork is missing (not POSIX), when the machine has one core, or when the
 environment says `CDISCFORGE_WORKERS=1` (to compare, or to debug with one process): the
 results are the same either way, which the tests check.
+
+`share_jobs` balances the two cores: the writing of a build is many jobs of very different
+sizes (a 2 GB Dataset-JSON file, a 30 kB XPT), and a fixed split leaves one core idle while
+the other finishes. The job numbers are written, in the caller's order (largest first), into
+a pipe before the fork: both processes read the next number from it when they are free (a
+pipe read of one 4-byte record is atomic, so no job is taken twice: a work-stealing queue
+without locks). A job may need others done first (a cross-check reads the files other jobs
+write): each process announces the jobs it finished on a pipe to the other, and waits there
+for the ones it needs. Only jobs earlier in the list may be waited for, so the earliest job
+not done can always run and the two never wait for each other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import signal
+import struct
 import traceback
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 A = TypeVar("A")
+F = TypeVar("F")
 
 
 class ChildFailed(RuntimeError):
@@ -62,6 +77,11 @@ class Child(Generic[A]):
             except Exception as exc:  # raised by result(), as a forked child's would be
                 self._done = ("error", exc, "")
             return
+        # Garbage the parent still holds (a cycle around a replaced frame) would be inherited
+        # and, freed in the parent only after the fork, stay resident in the child: the
+        # tree's RSS then counts it twice. Collected now, neither has it.
+        gc.collect()
+        _release_freed()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: compute, send, and leave without running any clean-up
@@ -120,6 +140,20 @@ class Child(Generic[A]):
         self.kill()
 
 
+def _release_freed() -> None:
+    """Give the memory allocators' freed pages back to the system before a fork: pages freed
+    but kept for reuse (Arrow's mimalloc, glibc's malloc) would be copied into the child's
+    page table and counted in both processes' RSS."""
+    import sys
+
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _dumps(message: tuple) -> bytes:
     """Pickle a message; an exception that does not pickle travels as ChildFailed text."""
     try:
@@ -131,3 +165,215 @@ def _dumps(message: tuple) -> bytes:
             exc = ChildFailed(f"{type(message[1]).__name__}: {message[1]}\n{message[2]}")
             return pickle.dumps(("error", exc, message[2]))
         raise
+
+
+# ------------------------------------------------------------------------- a shared job queue
+
+_RECORD = struct.Struct("<I")  # one job number: written and read whole (< PIPE_BUF)
+# The queue is filled before the fork, and a process may announce every job it did before the
+# other reads one: all must fit a pipe without a reader, one page (4 KiB) when the system
+# limits the user's pipe pages (fs.pipe-user-pages-soft), 64 KiB otherwise.
+_PIPE_RECORDS = 1024
+
+
+@dataclass(frozen=True)
+class Job:
+    """One piece of shared work: `run()` returns what the caller gets back for it (pickled
+    on the way when the child ran it). It starts once the jobs `after` (numbers of jobs
+    before it in the list) are done, by either process."""
+
+    run: Callable[[], Any]
+    after: tuple[int, ...] = ()
+
+
+@dataclass
+class Shared(Generic[F]):
+    """What `share_jobs` did: `first`'s result, each job's result by number (every job when
+    nothing failed), and the exception of the failing job with the lowest number, if any (the
+    one a single process, running the jobs in order, would have stopped at)."""
+
+    first: F | None = None
+    results: dict[int, Any] = field(default_factory=dict)
+    error: Exception | None = None
+    failed: int | None = None  # the number of the job that raised `error`
+
+
+class _Stopped(Exception):
+    """The other process stopped (a failure, or `first` said not to go on) before it
+    finished a job this one waits for."""
+
+
+def share_jobs(
+    jobs: Sequence[Job],
+    *,
+    first: Callable[[], F] | None = None,
+    proceed: Callable[[F], bool] = lambda _found: True,
+) -> Shared[F]:
+    """Run `jobs` on two processes, each taking the next job in their order when it is free.
+
+    `first`, when given, runs in the child before it takes any job (the build validates
+    there), and the child takes jobs only if `proceed(first())`; otherwise it empties the
+    queue, so this process stops after the job it is doing. A failing job empties the queue
+    too: both processes stop, and the exception comes back in `Shared.error` (the caller
+    decides what comes first). With one process (`workers()`), `first` and then, if it
+    proceeds, the jobs run here in their order, stopping at the first failure.
+    """
+    for number, job in enumerate(jobs):
+        if any(not 0 <= before < number for before in job.after):
+            raise ValueError(f"job {number} waits for a job that is not before it: {job.after}")
+    if workers() < 2:
+        return _alone(jobs, first, proceed)
+    if len(jobs) > _PIPE_RECORDS:
+        raise ValueError(f"{len(jobs)} jobs: at most {_PIPE_RECORDS} fit the queue")
+    queue, fill = os.pipe()
+    try:
+        os.write(fill, b"".join(_RECORD.pack(n) for n in range(len(jobs))))
+    finally:
+        os.close(fill)
+    # Not blocking: an empty queue reads as such even while another fork of this process (a
+    # thread's build, `cdiscforge build-many`) still holds the end it was filled from.
+    os.set_blocking(queue, False)
+    to_parent, to_child = os.pipe(), os.pipe()  # the jobs each process finished
+
+    def in_child() -> tuple[Any, dict[int, Any], tuple[int, Exception, str] | None]:
+        os.close(to_parent[0])  # the parent's ends: without them closed here, the pipe from
+        os.close(to_child[1])  # the parent would never end while we wait on it
+        runner = _Runner(jobs, queue, tell=to_parent[1], hear=to_child[0])
+        try:
+            found = first() if first is not None else None
+            if first is not None and not proceed(found):  # type: ignore[arg-type]
+                _drain(queue)
+                return found, {}, None
+            runner.run()
+        except BaseException:
+            _drain(queue)  # the parent stops too, and hears why from the result
+            raise
+        finally:
+            runner.stop()  # before the result goes back: a parent waiting for a job wakes
+        failure = runner.failure
+        if failure is not None:  # sent back as itself if it pickles, else as its text
+            number, exc, text = failure
+            failure = (number, _portable(exc, text), text)
+        return found, runner.results, failure
+
+    shared: Shared[F] = Shared()
+    runner = _Runner(jobs, queue, tell=to_child[1], hear=to_parent[0])
+    theirs_ends = [to_parent[1], to_child[0]]
+    try:
+        with Child(in_child) as child:
+            while theirs_ends:  # the child's ends
+                os.close(theirs_ends.pop())
+            try:
+                runner.run()
+            finally:
+                runner.stop()
+            shared.first, theirs, failure = child.result()
+    finally:
+        runner.stop()  # if the fork itself failed
+        for fd in (queue, to_parent[0], *theirs_ends):
+            os.close(fd)
+    shared.results = {**runner.results, **theirs}
+    failures = [f for f in (runner.failure, failure) if f is not None]
+    if failures:
+        number, exc, text = min(failures, key=lambda f: f[0])
+        if failure is not None and number == failure[0] and exc.__cause__ is None:
+            exc.__cause__ = ChildFailed(text)  # the child's traceback, as Child.result does
+        shared.failed, shared.error = number, exc
+    return shared
+
+
+def _alone(
+    jobs: Sequence[Job], first: Callable[[], F] | None, proceed: Callable[[F], bool]
+) -> Shared[F]:
+    """`share_jobs` in one process: the same results, in the same order."""
+    shared: Shared[F] = Shared()
+    if first is not None:
+        shared.first = first()
+        if not proceed(shared.first):
+            return shared
+    for number, job in enumerate(jobs):  # in order: what a job waits for is done
+        try:
+            shared.results[number] = job.run()
+        except Exception as exc:
+            shared.failed, shared.error = number, exc
+            break
+    return shared
+
+
+class _Runner:
+    """One process's side of `share_jobs`: takes jobs until the queue is empty."""
+
+    def __init__(self, jobs: Sequence[Job], queue: int, *, tell: int, hear: int) -> None:
+        self.jobs, self.queue, self.tell, self.hear = jobs, queue, tell, hear
+        self.results: dict[int, Any] = {}
+        self.failure: tuple[int, Exception, str] | None = None
+        self.done: set[int] = set()  # by either process
+
+    def run(self) -> None:
+        while data := _take(self.queue):
+            (number,) = _RECORD.unpack(data)  # a whole record: see the module docstring
+            job = self.jobs[number]
+            try:
+                self.wait(job.after)
+                self.results[number] = job.run()
+            except _Stopped:  # the other side failed or stopped: its result says why
+                _drain(self.queue)
+                return
+            except Exception as exc:
+                self.failure = (number, exc, traceback.format_exc())
+                _drain(self.queue)  # the other process stops after its current job
+                return
+            self.done.add(number)
+            with contextlib.suppress(BrokenPipeError):  # the other one has finished: no need
+                os.write(self.tell, _RECORD.pack(number))
+
+    def wait(self, numbers: Iterable[int]) -> None:
+        """Return once the jobs `numbers` are done (by this process, or heard of)."""
+        for number in numbers:
+            while number not in self.done:
+                data = _read_record(self.hear)
+                if data is None:
+                    raise _Stopped
+                self.done.add(_RECORD.unpack(data)[0])
+
+    def stop(self) -> None:
+        """Announce no more: the other process, if it waits for one of our jobs, stops. (What
+        it announces is still read, until its end: closing that pipe early would make its
+        next announcement fail.)"""
+        if self.tell >= 0:
+            os.close(self.tell)
+            self.tell = -1
+
+
+def _read_record(fd: int) -> bytes | None:
+    """One whole record from a pipe; None at its end (the writer closed it)."""
+    data = b""
+    while len(data) < _RECORD.size:
+        more = os.read(fd, _RECORD.size - len(data))
+        if not more:
+            return None
+        data += more
+    return data
+
+
+def _take(queue: int, size: int = _RECORD.size) -> bytes:
+    """The next `size` bytes of the queue (one job number), b"" when it is empty."""
+    try:
+        return os.read(queue, size)
+    except BlockingIOError:
+        return b""
+
+
+def _drain(queue: int) -> None:
+    """Take every job still in the queue, so that neither process starts another."""
+    while _take(queue, 4096):  # a multiple of the record: never half a job number
+        pass
+
+
+def _portable(exc: Exception, text: str) -> Exception:
+    """`exc` if it pickles and loads back, else a ChildFailed with its type and text."""
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        return exc
+    except Exception:
+        return ChildFailed(f"{type(exc).__name__}: {exc}\n{text}")

@@ -108,3 +108,130 @@ def test_the_caller_clean_up_runs_once_even_when_the_child_fails(
         with trace.open("a") as fh:
             fh.write(f"{os.getpid()}\n")
     assert trace.read_text().split() == [str(os.getpid())]
+
+
+# ------------------------------------------------------------- share_jobs: a shared job queue
+
+
+def _log_job(path: Path, number: int, seconds: float = 0.0) -> Any:
+    """A job that appends '<pid> <number>' to `path` (O_APPEND: whole lines from both
+    processes) and returns its number squared."""
+
+    def run() -> int:
+        time.sleep(seconds)
+        with path.open("a") as fh:
+            fh.write(f"{os.getpid()} {number}\n")
+        return number * number
+
+    return run
+
+
+def test_both_processes_take_jobs_and_each_job_runs_once(workers: str, tmp_path: Path) -> None:
+    trace = tmp_path / "jobs.txt"
+    jobs = [concurrent.Job(_log_job(trace, n, 0.05)) for n in range(40)]
+    shared = concurrent.share_jobs(jobs, first=lambda: "checked")
+    assert shared.first == "checked" and shared.error is None
+    assert shared.results == {n: n * n for n in range(40)}
+    lines = [line.split() for line in trace.read_text().splitlines()]
+    assert sorted(int(n) for _, n in lines) == list(range(40))  # each exactly once
+    pids = {pid for pid, _ in lines}
+    two = workers == "2" and concurrent.workers() == 2
+    assert len(pids) == (2 if two else 1)
+    if not two:  # one process: in their order
+        assert [int(n) for _, n in lines] == list(range(40))
+
+
+def test_a_job_starts_after_the_jobs_it_waits_for_whoever_ran_them(
+    workers: str, tmp_path: Path
+) -> None:
+    """Each 'reader' job needs the file its 'writer' job (a slow one, maybe on the other
+    process) wrote; the writer renames its file into place only when done."""
+
+    def write(n: int) -> Callable[[], None]:
+        def run() -> None:
+            time.sleep(0.2 if n % 2 else 0.01)
+            (tmp_path / f"{n}.tmp").write_text(str(n))
+            os.replace(tmp_path / f"{n}.tmp", tmp_path / f"{n}.txt")
+
+        return run
+
+    def read(n: int) -> Callable[[], str]:
+        return lambda: (tmp_path / f"{n}.txt").read_text()
+
+    jobs = [concurrent.Job(write(n)) for n in range(6)]
+    jobs += [concurrent.Job(read(n), after=(n,)) for n in range(6)]
+    shared = concurrent.share_jobs(jobs)
+    assert shared.error is None
+    assert [shared.results[6 + n] for n in range(6)] == [str(n) for n in range(6)]
+
+
+@pytest.mark.parametrize("where", ["child", "parent"])
+def test_a_failing_job_reaches_the_parent_and_stops_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
+    """Every job fails in one of the two processes: its exception comes back (with the
+    child's traceback text when it ran there) and neither process takes another job."""
+    monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
+    if concurrent.workers() < 2:
+        pytest.skip("one core: nothing is forked")
+    trace, parent = tmp_path / "jobs.txt", os.getpid()
+
+    def job(n: int) -> Callable[[], None]:
+        def run() -> None:
+            time.sleep(0.05)
+            if (os.getpid() == parent) == (where == "parent"):
+                raise ValueError(f"bad cell in LB row {n}")
+            with trace.open("a") as fh:
+                fh.write(f"{n}\n")
+
+        return run
+
+    shared = concurrent.share_jobs([concurrent.Job(job(n)) for n in range(40)])
+    assert isinstance(shared.error, ValueError)
+    assert str(shared.error) == f"bad cell in LB row {shared.failed}"
+    assert isinstance(shared.error.__cause__, ChildFailed) == (where == "child")
+    done = [int(n) for n in trace.read_text().split()] if trace.exists() else []
+    assert shared.failed not in done and len(done) < 10  # the others were never taken
+    assert set(shared.results) == set(done)
+
+
+def test_one_process_stops_at_the_first_failing_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDISCFORGE_WORKERS", "1")
+
+    def fail() -> None:
+        raise ValueError("bad cell")
+
+    jobs = [concurrent.Job(lambda: 1)] * 3 + [concurrent.Job(fail), concurrent.Job(lambda: 2)]
+    shared = concurrent.share_jobs(jobs)
+    assert shared.failed == 3 and isinstance(shared.error, ValueError)
+    assert shared.results == {0: 1, 1: 1, 2: 1}
+
+
+def test_first_runs_in_the_child_and_can_stop_the_jobs(workers: str, tmp_path: Path) -> None:
+    """`first` (the build's validation) runs before the child takes a job; when `proceed`
+    says no, the jobs stop (this process finishes the one it is in) and `first` comes back."""
+    trace = tmp_path / "jobs.txt"
+    jobs = [concurrent.Job(_log_job(trace, n, 0.2)) for n in range(30)]
+    shared = concurrent.share_jobs(jobs, first=lambda: os.getpid(), proceed=lambda _pid: False)
+    assert shared.error is None
+    two = workers == "2" and concurrent.workers() == 2
+    assert (shared.first != os.getpid()) == two
+    ran = trace.read_text().splitlines() if trace.exists() else []
+    assert len(ran) < 5 if two else ran == []  # one process: no job after a failed `first`
+
+
+def test_an_exception_in_first_is_raised_and_leaves_no_process(monkeypatch) -> None:
+    monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
+
+    def first() -> None:
+        raise KeyError("validation crashed")
+
+    with pytest.raises(KeyError, match="validation crashed"):
+        concurrent.share_jobs([concurrent.Job(lambda: time.sleep(0.1))] * 10, first=first)
+    with pytest.raises(ChildProcessError):  # reaped: no child left
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_job_may_wait_only_for_jobs_before_it() -> None:
+    with pytest.raises(ValueError, match="not before it"):
+        concurrent.share_jobs([concurrent.Job(lambda: None, after=(0,))])

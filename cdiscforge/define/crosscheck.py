@@ -195,35 +195,77 @@ def crosscheck(
     Each Dataset-JSON file (one per dataset in each of `encodings`: json, ndjson, dsjc) is
     also checked against its schema (`check_dataset_json`). XPT values are read
     `chunk_rows` observations at a time (see the module docstring)."""
-    from cdiscforge.datasetjson import SUFFIXES, check_dataset_json
-    from cdiscforge.xpt import read_xpt_variables
+    check = CrossCheck(define_path, xpt_dir, json_dir, chunk_rows=chunk_rows, encodings=encodings)
+    problems = check.undescribed_xpts()
+    for group in check.groups:
+        problems.extend(check.group(group))
+    return problems + check.undescribed_jsons()
 
-    define_path, xpt_dir = Path(define_path), Path(xpt_dir)
-    groups, codelists = _read_define(define_path)
-    xpts = _files(xpt_dir, ".xpt")
-    jsons: dict[str, Path] = {}
-    if json_dir is not None:
-        for encoding in encodings:
-            jsons.update(_files(Path(json_dir), SUFFIXES[encoding]))
-    problems: list[str] = []
-    described = {g.href.lower() for g in groups}
-    for name in sorted(set(xpts) - described):
-        problems.append(f"{xpts[name]}: no ItemGroupDef in {define_path.name} describes it")
-    for group in groups:
-        xpt_path = xpts.get(group.href.lower())
+
+class CrossCheck:
+    """`crosscheck` a part at a time, so that a build can check each dataset's files on
+    whichever core is free (`cdiscforge.concurrent.share_jobs`): define.xml read once, then
+    the files no ItemGroupDef describes, each ItemGroupDef's files, the Dataset-JSON files
+    none describes. Those parts, in that order and each group in define.xml's order, are
+    `crosscheck`'s problems. A part looks only at the files it names (the folders are listed
+    when it runs), so one group can be checked while other datasets' files are being written.
+    """
+
+    def __init__(
+        self,
+        define_path: Path,
+        xpt_dir: Path,
+        json_dir: Path | None = None,
+        *,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        encodings: tuple[str, ...] = ("json",),
+    ) -> None:
+        self.define_path, self.xpt_dir = Path(define_path), Path(xpt_dir)
+        self.json_dir = Path(json_dir) if json_dir is not None else None
+        self.chunk_rows, self.encodings = chunk_rows, encodings
+        self.groups, self.codelists = _read_define(self.define_path)
+
+    def _xpts(self) -> dict[str, Path]:
+        return _files(self.xpt_dir, ".xpt")
+
+    def _jsons(self) -> dict[str, Path]:
+        from cdiscforge.datasetjson import SUFFIXES
+
+        jsons: dict[str, Path] = {}
+        if self.json_dir is not None:
+            for encoding in self.encodings:
+                jsons.update(_files(self.json_dir, SUFFIXES[encoding]))
+        return jsons
+
+    def undescribed_xpts(self) -> list[str]:
+        """An XPT file no ItemGroupDef describes, one problem each."""
+        xpts = self._xpts()
+        described = {g.href.lower() for g in self.groups}
+        return [
+            f"{xpts[name]}: no ItemGroupDef in {self.define_path.name} describes it"
+            for name in sorted(set(xpts) - described)
+        ]
+
+    def group(self, group: _DefGroup) -> list[str]:
+        """Problems of one ItemGroupDef's XPT (and Dataset-JSON files)."""
+        from cdiscforge.datasetjson import SUFFIXES, check_dataset_json
+        from cdiscforge.xpt import read_xpt_variables
+
+        json_dir = self.json_dir
+        xpt_path = self._xpts().get(group.href.lower())
         if xpt_path is None:
-            problems.append(
-                f"{define_path.name}: ItemGroupDef {group.name} points to {group.href}, "
-                f"which is not in {xpt_dir}"
-            )
-            continue
+            return [
+                f"{self.define_path.name}: ItemGroupDef {group.name} points to {group.href}, "
+                f"which is not in {self.xpt_dir}"
+            ]
         xpt_vars = {v.name: v for v in read_xpt_variables(xpt_path)}
-        names = _checked_codelists(group, xpt_vars, codelists)
+        names = _checked_codelists(group, xpt_vars, self.codelists)
         n_rows, values = 0, {}
         if names or json_dir is not None:  # the row count is only compared with the JSON
-            n_rows, values = _scan_xpt(xpt_path, names, chunk_rows)
-        problems.extend(_check_dataset(group, xpt_vars, values, codelists))
-        for encoding in encodings if json_dir is not None else ():
+            n_rows, values = _scan_xpt(xpt_path, names, self.chunk_rows)
+        problems = _check_dataset(group, xpt_vars, values, self.codelists)
+        jsons = self._jsons()
+        for encoding in self.encodings if json_dir is not None else ():
             json_name = f"{Path(group.href).stem.lower()}{SUFFIXES[encoding]}"
             json_path = jsons.get(json_name)
             if json_path is None:
@@ -235,14 +277,19 @@ def crosscheck(
                 problems.append(
                     f"{group.name}: {json_path.name} has {rows} rows, {xpt_path.name} has {n_rows}"
                 )
-    if json_dir is not None:
-        stems = {Path(g.href).stem.lower() for g in groups}
-        for name in sorted(jsons):
-            if Path(name).stem not in stems:
-                problems.append(
-                    f"{jsons[name]}: no ItemGroupDef in {define_path.name} describes it"
-                )
-    return problems
+        return problems
+
+    def undescribed_jsons(self) -> list[str]:
+        """A Dataset-JSON file no ItemGroupDef describes, one problem each."""
+        if self.json_dir is None:
+            return []
+        jsons = self._jsons()
+        stems = {Path(g.href).stem.lower() for g in self.groups}
+        return [
+            f"{jsons[name]}: no ItemGroupDef in {self.define_path.name} describes it"
+            for name in sorted(jsons)
+            if Path(name).stem not in stems
+        ]
 
 
 def missing_documents(define_path: Path) -> list[str]:

@@ -1,0 +1,93 @@
+"""The writing of a build as jobs two processes share (build._Outputs on
+concurrent.share_jobs): the same files and log lines whichever process wrote what, and a
+define.xml cross-check that fails says what the whole-stage `crosscheck` says."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cdiscforge import build
+from cdiscforge.buildlog import BuildLog
+from cdiscforge.define import crosscheck
+from cdiscforge.errors import CdiscforgeError
+from cdiscforge.model import Dataset
+from cdiscforge.spec import StudySpec
+
+
+def _write(built: tuple[StudySpec, dict[str, Dataset]], out: Path) -> tuple[list[Path], BuildLog]:
+    study, datasets = built
+    sdtm = {n: d for n, d in datasets.items() if not n.startswith("AD")}
+    adam = {n: d for n, d in datasets.items() if n.startswith("AD")}
+    log = BuildLog()
+    files = build.write_outputs(study, sdtm, adam, out, log, datasetjson=("json", "ndjson"))
+    return files, log
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_two_processes_write_what_one_writes(
+    built: tuple[StudySpec, dict[str, Dataset]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("CDISCFORGE_WORKERS", workers)
+        out = tmp_path / workers
+        files, log = _write(built, out)
+        written[workers] = (
+            [p.relative_to(out) for p in files],
+            _tree(out),
+            log.events,
+            list(log.outputs.items()),
+        )
+    assert written["1"] == written["2"]
+    rel, tree, events, outputs = written["1"]
+    assert sorted(map(str, rel)) == sorted(
+        tree.keys() - {"sdtm/define2-1.xsl", "adam/define2-1.xsl"}
+    )
+    checked = [e.dataset for e in events if e.message.startswith("define.xml valid and cross")]
+    assert checked == ["SDTM", "ADAM"] and events[-1].stage == "tables"  # one process's order
+    assert [name for name, _ in outputs][:2] == ["sdtm/ae.xpt", "sdtm/cm.xpt"]
+
+
+def test_a_failed_cross_check_says_what_crosscheck_says(
+    built: tuple[StudySpec, dict[str, Dataset]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """define.xml points AE at a file nobody wrote: the problems come from several jobs (the
+    undescribed XPT and JSON files, the group no dataset's job takes) and must read as one
+    `crosscheck` of the stage lists them."""
+    from cdiscforge import define
+
+    real = define.write_define
+
+    def wrong(datasets: list[Dataset], out_path: Path, **kw: object) -> Path:
+        path = real(datasets, out_path, **kw)  # type: ignore[arg-type]
+        text = path.read_text(encoding="utf-8")
+        path.write_text(re.sub(r'xlink:href="ae\.xpt"', 'xlink:href="zz.xpt"', text))
+        return path
+
+    monkeypatch.setattr(define, "write_define", wrong)
+    messages = []
+    for workers in ("1", "2"):
+        monkeypatch.setenv("CDISCFORGE_WORKERS", workers)
+        out = tmp_path / workers
+        with pytest.raises(CdiscforgeError, match=r"sdtm define\.xml cross-check failed") as err:
+            _write(built, out)
+        problems = crosscheck(
+            out / "sdtm" / "define.xml",
+            out / "sdtm",
+            out / "datasetjson" / "sdtm",
+            encodings=("json", "ndjson"),
+        )
+        assert len(problems) >= 3
+        assert str(err.value) == "sdtm define.xml cross-check failed: " + "; ".join(problems[:5])
+        messages.append(str(err.value).replace(str(out), "OUT"))
+    assert messages[0] == messages[1]
