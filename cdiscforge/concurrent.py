@@ -13,6 +13,9 @@ The child never runs the parent's clean-up: whatever happens it ends with `os._e
 exception in the child is re-raised in the parent (its traceback text attached); when the
 parent fails or is interrupted, the child is killed and reaped before the exception goes on.
 
+The SDTM stage uses it too: its most expensive dataset is built in a child beside the
+others (cdiscforge.engine, `_Beside`).
+
 Sequential where fork is missing (not POSIX), when the machine has one core, or when the
 environment says `CDISCFORGE_WORKERS=1` (to compare, or to debug with one process): the
 results are the same either way, which the tests check.
@@ -118,6 +121,21 @@ class Child(Generic[A]):
 
     def __exit__(self, *_exc: object) -> None:
         self.kill()
+
+
+def give_back_memory() -> None:
+    """Return the memory freed since to the system (Arrow's pool keeps freed blocks, glibc's
+    heap its top), so a process's resident set is what it holds now. Called where a build's
+    two processes are resident at once: the machine's budget is for their sum, and a
+    forked child maps everything its parent held when it forked (summed RSS counts those
+    pages twice until one of them lets go)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _dumps(message: tuple) -> bytes:

@@ -25,7 +25,7 @@ import pandas as pd
 from cdiscforge import model, standards
 from cdiscforge.buildlog import BuildLog, Event, Reconciliation
 from cdiscforge.compact import pack, unpack
-from cdiscforge.concurrent import Child, workers
+from cdiscforge.concurrent import Child, give_back_memory, workers
 from cdiscforge.errors import (
     CdiscforgeError,
     InputError,
@@ -219,8 +219,14 @@ def _beside_plan(
     """The dataset of `order` to build in a second process, or None: the one that reads the
     most rows (raw exports and datasets already built: the cost estimate), among those with
     something to build beside them, i.e. a dataset later in the order than all of its
-    dependencies that does not depend on it, directly or not."""
-    if workers() < 2:
+    dependencies that does not depend on it, directly or not.
+
+    Only a stage that reads raw exports forks: the child maps everything its parent holds
+    (the machine's memory budget is for the processes' summed RSS), and at the start of
+    such a stage that is the raw exports, which each process lets go of after their last
+    reader in it; a later stage's parent holds every dataset of the stages before (ADaM:
+    all of SDTM, ~3 GiB at 10,000 subjects), which the child could not let go of."""
+    if workers() < 2 or store is None:
         return None
     needs: dict[str, set[str]] = {}  # every dataset of the stage each one needs, transitively
     for name in order:  # dependencies first
@@ -345,6 +351,7 @@ class _Beside:
         """The child's part (in the forked process): see the class docstring."""
         if self.store is not None:
             self.store.release(f for f in self.study.forms if f not in self.child_forms)
+            give_back_memory()
         events, rows = len(self.log.events), len(self.log.reconciliation)
         spec = self.study.datasets[self.child]
         out: list[Dataset] = []
@@ -360,6 +367,7 @@ class _Beside:
             except Exception:
                 raise error from None  # cdiscforge.concurrent sends its text instead
         packed = [pack(ds) for ds in out]
+        give_back_memory()  # the dataset's working memory: the parent is unpacking it next
         return _Made(
             out, packed, self.log.events[events:], self.log.reconciliation[rows:], rec, error
         )
@@ -369,6 +377,7 @@ class _Beside:
         then the errors recorded since; raise its exception, if it had one."""
         assert self.running is not None and self.mark is not None
         self.say(self.child)
+        give_back_memory()  # what this process's datasets needed while the child's peaks
         got = self.running.result()
         events, rows = self.mark
         self.log.events[events:events] = got.events
