@@ -337,14 +337,15 @@ class _Beside:
 
     def _release(self, done: set[str]) -> None:
         """Let go of the raw exports every dataset of this process reading them has read
-        (those the child reads only once it holds them)."""
+        (those the child reads only once it holds them; should its dependencies be missing
+        when its turn comes, it is built here, as in one process, and they go after it)."""
         if self.store is None:
             return
-        forked = self.running is not None
+        settled = self.running is not None or self.child in done  # forked, or built here
         self.store.release(
             f
             for f in self.study.forms
-            if self.readers.get(f, set()) <= done and (forked or f not in self.child_forms)
+            if self.readers.get(f, set()) <= done and (settled or f not in self.child_forms)
         )
 
     def _in_child(self) -> _Made:

@@ -24,11 +24,13 @@ STUDY2 = Path(__file__).resolve().parent.parent / "specs" / "cfdemo02"
 
 
 @pytest.fixture
-def fork_always(monkeypatch: pytest.MonkeyPatch) -> None:
+def fork_always(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Every raw-export stage forks; the monkeypatch, to set the workers per build."""
     monkeypatch.setattr(engine, "BESIDE_MIN_ROWS", 0)
     monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
     if concurrent.workers() < 2:
         pytest.skip("one core: the build never forks")
+    return monkeypatch
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -48,13 +50,9 @@ def _build(spec: Path, raw: Path, out: Path, workers: str, mp: pytest.MonkeyPatc
 
 @pytest.mark.parametrize("study", ["seed", "study2"])
 def test_two_processes_write_the_files_one_process_writes(
-    study: str,
-    fork_always: None,
-    seed_spec: Path,
-    default_raw: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    study: str, fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
 ) -> None:
+    monkeypatch = fork_always
     spec, raw = (seed_spec, default_raw) if study == "seed" else (STUDY2, STUDY2 / "raw")
     both = _build(spec, raw, tmp_path / "two", "2", monkeypatch)
     one = _build(spec, raw, tmp_path / "one", "1", monkeypatch)
@@ -99,15 +97,11 @@ FAULTS = {
 
 
 def test_errors_of_both_processes_are_reported_together_as_one_process_reports_them(
-    fork_always: None,
-    seed_spec: Path,
-    default_raw: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
 ) -> None:
     raw = _planted(default_raw, tmp_path, FAULTS)
-    both = _stage_error(seed_spec, raw, "2", monkeypatch)
-    assert both == _stage_error(seed_spec, raw, "1", monkeypatch)
+    both = _stage_error(seed_spec, raw, "2", fork_always)
+    assert both == _stage_error(seed_spec, raw, "1", fork_always)
     assert both.startswith("5 input errors in 4 file(s)")
     for form, cells in FAULTS.items():
         for row, column, _ in cells:
@@ -115,11 +109,7 @@ def test_errors_of_both_processes_are_reported_together_as_one_process_reports_t
 
 
 def test_an_exception_in_the_child_ends_the_stage_where_one_process_ends_it(
-    fork_always: None,
-    seed_spec: Path,
-    default_raw: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
 ) -> None:
     """The errors of the datasets before the child's in the order are reported with its
     exception; those of the datasets after it are not (one process never built them)."""
@@ -136,9 +126,9 @@ def test_an_exception_in_the_child_ends_the_stage_where_one_process_ends_it(
             raise CdiscforgeError(f"{child} cannot be built")
         return real(spec, *args, **kw)
 
-    monkeypatch.setattr(engine, "build_dataset", broken)
-    both = _stage_error(seed_spec, raw, "2", monkeypatch)
-    assert both == _stage_error(seed_spec, raw, "1", monkeypatch)
+    fork_always.setattr(engine, "build_dataset", broken)
+    both = _stage_error(seed_spec, raw, "2", fork_always)
+    assert both == _stage_error(seed_spec, raw, "1", fork_always)
     assert f"(the build stopped after these: {child} cannot be built)" in both
     assert "adverse_events.csv" in both and "lab.csv" in both
     assert "liposuction.csv" not in both and "joints.csv" not in both
@@ -165,11 +155,7 @@ def test_a_recorder_replayed_leaves_the_collector_as_direct_reports_would() -> N
 
 
 def test_the_child_lets_go_of_the_raw_exports_it_does_not_read(
-    fork_always: None,
-    seed_spec: Path,
-    default_raw: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
 ) -> None:
     """So that each raw export is freed after its last reader in both processes; and no
     form is read twice in either."""
@@ -181,7 +167,7 @@ def test_the_child_lets_go_of_the_raw_exports_it_does_not_read(
         (tmp_path / spec.name).write_text(held)  # from either process
         return real(spec, study_, store, *args, **kw)
 
-    monkeypatch.setattr(engine, "build_dataset", watched)
+    fork_always.setattr(engine, "build_dataset", watched)
     log = BuildLog()
     store = RawStore(study, default_raw, log)
     store.check_all()
