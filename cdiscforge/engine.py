@@ -300,8 +300,10 @@ class _Beside:
         with contextlib.ExitStack() as stack:
             for name in self.order:
                 if self.running is None and self.needs <= self.domains.keys():
+                    give_back_memory()  # not inherited: what nobody holds is counted twice
                     self.running = stack.enter_context(Child(self._in_child))
                     self._release(set(made))
+                    give_back_memory()  # the child's raw exports (it holds them now)
                 spec = self.study.datasets[name]
                 if name == self.child and self.running is not None:
                     self.mark = (len(self.log.events), len(self.log.reconciliation))
@@ -332,6 +334,8 @@ class _Beside:
                     if self.on_built:
                         self.on_built(ds)
                 self._release(set(made))
+                if beside:
+                    give_back_memory()  # this dataset's working memory, while the child's grows
             if self.child not in made and self.mark is not None:
                 self._collect(made)
 
@@ -357,9 +361,15 @@ class _Beside:
         spec = self.study.datasets[self.child]
         out: list[Dataset] = []
         error: Exception | None = None
+
+        def mapped() -> None:  # nobody else reads them (a rule asking again reads again)
+            if self.store is not None:
+                self.store.release(self.child_forms)
+                give_back_memory()
+
         with recording() as rec:
             try:
-                out = build_dataset(spec, self.study, self.store, self.domains, self.log)
+                out = build_dataset(spec, self.study, self.store, self.domains, self.log, mapped)
             except Exception as exc:
                 error = exc
         if error is not None:
@@ -466,8 +476,12 @@ def build_dataset(
     store: RawStore | None,
     domains: dict[str, Dataset],
     log: BuildLog,
+    mapped: Callable[[], None] | None = None,
 ) -> list[Dataset]:
-    """Build one dataset (and its SUPP--) from its spec. See the module docstring."""
+    """Build one dataset (and its SUPP--) from its spec. See the module docstring.
+
+    `mapped` is called once every record block is mapped, before they are stacked (the
+    build's child lets go of its raw exports there: only it reads them)."""
     frames: list[pd.DataFrame] = []
     recon: list[Reconciliation] = []
     for i, block in enumerate(spec.records):
@@ -514,9 +528,11 @@ def build_dataset(
         out["__row"] = source.rows
         frames.append(out)
 
+    out = source = frame = ctx = None  # type: ignore[assignment]
+    if mapped is not None:
+        mapped()
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     frames.clear()  # the blocks' frames are in records now: not held through the copies below
-    out = source = frame = ctx = None  # type: ignore[assignment]
     records = _dedupe(spec, records, recon, log)
     ctx = _context(study, spec, "", records, None, domains, log, store)
     for var in spec.variables:
