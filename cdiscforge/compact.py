@@ -19,11 +19,21 @@ Deterministic: its categories are the distinct values in sorted (code point) ord
 data always gives the same categories. Missing values stay missing (code -1). Only text
 columns of Char variables are touched; numbers, dates and object columns (which may hold
 what a writer must refuse, such as a number in a Char variable) are left as they are.
+
+A dataset built in the build's second process (cdiscforge.engine) travels compact too
+(`pack`): MK at 10,000 subjects pickles to a tenth of its strings' bytes. The parent gives
+it back its strings (`unpack`, a take of each column's categories by its codes: ~0.1 s a
+column of 9M records, where `astype` takes ~1 s), so the rules of later datasets and the
+stage's checks see exactly the frame a one-process build makes; it is compacted again with
+the others before validation.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
+import pyarrow as pa
 
 from cdiscforge import xpt
 from cdiscforge.model import Dataset
@@ -62,3 +72,31 @@ def compact(dataset: Dataset, max_share: float = MAX_SHARE, min_rows: int | None
         if small is not column:
             frame[var.name] = small
     return dataset
+
+
+def pack(dataset: Dataset) -> dict[str, Any]:
+    """Compact `dataset` (whatever its size) to send it to another process; the dtypes of
+    the columns it made categoricals, for `unpack`."""
+    before = {v.name: dataset.frame[v.name].dtype for v in dataset.variables if v.is_char}
+    compact(dataset, min_rows=0)
+    return {name: dtype for name, dtype in before.items() if dataset.frame[name].dtype != dtype}
+
+
+def unpack(dataset: Dataset, dtypes: dict[str, Any]) -> Dataset:
+    """Give the columns `pack` made categoricals their strings back (their dtypes before),
+    in place; returns `dataset`."""
+    frame = dataset.frame
+    for name, dtype in dtypes.items():
+        frame[name] = expand_series(frame[name], dtype)
+    return dataset
+
+
+def expand_series(series: pd.Series, dtype: Any) -> pd.Series:
+    """A categorical text column as `dtype` again: each record its category's value, missing
+    where its code is -1."""
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        codes = series.cat.codes.to_numpy()
+        categories = pa.array(series.cat.categories.to_numpy(dtype=object), type=pa.large_string())
+        values = categories.take(pa.array(codes, mask=codes < 0))
+        return pd.Series(pd.array(values, dtype=dtype), index=series.index, name=series.name)
+    return series.astype(dtype)

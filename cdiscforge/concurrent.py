@@ -14,6 +14,9 @@ The child never runs the parent's clean-up: whatever happens it ends with `os._e
 exception in the child is re-raised in the parent (its traceback text attached); when the
 parent fails or is interrupted, the child is killed and reaped before the exception goes on.
 
+The SDTM stage uses it too: its most expensive dataset is built in a child beside the
+others (cdiscforge.engine, `_Beside`).
+
 Sequential where fork is missing (not POSIX), when the machine has one core, or when the
 environment says `CDISCFORGE_WORKERS=1` (to compare, or to debug with one process): the
 results are the same either way, which the tests check.
@@ -81,7 +84,7 @@ class Child(Generic[A]):
         # and, freed in the parent only after the fork, stay resident in the child: the
         # tree's RSS then counts it twice. Collected now, neither has it.
         gc.collect()
-        _release_freed()
+        give_back_memory()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: compute, send, and leave without running any clean-up
@@ -140,15 +143,16 @@ class Child(Generic[A]):
         self.kill()
 
 
-def _release_freed() -> None:
-    """Give the memory allocators' freed pages back to the system before a fork: pages freed
-    but kept for reuse (Arrow's mimalloc, glibc's malloc) would be copied into the child's
-    page table and counted in both processes' RSS."""
-    import sys
+def give_back_memory() -> None:
+    """Return the memory freed since to the system (Arrow's pool keeps freed blocks, glibc's
+    heap its top), so a process's resident set is what it holds now. Called where a build's
+    two processes are resident at once: the machine's budget is for their sum, and a
+    forked child maps everything its parent held when it forked (summed RSS counts those
+    pages twice until one of them lets go)."""
+    import pyarrow as pa
 
-    if "pyarrow" in sys.modules:
-        sys.modules["pyarrow"].default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -11,9 +11,12 @@ spec's `supp` items. The reconciliation row of every source says read = written 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import pickle
 import unicodedata
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +24,18 @@ import numpy as np
 import pandas as pd
 
 from cdiscforge import model, standards
-from cdiscforge.buildlog import BuildLog, Reconciliation
+from cdiscforge.buildlog import BuildLog, Event, Reconciliation
+from cdiscforge.compact import pack, unpack
+from cdiscforge.concurrent import Child, give_back_memory, workers
 from cdiscforge.errors import (
     CdiscforgeError,
     InputError,
+    Recorder,
     SpecError,
     collecting,
     collector,
     raise_first,
+    recording,
     report,
 )
 from cdiscforge.model import Dataset, Variable
@@ -82,6 +89,11 @@ class RawStore:
                 self.log.warn("raw", name, message, variable=column, count=count,
                               examples=examples)  # fmt: skip
         return self._forms[name]
+
+    def rows(self, name: str) -> int:
+        """Records of a form held now (0 once released): what a dataset reading it costs."""
+        form = self._forms.get(name)
+        return len(form) if form is not None else 0
 
     def release(self, names: Iterable[str]) -> None:
         """Let go of forms no dataset still to be built reads (`build_stage` knows which):
@@ -169,49 +181,277 @@ def build_stage(
     `progress` hears each dataset's name before it is built, `on_built` each dataset made
     (a live display counts their records).
 
+    On two cores the stage's most expensive dataset may be built in a forked child beside
+    the others (`_Beside`); the result, the log and the errors are those of one process.
+
     Every located input error of the stage (and, with raw exports, of reading and checking
     all of them first) is collected and raised together at the end (errors.collecting)."""
     domains: dict[str, Dataset] = dict(upstream or {})
-    built: dict[str, Dataset] = {}
+    made: dict[str, list[Dataset]] = {}
     order = build_order(study, stage)
-    last_reader = _last_readers(study, order) if store is not None else {}
+    say = progress or (lambda _name: None)
     with collecting():
         if store is not None:
             store.check_all()
-            store.release(f for f in study.forms if f not in last_reader)  # checked only
-        for name in order:
-            if progress:
-                progress(name)
-            for ds in build_dataset(study.datasets[name], study, store, domains, log):
-                domains[ds.name] = ds
-                built[ds.name] = ds
-                if on_built:
-                    on_built(ds)
+        child = _beside_plan(study, order, store, domains)
+        if child is not None:
+            _Beside(study, order, child, store, domains, log, say, on_built).build(made)
+        else:
+            last_reader = _last_readers(study, order) if store is not None else {}
             if store is not None:
-                store.release(f for f, last in last_reader.items() if last == name)
+                store.release(f for f in study.forms if f not in last_reader)  # checked only
+            for name in order:
+                say(name)
+                made[name] = build_dataset(study.datasets[name], study, store, domains, log)
+                for ds in made[name]:
+                    domains[ds.name] = ds
+                    if on_built:
+                        on_built(ds)
+                if store is not None:
+                    store.release(f for f, last in last_reader.items() if last == name)
+    built = {ds.name: ds for name in order for ds in made[name]}
     _shared_lengths(built)
     return built
 
 
-def _last_readers(study: StudySpec, order: list[str]) -> dict[str, str]:
-    """The last dataset of `order` that may read each raw form: a record block's source, or
-    any parameter of its rules or generators whose value is the form's name (found in the
-    parameters' values, not only in the fields known to name forms: a form kept too long
-    costs memory, one released too early a second read)."""
+# Rows a dataset reads (raw exports and datasets built before it) below which it is not
+# worth a second process: the fork, the transfer and the unpacking would cost more than
+# building it beside the others saves (the bundled 15-subject study stays in one process).
+BESIDE_MIN_ROWS = 100_000
+
+
+def _beside_plan(
+    study: StudySpec, order: list[str], store: RawStore | None, domains: dict[str, Dataset]
+) -> str | None:
+    """The dataset of `order` to build in a second process, or None: the one that reads the
+    most rows (raw exports and datasets already built: the cost estimate), among those with
+    something to build beside them, i.e. a dataset later in the order than all of its
+    dependencies that does not depend on it, directly or not.
+
+    Only a stage that reads raw exports forks: the child maps everything its parent holds
+    (the machine's memory budget is for the processes' summed RSS), and at the start of
+    such a stage that is the raw exports, which each process lets go of after their last
+    reader in it; a later stage's parent holds every dataset of the stages before (ADaM:
+    all of SDTM, ~3 GiB at 10,000 subjects), which the child could not let go of."""
+    if workers() < 2 or store is None:
+        return None
+    needs: dict[str, set[str]] = {}  # every dataset of the stage each one needs, transitively
+    for name in order:  # dependencies first
+        deps = study.datasets[name].depends_on() & set(order)
+        needs[name] = deps.union(*(needs[d] for d in deps))
+    best, most = None, BESIDE_MIN_ROWS - 1
+    for name in order:
+        start = max((order.index(d) for d in needs[name]), default=-1) + 1
+        if not any(name not in needs[m] for m in order[start:] if m != name):
+            continue
+        rows = _rows_read(study, study.datasets[name], store, domains)
+        if rows > most:
+            best, most = name, rows
+    return best
+
+
+def _rows_read(
+    study: StudySpec, spec: DatasetSpec, store: RawStore | None, domains: dict[str, Dataset]
+) -> int:
+    """The records of the raw exports and of the built datasets `spec` reads."""
+    rows = sum(store.rows(f) for f in _forms_read(study, spec)) if store is not None else 0
+    return rows + sum(len(domains[d]) for d in spec.depends_on() if d in domains)
+
+
+class _Beside:
+    """One stage with one dataset (`child`) built in a forked child process
+    (cdiscforge.concurrent.Child) while this process builds the others, in their order,
+    waiting for it only where a dataset reads it (or at the end).
+
+    The child is forked as soon as the datasets it reads are built. It lets go at once of
+    the raw exports it does not read (so that the parent's release frees them), builds its
+    dataset (and SUPP--) with its located input errors recorded (errors.Recorder), and sends
+    back the datasets packed (cdiscforge.compact.pack: categoricals pickle small), its log
+    events and reconciliation rows, the recorded errors and the exception that stopped it,
+    if one did. This process splices the events and rows into the log where a one-process
+    build writes them (the place the child's dataset has in the order), and reports the
+    errors there: those of the datasets after it in the order are recorded meanwhile and
+    reported after the child's. An exception ends the stage as in one process: the child's
+    is raised where the child's dataset is in the order, one of a dataset before it kills
+    the child, one of a dataset after it waits for the child's errors first. Each raw
+    export is let go of after its last reader in each process."""
+
+    def __init__(
+        self,
+        study: StudySpec,
+        order: list[str],
+        child: str,
+        store: RawStore | None,
+        domains: dict[str, Dataset],
+        log: BuildLog,
+        say: Callable[[str], None],
+        on_built: Callable[[Dataset], None] | None,
+    ) -> None:
+        self.study, self.order, self.child, self.store = study, order, child, store
+        self.domains, self.log, self.say, self.on_built = domains, log, say, on_built
+        spec = study.datasets[child]
+        self.needs = spec.depends_on()
+        self.child_forms = _forms_read(study, spec) if store is not None else set()
+        self.readers: dict[str, set[str]] = {}  # form -> datasets of this process reading it
+        for name in order:
+            if name != child and store is not None:
+                for form in _forms_read(study, study.datasets[name]):
+                    self.readers.setdefault(form, set()).add(name)
+        self.running: Child[_Made] | None = None
+        self.mark: tuple[int, int] | None = None  # where the child's log lines go
+        self.held: list[Recorder] = []  # errors of the datasets after the child's, in order
+
+    def build(self, made: dict[str, list[Dataset]]) -> None:
+        """Build the stage into `made` (the datasets of each spec, by name)."""
+        self._release(set())
+        with contextlib.ExitStack() as stack:
+            for name in self.order:
+                if self.running is None and self.needs <= self.domains.keys():
+                    give_back_memory()  # not inherited: what nobody holds is counted twice
+                    self.running = stack.enter_context(Child(self._in_child))
+                    self._release(set(made))
+                    give_back_memory()  # the child's raw exports (it holds them now)
+                spec = self.study.datasets[name]
+                if name == self.child and self.running is not None:
+                    self.mark = (len(self.log.events), len(self.log.reconciliation))
+                    continue
+                pending = self.mark is not None and self.child not in made
+                if pending and not spec.depends_on() <= self.domains.keys():
+                    self._collect(made)  # it reads the child's dataset (or its SUPP--)
+                beside = self.running is not None and self.child not in made
+                self.say(f"{name} (+ {self.child} beside)" if beside else name)
+                if self.mark is None or self.child in made:
+                    made[name] = build_dataset(spec, self.study, self.store, self.domains, self.log)
+                else:  # after the child's dataset: its errors are reported after the child's
+                    rec = None
+                    try:
+                        with recording() as rec:
+                            made[name] = build_dataset(
+                                spec, self.study, self.store, self.domains, self.log
+                            )
+                    except Exception:
+                        if rec is not None:
+                            self.held.append(rec)
+                        self._collect(made)  # what the child found (or raised) comes first
+                        raise
+                    if rec is not None:
+                        self.held.append(rec)
+                for ds in made[name]:
+                    self.domains[ds.name] = ds
+                    if self.on_built:
+                        self.on_built(ds)
+                self._release(set(made))
+                if beside:
+                    give_back_memory()  # this dataset's working memory, while the child's grows
+            if self.child not in made and self.mark is not None:
+                self._collect(made)
+
+    def _release(self, done: set[str]) -> None:
+        """Let go of the raw exports every dataset of this process reading them has read
+        (those the child reads only once it holds them; should its dependencies be missing
+        when its turn comes, it is built here, as in one process, and they go after it)."""
+        if self.store is None:
+            return
+        settled = self.running is not None or self.child in done  # forked, or built here
+        self.store.release(
+            f
+            for f in self.study.forms
+            if self.readers.get(f, set()) <= done and (settled or f not in self.child_forms)
+        )
+
+    def _in_child(self) -> _Made:
+        """The child's part (in the forked process): see the class docstring."""
+        if self.store is not None:
+            self.store.release(f for f in self.study.forms if f not in self.child_forms)
+            give_back_memory()
+        events, rows = len(self.log.events), len(self.log.reconciliation)
+        spec = self.study.datasets[self.child]
+        out: list[Dataset] = []
+        error: Exception | None = None
+
+        def mapped() -> None:  # nobody else reads them (a rule asking again reads again)
+            if self.store is not None:
+                self.store.release(self.child_forms)
+                give_back_memory()
+
+        with recording() as rec:
+            try:
+                out = build_dataset(spec, self.study, self.store, self.domains, self.log, mapped)
+            except Exception as exc:
+                error = exc
+        if error is not None:
+            try:
+                pickle.loads(pickle.dumps(error))
+            except Exception:
+                raise error from None  # cdiscforge.concurrent sends its text instead
+        packed = [pack(ds) for ds in out]
+        give_back_memory()  # the dataset's working memory: the parent is unpacking it next
+        return _Made(
+            out, packed, self.log.events[events:], self.log.reconciliation[rows:], rec, error
+        )
+
+    def _collect(self, made: dict[str, list[Dataset]]) -> None:
+        """Wait for the child; put its log lines and errors where one process has them,
+        then the errors recorded since; raise its exception, if it had one."""
+        assert self.running is not None and self.mark is not None
+        self.say(self.child)
+        give_back_memory()  # what this process's datasets needed while the child's peaks
+        got = self.running.result()
+        events, rows = self.mark
+        self.log.events[events:events] = got.events
+        self.log.reconciliation[rows:rows] = got.reconciliation
+        found = collector()
+        if got.errors is not None and found is not None:
+            got.errors.replay(found)
+        if got.error is not None:
+            raise got.error
+        for ds, dtypes in zip(got.datasets, got.packed, strict=True):
+            unpack(ds, dtypes)
+            self.domains[ds.name] = ds
+            if self.on_built:
+                self.on_built(ds)
+        made[self.child] = got.datasets
+        for rec in self.held:
+            if found is not None:
+                rec.replay(found)
+        self.held = []
+
+
+@dataclass
+class _Made:
+    """What the child sends back (see `_Beside`)."""
+
+    datasets: list[Dataset]
+    packed: list[dict[str, Any]]
+    events: list[Event]
+    reconciliation: list[Reconciliation]
+    errors: Recorder | None
+    error: Exception | None
+
+
+def _forms_read(study: StudySpec, spec: DatasetSpec) -> set[str]:
+    """The raw forms a dataset may read: a record block's source, or any parameter of its
+    rules or generators whose value is the form's name (found in the parameters' values,
+    not only in the fields known to name forms: a form kept too long costs memory, one
+    released too early a second read)."""
     forms = set(study.forms)
+    mentioned = {block.source for block in spec.records if block.source}
+    params = [
+        *spec.block_params,
+        *(var.params for var in spec.variables),
+        *(p for rules in spec.block_rules for _, p in rules.values()),
+    ]
+    for p in params:
+        if p is not None:
+            mentioned |= set(_strings(p)) & forms
+    return mentioned & forms
+
+
+def _last_readers(study: StudySpec, order: list[str]) -> dict[str, str]:
+    """The last dataset of `order` that may read each raw form (`_forms_read`)."""
     last: dict[str, str] = {}
     for name in order:
-        spec = study.datasets[name]
-        mentioned = {block.source for block in spec.records if block.source}
-        params = [
-            *spec.block_params,
-            *(var.params for var in spec.variables),
-            *(p for rules in spec.block_rules for _, p in rules.values()),
-        ]
-        for p in params:
-            if p is not None:
-                mentioned |= set(_strings(p)) & forms
-        for form in mentioned & forms:
+        for form in _forms_read(study, study.datasets[name]):
             last[form] = name
     return last
 
@@ -259,8 +499,12 @@ def build_dataset(
     store: RawStore | None,
     domains: dict[str, Dataset],
     log: BuildLog,
+    mapped: Callable[[], None] | None = None,
 ) -> list[Dataset]:
-    """Build one dataset (and its SUPP--) from its spec. See the module docstring."""
+    """Build one dataset (and its SUPP--) from its spec. See the module docstring.
+
+    `mapped` is called once every record block is mapped, before they are stacked (the
+    build's child lets go of its raw exports there: only it reads them)."""
     frames: list[pd.DataFrame] = []
     recon: list[Reconciliation] = []
     for i, block in enumerate(spec.records):
@@ -307,9 +551,11 @@ def build_dataset(
         out["__row"] = source.rows
         frames.append(out)
 
+    out = source = frame = ctx = None  # type: ignore[assignment]
+    if mapped is not None:
+        mapped()
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     frames.clear()  # the blocks' frames are in records now: not held through the copies below
-    out = source = frame = ctx = None  # type: ignore[assignment]
     records = _dedupe(spec, records, recon, log)
     ctx = _context(study, spec, "", records, None, domains, log, store)
     for var in spec.variables:

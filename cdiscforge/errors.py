@@ -30,6 +30,18 @@ class CdiscforgeError(Exception):
 
     exit_code = 2
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as itself (its fields, not the constructor's arguments): a located error
+        found in the build's second process (cdiscforge.concurrent) comes back unchanged."""
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[CdiscforgeError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 def _fmt_value(value: Any) -> str:
     text = repr(value)
@@ -279,6 +291,34 @@ class ErrorCollector:
             raise self.combined()
 
 
+class Recorder(ErrorCollector):
+    """Records the located input errors reported to it, in order, without judging them
+    (no dedupe, no cap): `replay` hands them to another collector later, which then ends in
+    exactly the state it would have reached had they been reported to it directly. So a
+    dataset built in the second process, or built while another one is (cdiscforge.engine),
+    reports its errors where a one-process build puts them: the collector's dedupe, per-file
+    cap and `secondary` rule depend on the order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def add(self, *args: Any, **kwargs: Any) -> None:  # ErrorCollector.add's arguments
+        self.calls.append(("add", args, kwargs))
+
+    def add_rows(self, *args: Any, **kwargs: Any) -> None:  # ErrorCollector.add_rows's
+        self.calls.append(("add_rows", args, kwargs))
+
+    def replay(self, into: ErrorCollector) -> None:
+        """Report everything recorded to `into`, in the order it was reported here."""
+        for method, args, kwargs in self.calls:
+            getattr(into, method)(*args, **kwargs)
+        self.calls = []
+
+
 _ACTIVE: ContextVar[ErrorCollector | None] = ContextVar("cdiscforge_errors", default=None)
 
 
@@ -334,6 +374,24 @@ class raising:
 
     def __exit__(self, *exc: object) -> None:
         _ACTIVE.reset(self._token)
+
+
+class recording:
+    """`with recording() as rec:` hands the located input errors reported inside the block
+    to a `Recorder` (`rec`) instead of the active collector; outside `collecting()` it
+    changes nothing (`rec` is None and errors are raised as they are found)."""
+
+    def __enter__(self) -> Recorder | None:
+        self._token: Any = None
+        if _ACTIVE.get() is None:
+            return None
+        rec = Recorder()
+        self._token = _ACTIVE.set(rec)
+        return rec
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _ACTIVE.reset(self._token)
 
 
 def collector() -> ErrorCollector | None:

@@ -1,0 +1,187 @@
+"""A stage's most expensive dataset built in a forked child beside the others
+(engine._Beside): the files, the log and the errors must be those of one process.
+
+The bundled study is small, so the tests lower `BESIDE_MIN_ROWS` to 0 to make the build
+fork (the child is a fork of this process: the patched module is its too)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cdiscforge import concurrent, engine
+from cdiscforge.build import run_build
+from cdiscforge.buildlog import BuildLog
+from cdiscforge.engine import RawStore, build_stage
+from cdiscforge.errors import CdiscforgeError, ErrorCollector, InputError, Recorder
+from cdiscforge.spec import load_study
+
+STUDY2 = Path(__file__).resolve().parent.parent / "specs" / "cfdemo02"
+
+
+@pytest.fixture
+def fork_always(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Every raw-export stage forks; the monkeypatch, to set the workers per build."""
+    monkeypatch.setattr(engine, "BESIDE_MIN_ROWS", 0)
+    monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
+    if concurrent.workers() < 2:
+        pytest.skip("one core: the build never forks")
+    return monkeypatch
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "timings.json"
+    }
+
+
+def _build(spec: Path, raw: Path, out: Path, workers: str, mp: pytest.MonkeyPatch) -> list[str]:
+    said: list[str] = []
+    mp.setenv("CDISCFORGE_WORKERS", workers)
+    run_build(spec, out, raw, progress=said.append)
+    return said
+
+
+@pytest.mark.parametrize("study", ["seed", "study2"])
+def test_two_processes_write_the_files_one_process_writes(
+    study: str, fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    monkeypatch = fork_always
+    spec, raw = (seed_spec, default_raw) if study == "seed" else (STUDY2, STUDY2 / "raw")
+    both = _build(spec, raw, tmp_path / "two", "2", monkeypatch)
+    one = _build(spec, raw, tmp_path / "one", "1", monkeypatch)
+    # it forked in the stage that reads raw exports (only there: engine._beside_plan)
+    assert {m.split()[0] for m in both if m.endswith(" beside)")} == {"sdtm"}
+    assert not any(m.endswith(" beside)") for m in one)
+    two_files, one_files = _files(tmp_path / "two"), _files(tmp_path / "one")
+    assert two_files.keys() == one_files.keys()
+    assert [f for f in two_files if two_files[f] != one_files[f]] == []
+
+
+def _planted(default_raw: Path, tmp_path: Path, faults: dict[str, list[tuple]]) -> Path:
+    raw = tmp_path / "raw"
+    shutil.copytree(default_raw, raw)
+    for form, cells in faults.items():
+        frame = pd.read_csv(raw / f"{form}.csv", dtype=str, keep_default_na=False)
+        for row, column, value in cells:
+            frame.loc[row - 1, column] = value
+        frame.to_csv(raw / f"{form}.csv", index=False)
+    return raw
+
+
+def _stage_error(seed_spec: Path, raw: Path, workers: str, mp: pytest.MonkeyPatch) -> str:
+    mp.setenv("CDISCFORGE_WORKERS", workers)
+    study = load_study(seed_spec)
+    log = BuildLog()
+    said: list[str] = []
+    with pytest.raises(CdiscforgeError) as caught:
+        build_stage(study, "sdtm", RawStore(study, raw, log), log, progress=said.append)
+    assert any(m.endswith(" beside)") for m in said) == (workers == "2")
+    return str(caught.value)
+
+
+# Mapping errors (the raw check passes them): AE is built before the fork, LB while the
+# child builds MK and before MK in the order, PR after it; the child finds those of MK.
+FAULTS = {
+    "adverse_events": [(3, "AESEV", "HUGE")],
+    "lab": [(58, "UNIT", "furlongs")],
+    "joints": [(5, "JOINT", "Nose"), (7, "ASSESSMENT", "Itchy")],
+    "liposuction": [(2, "PRLOC", "Belly button")],
+}
+
+
+def test_errors_of_both_processes_are_reported_together_as_one_process_reports_them(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    raw = _planted(default_raw, tmp_path, FAULTS)
+    both = _stage_error(seed_spec, raw, "2", fork_always)
+    assert both == _stage_error(seed_spec, raw, "1", fork_always)
+    assert both.startswith("5 input errors in 4 file(s)")
+    for form, cells in FAULTS.items():
+        for row, column, _ in cells:
+            assert f"{form}.csv, row {row}, column {column}," in both
+
+
+def test_an_exception_in_the_child_ends_the_stage_where_one_process_ends_it(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    """The errors of the datasets before the child's in the order are reported with its
+    exception; those of the datasets after it are not (one process never built them)."""
+    raw = _planted(default_raw, tmp_path, FAULTS)
+    study = load_study(seed_spec)
+    store = RawStore(study, raw, BuildLog())
+    store.check_all()
+    child = engine._beside_plan(study, engine.build_order(study, "sdtm"), store, {})
+    assert child is not None
+    real = engine.build_dataset
+
+    def broken(spec, *args, **kw):  # type: ignore[no-untyped-def]
+        if spec.name == child:
+            raise CdiscforgeError(f"{child} cannot be built")
+        return real(spec, *args, **kw)
+
+    fork_always.setattr(engine, "build_dataset", broken)
+    both = _stage_error(seed_spec, raw, "2", fork_always)
+    assert both == _stage_error(seed_spec, raw, "1", fork_always)
+    assert f"(the build stopped after these: {child} cannot be built)" in both
+    assert "adverse_events.csv" in both and "lab.csv" in both
+    assert "liposuction.csv" not in both and "joints.csv" not in both
+
+
+def test_a_recorder_replayed_leaves_the_collector_as_direct_reports_would() -> None:
+    """The collector's per-file cap, dedupe and `secondary` rule depend on the order."""
+    rows = np.array([1, 2, 3])
+    calls = [
+        ("add_rows", ("f", rows, "A", np.array(["x", "y", "z"], dtype=object), "bad"), {}),
+        ("add", (InputError("f", "again", row=2, column="A"),), {}),
+        ("add", (InputError("f", "derived", row=1, column="B"),), {"secondary": True}),
+        ("add", (InputError("g", "other", row=9),), {}),
+    ]
+    direct = ErrorCollector(limit_per_file=2)
+    recorder = Recorder()
+    for method, args, kwargs in calls:
+        getattr(direct, method)(*args, **kwargs)
+        getattr(recorder, method)(*args, **kwargs)
+    replayed = ErrorCollector(limit_per_file=2)
+    recorder.replay(replayed)
+    assert str(replayed.combined()) == str(direct.combined())
+    assert replayed.more == direct.more == {"f": 1}
+
+
+def test_the_child_lets_go_of_the_raw_exports_it_does_not_read(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    """So that each raw export is freed after its last reader in both processes; and no
+    form is read twice in either."""
+    study = load_study(seed_spec)
+    real = engine.build_dataset
+
+    def watched(spec, study_, store, *args, **kw):  # type: ignore[no-untyped-def]
+        held = ",".join(sorted(store._forms)) + "|" + ",".join(store.reread)
+        (tmp_path / spec.name).write_text(held)  # from either process
+        return real(spec, study_, store, *args, **kw)
+
+    fork_always.setattr(engine, "build_dataset", watched)
+    log = BuildLog()
+    store = RawStore(study, default_raw, log)
+    store.check_all()
+    child = engine._beside_plan(study, engine.build_order(study, "sdtm"), store, {})
+    assert child is not None
+    reads = engine._forms_read(study, study.datasets[child])
+    store = RawStore(study, default_raw, log)
+    build_stage(study, "sdtm", store, log)
+    assert store._forms == {} and store.reread == []
+    assert (tmp_path / child).read_text() == ",".join(sorted(reads)) + "|"
+    order = engine.build_order(study, "sdtm")
+    for name in order:
+        held = (tmp_path / name).read_text().split("|")
+        assert held[1] == ""  # nothing read twice
+        if order.index(name) > order.index(child):  # forked by then: the child holds them
+            only_child = reads - engine._forms_read(study, study.datasets[name])
+            assert not only_child & set(held[0].split(","))
