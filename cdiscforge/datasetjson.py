@@ -203,7 +203,7 @@ class _ColumnText:
                 self._cat_codes = series.array.codes  # the categorical's codes: no copy
 
     def _dictionary(self, texts: list[str]) -> pa.Array:
-        """"null" (for code -1) then the distinct texts, each with prefix/suffix."""
+        """The text "null" (for code -1) first, then the distinct texts with prefix/suffix."""
         p, s = self._prefix, self._suffix
         texts.insert(0, _NULL)
         return pa.array([p + t + s for t in texts] if p or s else texts, type=pa.string())
