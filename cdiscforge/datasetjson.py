@@ -66,6 +66,8 @@ from cdiscforge.model import Dataset, StudyInfo, Variable, char_max_bytes
 
 DATASET_JSON_VERSION = "1.1.0"
 DEFAULT_CHUNK_ROWS = 10_000
+# An integer column spanning at most this many values is encoded from one dictionary of them.
+_INT_RANGE = 4096
 # Encodings by file suffix; the order is the preference when a folder holds a dataset twice.
 ENCODINGS = ("json", "ndjson", "dsjc")
 SUFFIXES = {"json": ".json", "ndjson": ".ndjson", "dsjc": ".dsjc"}
@@ -201,6 +203,29 @@ class _ColumnText:
                     self._char_texts(pd.Series(each).astype("string"))
                 )
                 self._cat_codes = series.array.codes  # the categorical's codes: no copy
+        self._int_low, self._ints = self._integer_range()
+
+    def _integer_range(self) -> tuple[int, pa.Array | None]:
+        """For an "integer" column whose values span at most `_INT_RANGE` integers (MKSEQ,
+        --DY, VISITNUM ...): the lowest and the dictionary of every integer from it to the
+        highest, made once; a chunk's codes are then value - lowest (no hashing per chunk).
+        The texts are those the JSON encoder gives a Python int (its repr)."""
+        series = self._series
+        if (
+            self._data_type != "integer"
+            or self._kind is not None
+            or self._var.is_char
+            or not is_numeric_dtype(series)
+            or is_datetime64_any_dtype(series)
+            or is_timedelta64_dtype(series)
+            or not len(series)
+        ):
+            return 0, None
+        low, high = series.min(), series.max()  # missing values skipped
+        if not (np.isfinite(low) and np.isfinite(high)) or high - low >= _INT_RANGE:
+            return 0, None
+        low = int(low)
+        return low, self._dictionary([str(v) for v in range(low, int(high) + 1)])
 
     def _dictionary(self, texts: list[str]) -> pa.Array:
         """The text "null" (for code -1) first, then the distinct texts with prefix/suffix."""
@@ -226,6 +251,11 @@ class _ColumnText:
             dictionary = self._dictionary([_ENCODE(v) for v in encoded.dictionary.to_pylist()])
             codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
             return dictionary, codes
+        if self._ints is not None:
+            piece = self._series.iloc[start:stop]
+            numbers = piece.to_numpy(dtype="float64", na_value=np.nan)
+            offset = np.where(np.isfinite(numbers), numbers - self._int_low, -1.0)
+            return self._ints, offset.astype(np.int32)
         codes, texts = self._codes(self._series.iloc[start:stop])
         return self._dictionary(texts), codes
 

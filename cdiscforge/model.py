@@ -143,15 +143,16 @@ def char_max_bytes(series: pd.Series) -> int:
     A categorical is measured per category it uses (a filtered frame may keep categories
     no record has any more: they do not count), not per record."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        codes = series.cat.codes.to_numpy()
-        used = np.unique(codes[codes >= 0])
-        if len(used) == 0:
+        used = np.zeros(len(series.dtype.categories) + 1, dtype=bool)
+        used[series.array.codes] = True  # code -1 (missing) marks the extra last slot
+        if not used[:-1].any():
             return 0
-        series = pd.Series(series.cat.categories.take(used))
-    if series.dropna().empty:
-        return 0
-    array = pa.array(series.astype("string[pyarrow]"), from_pandas=True)
-    longest = pc.max(pc.binary_length(array)).as_py()
+        series = pd.Series(series.dtype.categories[used[:-1]])
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        array = pa.array(series.array)  # Arrow's own strings: no conversion, no copy
+    else:
+        array = pa.array(series.astype("string[pyarrow]"), from_pandas=True)
+    longest = pc.max(pc.binary_length(array)).as_py()  # missing values (nulls) do not count
     return int(longest or 0)
 
 
