@@ -18,7 +18,7 @@ import pytest
 from cdiscforge.compact import compact_series
 from cdiscforge.define import datatypes
 from cdiscforge.define.datatypes import define_data_type
-from cdiscforge.model import Variable
+from cdiscforge.model import Variable, char_max_bytes
 
 # ---- the reference: the every-record algorithm before the per-distinct rewrite -------------
 _ISO_DATE = r"\d{4}-\d{2}-\d{2}"
@@ -128,3 +128,33 @@ def test_numeric_blocks_find_a_fraction_anywhere(
     assert define_data_type(NUM, ints) == "integer"
     assert define_data_type(NUM, pd.Series(["1", "2.5", "x"])) == "float"
     assert define_data_type(NUM, pd.Series(["1", "2", "x", None])) == "integer"
+
+
+def _reference_max_bytes(series: pd.Series) -> int:
+    values = series.dropna().astype(object)
+    return max((len(str(v).encode("utf-8")) for v in values), default=0)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a", "Ünïcödé", None, "a"],
+        ["", None, ""],
+        [None, None],
+        [],
+        ["日本語", "xyz1"],
+    ],
+)
+def test_char_max_bytes_is_the_same_compacted_plain_and_object(values: list[object]) -> None:
+    plain = pd.Series(values, dtype="str")
+    expected = _reference_max_bytes(plain)
+    assert char_max_bytes(plain) == expected
+    assert char_max_bytes(compact_series(plain, max_share=1.0)) == expected
+    assert char_max_bytes(pd.Series(values, dtype=object)) == expected
+    assert char_max_bytes(pd.Series(values, dtype="string[python]")) == expected
+
+
+def test_char_max_bytes_skips_unused_categories() -> None:
+    column = pd.Series(pd.Categorical(["ab", None, "ab"], ["ab", "a much longer value"]))
+    assert char_max_bytes(column) == 2
+    assert char_max_bytes(column.iloc[[1]]) == 0
