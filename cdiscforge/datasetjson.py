@@ -56,7 +56,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype, is_timedelta64_dtype
+from pandas.api.types import (
+    is_bool_dtype,
+    is_datetime64_any_dtype,
+    is_numeric_dtype,
+    is_timedelta64_dtype,
+)
 
 from cdiscforge import __version__
 from cdiscforge.define.datatypes import define_data_type, json_data_type, temporal_kind
@@ -216,13 +221,16 @@ class _ColumnText:
             or self._kind is not None
             or self._var.is_char
             or not is_numeric_dtype(series)
+            or is_bool_dtype(series)
             or is_datetime64_any_dtype(series)
             or is_timedelta64_dtype(series)
             or not len(series)
         ):
             return 0, None
-        low, high = series.min(), series.max()  # missing values skipped
-        if not (np.isfinite(low) and np.isfinite(high)) or high - low >= _INT_RANGE:
+        low, high = series.min(), series.max()  # missing values skipped (all missing: NA)
+        if pd.isna(low) or pd.isna(high) or not np.isfinite(low) or not np.isfinite(high):
+            return 0, None
+        if high - low >= _INT_RANGE:
             return 0, None
         low = int(low)
         return low, self._dictionary([str(v) for v in range(low, int(high) + 1)])

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from cdiscforge.vectorise import used_categories
 
 VarType = Literal["Char", "Num"]
 ORIGINS = ("Collected", "Derived", "Assigned", "Protocol", "Predecessor", "Not Available")
@@ -143,11 +144,10 @@ def char_max_bytes(series: pd.Series) -> int:
     A categorical is measured per category it uses (a filtered frame may keep categories
     no record has any more: they do not count), not per record."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        used = np.zeros(len(series.dtype.categories) + 1, dtype=bool)
-        used[series.array.codes] = True  # code -1 (missing) marks the extra last slot
-        if not used[:-1].any():
+        used = used_categories(series)
+        if not len(used):
             return 0
-        series = pd.Series(series.dtype.categories[used[:-1]])
+        series = pd.Series(used)
     if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
         array = pa.array(series.array)  # Arrow's own strings: no conversion, no copy
     else:

@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 
 from cdiscforge.compact import compact_series
-from cdiscforge.define import datatypes
+from cdiscforge.define import datatypes, render
 from cdiscforge.define.datatypes import define_data_type
 from cdiscforge.model import Variable, char_max_bytes
+from cdiscforge.vectorise import first_rows, used_categories
 
 # ---- the reference: the every-record algorithm before the per-distinct rewrite -------------
 _ISO_DATE = r"\d{4}-\d{2}-\d{2}"
@@ -158,3 +159,41 @@ def test_char_max_bytes_skips_unused_categories() -> None:
     column = pd.Series(pd.Categorical(["ab", None, "ab"], ["ab", "a much longer value"]))
     assert char_max_bytes(column) == 2
     assert char_max_bytes(column.iloc[[1]]) == 0
+
+
+def _filtered_categorical() -> tuple[pd.Series, pd.Series]:
+    """A compacted column filtered so that some categories no record has (and a missing
+    value, and ""), beside the same values as plain strings."""
+    values = ["b", None, "a", "", "b", "c", None, "a"]
+    whole = compact_series(pd.Series([*values, "zz unused"], dtype="str"), max_share=1.0)
+    compacted = whole.iloc[: len(values)]
+    return compacted, pd.Series(values, dtype="str")
+
+
+def test_first_rows_and_used_categories_are_drop_duplicates() -> None:
+    compacted, plain = _filtered_categorical()
+    rows = first_rows(compacted.array.codes, len(compacted.dtype.categories))
+    expected = plain.drop_duplicates().index.to_numpy()
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_array_equal(compacted.drop_duplicates().index.to_numpy(), expected)
+    assert used_categories(compacted).tolist() == ["", "a", "b", "c"]
+    assert first_rows(np.zeros(0, dtype=np.int8), 3).tolist() == []
+
+
+def test_define_helpers_see_the_same_values_compacted_and_plain() -> None:
+    compacted, plain = _filtered_categorical()
+    assert render._used_values(compacted) == render._used_values(plain) == ["a", "b", "c"]
+    pd.testing.assert_series_equal(
+        render._distinct(compacted).astype("str"), render._distinct(plain)
+    )
+    codes, texts = render._split_codes(compacted)
+    plain_codes, plain_texts = render._split_codes(plain)
+    assert sorted(texts) == sorted(plain_texts)  # the same groups, whatever their numbers
+    by_text = [texts[c] if c >= 0 else None for c in codes]
+    assert by_text == [plain_texts[c] if c >= 0 else None for c in plain_codes]
+    groups = render._distinct_by_group(codes, len(texts), compacted)
+    plain_groups = render._distinct_by_group(plain_codes, len(plain_texts), plain)
+    for k, text in enumerate(texts):
+        mine = groups[k]
+        theirs = plain_groups[plain_texts.index(text)]
+        assert mine.index.tolist() == theirs.index.tolist()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cdiscforge.model import Variable
+from cdiscforge.vectorise import used_categories
 from cdiscforge.xpt import parse_format
 
 TemporalKind = Literal["date", "datetime", "time"]
@@ -89,10 +90,7 @@ def _distinct_text(series: pd.Series) -> pd.Series:
     values answer alike; the built datasets are compact (cdiscforge.compact), so MKDTC at
     10,000 subjects is a few thousand categories over ~9M records."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        codes = series.array.codes
-        used = np.zeros(len(series.dtype.categories) + 1, dtype=bool)
-        used[codes] = True  # code -1 (missing) marks the extra last slot
-        return pd.Series(series.dtype.categories[used[:-1]]).astype("string[pyarrow]")
+        return pd.Series(used_categories(series)).astype("string[pyarrow]")
     return series.dropna().astype("string[pyarrow]")
 
 
