@@ -1083,15 +1083,23 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
 # --------------------------------------------------------------------------------------------
 
 
+def _contiguous(block: np.ndarray) -> np.ndarray:
+    """An (n, width) uint8 block (a variable's columns of the observations) as a C-contiguous
+    copy, copied a V<width> item (one value's bytes) at a time rather than byte by byte."""
+    width = block.shape[1]
+    if block.flags.c_contiguous or width < 2 or block.strides[1] != 1:
+        return np.ascontiguousarray(block)
+    items = np.ascontiguousarray(block.view(f"V{width}"))
+    return items.view(np.uint8).reshape(block.shape)
+
+
 def _distinct_rows(block: np.ndarray) -> np.ndarray:
     """The distinct rows of an (n, width) uint8 block (hashed as fixed-width binary in
     pyarrow), as a (k, width) block in the order they first occur."""
     n, width = block.shape
     if n == 0 or width == 0:
         return block[:0] if width else np.zeros((min(n, 1), 0), dtype=np.uint8)
-    fixed = pa.Array.from_buffers(
-        pa.binary(width), n, [None, pa.py_buffer(np.ascontiguousarray(block))]
-    )
+    fixed = pa.Array.from_buffers(pa.binary(width), n, [None, pa.py_buffer(_contiguous(block))])
     unique = pc.unique(fixed)
     data = np.frombuffer(unique.buffers()[1], dtype=np.uint8)
     start = unique.offset * width
