@@ -14,8 +14,9 @@ the same content, told apart by the file's extension:
 The writer streams: it writes the metadata, then the rows in chunks of `chunk_rows`, so a
 large LB never exists as one JSON string in memory (DSJC compresses chunk by chunk). Each
 chunk is encoded column-wise: every DISTINCT value of a column is converted and encoded once
-by the C JSON encoder, Arrow broadcasts those texts to the rows and joins each row's texts,
-and the rows are written straight from Arrow's buffer (no Python object per value). The reader
+by the C JSON encoder (a categorical's categories once per file), and ONE Arrow take of the
+columns' texts in row order lays the chunk's rows out back to back, written straight from
+Arrow's buffer (no Python object per value, one copy of the bytes). The reader
 streams Dataset-NDJSON and DSJC a chunk of lines at a time. Output is deterministic: keys in
 the order of the standard's examples, compact separators, floats in Python's shortest
 round-trip form (``repr``), which reads back to the very same double (1e-300, 4.9e-07,
