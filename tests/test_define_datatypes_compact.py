@@ -197,3 +197,16 @@ def test_define_helpers_see_the_same_values_compacted_and_plain() -> None:
         mine = groups[k]
         theirs = plain_groups[plain_texts.index(text)]
         assert mine.index.tolist() == theirs.index.tolist()
+
+
+def test_distinct_pairs_are_drop_duplicates_compacted_or_not() -> None:
+    codes = ["B", "A", None, "B", "A", "C", None, "B"]
+    decodes = ["Bee", "Ay", "Ay", "Bee", None, "See", None, "Bea"]
+    plain = pd.DataFrame({"X": pd.Series(codes, dtype="str"), "Y": pd.Series(decodes, dtype="str")})
+    compacted = pd.DataFrame(
+        {name: compact_series(plain[name], max_share=1.0) for name in plain}
+    ).iloc[:]
+    expected = plain.drop_duplicates()
+    found = render._distinct_pairs(compacted, "X", "Y")
+    assert found.index.tolist() == expected.index.tolist()
+    assert render._distinct_pairs(plain, "X", "Y").index.tolist() == expected.index.tolist()

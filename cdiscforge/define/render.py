@@ -392,9 +392,25 @@ def _split_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     return codes, uniques.tolist()
 
 
+_MAX_PAIR_CODES = 1 << 22  # combined codes of two categoricals counted in one array
+
+
+def _distinct_pairs(frame: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """`frame[[first, second]].drop_duplicates()`: the same rows; for two compacted columns
+    found from their codes combined (one pass, no hashing of the records' values)."""
+    a, b = frame[first], frame[second]
+    if _text_categorical(a) and _text_categorical(b):
+        width = len(b.dtype.categories) + 1
+        count = (len(a.dtype.categories) + 1) * width
+        if count <= _MAX_PAIR_CODES:
+            key = (a.array.codes.astype(np.int64) + 1) * width + b.array.codes + 1
+            return frame[[first, second]].iloc[first_rows(key, count)]
+    return frame[[first, second]].drop_duplicates()
+
+
 def _decodes(dataset: Dataset, code: str, partner: str) -> dict[str, str]:
     # the first (sorted) decode of each code depends on the distinct pairs alone
-    pairs = dataset.frame[[code, partner]].drop_duplicates().dropna()
+    pairs = _distinct_pairs(dataset.frame, code, partner).dropna()
     pairs = pairs[pairs[partner].astype("string") != ""]
     pairs = pairs.sort_values([code, partner], kind="stable").drop_duplicates(code)
     return dict(zip(pairs[code].astype(str), pairs[partner].astype(str), strict=True))
