@@ -71,9 +71,15 @@ class Codelist:
 
     def term_code(self, value: str) -> str | None:
         """NCI C-code of a submission value, or None (a sponsor extension)."""
-        hit = self.terms.loc[self.terms["value"] == value, "code"].dropna()
-        hit = hit[hit != ""]
-        return None if hit.empty else str(hit.iloc[0])
+        return self._term_codes.get(value)
+
+    @cached_property
+    def _term_codes(self) -> dict[Any, str]:
+        """Submission value -> the C-code of its first term that has one, made once (define.xml
+        asks for the code of every term a study uses; a scan of UNIT's ~1000 terms each)."""
+        terms = self.terms[["value", "code"]].dropna()
+        terms = terms[terms["code"] != ""].drop_duplicates("value")
+        return {value: str(code) for value, code in zip(terms["value"], terms["code"], strict=True)}
 
     def decodes(self) -> dict[str, str]:
         """Submission value -> declared decode (sponsor lists that give decodes; else {})."""

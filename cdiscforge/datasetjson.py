@@ -14,8 +14,9 @@ the same content, told apart by the file's extension:
 The writer streams: it writes the metadata, then the rows in chunks of `chunk_rows`, so a
 large LB never exists as one JSON string in memory (DSJC compresses chunk by chunk). Each
 chunk is encoded column-wise: every DISTINCT value of a column is converted and encoded once
-by the C JSON encoder, Arrow broadcasts those texts to the rows and joins each row's texts,
-and the rows are written straight from Arrow's buffer (no Python object per value). The reader
+by the C JSON encoder (a categorical's categories once per file), and ONE Arrow take of the
+columns' texts in row order lays the chunk's rows out back to back, written straight from
+Arrow's buffer (no Python object per value, one copy of the bytes). The reader
 streams Dataset-NDJSON and DSJC a chunk of lines at a time. Output is deterministic: keys in
 the order of the standard's examples, compact separators, floats in Python's shortest
 round-trip form (``repr``), which reads back to the very same double (1e-300, 4.9e-07,
@@ -56,7 +57,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype, is_timedelta64_dtype
+from pandas.api.types import (
+    is_bool_dtype,
+    is_datetime64_any_dtype,
+    is_numeric_dtype,
+    is_timedelta64_dtype,
+)
 
 from cdiscforge import __version__
 from cdiscforge.define.datatypes import define_data_type, json_data_type, temporal_kind
@@ -66,6 +72,8 @@ from cdiscforge.model import Dataset, StudyInfo, Variable, char_max_bytes
 
 DATASET_JSON_VERSION = "1.1.0"
 DEFAULT_CHUNK_ROWS = 10_000
+# An integer column spanning at most this many values is encoded from one dictionary of them.
+_INT_RANGE = 4096
 # Encodings by file suffix; the order is the preference when a folder holds a dataset twice.
 ENCODINGS = ("json", "ndjson", "dsjc")
 SUFFIXES = {"json": ".json", "ndjson": ".ndjson", "dsjc": ".dsjc"}
@@ -165,15 +173,17 @@ def _json_numbers(distinct: np.ndarray) -> list[str]:
 
 
 class _ColumnText:
-    """The JSON text of one column's values, a chunk of rows at a time, as an Arrow string
-    array (one item per row, "null" for missing).
+    """The JSON text of one column's values, a chunk of rows at a time: a dictionary of
+    texts (an Arrow string array, "null" FIRST) and a code per row into it (-1 for missing,
+    so code + 1 indexes the dictionary).
 
     Why per distinct value: the old writer turned every value into a Python object and encoded
     it; here each chunk is factorized, each DISTINCT value converted (the same conversion,
-    value by value) and encoded by the same C encoder, and the texts are broadcast to the rows
-    by Arrow's take, so the bytes are those of encoding every value. A categorical column's
-    categories are encoded once for all chunks. `prefix`/`suffix` (the row's "[", "]", the
-    newline) are glued to the distinct texts, so Arrow joins whole rows without a row loop.
+    value by value) and encoded by the same C encoder, so the bytes are those of encoding
+    every value. A categorical column's categories are encoded once for all chunks and its
+    codes are the categorical's own (a view, no copy per chunk). `prefix`/`suffix` (the row's
+    "[", the "," between items, "]" and the newline) are glued to the distinct texts, so the
+    rows are assembled without a row loop (`_rows_bytes`).
     """
 
     def __init__(
@@ -186,6 +196,7 @@ class _ColumnText:
         self._suffix = suffix
         self._kind = temporal_kind(var)
         self._categories: pa.Array | None = None
+        self._cat_codes: np.ndarray | None = None
         # an Arrow-stored string column is sliced in Arrow (no pandas slice per chunk, no copy)
         self._arrow = pa.array(series.array) if var.is_char and _arrow_strings(series) else None
         if var.is_char and isinstance(series.dtype, pd.CategoricalDtype):
@@ -197,11 +208,38 @@ class _ColumnText:
                 self._categories = self._dictionary(
                     self._char_texts(pd.Series(each).astype("string"))
                 )
+                self._cat_codes = series.array.codes  # the categorical's codes: no copy
+        self._int_low, self._ints = self._integer_range()
+
+    def _integer_range(self) -> tuple[int, pa.Array | None]:
+        """For an "integer" column whose values span at most `_INT_RANGE` integers (MKSEQ,
+        --DY, VISITNUM ...): the lowest and the dictionary of every integer from it to the
+        highest, made once; a chunk's codes are then value - lowest (no hashing per chunk).
+        The texts are those the JSON encoder gives a Python int (its repr)."""
+        series = self._series
+        if (
+            self._data_type != "integer"
+            or self._kind is not None
+            or self._var.is_char
+            or not is_numeric_dtype(series)
+            or is_bool_dtype(series)
+            or is_datetime64_any_dtype(series)
+            or is_timedelta64_dtype(series)
+            or not len(series)
+        ):
+            return 0, None
+        low, high = series.min(), series.max()  # missing values skipped (all missing: NA)
+        if pd.isna(low) or pd.isna(high) or not np.isfinite(low) or not np.isfinite(high):
+            return 0, None
+        if high - low >= _INT_RANGE:
+            return 0, None
+        low = int(low)
+        return low, self._dictionary([str(v) for v in range(low, int(high) + 1)])
 
     def _dictionary(self, texts: list[str]) -> pa.Array:
-        """The distinct texts with prefix/suffix, and "null" last (for code -1)."""
+        """The text "null" (for code -1) first, then the distinct texts with prefix/suffix."""
         p, s = self._prefix, self._suffix
-        texts.append(_NULL)
+        texts.insert(0, _NULL)
         return pa.array([p + t + s for t in texts] if p or s else texts, type=pa.string())
 
     @staticmethod
@@ -209,7 +247,10 @@ class _ColumnText:
         values = text.to_numpy(dtype=object, na_value=None).tolist()
         return [_NULL if v is None else _ENCODE(v) for v in values]
 
-    def chunk(self, start: int, stop: int) -> pa.Array:
+    def chunk(self, start: int, stop: int) -> tuple[pa.Array, np.ndarray]:
+        """The dictionary of the rows start..stop and their codes (-1: missing)."""
+        if self._cat_codes is not None:
+            return self._categories, self._cat_codes[start:stop]  # type: ignore[return-value]
         if self._arrow is not None:
             # Arrow's own dictionary encoding: the same strings astype("string") gives
             piece = self._arrow.slice(start, stop - start)
@@ -217,16 +258,15 @@ class _ColumnText:
                 piece = piece.combine_chunks()
             encoded = pc.dictionary_encode(piece)
             dictionary = self._dictionary([_ENCODE(v) for v in encoded.dictionary.to_pylist()])
-            return dictionary.take(pc.fill_null(encoded.indices, len(dictionary) - 1))
-        series = self._series.iloc[start:stop]
-        if self._categories is not None:
-            codes = series.cat.codes.to_numpy()
-            dictionary = self._categories
-        else:
-            codes, texts = self._codes(series)
-            dictionary = self._dictionary(texts)
-        codes = np.where(codes < 0, len(dictionary) - 1, codes.astype(np.int64, copy=False))
-        return dictionary.take(pa.array(codes))
+            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+            return dictionary, codes
+        if self._ints is not None:
+            piece = self._series.iloc[start:stop]
+            numbers = piece.to_numpy(dtype="float64", na_value=np.nan)
+            offset = np.where(np.isfinite(numbers), numbers - self._int_low, -1.0)
+            return self._ints, offset.astype(np.int32)
+        codes, texts = self._codes(self._series.iloc[start:stop])
+        return self._dictionary(texts), codes
 
     def _codes(self, series: pd.Series) -> tuple[np.ndarray, list[str]]:
         var = self._var
@@ -263,12 +303,30 @@ def _arrow_strings(series: pd.Series) -> bool:
 
 
 def _rows_bytes(columns: list[_ColumnText], start: int, stop: int) -> memoryview:
-    """The rows start..stop as one UTF-8 text: the columns' texts joined element-wise with
-    "," by Arrow (the row brackets and separators are already on the first/last column), the
-    rows' texts then lying back to back in the result's data buffer."""
-    texts = [column.chunk(start, stop) for column in columns]
-    rows = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, ",")
-    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)
+    """The rows start..stop as one UTF-8 text, from ONE Arrow take.
+
+    Every column's texts already carry what follows them in a row ("," or the row's end), so
+    the rows are the texts of (row 0, column 0), (row 0, column 1) ... (row 1, column 0) ...
+    back to back: the columns' dictionaries are put end to end, each row's codes shifted into
+    that combined dictionary (a row-major (rows, columns) index), and the take of those
+    indices lays the whole chunk's text out in its data buffer (one copy of the bytes; no
+    per-column array joined afterwards).
+    """
+    parts = [column.chunk(start, stop) for column in columns]
+    n = stop - start
+    index = np.empty((n, len(parts)), dtype=np.int32)
+    base = 1  # code -1 (missing) + 1 is the dictionary's "null", its first text
+    for i, (dictionary, codes) in enumerate(parts):
+        np.add(codes, base, out=index[:, i], dtype=np.int32, casting="unsafe")
+        base += len(dictionary)
+    combined = pa.concat_arrays([dictionary for dictionary, _ in parts])
+    indices = pa.array(index.reshape(-1))
+    try:
+        rows = combined.take(indices)
+    except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB of text: 64-bit offsets
+        rows = combined.cast(pa.large_string()).take(indices)
+    width = np.int64 if pa.types.is_large_string(rows.type) else np.int32
+    offsets = np.frombuffer(rows.buffers()[1], dtype=width)
     first, last = offsets[rows.offset], offsets[rows.offset + len(rows)]
     return memoryview(rows.buffers()[2])[first:last]
 
@@ -366,7 +424,7 @@ def write_dataset_json(
                 var,
                 col["dataType"],
                 first if i == 0 else "",
-                last if i == len(columns) - 1 else "",
+                last if i == len(columns) - 1 else ",",
             )
             for i, (var, col) in enumerate(zip(dataset.variables, columns, strict=True))
         ]

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from cdiscforge.vectorise import used_categories
 
 VarType = Literal["Char", "Num"]
 ORIGINS = ("Collected", "Derived", "Assigned", "Protocol", "Predecessor", "Not Available")
@@ -143,15 +144,15 @@ def char_max_bytes(series: pd.Series) -> int:
     A categorical is measured per category it uses (a filtered frame may keep categories
     no record has any more: they do not count), not per record."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        codes = series.cat.codes.to_numpy()
-        used = np.unique(codes[codes >= 0])
-        if len(used) == 0:
+        used = used_categories(series)
+        if not len(used):
             return 0
-        series = pd.Series(series.cat.categories.take(used))
-    if series.dropna().empty:
-        return 0
-    array = pa.array(series.astype("string[pyarrow]"), from_pandas=True)
-    longest = pc.max(pc.binary_length(array)).as_py()
+        series = pd.Series(used)
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        array = pa.array(series.array)  # Arrow's own strings: no conversion, no copy
+    else:
+        array = pa.array(series.astype("string[pyarrow]"), from_pandas=True)
+    longest = pc.max(pc.binary_length(array)).as_py()  # missing values (nulls) do not count
     return int(longest or 0)
 
 

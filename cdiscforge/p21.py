@@ -48,6 +48,7 @@ from cdiscforge.model import (
     ValueLevel,
     Variable,
 )
+from cdiscforge.vectorise import used_categories
 
 Precedence = Literal["workbook", "yaml"]
 
@@ -724,6 +725,14 @@ def _oid(*parts: str) -> str:
     return ".".join(re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
 
 
+def _distinct_values(series: pd.Series) -> list[Any]:
+    """A column's distinct non-missing values; a compacted column's are the categories some
+    record has (no pass over every record's value)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return used_categories(series).tolist()
+    return series.dropna().unique().tolist()
+
+
 def write_p21_spec(
     datasets: Sequence[Dataset],
     path: Path,
@@ -784,7 +793,7 @@ def write_p21_spec(
             for name in [var.codelist, *(vl.codelist for vl in var.value_level)]:
                 if name and not var.dictionary:
                     numeric, seen = codelist_values.setdefault(name, (not var.is_char, set()))
-                    seen.update(str(v) for v in series.dropna().unique().tolist())
+                    seen.update(str(v) for v in _distinct_values(series))
             if var.dictionary:
                 dictionaries.add(var.dictionary)
             row(

@@ -66,6 +66,29 @@ def first_rows(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(new)
 
 
+def used_categories(series: pd.Series) -> pd.Index:
+    """The categories of a categorical column that some row has, in category order.
+
+    What a question about a compacted column's SET of values (its longest value, its data
+    type, the codelist terms it uses) is answered from: each distinct value once instead of
+    every record, and without the categories a filtered frame keeps that no record has any
+    more. One pass over the codes (a scatter, no sort)."""
+    categories = series.dtype.categories
+    used = np.zeros(len(categories) + 1, dtype=bool)
+    used[series.array.codes] = True  # code -1 (missing) marks the extra last slot
+    return categories[used[:-1]]
+
+
+def first_rows(codes: np.ndarray, count: int) -> np.ndarray:
+    """The position of the first row of each distinct code, in row order, for codes in
+    -1..count-1 (a categorical's; -1, missing, a value of its own): what drop_duplicates
+    keeps, in one pass over the codes without hashing or sorting the rows."""
+    n = len(codes)
+    first = np.full(count + 1, n, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))  # -1 lands in the last slot
+    return np.sort(first[first < n])
+
+
 def broadcast(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
     """Per-distinct `values` (positions = codes) as one value per row, with `index`. A text
     column made so remembers its codes (`coded`) for the rest of the dataset's build."""

@@ -567,8 +567,9 @@ def _coded_column(dataset: Dataset, var: Variable, series: pd.Series) -> _CodedB
     categories = series.cat.categories
     codes = series.cat.codes.to_numpy()
     arr = pa.array(categories, type=pa.large_string(), from_pandas=True).fill_null("")
-    used = np.zeros(len(arr), dtype=bool)
-    used[codes[codes >= 0]] = True
+    used = np.zeros(len(arr) + 1, dtype=bool)
+    used[codes] = True  # code -1 (missing) marks the extra last slot
+    used = used[:-1]
 
     def to_rows(bad: np.ndarray) -> np.ndarray:
         bad = bad & used  # only categories some row has
@@ -587,17 +588,29 @@ def _coded_column(dataset: Dataset, var: Variable, series: pd.Series) -> _CodedB
 def _num_column(dataset: Dataset, var: Variable) -> np.ndarray:
     values = _num_values(dataset, var)
     series = dataset.frame[var.name]
-    finite = np.isfinite(values)
-    magnitude = np.abs(values)
-    out_of_range = ~np.isnan(values) & (
-        ~finite | ((magnitude != 0) & ((magnitude < IBM_MIN) | (magnitude >= IBM_MAX)))
-    )
-    _first_bad(
-        dataset, var, out_of_range, series,
-        "number is outside the IBM 370 range XPT v5 can hold (about 5.4e-79 to 7.2e75, "
-        "or infinite); it would be written as 0 or a wrong value",
-    )  # fmt: skip
-    return ieee_to_ibm(values).astype(">u8").view(np.uint8).reshape(-1, 8)
+    if not _in_ibm_range(values):
+        magnitude = np.abs(values)
+        out_of_range = ~np.isnan(values) & (
+            ~np.isfinite(values)
+            | ((magnitude != 0) & ((magnitude < IBM_MIN) | (magnitude >= IBM_MAX)))
+        )
+        _first_bad(
+            dataset, var, out_of_range, series,
+            "number is outside the IBM 370 range XPT v5 can hold (about 5.4e-79 to 7.2e75, "
+            "or infinite); it would be written as 0 or a wrong value",
+        )  # fmt: skip
+    return ieee_to_ibm(values, ">u8").view(np.uint8).reshape(-1, 8)
+
+
+def _in_ibm_range(values: np.ndarray) -> bool:
+    """Whether every number is missing, zero or inside IBM 370's range: block by block (the
+    usual answer, yes, costs no column-sized temporaries; a no is then located whole)."""
+    for start in range(0, len(values), _BLOCK):
+        magnitude = np.abs(values[start : start + _BLOCK])
+        fits = ((magnitude >= IBM_MIN) & (magnitude < IBM_MAX)) | (magnitude == 0)
+        if not np.all(fits | np.isnan(magnitude)):
+            return False
+    return True
 
 
 def _num_values(dataset: Dataset, var: Variable) -> np.ndarray:
@@ -659,7 +672,7 @@ def _num_values(dataset: Dataset, var: Variable) -> np.ndarray:
     return series.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def ieee_to_ibm(values: np.ndarray) -> np.ndarray:
+def ieee_to_ibm(values: np.ndarray, dtype: str = "u8") -> np.ndarray:
     """IEEE 754 doubles to IBM 370 doubles, as uint64 bit patterns (vectorised, exact).
 
     frexp gives |x| = m * 2**e with m in [0.5, 1); with k = ceil(e / 4) the IBM fraction is
@@ -667,8 +680,22 @@ def ieee_to_ibm(values: np.ndarray) -> np.ndarray:
     significant bits) shifted left by 3 - (4k - e). No bits are lost. NaN becomes SAS's
     missing value '.'; zero (either sign) becomes 0. Values outside IBM's range must have been
     rejected (`check_xpt_conformance`); here they raise ValueError.
+
+    Converted `_BLOCK` values at a time, so the dozen temporaries stay in cache; `dtype`
+    ">u8" gives the big-endian patterns the file holds without another pass.
     """
-    x = np.asarray(values, dtype=np.float64)
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    out = np.empty(len(x), dtype=dtype)
+    for start in range(0, len(x), _BLOCK):
+        out[start : start + _BLOCK] = _ibm_bits(x[start : start + _BLOCK])
+    return out.reshape(np.shape(values))
+
+
+_BLOCK = 1 << 16  # values per block of a vectorised pass over a column
+
+
+def _ibm_bits(x: np.ndarray) -> np.ndarray:
+    """`ieee_to_ibm` of one block of float64."""
     missing = np.isnan(x)
     zero = x == 0
     mant, exp = np.frexp(np.where(missing | zero, 1.0, np.abs(x)))
@@ -722,8 +749,8 @@ def write_xpt(dataset: Dataset, path: Path, *, created: datetime) -> Path:
             fh.write(header)
             written = 0
             for chunk in _observation_chunks(blocks, len(dataset), row_length):
-                fh.write(chunk)
-                written += len(chunk)
+                fh.write(chunk)  # the chunk's buffer itself: no bytes copy of it
+                written += memoryview(chunk).nbytes
             fh.write(b" " * (-written % 80))
         os.replace(tmp, path)
     except BaseException:
@@ -734,17 +761,39 @@ def write_xpt(dataset: Dataset, path: Path, *, created: datetime) -> Path:
 
 def _observation_chunks(
     blocks: list[np.ndarray | _CodedBlock], n_rows: int, row_length: int
-) -> Iterator[bytes]:
+) -> Iterator[np.ndarray]:
+    """The observations, ~`_CHUNK_BYTES` of rows at a time, assembled in ONE reused buffer
+    (each chunk is written before the next is made).
+
+    Why void views: a variable's bytes in a row are one item of numpy dtype V<width>, so a
+    column is copied (or, for a categorical, gathered from its padded categories with
+    np.take straight into the rows, code -1 wrapping to the blank last row) an item of
+    `width` bytes at a time, not byte by byte as a (rows, width) uint8 slice is."""
     step = max(1, _CHUNK_BYTES // max(1, row_length))
+    buffer = np.empty((min(step, n_rows), row_length), dtype=np.uint8)
+    layout = []
+    pos = 0
+    for block in blocks:
+        width = block.shape[1]
+        if isinstance(block, _CodedBlock):
+            source = np.ascontiguousarray(block.table).view(f"V{width}")[:, 0]
+            layout.append((pos, width, source, block.codes))
+        else:
+            items = np.ascontiguousarray(block).view(f"V{width}")[:, 0] if width else block
+            layout.append((pos, width, items, None))
+        pos += width
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)
-        rows = np.empty((stop - start, row_length), dtype=np.uint8)
-        pos = 0
-        for block in blocks:
-            width = block.shape[1]
-            rows[:, pos : pos + width] = block[start:stop]
-            pos += width
-        yield rows.tobytes()
+        rows = buffer[: stop - start]
+        for pos, width, source, codes in layout:
+            if not width:
+                continue
+            out = rows[:, pos : pos + width].view(f"V{width}")[:, 0]
+            if codes is None:
+                out[...] = source[start:stop]
+            else:
+                np.take(source, codes[start:stop], out=out, mode="wrap")
+        yield rows
 
 
 def _sas_datetime(moment: datetime) -> str:
@@ -1034,15 +1083,23 @@ def read_xpt_fast(path: Path, *, encoding: str | None = None) -> Dataset:
 # --------------------------------------------------------------------------------------------
 
 
+def _contiguous(block: np.ndarray) -> np.ndarray:
+    """An (n, width) uint8 block (a variable's columns of the observations) as a C-contiguous
+    copy, copied a V<width> item (one value's bytes) at a time rather than byte by byte."""
+    width = block.shape[1]
+    if block.flags.c_contiguous or width < 2 or block.strides[1] != 1:
+        return np.ascontiguousarray(block)
+    items = np.ascontiguousarray(block.view(f"V{width}"))
+    return items.view(np.uint8).reshape(block.shape)
+
+
 def _distinct_rows(block: np.ndarray) -> np.ndarray:
     """The distinct rows of an (n, width) uint8 block (hashed as fixed-width binary in
     pyarrow), as a (k, width) block in the order they first occur."""
     n, width = block.shape
     if n == 0 or width == 0:
         return block[:0] if width else np.zeros((min(n, 1), 0), dtype=np.uint8)
-    fixed = pa.Array.from_buffers(
-        pa.binary(width), n, [None, pa.py_buffer(np.ascontiguousarray(block))]
-    )
+    fixed = pa.Array.from_buffers(pa.binary(width), n, [None, pa.py_buffer(_contiguous(block))])
     unique = pc.unique(fixed)
     data = np.frombuffer(unique.buffers()[1], dtype=np.uint8)
     start = unique.offset * width

@@ -188,6 +188,14 @@ def _every_kind(n: int = 61) -> Dataset:
             "RAND": rng.normal(size=n) * 10.0 ** rng.integers(-20, 20, size=n),
             "INT": _cycle(WHOLE, n),
             "INTN": pd.array(_cycle([1, None, -3, 2**40], n), dtype="Int64"),
+            # integers of a small span (one dictionary of the span, codes value - lowest)
+            "INTS": _cycle([-3.0, np.nan, 0.0, 7.0, 12.0, 1.0, 4000.0], n),
+            "INTSN": pd.array(_cycle([5, None, -2, 40], n), dtype="Int64"),
+            "INTINF": _cycle([1.0, np.inf, 2.0, np.nan, -np.inf], n),
+            "INTONE": _cycle([9.0, np.nan], n),
+            "INTNONE": pd.array([None] * n, dtype="Int64"),
+            "FLTNONE": pd.array([None] * n, dtype="Float64"),
+            "BOOL": _cycle([True, False], n),
             "DEC": _cycle(
                 [39.0, -0.0, 0.0, np.nan, 12.255, 1e-10, 1.5e21, 7.1, 0.30000000000000004], n
             ),
@@ -213,6 +221,13 @@ def _every_kind(n: int = 61) -> Dataset:
         Variable("RAND", "Random doubles", type="Num", length=8),
         Variable("INT", "Whole numbers", type="Num", length=8),
         Variable("INTN", "Nullable integers", type="Num", length=8),
+        Variable("INTS", "Integers, small span", type="Num", length=8),
+        Variable("INTSN", "Nullable integers, small span", type="Num", length=8),
+        Variable("INTINF", "Integers and infinities", type="Num", length=8),
+        Variable("INTONE", "One integer", type="Num", length=8),
+        Variable("INTNONE", "Nullable integers, all missing", type="Num", length=8),
+        Variable("FLTNONE", "Nullable floats, all missing", type="Num", length=8),
+        Variable("BOOL", "Booleans", type="Num", length=8),
         Variable("DEC", "Decimals", type="Num", length=8, significant_digits=2),
         Variable("DEC0", "Decimals, 0 digits", type="Num", length=8, significant_digits=0),
         Variable("ADT", "Date", type="Num", length=8, format="DATE9."),

@@ -39,6 +39,7 @@ from cdiscforge.define.schema import STYLESHEET_NAME, schema_errors, stylesheet_
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import ORIGINS, Dataset, Dictionary, StudyInfo, Variable, char_max_bytes
 from cdiscforge.standards import ADAMIG_VERSION, SDTMIG_VERSION, sdtmig_datasets
+from cdiscforge.vectorise import first_rows, used_categories
 
 Standard = Literal["SDTM", "ADaM"]
 
@@ -327,12 +328,19 @@ def _distinct(series: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(series.dtype):
         bits = series.to_numpy(dtype="float64", na_value=np.nan).view(np.int64)
         return series[~pd.Series(bits).duplicated().to_numpy()]
-    if isinstance(series.dtype, pd.StringDtype) or (
-        isinstance(series.dtype, pd.CategoricalDtype)
-        and pd.api.types.is_string_dtype(series.cat.categories)
-    ):
+    if _text_categorical(series):
+        # drop_duplicates' rows, from the categorical's own codes
+        return series.iloc[first_rows(series.array.codes, len(series.dtype.categories))]
+    if isinstance(series.dtype, pd.StringDtype):
         return series.drop_duplicates()
     return series
+
+
+def _text_categorical(series: pd.Series) -> bool:
+    """Whether a column is a categorical of text (what `cdiscforge.compact` makes)."""
+    return isinstance(series.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(
+        series.dtype.categories
+    )
 
 
 def _value_codes(series: pd.Series) -> np.ndarray:
@@ -340,6 +348,8 @@ def _value_codes(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_float_dtype(series.dtype):
         bits = series.to_numpy(dtype="float64", na_value=np.nan).view(np.int64)
         return pd.factorize(bits)[0]
+    if _text_categorical(series):  # its codes already tell the values apart (-1 one more)
+        return series.array.codes
     return pd.factorize(series, use_na_sentinel=False)[0]
 
 
@@ -354,7 +364,7 @@ def _distinct_by_group(groups: np.ndarray, count: int, series: pd.Series) -> lis
             and pd.api.types.is_string_dtype(series.cat.categories)
         )
     ):
-        values = _value_codes(series).astype(np.int64)
+        values = _value_codes(series).astype(np.int64) + 1  # (a categorical's -1 is 0)
         pair = groups.astype(np.int64) * (int(values.max(initial=0)) + 1) + values
         rows = np.flatnonzero((groups >= 0) & ~pd.Series(pair).duplicated().to_numpy())
     else:
@@ -364,15 +374,52 @@ def _distinct_by_group(groups: np.ndarray, count: int, series: pd.Series) -> lis
     return [series.iloc[rows[bounds[k] : bounds[k + 1]]] for k in range(count)]
 
 
+def _split_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """A value-level split column's codes (-1 missing) and the text of each code's value.
+
+    A compacted column gives its own codes, renumbered over the categories some record has
+    (a code is a group of records); otherwise the column's text is factorized. Which number
+    a value gets does not matter to the callers, only which records share it."""
+    if _text_categorical(series):
+        categories = series.dtype.categories
+        used = np.zeros(len(categories) + 1, dtype=bool)
+        used[series.array.codes] = True
+        renumber = np.cumsum(used) - 1
+        renumber[-1] = -1  # missing stays missing
+        codes = renumber[series.array.codes]
+        return codes, pd.Series(categories[used[:-1]]).astype("string").tolist()
+    codes, uniques = pd.factorize(series.astype("string"))
+    return codes, uniques.tolist()
+
+
+_MAX_PAIR_CODES = 1 << 22  # combined codes of two categoricals counted in one array
+
+
+def _distinct_pairs(frame: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """`frame[[first, second]].drop_duplicates()`: the same rows; for two compacted columns
+    found from their codes combined (one pass, no hashing of the records' values)."""
+    a, b = frame[first], frame[second]
+    if _text_categorical(a) and _text_categorical(b):
+        width = len(b.dtype.categories) + 1
+        count = (len(a.dtype.categories) + 1) * width
+        if count <= _MAX_PAIR_CODES:
+            key = (a.array.codes.astype(np.int64) + 1) * width + b.array.codes + 1
+            return frame[[first, second]].iloc[first_rows(key, count)]
+    return frame[[first, second]].drop_duplicates()
+
+
 def _decodes(dataset: Dataset, code: str, partner: str) -> dict[str, str]:
     # the first (sorted) decode of each code depends on the distinct pairs alone
-    pairs = dataset.frame[[code, partner]].drop_duplicates().dropna()
+    pairs = _distinct_pairs(dataset.frame, code, partner).dropna()
     pairs = pairs[pairs[partner].astype("string") != ""]
     pairs = pairs.sort_values([code, partner], kind="stable").drop_duplicates(code)
     return dict(zip(pairs[code].astype(str), pairs[partner].astype(str), strict=True))
 
 
 def _used_values(series: pd.Series) -> list[str]:
+    if _text_categorical(series):  # the categories some record has make the set
+        text = pd.Series(used_categories(series)).astype("string")
+        return sorted(set(text[text != ""].tolist()))
     values = series.dropna()
     if values.empty:
         return []
@@ -694,14 +741,13 @@ class _Builder:
             )
         name = ds.name.upper()
         frame = ds.frame
-        split = frame[by].astype("string")
-        codes, uniques = pd.factorize(split)  # missing values -1, as groupby(dropna=True)
+        codes, uniques = _split_codes(frame[by])  # missing values -1, as groupby(dropna=True)
         partner = _decode_partner(ds, ds.variable(by))
         decodes = _decodes(ds, by, partner) if partner else {}
         # SUPP-- records say their own origin in QORIG: one per QNAM in define.xml.
         qorig = _decodes(ds, by, "QORIG") if by == "QNAM" and "QORIG" in ds.variable_names else {}
         by_item_oid = item_oid(name, by)
-        split_values = sorted(set(uniques.tolist()) - {""})
+        split_values = sorted(set(uniques) - {""})
         where_oids: dict[str, str] = {}
         for value in split_values:
             oid = f"WC.{name}.{oid_part(by)}.{oid_part(value)}"
@@ -710,7 +756,7 @@ class _Builder:
             where_oids[value] = oid
             self.model.where_clauses.append(WhereClauseDef(oid, by_item_oid, value))
         ref_by_oid = {r.item_oid: r for r in refs}
-        position = {v: i for i, v in enumerate(uniques.tolist())}
+        position = {v: i for i, v in enumerate(uniques)}
         for var in self._vlm_targets(ds):
             parent = parents[var.name]
             vl_refs: list[ItemRefDef] = []
