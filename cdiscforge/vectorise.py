@@ -54,18 +54,6 @@ def _codes(col: pd.Series) -> tuple[np.ndarray, int]:
     return part, max(len(uniques), 1)
 
 
-def first_rows(codes: np.ndarray) -> np.ndarray:
-    """The first row of each code, for codes numbered 0, 1 ... in order of first appearance
-    (pd.factorize's): a code is new exactly where the running maximum grows."""
-    if not len(codes):
-        return np.zeros(0, dtype=np.int64)
-    peak = np.maximum.accumulate(codes)
-    new = np.empty(len(codes), dtype=bool)
-    new[0] = True
-    np.greater(peak[1:], peak[:-1], out=new[1:])
-    return np.flatnonzero(new)
-
-
 def used_categories(series: pd.Series) -> pd.Index:
     """The categories of a categorical column that some row has, in category order.
 
@@ -79,11 +67,23 @@ def used_categories(series: pd.Series) -> pd.Index:
     return categories[used[:-1]]
 
 
-def first_rows(codes: np.ndarray, count: int) -> np.ndarray:
-    """The position of the first row of each distinct code, in row order, for codes in
-    -1..count-1 (a categorical's; -1, missing, a value of its own): what drop_duplicates
-    keeps, in one pass over the codes without hashing or sorting the rows."""
+def first_rows(codes: np.ndarray, count: int | None = None) -> np.ndarray:
+    """The position of the first row of each distinct code, in row order: what
+    drop_duplicates keeps, in one pass over the codes without hashing or sorting the rows.
+
+    Without `count`, the codes are numbered 0, 1 ... in order of first appearance
+    (pd.factorize's): a code is new exactly where the running maximum grows. With `count`,
+    they are any numbering in -1..count-1 (a categorical's; -1, missing, a value of its
+    own)."""
     n = len(codes)
+    if count is None:
+        if not n:
+            return np.zeros(0, dtype=np.int64)
+        peak = np.maximum.accumulate(codes)
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        np.greater(peak[1:], peak[:-1], out=new[1:])
+        return np.flatnonzero(new)
     first = np.full(count + 1, n, dtype=np.int64)
     np.minimum.at(first, codes, np.arange(n, dtype=np.int64))  # -1 lands in the last slot
     return np.sort(first[first < n])
