@@ -86,7 +86,15 @@ class Child(Generic[A]):
         gc.collect()
         give_back_memory()
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        # Ctrl-C and SIGTERM wait while forking: a handler run inside os.fork's at-fork hooks
+        # (logging's) raises where Python can only print the exception and go on, so the
+        # build would not stop; held until the child is known, they are raised below.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
         if pid == 0:  # the child: compute, send, and leave without running any clean-up
             os.close(read_fd)
             code = 0
@@ -94,6 +102,7 @@ class Child(Generic[A]):
                 with contextlib.suppress(ValueError):  # not the main thread: leave them
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and ends us if it must
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 payload = _dumps(("ok", fn()))
             except BaseException as exc:  # everything goes back to the parent
                 payload = _dumps(("error", exc, traceback.format_exc()))
@@ -105,6 +114,11 @@ class Child(Generic[A]):
                 os._exit(code)
         os.close(write_fd)
         self._pid, self._fd = pid, read_fd
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal is raised here
+        except BaseException:
+            self.kill()  # __exit__ will not run: the constructor did not return
+            raise
 
     def result(self) -> A:
         """What the function returned (waiting for the child); its exception re-raised."""
@@ -156,6 +170,9 @@ def give_back_memory() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM}
 
 
 def _dumps(message: tuple) -> bytes:

@@ -5,6 +5,7 @@ running, the caller's clean-up runs once)."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -86,6 +87,41 @@ def test_a_failing_parent_kills_the_child_and_leaves_no_process(monkeypatch) -> 
     with pytest.raises(KeyError):
         run_beside(lambda: time.sleep(60), boom)
     assert time.monotonic() - start < 30  # the sleeping child did not hold us up
+    with pytest.raises(ChildProcessError):  # killed and reaped: no child, not even a zombie
+        os.waitpid(forked[0], os.WNOHANG)
+
+
+class _Stopped(Exception):
+    """What the test's SIGTERM handler raises (as the build's raises outputs.Interrupted)."""
+
+
+def test_a_signal_while_forking_is_raised_after_it_and_the_child_is_reaped(monkeypatch) -> None:
+    # SIGTERM arrives while the fork is in progress (here: sent in the parent just after
+    # the real fork, where os.fork's at-fork hooks run). It must not be lost in the hooks
+    # nor orphan the child: it is raised once the child is known, and the child is reaped.
+    monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
+    if concurrent.workers() < 2:
+        pytest.skip("one core: nothing is forked")
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return pid
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise _Stopped
+
+    monkeypatch.setattr(os, "fork", fork)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(_Stopped), Child(lambda: time.sleep(60)) as child:
+            child.result()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     with pytest.raises(ChildProcessError):  # killed and reaped: no child, not even a zombie
         os.waitpid(forked[0], os.WNOHANG)
 
