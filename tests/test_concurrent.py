@@ -65,7 +65,9 @@ def test_an_exception_that_does_not_pickle_arrives_as_its_text(monkeypatch) -> N
         run_beside(fail, lambda: None)
 
 
-def test_a_failing_parent_kills_the_child_and_leaves_no_process(monkeypatch) -> None:
+def _forks(monkeypatch: pytest.MonkeyPatch, then: Callable[[], object] = lambda: None) -> list[int]:
+    """Two processes, with os.fork recording each child's pid (and calling `then` in the
+    parent right after the fork); skips the test on one core."""
     monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
     if concurrent.workers() < 2:
         pytest.skip("one core: nothing is forked")
@@ -76,9 +78,15 @@ def test_a_failing_parent_kills_the_child_and_leaves_no_process(monkeypatch) -> 
         pid = real_fork()
         if pid:
             forked.append(pid)
+            then()
         return pid
 
     monkeypatch.setattr(os, "fork", fork)
+    return forked
+
+
+def test_a_failing_parent_kills_the_child_and_leaves_no_process(monkeypatch) -> None:
+    forked = _forks(monkeypatch)
 
     def boom() -> None:
         raise KeyError("parent failed")
@@ -99,23 +107,11 @@ def test_a_signal_while_forking_is_raised_after_it_and_the_child_is_reaped(monke
     # SIGTERM arrives while the fork is in progress (here: sent in the parent just after
     # the real fork, where os.fork's at-fork hooks run). It must not be lost in the hooks
     # nor orphan the child: it is raised once the child is known, and the child is reaped.
-    monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
-    if concurrent.workers() < 2:
-        pytest.skip("one core: nothing is forked")
-    forked: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-            os.kill(os.getpid(), signal.SIGTERM)
-        return pid
+    forked = _forks(monkeypatch, then=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def stop(_signum: int, _frame: object) -> None:
         raise _Stopped
 
-    monkeypatch.setattr(os, "fork", fork)
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         with pytest.raises(_Stopped), Child(lambda: time.sleep(60)) as child:
