@@ -382,15 +382,15 @@ def write_outputs(
     return plan.finish(share_jobs(plan.jobs), log)
 
 
-# What one unit of each job costs (seconds per 10,000 subjects' share of records x variables,
-# from the 10k profile: Dataset-JSON 31 s, XPT 19 s, define.xml 7.4 s, spec.xlsx 5.4 s, the
-# cross-check 6 s reading XPT and 8 s Dataset-JSON): only the order of the jobs depends on it.
-# the define.xml rules 3.5 s):
 # Writing jobs of at least this share of the largest one's cost (the XPT and the Dataset-JSON
 # file of the largest dataset: MK, 2 GB of working memory each at 10,000 subjects) run one
 # after the other, so that their memory never adds up; the smaller first, while the child
 # validates, so that the process that wrote it goes on with the next and nobody waits.
 _HEAVY = 0.5
+# What one unit of each job costs (seconds per 10,000 subjects' share of records x variables,
+# from the 10k profile: Dataset-JSON 31 s, XPT 19 s, define.xml 7.4 s, spec.xlsx 5.4 s, the
+# cross-check 6 s reading XPT and 8 s Dataset-JSON, the define.xml rules 3.5 s): only the
+# order of the jobs depends on it.
 _COST = {
     **{"json": 1.6, "xpt": 1.0, "define": 0.39, "spec": 0.28},
     **{"check": 0.32, "check_json": 0.42, "rules": 0.18},
