@@ -217,6 +217,30 @@ def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
     of each key (pd.factorize(sort=True), missing last) combined into one int64 rank per row
     (mixed radix) and one stable numpy argsort, instead of pandas' categorical-per-key sort
     of the full columns."""
+    ranks = _sorted_ranks(frame, keys)
+    if len(ranks) == 1:
+        return np.argsort(ranks[0], kind="stable")
+    # np.lexsort: last key primary; the row order as the least significant key (stable)
+    return np.lexsort([np.arange(len(frame)), *reversed(ranks)])
+
+
+def sorted_groups(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, int]:
+    """(group, count): per row, the number of its combination of the `keys` values among
+    the frame's distinct combinations in sorted order (0, 1 ... count - 1), the order
+    `groupby(keys, sort=True, dropna=False)` gives its groups (missing a value of its own,
+    sorted last). From the keys' sorted codes, as `stable_order`: a categorical column
+    groups by its codes (its categories are in sorted order), without its text."""
+    ranks = _sorted_ranks(frame, keys)
+    if len(ranks) == 1:  # a hash of the ranks, then a sort of the distinct ones only
+        group, distinct = pd.factorize(ranks[0], sort=True)
+    else:  # each row's ranks, compared first to last
+        distinct, group = np.unique(np.stack(ranks, axis=1), axis=0, return_inverse=True)
+    return group.reshape(-1).astype(np.intp, copy=False), len(distinct)
+
+
+def _sorted_ranks(frame: pd.DataFrame, keys: Sequence[str]) -> list[np.ndarray]:
+    """Per row, int64 ranks that sort as the `keys` values (missing last): the keys' sorted
+    codes in mixed radix, a new rank (compared after) where the next would overflow."""
     n = len(frame)
     ranks: list[np.ndarray] = []
     combined = np.zeros(n, dtype=np.int64)
@@ -236,10 +260,7 @@ def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
         combined = combined * width + np.where(codes < 0, len(uniques), codes)
         span *= width
     ranks.append(combined)
-    if len(ranks) == 1:
-        return np.argsort(combined, kind="stable")
-    # np.lexsort: last key primary; the row order as the least significant key (stable)
-    return np.lexsort([np.arange(n), *reversed(ranks)])
+    return ranks
 
 
 def map_distinct(
