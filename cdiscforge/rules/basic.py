@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cdiscforge import ct as ct_module
 from cdiscforge import dates
+from cdiscforge.compact import as_text
 from cdiscforge.errors import Located, SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
 from cdiscforge.rules.words import Words, describes, join
@@ -779,7 +780,7 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
             raise SpecError(ctx.spec_file, ctx.variable, "aggregate over a dataset needs column")
         sub_ctx = _context_on(ctx, frame, p.dataset)
         keys = frame["USUBJID"]
-        values = frame[p.column]
+        values = as_text(frame[p.column])  # its values (a compacted column's as text)
         what = f"dataset {p.dataset}"
     else:
         source = ctx.store.source(p.form)  # type: ignore[arg-type]
