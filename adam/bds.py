@@ -20,7 +20,7 @@ from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, rule
 from cdiscforge.rules.words import Words, describes
 from cdiscforge.spec import load_yaml
-from cdiscforge.vectorise import map_distinct, per_distinct
+from cdiscforge.vectorise import last_in_groups, map_distinct, per_distinct
 
 # --- analysis windows --------------------------------------------------------------------------
 
@@ -279,12 +279,13 @@ def analysis_flag(
     cand["__base"] = (frame[baseline] == "Y").fillna(False).astype(int)[ok] if baseline else 0
     cand["__dist"] = (d - pd.to_numeric(target)[ok]).abs().fillna(np.inf)
     cand["__dir"] = d.fillna(0) if tie == "later" else -d.fillna(0)
-    cand["__i"] = np.arange(len(frame))[ok.to_numpy(dtype=bool)]
+    rows = np.arange(len(frame))[ok.to_numpy(dtype=bool)]
     cand["__neg"] = -cand["__dist"]
-    cand = cand.sort_values([*keys, "__base", "__neg", "__dir", "__i"], kind="stable")
-    picked = cand.groupby(keys, dropna=False).tail(1)
+    # the last of each group sorted by these (the candidates are in record order: a stable
+    # sort leaves records equal on all of them in it, the last in record order last)
+    picked = rows[last_in_groups(cand, keys, ["__base", "__neg", "__dir"])]
     out = pd.Series(pd.NA, index=frame.index, dtype="string")
-    out.iloc[picked["__i"].to_numpy()] = "Y"
+    out.iloc[picked] = "Y"
     return out
 
 

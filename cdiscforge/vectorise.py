@@ -50,6 +50,10 @@ def _codes(col: pd.Series) -> tuple[np.ndarray, int]:
         distinct, codes = known
         small, uniques = pd.factorize(distinct, use_na_sentinel=False)
         return small[codes], max(len(uniques), 1)
+    if isinstance(col.dtype, pd.CategoricalDtype):  # its codes, missing (-1) a value too
+        width = len(col.dtype.categories)
+        codes = col.cat.codes.to_numpy()
+        return np.where(codes < 0, width, codes), width + 1
     part, uniques = pd.factorize(col, use_na_sentinel=False)
     return part, max(len(uniques), 1)
 
@@ -238,6 +242,23 @@ def sorted_groups(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray,
     return group.reshape(-1).astype(np.intp, copy=False), len(distinct)
 
 
+def last_in_groups(frame: pd.DataFrame, keys: Sequence[str], then: Sequence[str]) -> np.ndarray:
+    """Row positions of the last record of each `keys` group once the frame is sorted by
+    `keys` and `then` (stable, missing last): what
+    `frame.sort_values([*keys, *then], kind="stable").groupby(keys, dropna=False).tail(1)`
+    keeps, in sorted order, from one argsort of integer ranks (`stable_order`) and the
+    places where the keys' ranks change, without sorting or grouping the frame itself."""
+    order = stable_order(frame, [*keys, *then])
+    if not len(order):
+        return order
+    ranks = [r[order] for r in _sorted_ranks(frame, keys)]
+    last = np.zeros(len(order), dtype=bool)
+    last[-1] = True
+    for r in ranks:
+        last[:-1] |= r[1:] != r[:-1]
+    return order[last]
+
+
 def _sorted_ranks(frame: pd.DataFrame, keys: Sequence[str]) -> list[np.ndarray]:
     """Per row, int64 ranks that sort as the `keys` values (missing last): the keys' sorted
     codes in mixed radix, a new rank (compared after) where the next would overflow."""
@@ -250,6 +271,9 @@ def _sorted_ranks(frame: pd.DataFrame, keys: Sequence[str]) -> list[np.ndarray]:
         if known is not None:  # the distinct values' sorted codes, per row
             small, uniques = pd.factorize(known[0], sort=True)
             codes = small[known[1]]
+        elif _sorted_categories(frame[key]):  # its codes sort as its values
+            uniques = frame[key].dtype.categories
+            codes = frame[key].cat.codes.to_numpy()
         else:
             codes, uniques = pd.factorize(frame[key], sort=True)
         width = len(uniques) + 1
@@ -261,6 +285,13 @@ def _sorted_ranks(frame: pd.DataFrame, keys: Sequence[str]) -> list[np.ndarray]:
         span *= width
     ranks.append(combined)
     return ranks
+
+
+def _sorted_categories(column: pd.Series) -> bool:
+    """Whether `column` is a categorical whose categories are in sorted order (a compacted
+    column's are: cdiscforge.compact), so that its codes order the records as its values."""
+    dtype = column.dtype
+    return isinstance(dtype, pd.CategoricalDtype) and dtype.categories.is_monotonic_increasing
 
 
 def map_distinct(
