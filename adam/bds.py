@@ -190,7 +190,7 @@ def baseline_value(frame: pd.DataFrame, by: list[str], flag: str, var: str) -> p
     # what a left merge on `by` gives, without hashing the key columns' text twice.
     codes, first = factorize_rows(*(frame[c] for c in by))
     flagged = np.flatnonzero((frame[flag] == "Y").fillna(False).to_numpy(dtype=bool))
-    if len(np.unique(codes[flagged])) < len(flagged):
+    if len(flagged) and np.bincount(codes[flagged], minlength=len(first)).max() > 1:
         raise ValueError(f"more than one {flag} = Y record in a {by} group")
     record = np.full(len(first), -1, dtype=np.intp)
     record[codes[flagged]] = flagged

@@ -391,25 +391,34 @@ def concat(ctx: RuleContext, p: ConcatParams) -> pd.Series:
 
     Example: `{name: USUBJID, rule: concat, parts: [STUDYID, raw.SUBJECT], sep: "-"}`.
     """
-    pieces: list[pd.Series] = []
-    for part in p.parts:
-        if isinstance(part, dict):
-            value = render(part.get("value"), ctx)
-            pieces.append(pd.Series([value] * len(ctx.out.index), index=ctx.out.index))
-        else:
-            pieces.append(_text(ctx.ref(part)))
-    frame = pd.concat([s.astype("string") for s in pieces], axis=1)
-    if not p.skip_null:
-        joined = frame.iloc[:, 0]
+    refs = [ctx.ref(part) for part in p.parts if not isinstance(part, dict)]
+    literals = {i: render(part.get("value"), ctx) for i, part in enumerate(p.parts)
+                if isinstance(part, dict)}  # fmt: skip
+
+    def join(*columns: pd.Series, index: pd.Index = ctx.out.index) -> pd.Series:
+        given = iter(columns)
+        pieces = [
+            pd.Series([literals[i]] * len(index), index=index) if i in literals
+            else _text(next(given))
+            for i in range(len(p.parts))
+        ]  # fmt: skip
+        frame = pd.concat([s.astype("string") for s in pieces], axis=1)
+        if not p.skip_null:
+            joined = frame.iloc[:, 0]
+            for i in range(1, frame.shape[1]):
+                joined = joined + p.sep + frame.iloc[:, i]
+            return joined
+        result = frame.iloc[:, 0]
         for i in range(1, frame.shape[1]):
-            joined = joined + p.sep + frame.iloc[:, i]
-        return joined
-    result = frame.iloc[:, 0]
-    for i in range(1, frame.shape[1]):
-        col = frame.iloc[:, i]
-        both = result.notna() & col.notna()
-        result = result.mask(both, result + p.sep + col).fillna(col)
-    return result
+            col = frame.iloc[:, i]
+            both = result.notna() & col.notna()
+            result = result.mask(both, result + p.sep + col).fillna(col)
+        return result
+
+    if not refs or not all(r.index.equals(ctx.out.index) for r in refs):
+        return join(*refs)
+    # once per distinct combination of the referenced values (element-wise), broadcast
+    return per_distinct(lambda *small: join(*small, index=small[0].index), *refs)
 
 
 class ExtractParams(Params):
