@@ -20,7 +20,7 @@ from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, rule
 from cdiscforge.rules.words import Words, describes
 from cdiscforge.spec import load_yaml
-from cdiscforge.vectorise import map_distinct, per_distinct
+from cdiscforge.vectorise import factorize_rows, last_in_groups, map_distinct, per_distinct
 
 # --- analysis windows --------------------------------------------------------------------------
 
@@ -185,12 +185,17 @@ def ablfl(ctx: RuleContext, p: AblflParams) -> pd.Series:
 
 def baseline_value(frame: pd.DataFrame, by: list[str], flag: str, var: str) -> pd.Series:
     """The `var` of the group's flagged (`flag` = Y) record on every record of the group."""
-    flagged = frame[(frame[flag] == "Y").fillna(False).to_numpy(dtype=bool)]
-    if flagged.duplicated(by).any():
+    # The groups' codes (a missing key a value of its own, as a merge matches it), each
+    # group's flagged record by them, and its value taken for every record of the group:
+    # what a left merge on `by` gives, without hashing the key columns' text twice.
+    codes, first = factorize_rows(*(frame[c] for c in by))
+    flagged = np.flatnonzero((frame[flag] == "Y").fillna(False).to_numpy(dtype=bool))
+    if len(flagged) and np.bincount(codes[flagged], minlength=len(first)).max() > 1:
         raise ValueError(f"more than one {flag} = Y record in a {by} group")
-    right = flagged[[*by, var]].rename(columns={var: "__base"})
-    merged = frame[by].merge(right, on=by, how="left")
-    return pd.Series(merged["__base"].to_numpy(), index=frame.index)
+    record = np.full(len(first), -1, dtype=np.intp)
+    record[codes[flagged]] = flagged
+    values = pd.api.extensions.take(frame[var].array, record[codes], allow_fill=True)
+    return pd.Series(pd.Series(values).to_numpy(), index=frame.index)
 
 
 class BaseParams(Params):
@@ -279,12 +284,13 @@ def analysis_flag(
     cand["__base"] = (frame[baseline] == "Y").fillna(False).astype(int)[ok] if baseline else 0
     cand["__dist"] = (d - pd.to_numeric(target)[ok]).abs().fillna(np.inf)
     cand["__dir"] = d.fillna(0) if tie == "later" else -d.fillna(0)
-    cand["__i"] = np.arange(len(frame))[ok.to_numpy(dtype=bool)]
+    rows = np.arange(len(frame))[ok.to_numpy(dtype=bool)]
     cand["__neg"] = -cand["__dist"]
-    cand = cand.sort_values([*keys, "__base", "__neg", "__dir", "__i"], kind="stable")
-    picked = cand.groupby(keys, dropna=False).tail(1)
+    # the last of each group sorted by these (the candidates are in record order: a stable
+    # sort leaves records equal on all of them in it, the last in record order last)
+    picked = rows[last_in_groups(cand, keys, ["__base", "__neg", "__dir"])]
     out = pd.Series(pd.NA, index=frame.index, dtype="string")
-    out.iloc[picked["__i"].to_numpy()] = "Y"
+    out.iloc[picked] = "Y"
     return out
 
 

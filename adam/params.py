@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from cdiscforge.compact import frame_as_text
 from cdiscforge.errors import SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, generator
 from cdiscforge.rules.basic import _context_on
+from cdiscforge.vectorise import per_distinct, sorted_groups
 
 
 class CountParam(Params):
@@ -68,23 +70,35 @@ def count_positive(
     not_evaluable: pd.Series,
     rule: str,
     min_evaluable: int = 1,
+    seq: str | None = None,
 ) -> pd.DataFrame:
     """Per `by` group: N_ASSESSED, N_NE, N_POS and AVAL by the not-evaluable `rule`
-    (module docstring). Groups keep their `by` values; order follows `by`."""
-    work = frame[by].copy()
-    work["__pos"] = (positive.fillna(False) & ~not_evaluable.fillna(False)).astype(int).to_numpy()
-    work["__ne"] = not_evaluable.fillna(False).astype(int).to_numpy()
-    work["__n"] = 1
-    agg = work.groupby(by, dropna=False, sort=True)[["__pos", "__ne", "__n"]].sum().reset_index()
-    agg = agg.rename(columns={"__pos": "N_POS", "__ne": "N_NE", "__n": "N_ASSESSED"})
+    (module docstring), and with `seq` SRCSEQ (the group's smallest). Groups keep their
+    `by` values (as text where the frame holds them compact); order follows `by`, missing
+    values a group of their own sorted last, as groupby(dropna=False, sort=True).
+
+    Grouped by the `by` columns' sorted codes (vectorise.sorted_groups) and counted with
+    bincount: a compacted column (MK at 10,000 subjects: 9M records) is grouped by its
+    codes and only each group's first record is made text."""
+    group, count = sorted_groups(frame, by)
+    pos = (positive.fillna(False) & ~not_evaluable.fillna(False)).to_numpy(dtype=np.int64)
+    ne = not_evaluable.fillna(False).to_numpy(dtype=np.int64)
+    first = np.full(count, len(frame), dtype=np.int64)
+    np.minimum.at(first, group, np.arange(len(frame), dtype=np.int64))
+    agg = frame_as_text(frame[by].iloc[first].reset_index(drop=True))
+    agg["N_POS"] = np.bincount(group, weights=pos, minlength=count).astype(np.int64)
+    agg["N_NE"] = np.bincount(group, weights=ne, minlength=count).astype(np.int64)
+    agg["N_ASSESSED"] = np.bincount(group, minlength=count).astype(np.int64)
     evaluable = agg["N_ASSESSED"] - agg["N_NE"]
-    count = agg["N_POS"].astype("Float64")
+    count_ = agg["N_POS"].astype("Float64")
     if rule == "prorate":
-        scaled = (count * agg["N_ASSESSED"] / evaluable.where(evaluable > 0)).round(0)
-        count = scaled.where(evaluable >= min_evaluable).astype("Float64")
+        scaled = (count_ * agg["N_ASSESSED"] / evaluable.where(evaluable > 0)).round(0)
+        count_ = scaled.where(evaluable >= min_evaluable).astype("Float64")
     elif rule == "missing":
-        count = count.where(agg["N_NE"] == 0)
-    agg["AVAL"] = count
+        count_ = count_.where(agg["N_NE"] == 0)
+    agg["AVAL"] = count_
+    if seq is not None:
+        agg["SRCSEQ"] = frame[seq].reset_index(drop=True).groupby(group, sort=True).min().to_numpy()
     return agg
 
 
@@ -102,8 +116,10 @@ def count_records(ctx: RuleContext, p: CountParams) -> pd.DataFrame:
     missing = [c for c in [*p.by, p.result] if c not in frame.columns]
     if missing:
         raise SpecError(ctx.spec_file, "records.params", f"{name} has no {missing}")
-    result = frame[p.result].astype("string").str.strip().str.upper()
-    positive = result.isin([v.upper() for v in p.positive])
+    wanted = [v.upper() for v in p.positive]
+    positive = per_distinct(  # per distinct result (a categorical's codes: no text)
+        lambda r: r.astype("string").str.strip().str.upper().isin(wanted), frame[p.result]
+    )
     ne = p.not_evaluable.evaluate(sub)
     # Only the columns a count reads are filtered per parameter (MK has ~900 records per
     # subject and a dozen columns; copying all of them per parameter was most of the cost).
@@ -114,19 +130,18 @@ def count_records(ctx: RuleContext, p: CountParams) -> pd.DataFrame:
         if not rows.any():
             ctx.log.warn("adam", ctx.dataset, f"no {name} records for {param.PARAMCD}")
             continue
-        part = needed[rows]
         agg = count_positive(
-            part, p.by, positive[rows], ne[rows], p.not_evaluable_rule, p.min_evaluable
-        )
+            needed[rows], p.by, positive[rows], ne[rows], p.not_evaluable_rule,
+            p.min_evaluable, p.seq,
+        )  # fmt: skip
         agg.insert(len(p.by), "PARAMCD", param.PARAMCD)
         agg.insert(len(p.by) + 1, "PARAM", param.PARAM)
         agg["SRCDOM"] = name
         agg["SRCVAR"] = p.result
-        if p.seq:
-            first = part.groupby(p.by, dropna=False, sort=True)[p.seq].min().to_numpy()
-            agg["SRCSEQ"] = first
-        else:
+        if not p.seq:
             agg["SRCSEQ"] = np.nan
+        else:  # after SRCVAR, as the columns always were
+            agg["SRCSEQ"] = agg.pop("SRCSEQ")
         ne_groups = int((agg["N_NE"] > 0).sum())
         if ne_groups:
             ctx.log.info(

@@ -21,16 +21,16 @@ columns of Char variables are touched; numbers, dates and object columns (which 
 what a writer must refuse, such as a number in a Char variable) are left as they are.
 
 A dataset built in the build's second process (cdiscforge.engine) travels compact too
-(`pack`): MK at 10,000 subjects pickles to a tenth of its strings' bytes. The parent gives
-it back its strings (`unpack`, a take of each column's categories by its codes: ~0.1 s a
-column of 9M records, where `astype` takes ~1 s), so the rules of later datasets and the
-stage's checks see exactly the frame a one-process build makes; it is compacted again with
-the others before validation.
+(`pack`): MK at 10,000 subjects pickles to a tenth of its strings' bytes. The parent keeps
+it so (expanding its 9M records back to strings and compacting them again before
+validation cost seconds and held ~1 GiB of text through ADaM): whatever reads a built
+dataset in a later stage is indifferent to categorical or text columns. Conditions are
+tested once per category (cdiscforge.rules.Condition), counts group by the codes
+(adam.params), and a rule that needs text takes the rows it reads first and makes only
+those text (`as_text`), so every value, dtype and order is that of the text frame.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -74,29 +74,38 @@ def compact(dataset: Dataset, max_share: float = MAX_SHARE, min_rows: int | None
     return dataset
 
 
-def pack(dataset: Dataset) -> dict[str, Any]:
-    """Compact `dataset` (whatever its size) to send it to another process; the dtypes of
-    the columns it made categoricals, for `unpack`."""
-    before = {v.name: dataset.frame[v.name].dtype for v in dataset.variables if v.is_char}
+def pack(dataset: Dataset) -> None:
+    """Compact `dataset` (whatever its size, in place) to send it to another process; the
+    receiver keeps it compact (module docstring)."""
     compact(dataset, min_rows=0)
-    return {name: dtype for name, dtype in before.items() if dataset.frame[name].dtype != dtype}
 
 
-def unpack(dataset: Dataset, dtypes: dict[str, Any]) -> Dataset:
-    """Give the columns `pack` made categoricals their strings back (their dtypes before),
-    in place; returns `dataset`."""
-    frame = dataset.frame
-    for name, dtype in dtypes.items():
-        frame[name] = expand_series(frame[name], dtype)
-    return dataset
+def as_text(series: pd.Series) -> pd.Series:
+    """`series` as text when it is a categorical of text (each record its category's value,
+    missing where its code is -1, in the categories' own text dtype: what the column was
+    before it was compacted); any other column as it is.
 
-
-def expand_series(series: pd.Series, dtype: Any) -> pd.Series:
-    """A categorical text column as `dtype` again: each record its category's value, missing
-    where its code is -1."""
+    For a rule that needs the text of a compacted column: take the rows it reads first,
+    then convert them (a take of the categories by the codes, ~0.1 s a column of 9M
+    records, where `astype` takes ~1 s)."""
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        return series
+    dtype = series.dtype.categories.dtype
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         codes = series.cat.codes.to_numpy()
         categories = pa.array(series.cat.categories.to_numpy(dtype=object), type=pa.large_string())
         values = categories.take(pa.array(codes, mask=codes < 0))
         return pd.Series(pd.array(values, dtype=dtype), index=series.index, name=series.name)
     return series.astype(dtype)
+
+
+def frame_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its categorical columns as text (`as_text`), a new frame sharing the
+    other columns; `frame` itself when it has none."""
+    names = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)]
+    if not names:
+        return frame
+    frame = frame.copy(deep=False)
+    for name in names:
+        frame[name] = as_text(frame[name])
+    return frame

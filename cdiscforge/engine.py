@@ -25,7 +25,7 @@ import pandas as pd
 
 from cdiscforge import model, standards
 from cdiscforge.buildlog import BuildLog, Event, Reconciliation
-from cdiscforge.compact import pack, unpack
+from cdiscforge.compact import frame_as_text, pack
 from cdiscforge.concurrent import Child, give_back_memory, workers
 from cdiscforge.errors import (
     CdiscforgeError,
@@ -215,7 +215,7 @@ def build_stage(
 
 
 # Rows a dataset reads (raw exports and datasets built before it) below which it is not
-# worth a second process: the fork, the transfer and the unpacking would cost more than
+# worth a second process: the fork and the transfer would cost more than
 # building it beside the others saves (the bundled 15-subject study stays in one process).
 BESIDE_MIN_ROWS = 100_000
 
@@ -266,9 +266,10 @@ class _Beside:
     The child is forked as soon as the datasets it reads are built. It lets go at once of
     the raw exports it does not read (so that the parent's release frees them), builds its
     dataset (and SUPP--) with its located input errors recorded (errors.Recorder), and sends
-    back the datasets packed (cdiscforge.compact.pack: categoricals pickle small), its log
-    events and reconciliation rows, the recorded errors and the exception that stopped it,
-    if one did. This process splices the events and rows into the log where a one-process
+    back the datasets packed (cdiscforge.compact.pack: categoricals pickle small; this
+    process keeps them so, whatever reads them later is indifferent to it), its log events
+    and reconciliation rows, the recorded errors and the exception that stopped it, if one
+    did. This process splices the events and rows into the log where a one-process
     build writes them (the place the child's dataset has in the order), and reports the
     errors there: those of the datasets after it in the order are recorded meanwhile and
     reported after the child's. An exception ends the stage as in one process: the child's
@@ -384,11 +385,10 @@ class _Beside:
                 pickle.loads(pickle.dumps(error))
             except Exception:
                 raise error from None  # cdiscforge.concurrent sends its text instead
-        packed = [pack(ds) for ds in out]
-        give_back_memory()  # the dataset's working memory: the parent is unpacking it next
-        return _Made(
-            out, packed, self.log.events[events:], self.log.reconciliation[rows:], rec, error
-        )
+        for ds in out:
+            pack(ds)  # the parent keeps it so (cdiscforge.compact)
+        give_back_memory()  # the dataset's working memory, while the parent receives it
+        return _Made(out, self.log.events[events:], self.log.reconciliation[rows:], rec, error)
 
     def _collect(self, made: dict[str, list[Dataset]]) -> None:
         """Wait for the child; put its log lines and errors where one process has them,
@@ -405,8 +405,7 @@ class _Beside:
             got.errors.replay(found)
         if got.error is not None:
             raise got.error
-        for ds, dtypes in zip(got.datasets, got.packed, strict=True):
-            unpack(ds, dtypes)
+        for ds in got.datasets:
             self.domains[ds.name] = ds
             if self.on_built:
                 self.on_built(ds)
@@ -422,7 +421,6 @@ class _Made:
     """What the child sends back (see `_Beside`)."""
 
     datasets: list[Dataset]
-    packed: list[dict[str, Any]]
     events: list[Event]
     reconciliation: list[Reconciliation]
     errors: Recorder | None
@@ -637,6 +635,9 @@ def _block_source(
         if block.dataset not in domains:
             raise SpecError(spec.file, f"records[{i}].dataset", f"{block.dataset} is not built")
         frame = domains[block.dataset].frame.reset_index(drop=True)
+        # Its rules read any column of every record as the text it was built as (a dataset
+        # built in the second process comes back compact: cdiscforge.compact).
+        frame = frame_as_text(frame)
         return Source(block.dataset, block.dataset, frame, np.arange(1, len(frame) + 1))
     gdef = GENERATORS[block.generator or ""]  # known: checked when the spec loaded
     ctx = _context(study, spec, "", pd.DataFrame(), None, domains, log, store)

@@ -50,6 +50,10 @@ def _codes(col: pd.Series) -> tuple[np.ndarray, int]:
         distinct, codes = known
         small, uniques = pd.factorize(distinct, use_na_sentinel=False)
         return small[codes], max(len(uniques), 1)
+    if isinstance(col.dtype, pd.CategoricalDtype):  # its codes, missing (-1) a value too
+        width = len(col.dtype.categories)
+        codes = col.cat.codes.to_numpy()
+        return np.where(codes < 0, width, codes), width + 1
     part, uniques = pd.factorize(col, use_na_sentinel=False)
     return part, max(len(uniques), 1)
 
@@ -217,6 +221,47 @@ def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
     of each key (pd.factorize(sort=True), missing last) combined into one int64 rank per row
     (mixed radix) and one stable numpy argsort, instead of pandas' categorical-per-key sort
     of the full columns."""
+    ranks = _sorted_ranks(frame, keys)
+    if len(ranks) == 1:
+        return np.argsort(ranks[0], kind="stable")
+    # np.lexsort: last key primary; the row order as the least significant key (stable)
+    return np.lexsort([np.arange(len(frame)), *reversed(ranks)])
+
+
+def sorted_groups(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, int]:
+    """(group, count): per row, the number of its combination of the `keys` values among
+    the frame's distinct combinations in sorted order (0, 1 ... count - 1), the order
+    `groupby(keys, sort=True, dropna=False)` gives its groups (missing a value of its own,
+    sorted last). From the keys' sorted codes, as `stable_order`: a categorical column
+    groups by its codes (its categories are in sorted order), without its text."""
+    ranks = _sorted_ranks(frame, keys)
+    if len(ranks) == 1:  # a hash of the ranks, then a sort of the distinct ones only
+        group, distinct = pd.factorize(ranks[0], sort=True)
+    else:  # each row's ranks, compared first to last
+        distinct, group = np.unique(np.stack(ranks, axis=1), axis=0, return_inverse=True)
+    return group.reshape(-1).astype(np.intp, copy=False), len(distinct)
+
+
+def last_in_groups(frame: pd.DataFrame, keys: Sequence[str], then: Sequence[str]) -> np.ndarray:
+    """Row positions of the last record of each `keys` group once the frame is sorted by
+    `keys` and `then` (stable, missing last): what
+    `frame.sort_values([*keys, *then], kind="stable").groupby(keys, dropna=False).tail(1)`
+    keeps, in sorted order, from one argsort of integer ranks (`stable_order`) and the
+    places where the keys' ranks change, without sorting or grouping the frame itself."""
+    order = stable_order(frame, [*keys, *then])
+    if not len(order):
+        return order
+    ranks = [r[order] for r in _sorted_ranks(frame, keys)]
+    last = np.zeros(len(order), dtype=bool)
+    last[-1] = True
+    for r in ranks:
+        last[:-1] |= r[1:] != r[:-1]
+    return order[last]
+
+
+def _sorted_ranks(frame: pd.DataFrame, keys: Sequence[str]) -> list[np.ndarray]:
+    """Per row, int64 ranks that sort as the `keys` values (missing last): the keys' sorted
+    codes in mixed radix, a new rank (compared after) where the next would overflow."""
     n = len(frame)
     ranks: list[np.ndarray] = []
     combined = np.zeros(n, dtype=np.int64)
@@ -226,6 +271,9 @@ def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
         if known is not None:  # the distinct values' sorted codes, per row
             small, uniques = pd.factorize(known[0], sort=True)
             codes = small[known[1]]
+        elif _sorted_categories(frame[key]):  # its codes sort as its values
+            uniques = frame[key].dtype.categories
+            codes = frame[key].cat.codes.to_numpy()
         else:
             codes, uniques = pd.factorize(frame[key], sort=True)
         width = len(uniques) + 1
@@ -236,10 +284,14 @@ def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
         combined = combined * width + np.where(codes < 0, len(uniques), codes)
         span *= width
     ranks.append(combined)
-    if len(ranks) == 1:
-        return np.argsort(combined, kind="stable")
-    # np.lexsort: last key primary; the row order as the least significant key (stable)
-    return np.lexsort([np.arange(n), *reversed(ranks)])
+    return ranks
+
+
+def _sorted_categories(column: pd.Series) -> bool:
+    """Whether `column` is a categorical whose categories are in sorted order (a compacted
+    column's are: cdiscforge.compact), so that its codes order the records as its values."""
+    dtype = column.dtype
+    return isinstance(dtype, pd.CategoricalDtype) and dtype.categories.is_monotonic_increasing
 
 
 def map_distinct(

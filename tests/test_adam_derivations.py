@@ -251,3 +251,28 @@ def test_censored_dtype_flags_the_imputed_values() -> None:
     assert [None if pd.isna(v) else v for v in got] == ["HALFLLOQ", "ULOQ", None, None, None]
     got = censored_dtype(ctx, CensoredTypeParams(char="C", below="LLOQ", above=None))
     assert [None if pd.isna(v) else v for v in got] == ["LLOQ", None, None, None, None]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.array([1.5, None, 3.0, 4.0, 5.0, 6.0], dtype="Float64"),
+        np.array([1, 2, 3, 4, 5, 6]),  # ints: float with NaN where a group has no baseline
+        pd.array(["N", "H", None, "L", "N", "H"], dtype="string"),
+    ],
+)
+def test_baseline_value_is_the_left_merge_on_the_groups(values: object) -> None:
+    f = pd.DataFrame(
+        {
+            "USUBJID": pd.array(["S1", "S1", "S2", "S2", None, None], dtype="string"),
+            "PARAMCD": ["A", "A", "A", "B", "A", "A"],
+            "ABLFL": pd.array(["Y", None, "Y", None, None, "Y"], dtype="string"),
+            "V": values,
+        },
+        index=[5, 3, 9, 1, 0, 2],
+    )
+    by = ["USUBJID", "PARAMCD"]
+    right = f[(f["ABLFL"] == "Y").fillna(False).to_numpy(dtype=bool)][[*by, "V"]]
+    merged = f[by].merge(right.rename(columns={"V": "__b"}), on=by, how="left")
+    expected = pd.Series(merged["__b"].to_numpy(), index=f.index)
+    pd.testing.assert_series_equal(baseline_value(f, by, "ABLFL", "V"), expected)

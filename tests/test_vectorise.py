@@ -18,6 +18,7 @@ from cdiscforge.vectorise import (
     first_rows,
     forget,
     isin,
+    last_in_groups,
     map_distinct,
     per_distinct,
     stable_order,
@@ -223,3 +224,22 @@ def test_factorize_rows_and_stable_order_are_the_same_with_remembered_codes() ->
     assert (with_codes[1] == without[1]).all()
     expected = frame.sort_values(["c", "o"], kind="stable", na_position="last").index
     assert (frame.index[with_codes[1]] == expected).all()
+
+
+def test_last_in_groups_is_what_sort_then_tail_keeps() -> None:
+    rng = np.random.default_rng(7)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "s": pd.Series(rng.choice(["b", "B", "a", None], n), dtype="string"),
+            "v": pd.array(rng.choice([1.0, 2.0, np.nan], n), dtype="Float64"),
+            "d": pd.array(rng.choice([0.0, -1.5, 3.0, np.nan], n), dtype="Float64"),
+            "t": rng.integers(0, 3, n),
+        },
+        index=rng.permutation(n) * 3,  # positions, not labels
+    )
+    keys, then = ["s", "v"], ["d", "t"]
+    ordered = frame.assign(__i=np.arange(n)).sort_values([*keys, *then], kind="stable")
+    expected = ordered.groupby(keys, dropna=False).tail(1)["__i"].to_numpy()
+    assert (last_in_groups(frame, keys, then) == expected).all()
+    assert len(last_in_groups(frame.iloc[:0], keys, then)) == 0

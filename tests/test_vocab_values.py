@@ -721,3 +721,24 @@ def test_iso8601_rule_on_a_time_column_is_a_spec_error_not_a_traceback(study) ->
     ctx.source.date_formats = {"TIM": parse_format("HH:MI")}
     with pytest.raises(SpecError, match="not a date column"):
         _run("iso8601", ctx, date="TIM")
+
+
+@pytest.mark.parametrize("skip_null", [True, False])
+def test_concat_of_repeated_values_is_joined_once_per_distinct_row_alike(
+    study, skip_null: bool
+) -> None:
+    # repeated rows (the per-distinct path) and the same rows once each (every row joined)
+    test = pd.Series(["CRP", "ESR", None, "CRP", "CRP", "ESR"] * 3, dtype="string")
+    unit = pd.Series(["mg/L", None, "mm/h", "mg/L", "g/L", None] * 3, dtype="string")
+    raw = pd.DataFrame({"T": test, "U": unit})
+    parts = ["raw.T", {"value": " ("}, "raw.U", {"value": ")"}]
+    got = _run("concat", _ctx(study, pd.DataFrame(index=raw.index), raw), parts=parts,
+               skip_null=skip_null)  # fmt: skip
+    once = raw.iloc[:6]
+    each = _run("concat", _ctx(study, pd.DataFrame(index=once.index), once), parts=parts,
+                skip_null=skip_null)  # fmt: skip
+    assert got == each * 3
+    if skip_null:
+        assert each[:3] == ["CRP (mg/L)", "ESR ()", " (mm/h)"]
+    else:
+        assert each[:3] == ["CRP (mg/L)", None, None]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cdiscforge.compact import as_text, frame_as_text
 from cdiscforge.errors import Located, SpecError, raise_first
 from cdiscforge.vectorise import broadcast, isin
 
@@ -323,6 +324,7 @@ class RuleContext:
     def subject_values(self, name: str, column: str) -> pd.Series:
         """Per-record value of `column` from dataset `name` (one record per USUBJID)."""
         other = self.domain(name).frame[["USUBJID", column]].drop_duplicates("USUBJID")
+        other = frame_as_text(other)  # one row per subject: as text if compacted
         mapping = pd.Series(other[column].to_numpy(), index=other["USUBJID"].to_numpy())
         mine = self.ref("USUBJID")
         codes, uniques = pd.factorize(mine, use_na_sentinel=False)
@@ -515,6 +517,23 @@ class Condition(BaseModel):
             return ~self.not_.evaluate(ctx)
         assert self.col is not None  # checked when the spec loaded
         values = ctx.ref(self.col)
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            if self._references():  # compared row by row with another column: as text
+                return self._test(as_text(values), ctx)
+            # Tested once per category (and once for missing, the last slot: code -1), as
+            # the text it stands for; each record then takes its category's answer.
+            categories = values.dtype.categories
+            distinct = pd.Series([*categories, None], dtype=categories.dtype)
+            hits = self._test(distinct, ctx).to_numpy(dtype=bool)
+            return pd.Series(hits[values.cat.codes.to_numpy()], index=values.index)
+        return self._test(values, ctx)
+
+    def _references(self) -> bool:
+        """Whether this test's right side names a column (`{var: REF}`), not a literal."""
+        return len(self.refs()) > 1
+
+    def _test(self, values: pd.Series, ctx: RuleContext) -> pd.Series:
+        """This condition's own tests (not a combinator) on `values`."""
         result = pd.Series(True, index=values.index)
         if self.missing is not None:
             result &= values.isna() if self.missing else values.notna()

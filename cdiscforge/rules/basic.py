@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cdiscforge import ct as ct_module
 from cdiscforge import dates
+from cdiscforge.compact import as_text
 from cdiscforge.errors import Located, SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
 from cdiscforge.rules.words import Words, describes, join
@@ -390,25 +391,34 @@ def concat(ctx: RuleContext, p: ConcatParams) -> pd.Series:
 
     Example: `{name: USUBJID, rule: concat, parts: [STUDYID, raw.SUBJECT], sep: "-"}`.
     """
-    pieces: list[pd.Series] = []
-    for part in p.parts:
-        if isinstance(part, dict):
-            value = render(part.get("value"), ctx)
-            pieces.append(pd.Series([value] * len(ctx.out.index), index=ctx.out.index))
-        else:
-            pieces.append(_text(ctx.ref(part)))
-    frame = pd.concat([s.astype("string") for s in pieces], axis=1)
-    if not p.skip_null:
-        joined = frame.iloc[:, 0]
+    refs = [ctx.ref(part) for part in p.parts if not isinstance(part, dict)]
+    literals = {i: render(part.get("value"), ctx) for i, part in enumerate(p.parts)
+                if isinstance(part, dict)}  # fmt: skip
+
+    def join(*columns: pd.Series, index: pd.Index = ctx.out.index) -> pd.Series:
+        given = iter(columns)
+        pieces = [
+            pd.Series([literals[i]] * len(index), index=index) if i in literals
+            else _text(next(given))
+            for i in range(len(p.parts))
+        ]  # fmt: skip
+        frame = pd.concat([s.astype("string") for s in pieces], axis=1)
+        if not p.skip_null:
+            joined = frame.iloc[:, 0]
+            for i in range(1, frame.shape[1]):
+                joined = joined + p.sep + frame.iloc[:, i]
+            return joined
+        result = frame.iloc[:, 0]
         for i in range(1, frame.shape[1]):
-            joined = joined + p.sep + frame.iloc[:, i]
-        return joined
-    result = frame.iloc[:, 0]
-    for i in range(1, frame.shape[1]):
-        col = frame.iloc[:, i]
-        both = result.notna() & col.notna()
-        result = result.mask(both, result + p.sep + col).fillna(col)
-    return result
+            col = frame.iloc[:, i]
+            both = result.notna() & col.notna()
+            result = result.mask(both, result + p.sep + col).fillna(col)
+        return result
+
+    if not refs or not all(r.index.equals(ctx.out.index) for r in refs):
+        return join(*refs)
+    # once per distinct combination of the referenced values (element-wise), broadcast
+    return per_distinct(lambda *small: join(*small, index=small[0].index), *refs)
 
 
 class ExtractParams(Params):
@@ -779,7 +789,7 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
             raise SpecError(ctx.spec_file, ctx.variable, "aggregate over a dataset needs column")
         sub_ctx = _context_on(ctx, frame, p.dataset)
         keys = frame["USUBJID"]
-        values = frame[p.column]
+        values = as_text(frame[p.column])  # its values (a compacted column's as text)
         what = f"dataset {p.dataset}"
     else:
         source = ctx.store.source(p.form)  # type: ignore[arg-type]

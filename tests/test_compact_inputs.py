@@ -1,0 +1,158 @@
+"""A built dataset may reach its readers compact (categoricals: a dataset built in the
+SDTM stage's second process comes back so, cdiscforge.compact): everything that reads one
+must give what it gives on the text columns, values, dtypes and order alike. The traps:
+a categorical compares only with a categorical of the same categories, refuses lt/gt,
+counts and groups its unused categories, and to_numpy gives NaN where text gives <NA>."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cdiscforge.adam.params import count_positive
+from cdiscforge.buildlog import BuildLog
+from cdiscforge.compact import as_text, compact, compact_series, frame_as_text
+from cdiscforge.engine import build_stage
+from cdiscforge.model import Dataset
+from cdiscforge.rules import Condition, RuleContext, Source
+from cdiscforge.spec import StudySpec
+from cdiscforge.vectorise import sorted_groups
+
+# Text that sorts differently by code point than by eye ("B" < "a"), repeats, has missing
+# values, numbers as text, and values another column lacks (categories that differ).
+TEXT = pd.DataFrame(
+    {
+        "L": pd.Series(["a", "B", None, "a", "UNS1", "B", "b", None, "10", "9"], dtype="string"),
+        "M": pd.Series(["a", "a", "x", None, "UNS1", "B", "b", None, "10", "8"], dtype="string"),
+        "N": pd.Series(["1", "40", "40", None, "7", "x", "1", "40", "65", "7"], dtype="str"),
+    }
+)
+
+
+def _compact(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for name in out.columns:
+        out[name] = compact_series(out[name], max_share=1.0)
+        assert isinstance(out[name].dtype, pd.CategoricalDtype)
+    # a category no record has any more (a filtered frame keeps them): counts for nothing
+    cats = out["L"].cat.categories
+    out["L"] = out["L"].cat.set_categories(cats.append(pd.Index(["ZZZ"], dtype=cats.dtype)))
+    assert out["L"].cat.categories.dtype == TEXT["L"].dtype
+    return out
+
+
+def _holds(study: StudySpec, cond: dict, frame: pd.DataFrame) -> list[bool]:
+    source = Source("t", "t.csv", frame, np.arange(1, len(frame) + 1))
+    ctx = RuleContext(study, "XX", "V", frame, source, {}, BuildLog(), "xx.yaml")
+    got = Condition.model_validate(cond).evaluate(ctx)
+    assert got.index.equals(frame.index) and got.dtype == bool
+    return got.tolist()
+
+
+@pytest.mark.parametrize(
+    "cond",
+    [
+        {"col": "L", "eq": "a"},
+        {"col": "L", "ne": "a"},
+        {"col": "L", "eq": "not there"},
+        {"col": "L", "lt": "a"},  # an unordered categorical refuses lt
+        {"col": "L", "ge": "B"},
+        {"col": "L", "in": ["a", "b", "ZZZ"]},
+        {"col": "L", "not_in": ["a"]},
+        {"col": "L", "missing": True},
+        {"col": "L", "startswith": "U"},
+        {"col": "L", "matches": "^[a-z]$"},
+        {"col": "L", "eq": {"var": "M"}},  # categories differ: a categorical compare raises
+        {"col": "L", "ne": {"var": "M"}},
+        {"col": "L", "in": [{"var": "M"}, "9"]},
+        {"col": "N", "lt": 40},  # text compared as a number
+        {"col": "N", "ge": 7},
+        {"col": "N", "eq": 40},
+        {"all": [{"col": "L", "missing": False}, {"col": "N", "lt": 50}]},
+        {"not": {"col": "M", "eq": "a"}},
+    ],
+)
+def test_a_condition_holds_on_the_records_it_holds_on_as_text(
+    built: tuple[StudySpec, dict[str, Dataset]], cond: dict
+) -> None:
+    study = built[0]
+    assert _holds(study, cond, _compact(TEXT)) == _holds(study, cond, TEXT)
+
+
+def test_as_text_gives_the_column_it_was() -> None:
+    for name in TEXT.columns:
+        back = as_text(_compact(TEXT)[name])
+        pd.testing.assert_series_equal(back, TEXT[name])  # dtype and missing value too
+    assert frame_as_text(TEXT) is TEXT  # nothing to convert: the frame itself
+
+
+def test_sorted_groups_number_groups_as_groupby_sorts_them() -> None:
+    frame = TEXT.assign(V=[1.0, 2.0, 1.0, np.nan, 3.0, 2.0, 1.0, 1.0, np.nan, 2.0])
+    keys = ["L", "V"]
+    expected = frame.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
+    for f in (frame, _compact(frame[["L", "M", "N"]]).assign(V=frame["V"])):
+        group, count = sorted_groups(f, keys)
+        assert count == expected.max() + 1
+        assert (group == expected).all()
+
+
+def test_counts_group_a_compact_frame_as_its_text() -> None:
+    frame = TEXT.assign(V=pd.array([1, 2, 1, None, 3, 2, 1, 1, None, 2], dtype="Float64"))
+    positive = pd.Series([True, False, True, True, False, True, True, False, True, False])
+    ne = pd.Series([False, False, True, False, False, False, True, False, False, True])
+    by = ["L", "V", "M"]
+    text = count_positive(frame, by, positive, ne, "prorate", seq="V")
+    small = count_positive(_compact(frame[["L", "M", "N"]]).assign(V=frame["V"]), by,
+                           positive, ne, "prorate", seq="V")  # fmt: skip
+    pd.testing.assert_frame_equal(small, text, check_exact=True)
+    # what groupby gives on the text: the same groups in the same order, missing last
+    ref = frame.groupby(by, dropna=False, sort=True).size()
+    keys = ref.reset_index()[by].set_axis(text[by].columns, axis=1)
+    pd.testing.assert_frame_equal(text[by], keys, check_dtype=False)
+    assert text["N_ASSESSED"].tolist() == ref.tolist()
+
+
+@pytest.fixture(scope="module")
+def both_sdtm(
+    built: tuple[StudySpec, dict[str, Dataset]],
+) -> tuple[StudySpec, dict[str, Dataset], dict[str, Dataset]]:
+    """The bundled study's SDTM as built (text) and every dataset of it compact."""
+    study, datasets = built
+    sdtm = {n: ds for n, ds in datasets.items() if study.stage_of(n) == "sdtm"}
+    small = {n: compact(copy.deepcopy(ds), min_rows=0) for n, ds in sdtm.items()}
+    assert isinstance(small["MK"].frame["MKTESTCD"].dtype, pd.CategoricalDtype)
+    return study, sdtm, small
+
+
+def test_adam_from_compact_sdtm_is_adam_from_text(
+    both_sdtm: tuple[StudySpec, dict[str, Dataset], dict[str, Dataset]],
+) -> None:
+    study, text, small = both_sdtm
+    want = build_stage(study, "adam", None, BuildLog(), upstream=text)
+    got = build_stage(study, "adam", None, BuildLog(), upstream=small)
+    assert got.keys() == want.keys()
+    for name, ds in want.items():
+        pd.testing.assert_frame_equal(got[name].frame, ds.frame, check_exact=True, obj=name)
+        assert [(v.name, v.length) for v in got[name].variables] == [
+            (v.name, v.length) for v in ds.variables
+        ]
+
+
+def test_the_efficacy_tables_from_compact_sdtm_are_those_from_text(
+    both_sdtm: tuple[StudySpec, dict[str, Dataset], dict[str, Dataset]], tmp_path: Path
+) -> None:
+    from cdiscforge.adam.tables import write_efficacy_tables
+
+    study, text, small = both_sdtm
+    written = {}
+    for kind, sdtm in (("text", text), ("compact", small)):
+        adam = build_stage(study, "adam", None, BuildLog(), upstream=sdtm)
+        out = tmp_path / kind
+        out.mkdir()
+        write_efficacy_tables({**sdtm, **adam}, study, out)
+        written[kind] = {p.name: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert written["compact"] and written["compact"] == written["text"]
