@@ -32,11 +32,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from cdiscforge import xpt
 from cdiscforge.model import Dataset
+from cdiscforge.vectorise import used_categories
 
 # Distinct values at most this share of the records: below it the categorical is smaller
 # than the strings (a code per record plus each distinct value once). The reader's.
@@ -52,6 +54,24 @@ def compact_series(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series
     if len(uniques) > max_share * len(series):
         return series
     values = pd.Categorical.from_codes(codes, categories=uniques)  # smallest code type
+    return pd.Series(values, index=series.index, name=series.name, copy=False)
+
+
+def tighten(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series | None:
+    """A categorical text column whose categories are sorted (vectorise.text_codes) in the
+    form `compact_series` gives its strings: the categories some record has, in order, the
+    smallest code type; None when `compact_series` would keep the strings (no records, or
+    too many distinct values)."""
+    used = used_categories(series)
+    if len(series) == 0 or len(used) > max_share * len(series):
+        return None
+    categories = series.dtype.categories
+    keep = np.zeros(len(categories) + 1, dtype=bool)
+    keep[: len(categories)] = categories.isin(used)
+    renumber = np.full(len(categories) + 1, -1, dtype=np.int64)
+    renumber[keep] = np.arange(int(keep.sum()))  # code -1 (missing) reads the last slot
+    codes = renumber[series.array.codes]
+    values = pd.Categorical.from_codes(codes, categories=used)  # smallest code type
     return pd.Series(values, index=series.index, name=series.name, copy=False)
 
 
@@ -76,10 +96,17 @@ def compact(dataset: Dataset, max_share: float = MAX_SHARE, min_rows: int | None
 
 def pack(dataset: Dataset) -> dict[str, Any]:
     """Compact `dataset` (whatever its size) to send it to another process; the dtypes of
-    the columns it made categoricals, for `unpack`."""
-    before = {v.name: dataset.frame[v.name].dtype for v in dataset.variables if v.is_char}
+    the columns it made categoricals, for `unpack`. A column the build made compact already
+    (cdiscforge.engine's `compact`: `tighten`'s form) counts as made here, its strings'
+    dtype that of its categories."""
+    before = {v.name: _text_dtype(dataset.frame[v.name]) for v in dataset.variables if v.is_char}
     compact(dataset, min_rows=0)
     return {name: dtype for name, dtype in before.items() if dataset.frame[name].dtype != dtype}
+
+
+def _text_dtype(series: pd.Series) -> Any:
+    dtype = series.dtype
+    return dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
 
 
 def unpack(dataset: Dataset, dtypes: dict[str, Any]) -> Dataset:

@@ -285,6 +285,7 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
         lambda usubjid, dtc: _epoch_of(usubjid, dtc, elements),
         ctx.ref("USUBJID").astype("string"),
         ctx.ref(p.date).astype("string"),
+        keep_codes=ctx.keep_codes,
     )
 
 
