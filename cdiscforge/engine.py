@@ -25,7 +25,7 @@ import pandas as pd
 
 from cdiscforge import model, standards
 from cdiscforge.buildlog import BuildLog, Event, Reconciliation
-from cdiscforge.compact import pack, tighten, unpack
+from cdiscforge.compact import compact_series, pack, tighten, unpack
 from cdiscforge.concurrent import Child, give_back_memory, workers
 from cdiscforge.errors import (
     CdiscforgeError,
@@ -44,11 +44,13 @@ from cdiscforge.rules import GENERATORS, RuleContext, Source, _strings, generato
 from cdiscforge.spec import DatasetSpec, StudySpec
 from cdiscforge.vectorise import (
     as_text,
+    coded,
     factorize_rows,
     forget,
     integers_as_text,
     stable_order,
     take,
+    text_codes,
     used_categories,
 )
 
@@ -569,12 +571,15 @@ def build_dataset(
     frames.clear()  # the blocks' frames are in records now: not held through the copies below
     records = _dedupe(spec, records, recon, log)
     ctx = _context(study, spec, "", records, None, domains, log, store)
+    ctx.keep_codes = spec.stage == "sdtm"
     for var in spec.variables:
         if var.rule is not None and var.rule.final:
             ctx.variable = var.name
             records[var.name] = _typed(var.rule.fn(ctx, var.params), var.meta, ctx)
 
     ctx = None  # type: ignore[assignment]  # (it holds records as before _ascii and the sort)
+    if compact:
+        _packable(spec, records)
     records = _ascii(spec, study, records, log)
     sort_by = [c for c in (spec.sort or spec.keys) if c in records.columns]
     if sort_by:
@@ -768,8 +773,10 @@ def _typed(values: pd.Series, meta: Variable, ctx: RuleContext) -> pd.Series:
     """Coerce a rule's result to the variable's type; a non-number for Num is an error."""
     values = values.reindex(ctx.out.index) if len(values) != len(ctx.out.index) else values
     if isinstance(values.dtype, pd.CategoricalDtype):  # text kept as codes (keep_codes)
-        if meta.type != "Num":
-            return values
+        if meta.type != "Num":  # of the text dtype the strings would be given here
+            categories = values.dtype.categories
+            text = categories.astype("string")
+            return values if text.dtype == categories.dtype else values.cat.rename_categories(text)
         values = as_text(values)
     if meta.type == "Num":
         if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(
@@ -829,10 +836,34 @@ def _stackable(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
     return frames
 
 
-def _categories(column: pd.Series) -> pd.Series:
-    """The categories some record of a categorical text column has, as text."""
+def _holds(column: pd.Series, test: Callable[..., object]) -> bool:
+    """`_arrow_all(test)` for the values of a categorical text column, from its categories:
+    all of them when they all pass, else those some record has."""
+    categories = column.dtype.categories
+    if _arrow_all(pd.Series(categories, dtype=categories.dtype), test):
+        return True
     used = used_categories(column)
-    return pd.Series(used, dtype=used.dtype)
+    return _arrow_all(pd.Series(used, dtype=used.dtype), test)
+
+
+def _packable(spec: DatasetSpec, records: pd.DataFrame) -> None:
+    """For a dataset the build's child will pack: its kept Char variables (not SUPP-- ones)
+    still text made categoricals now, in place, so that the sort moves their codes and the
+    checks read their categories: from the codes they were broadcast with (vectorise.coded),
+    else as `compact.pack` makes them (compact_series: what it leaves as text stays so)."""
+    supp = {item.var for item in spec.supp}
+    for var in spec.variables:
+        name = var.name
+        if not var.keep or var.meta.type != "Char" or name in supp or name not in records:
+            continue
+        column = records[name]
+        if not isinstance(column.dtype, pd.StringDtype):
+            continue
+        known = coded(column)
+        if known is not None:
+            records[name] = text_codes(known[0], known[1], column.index)
+        else:
+            records[name] = compact_series(column)
 
 
 def _texts(spec: DatasetSpec, records: pd.DataFrame, compact: bool) -> set[str]:
@@ -849,7 +880,7 @@ def _texts(spec: DatasetSpec, records: pd.DataFrame, compact: bool) -> set[str]:
         column = records[name]
         if not isinstance(column.dtype, pd.CategoricalDtype):
             continue
-        if _arrow_all(_categories(column), _fits):
+        if _holds(column, _fits):
             fits.add(name)
         small = tighten(column) if name in stay and name in fits else None
         records[name] = small if small is not None else as_text(column)
@@ -918,7 +949,7 @@ def _ascii(
             continue
         col = records[var.name]
         if isinstance(col.dtype, pd.CategoricalDtype):  # kept as codes: its values once
-            if _arrow_all(_categories(col), _is_ascii):
+            if _holds(col, _is_ascii):
                 continue
             records[var.name] = col = as_text(col)
         col = col.astype("string")

@@ -134,7 +134,10 @@ def text_codes(distinct: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Se
     the strings), a missing value code -1. Only `distinct` is hashed and sorted."""
     small, uniques = pd.factorize(distinct.reset_index(drop=True), sort=True)
     narrow = small.astype(np.min_scalar_type(-max(len(uniques), 1)))  # what from_codes keeps
-    full = narrow[codes] if len(small) else np.full(len(codes), -1, dtype=narrow.dtype)
+    if len(small) == 1:  # one value (a constant): every record's code is its own, no gather
+        full = np.full(len(codes), narrow[0], dtype=narrow.dtype)
+    else:
+        full = narrow[codes] if len(small) else np.full(len(codes), -1, dtype=narrow.dtype)
     values = pd.Categorical.from_codes(full, categories=uniques, validate=False)
     return pd.Series(values, index=index, name=distinct.name, copy=False)
 
