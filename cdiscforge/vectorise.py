@@ -169,7 +169,9 @@ def as_text(series: pd.Series) -> pd.Series:
 # entry goes when its column is freed (weak reference) and all go when the engine finishes a
 # dataset (`forget`), so nothing outlives the build that made it; the codes are kept in the
 # narrowest integer type (a joint code in one byte per row, not eight). (Sorting a column
-# through its codes was measured too: no faster than pyarrow's take of the strings.)
+# through its codes was measured too: no faster than pyarrow's take of the strings; the engine
+# keeps such columns as categoricals instead, see `text_codes`.) A raw text column grouped by
+# (factorize_rows) is remembered the same way, with its codes in order of first appearance.
 _CODED: dict[int, tuple[weakref.ref, pd.Series, np.ndarray]] = {}
 
 
@@ -283,10 +285,9 @@ def stable_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
     for key in keys:
         column = frame[key]
         known = coded(column)
-        if isinstance(column.dtype, pd.CategoricalDtype):  # its categories' ranks, per row
-            uniques = column.dtype.categories
-            rank, own = pd.factorize(uniques, sort=True)[0], column.array.codes
-            codes = np.where(own < 0, -1, rank[own]) if len(rank) else np.full(len(own), -1)
+        if isinstance(column.dtype, pd.CategoricalDtype):  # its codes: in category order,
+            uniques = column.dtype.categories  # as sort_values orders it (text_codes, compact:
+            codes = column.array.codes  # the text's sorted values)
         elif known is not None:  # the distinct values' sorted codes, per row
             small, uniques = pd.factorize(known[0], sort=True)
             codes = small[known[1]]
