@@ -1026,7 +1026,10 @@ def _to_ascii(text: str) -> str:
 
 
 def _split_long_text(
-    spec: DatasetSpec, records: pd.DataFrame, log: BuildLog, fits: set[str] = frozenset()
+    spec: DatasetSpec,
+    records: pd.DataFrame,
+    log: BuildLog,
+    fits: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, pd.DataFrame]:
     """Character values over 200 bytes: split per SDTMIG 4.5.3.2 into the parent variable
     (first 200 characters, at a word boundary) and SUPP-- records QNAM = <VAR>1, <VAR>2 ...
