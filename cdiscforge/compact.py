@@ -27,16 +27,18 @@ validation cost seconds and held ~1 GiB of text through ADaM): whatever reads a 
 dataset in a later stage is indifferent to categorical or text columns. Conditions are
 tested once per category (cdiscforge.rules.Condition), counts group by the codes
 (adam.params), and a rule that needs text takes the rows it reads first and makes only
-those text (`as_text`), so every value, dtype and order is that of the text frame.
+those text (`cdiscforge.vectorise.as_text`), so every value, dtype and order is that of the
+text frame.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from cdiscforge import xpt
 from cdiscforge.model import Dataset
+from cdiscforge.vectorise import as_text, used_categories
 
 # Distinct values at most this share of the records: below it the categorical is smaller
 # than the strings (a code per record plus each distinct value once). The reader's.
@@ -52,6 +54,24 @@ def compact_series(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series
     if len(uniques) > max_share * len(series):
         return series
     values = pd.Categorical.from_codes(codes, categories=uniques)  # smallest code type
+    return pd.Series(values, index=series.index, name=series.name, copy=False)
+
+
+def tighten(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series | None:
+    """A categorical text column whose categories are sorted (vectorise.text_codes) in the
+    form `compact_series` gives its strings: the categories some record has, in order, the
+    smallest code type; None when `compact_series` would keep the strings (no records, or
+    too many distinct values)."""
+    used = used_categories(series)
+    if len(series) == 0 or len(used) > max_share * len(series):
+        return None
+    categories = series.dtype.categories
+    keep = np.zeros(len(categories) + 1, dtype=bool)
+    keep[: len(categories)] = categories.isin(used)
+    renumber = np.full(len(categories) + 1, -1, dtype=np.int64)
+    renumber[keep] = np.arange(int(keep.sum()))  # code -1 (missing) reads the last slot
+    codes = renumber[series.array.codes]
+    values = pd.Categorical.from_codes(codes, categories=used)  # smallest code type
     return pd.Series(values, index=series.index, name=series.name, copy=False)
 
 
@@ -78,25 +98,6 @@ def pack(dataset: Dataset) -> None:
     """Compact `dataset` (whatever its size, in place) to send it to another process; the
     receiver keeps it compact (module docstring)."""
     compact(dataset, min_rows=0)
-
-
-def as_text(series: pd.Series) -> pd.Series:
-    """`series` as text when it is a categorical of text (each record its category's value,
-    missing where its code is -1, in the categories' own text dtype: what the column was
-    before it was compacted); any other column as it is.
-
-    For a rule that needs the text of a compacted column: take the rows it reads first,
-    then convert them (a take of the categories by the codes, ~0.1 s a column of 9M
-    records, where `astype` takes ~1 s)."""
-    if not isinstance(series.dtype, pd.CategoricalDtype):
-        return series
-    dtype = series.dtype.categories.dtype
-    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
-        codes = series.cat.codes.to_numpy()
-        categories = pa.array(series.cat.categories.to_numpy(dtype=object), type=pa.large_string())
-        values = categories.take(pa.array(codes, mask=codes < 0))
-        return pd.Series(pd.array(values, dtype=dtype), index=series.index, name=series.name)
-    return series.astype(dtype)
 
 
 def frame_as_text(frame: pd.DataFrame) -> pd.DataFrame:

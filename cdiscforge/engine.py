@@ -25,7 +25,7 @@ import pandas as pd
 
 from cdiscforge import model, standards
 from cdiscforge.buildlog import BuildLog, Event, Reconciliation
-from cdiscforge.compact import frame_as_text, pack
+from cdiscforge.compact import compact_series, frame_as_text, pack, tighten
 from cdiscforge.concurrent import Child, give_back_memory, workers
 from cdiscforge.errors import (
     CdiscforgeError,
@@ -43,11 +43,15 @@ from cdiscforge.raw import RawForm, check_relations, read_form
 from cdiscforge.rules import GENERATORS, RuleContext, Source, _strings, generator  # noqa: F401
 from cdiscforge.spec import DatasetSpec, StudySpec
 from cdiscforge.vectorise import (
+    as_text,
+    coded,
     factorize_rows,
     forget,
     integers_as_text,
     stable_order,
     take,
+    text_codes,
+    used_categories,
 )
 
 MAX_CHAR_BYTES = 200
@@ -377,7 +381,9 @@ class _Beside:
 
         with recording() as rec:
             try:
-                out = build_dataset(spec, self.study, self.store, self.domains, self.log, mapped)
+                out = build_dataset(
+                    spec, self.study, self.store, self.domains, self.log, mapped, compact=True
+                )
             except Exception as exc:
                 error = exc
         if error is not None:
@@ -498,11 +504,17 @@ def build_dataset(
     domains: dict[str, Dataset],
     log: BuildLog,
     mapped: Callable[[], None] | None = None,
+    compact: bool = False,
 ) -> list[Dataset]:
     """Build one dataset (and its SUPP--) from its spec. See the module docstring.
 
     `mapped` is called once every record block is mapped, before they are stacked (the
-    build's child lets go of its raw exports there: only it reads them)."""
+    build's child lets go of its raw exports there: only it reads them).
+
+    An SDTM dataset's repeated-value text columns are kept as codes through the build
+    (`RuleContext.keep_codes`, `vectorise.text_codes`) and given their strings once, in
+    final order; with `compact` (the build's child, which packs the dataset to send it) the
+    kept Char variables stay categoricals, exactly as `compact.pack` would make them."""
     frames: list[pd.DataFrame] = []
     recon: list[Reconciliation] = []
     for i, block in enumerate(spec.records):
@@ -513,6 +525,7 @@ def build_dataset(
         ctx = _context(
             study, spec, "", pd.DataFrame(index=frame.index), source, domains, log, store
         )
+        ctx.keep_codes = spec.stage == "sdtm"
         if block.filter is not None:
             keep = block.filter.evaluate(ctx).to_numpy(dtype=bool)
             if (~keep).any():
@@ -552,23 +565,27 @@ def build_dataset(
     out = source = frame = ctx = None  # type: ignore[assignment]
     if mapped is not None:
         mapped()
-    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    records = pd.concat(_stackable(frames), ignore_index=True) if frames else pd.DataFrame()
     frames.clear()  # the blocks' frames are in records now: not held through the copies below
     records = _dedupe(spec, records, recon, log)
     ctx = _context(study, spec, "", records, None, domains, log, store)
+    ctx.keep_codes = spec.stage == "sdtm"
     for var in spec.variables:
         if var.rule is not None and var.rule.final:
             ctx.variable = var.name
             records[var.name] = _typed(var.rule.fn(ctx, var.params), var.meta, ctx)
 
     ctx = None  # type: ignore[assignment]  # (it holds records as before _ascii and the sort)
+    if compact:
+        _packable(spec, records)
     records = _ascii(spec, study, records, log)
     sort_by = [c for c in (spec.sort or spec.keys) if c in records.columns]
     if sort_by:
         records = _sorted(records, sort_by)
     records = records.reset_index(drop=True)
+    fits = _texts(spec, records, compact)
     supp_values = {item.var: records[item.var] for item in spec.supp}
-    overflow = _split_long_text(spec, records, log)
+    overflow = _split_long_text(spec, records, log, fits)
 
     for i, row in enumerate(recon):
         # Source rows written (a split row writes one record per item, counted once).
@@ -594,7 +611,7 @@ def build_dataset(
     if spec.supp or overflow:
         from cdiscforge.supp import build_supp
 
-        supp = build_supp(spec, study, records, supp_values, overflow, log)
+        supp = build_supp(spec, study, _all_text(records), supp_values, overflow, log)
         if supp is not None:
             out.append(supp)
     return out
@@ -756,6 +773,12 @@ def _empty(meta: Variable, index: pd.Index) -> pd.Series:
 def _typed(values: pd.Series, meta: Variable, ctx: RuleContext) -> pd.Series:
     """Coerce a rule's result to the variable's type; a non-number for Num is an error."""
     values = values.reindex(ctx.out.index) if len(values) != len(ctx.out.index) else values
+    if isinstance(values.dtype, pd.CategoricalDtype):  # text kept as codes (keep_codes)
+        if meta.type != "Num":  # of the text dtype the strings would be given here
+            categories = values.dtype.categories
+            text = categories.astype("string")
+            return values if text.dtype == categories.dtype else values.cat.rename_categories(text)
+        values = as_text(values)
     if meta.type == "Num":
         if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(
             values
@@ -788,6 +811,89 @@ def _sorted(records: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     for name in list(records.columns):
         out[name] = take(records.pop(name), positions, order)
     return out
+
+
+def _stackable(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The blocks' frames made ready to stack: a column kept as codes in every block gets
+    the sorted union of their categories (pd.concat keeps a categorical of equal categories
+    only), one that is not (text in another block, or absent there) its strings."""
+    if len(frames) < 2:
+        return frames
+    names = dict.fromkeys(n for f in frames for n in f.columns)
+    for name in names:
+        kinds = [isinstance(f[name].dtype, pd.CategoricalDtype) if name in f else None
+                 for f in frames]  # fmt: skip
+        if not any(kinds):
+            continue
+        if all(kinds):
+            parts = [pd.Series(f[name].dtype.categories) for f in frames]
+            union = pd.factorize(pd.concat(parts, ignore_index=True), sort=True)[1]
+            for f in frames:
+                f[name] = f[name].cat.set_categories(union)
+        else:
+            for f, kind in zip(frames, kinds, strict=True):
+                if kind:
+                    f[name] = as_text(f[name])
+    return frames
+
+
+def _holds(column: pd.Series, test: Callable[..., object]) -> bool:
+    """`_arrow_all(test)` for the values of a categorical text column, from its categories:
+    all of them when they all pass, else those some record has."""
+    categories = column.dtype.categories
+    if _arrow_all(pd.Series(categories, dtype=categories.dtype), test):
+        return True
+    used = used_categories(column)
+    return _arrow_all(pd.Series(used, dtype=used.dtype), test)
+
+
+def _packable(spec: DatasetSpec, records: pd.DataFrame) -> None:
+    """For a dataset the build's child will pack: its kept Char variables (not SUPP-- ones)
+    still text made categoricals now, in place, so that the sort moves their codes and the
+    checks read their categories: from the codes they were broadcast with (vectorise.coded),
+    else as `compact.pack` makes them (compact_series: what it leaves as text stays so)."""
+    supp = {item.var for item in spec.supp}
+    for var in spec.variables:
+        name = var.name
+        if not var.keep or var.meta.type != "Char" or name in supp or name not in records:
+            continue
+        column = records[name]
+        if not isinstance(column.dtype, pd.StringDtype):
+            continue
+        known = coded(column)
+        if known is not None:
+            records[name] = text_codes(known[0], known[1], column.index)
+        else:
+            records[name] = compact_series(column)
+
+
+def _texts(spec: DatasetSpec, records: pd.DataFrame, compact: bool) -> set[str]:
+    """Give the columns kept as codes their strings, in place, in the records' final order
+    (one take each), and return those known to hold no value over MAX_CHAR_BYTES (checked
+    on their categories). With `compact`, a kept Char variable (not a SUPP-- one) that fits
+    stays a categorical in `compact.pack`'s form (`compact.tighten`)."""
+    stay = set()
+    if compact:
+        supp = {item.var for item in spec.supp}
+        stay = {v.name for v in spec.variables if v.keep and v.meta.type == "Char"} - supp
+    fits: set[str] = set()
+    for name in list(records.columns):
+        column = records[name]
+        if not isinstance(column.dtype, pd.CategoricalDtype):
+            continue
+        if _holds(column, _fits):
+            fits.add(name)
+        small = tighten(column) if name in stay and name in fits else None
+        records[name] = small if small is not None else as_text(column)
+    return fits
+
+
+def _all_text(records: pd.DataFrame) -> pd.DataFrame:
+    """`records` with every categorical column as its strings (what SUPP-- is built from)."""
+    kept = [n for n in records.columns if isinstance(records[n].dtype, pd.CategoricalDtype)]
+    if not kept:
+        return records
+    return records.assign(**{n: as_text(records[n]) for n in kept})
 
 
 def _dedupe(
@@ -842,7 +948,12 @@ def _ascii(
         wanted = var.keep or var.name in supp_vars
         if not wanted or var.meta.type != "Char" or var.name not in records:
             continue
-        col = records[var.name].astype("string")
+        col = records[var.name]
+        if isinstance(col.dtype, pd.CategoricalDtype):  # kept as codes: its values once
+            if _holds(col, _is_ascii):
+                continue
+            records[var.name] = col = as_text(col)
+        col = col.astype("string")
         if _arrow_all(col, _is_ascii):  # the common case, in one pyarrow pass
             continue
         non_ascii = col.notna() & ~col.str.isascii().fillna(True).astype(bool)
@@ -916,13 +1027,17 @@ def _to_ascii(text: str) -> str:
 
 
 def _split_long_text(
-    spec: DatasetSpec, records: pd.DataFrame, log: BuildLog
+    spec: DatasetSpec,
+    records: pd.DataFrame,
+    log: BuildLog,
+    fits: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, pd.DataFrame]:
     """Character values over 200 bytes: split per SDTMIG 4.5.3.2 into the parent variable
     (first 200 characters, at a word boundary) and SUPP-- records QNAM = <VAR>1, <VAR>2 ...
     (`cdiscforge.supp` is the one home of the convention). Only SDTM general-observation
     text is split this way; elsewhere the XPT writer refuses the value with a located error,
-    so nothing is truncated silently. Each split record is named in the log."""
+    so nothing is truncated silently. Each split record is named in the log. The columns
+    of `fits` are known to hold no such value (`_texts`)."""
     from cdiscforge.supp import split_message, split_series
 
     overflow: dict[str, pd.DataFrame] = {}
@@ -930,6 +1045,8 @@ def _split_long_text(
         return overflow
     for var in spec.variables:
         if not var.keep or var.meta.type != "Char" or var.name not in records:
+            continue
+        if var.name in fits:
             continue
         col = records[var.name].astype("string")
         if _arrow_all(col, _fits):

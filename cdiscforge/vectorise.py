@@ -43,8 +43,11 @@ def factorize_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, int]:
     """pd.factorize(col, use_na_sentinel=False)'s codes (or codes of the same grouping of
-    the rows: factorize_rows renumbers them) and a bound on them: from the distinct values
-    a column was broadcast from, when it was (`coded`), else factorized."""
+    the rows: factorize_rows renumbers them) and a bound on them: a categorical's own codes
+    (missing, -1, a value of its own), those of the distinct values a column was broadcast
+    from, when it was (`coded`), else factorized."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.array.codes.astype(np.int64) + 1, len(col.dtype.categories) + 1
     known = coded(col)
     if known is not None:
         distinct, codes = known
@@ -55,6 +58,9 @@ def _codes(col: pd.Series) -> tuple[np.ndarray, int]:
         codes = col.cat.codes.to_numpy()
         return np.where(codes < 0, width, codes), width + 1
     part, uniques = pd.factorize(col, use_na_sentinel=False)
+    # A raw column is grouped by again and again (MK's ASSESSMENT for MKTESTCD and MKTEST,
+    # JOINT for MKLOC and MKLAT): hashed once, its codes are remembered as a broadcast one's.
+    _remember(col, pd.Series(uniques, dtype=col.dtype), part)
     return part, max(len(uniques), 1)
 
 
@@ -93,16 +99,67 @@ def first_rows(codes: np.ndarray, count: int | None = None) -> np.ndarray:
     return np.sort(first[first < n])
 
 
-def broadcast(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+def broadcast(
+    values: pd.Series, codes: np.ndarray, index: pd.Index, keep_codes: bool = False
+) -> pd.Series:
     """Per-distinct `values` (positions = codes) as one value per row, with `index`. A text
-    column made so remembers its codes (`coded`) for the rest of the dataset's build."""
+    column made so remembers its codes (`coded`) for the rest of the dataset's build.
+
+    `keep_codes` (text only): the column as a categorical of its sorted values instead
+    (`text_codes`), not materialised; a rule returns one so when its context allows
+    (`RuleContext.keep_codes`: the engine then gives later rules its strings)."""
     if isinstance(values, pd.DataFrame):
         out = values.reset_index(drop=True).take(codes)
         out.index = index
         return out
+    if keep_codes and values.dtype == object and pd.api.types.infer_dtype(values) == "string":
+        values = values.astype("string")  # text as objects (a dict's .map): what _typed makes
+    if keep_codes and _arrow_text(values):
+        return text_codes(values, codes, index)
     out = take(values, codes, index)
     _remember(out, values, codes)
     return out
+
+
+# --- text columns kept as codes -------------------------------------------------------------
+# Most text columns of a big findings dataset repeat a few values (STUDYID, MKTESTCD, MKLOC
+# ...). Materialised, each is ~9M strings at 10,000 subjects: taken once when broadcast,
+# again when the records are sorted, checked (ASCII, 200 bytes) record by record, and, in
+# the build's second process, factorized again to travel compact. The engine keeps such a
+# column as a categorical of its sorted distinct values instead (the form of
+# `cdiscforge.compact`: codes by code point order, missing -1), sorts and checks it through
+# its codes and categories, and materialises its strings once (`as_text`) where a rule reads
+# it, and at the end (or never, when the dataset is to travel compact).
+
+
+def text_codes(distinct: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """`broadcast(distinct, codes, index)` (text) as a categorical: the distinct non-missing
+    values in sorted order (pd.factorize(sort=True), what `compact.compact_series` makes of
+    the strings), a missing value code -1. Only `distinct` is hashed and sorted."""
+    small, uniques = pd.factorize(distinct.reset_index(drop=True), sort=True)
+    narrow = small.astype(np.min_scalar_type(-max(len(uniques), 1)))  # what from_codes keeps
+    if len(small) == 1:  # one value (a constant): every record's code is its own, no gather
+        full = np.full(len(codes), narrow[0], dtype=narrow.dtype)
+    else:
+        full = narrow[codes] if len(small) else np.full(len(codes), -1, dtype=narrow.dtype)
+    values = pd.Categorical.from_codes(full, categories=uniques, validate=False)
+    return pd.Series(values, index=index, name=distinct.name, copy=False)
+
+
+def as_text(series: pd.Series) -> pd.Series:
+    """A categorical text column (`text_codes`) as the strings it stands for (its
+    categories' dtype, missing where its code is -1), remembered with its codes (`coded`);
+    any other column as it is."""
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        return series
+    categories = series.dtype.categories
+    distinct = pd.Series(categories, dtype=categories.dtype, name=series.name)
+    distinct = pd.concat(
+        [distinct, pd.Series([pd.NA], dtype=categories.dtype, name=series.name)],
+        ignore_index=True,
+    )
+    codes = series.array.codes
+    return broadcast(distinct, np.where(codes < 0, len(categories), codes), series.index)
 
 
 # --- the codes of broadcast text columns -----------------------------------------------------
@@ -116,7 +173,9 @@ def broadcast(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Serie
 # entry goes when its column is freed (weak reference) and all go when the engine finishes a
 # dataset (`forget`), so nothing outlives the build that made it; the codes are kept in the
 # narrowest integer type (a joint code in one byte per row, not eight). (Sorting a column
-# through its codes was measured too: no faster than pyarrow's take of the strings.)
+# through its codes was measured too: no faster than pyarrow's take of the strings; the engine
+# keeps such columns as categoricals instead, see `text_codes`.) A raw text column grouped by
+# (factorize_rows) is remembered the same way, with its codes in order of first appearance.
 _CODED: dict[int, tuple[weakref.ref, pd.Series, np.ndarray]] = {}
 
 
@@ -145,7 +204,7 @@ def coded(column: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
     entry = _CODED.get(id(data)) if data is not None else None
     if entry is None or entry[0]() is not data:
         return None
-    return entry[1], entry[2].astype(np.intp)
+    return entry[1], entry[2]  # narrow: an index all the same (a copy as intp is 8 bytes a row)
 
 
 def forget() -> None:
@@ -190,6 +249,7 @@ def per_distinct(
     fn: Callable[..., pd.Series],
     *columns: pd.Series,
     coded: tuple[np.ndarray, np.ndarray] | None = None,
+    keep_codes: bool = False,
 ) -> pd.Series:
     """`fn(*columns)` for an element-wise `fn` (row i of the result depends only on row i
     of the columns), computed on the distinct rows only and broadcast back: the same values
@@ -198,14 +258,15 @@ def per_distinct(
     `coded` is (first row of each combination, each row's combination) when the caller has
     the codes already (validation shares each column's codes between its checks). Evaluated
     as it is when mostly distinct (nothing to save) or when a float column holds -0.0: a
-    hash table takes -0.0 and 0.0 for one value, not every function does (str(-0.0))."""
+    hash table takes -0.0 and 0.0 for one value, not every function does (str(-0.0)).
+    `keep_codes`: a text result broadcast as a categorical (`broadcast`)."""
     if any(map(_has_negative_zero, columns)):
         return fn(*columns)
     first, codes = coded if coded is not None else factorize_rows(*columns)[::-1]
     if len(first) * 2 > len(codes):
         return fn(*columns)
     small = [col.iloc[first].reset_index(drop=True) for col in columns]
-    return broadcast(fn(*small), codes, columns[0].index)
+    return broadcast(fn(*small), codes, columns[0].index, keep_codes)
 
 
 def _has_negative_zero(values: pd.Series) -> bool:
@@ -267,8 +328,12 @@ def _sorted_ranks(frame: pd.DataFrame, keys: Sequence[str]) -> list[np.ndarray]:
     combined = np.zeros(n, dtype=np.int64)
     span = 1
     for key in keys:
-        known = coded(frame[key])
-        if known is not None:  # the distinct values' sorted codes, per row
+        column = frame[key]
+        known = coded(column)
+        if isinstance(column.dtype, pd.CategoricalDtype):  # its codes: in category order,
+            uniques = column.dtype.categories  # as sort_values orders it (text_codes, compact:
+            codes = column.array.codes  # the text's sorted values)
+        elif known is not None:  # the distinct values' sorted codes, per row
             small, uniques = pd.factorize(known[0], sort=True)
             codes = small[known[1]]
         elif _sorted_categories(frame[key]):  # its codes sort as its values

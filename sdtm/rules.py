@@ -285,6 +285,7 @@ def epoch(ctx: RuleContext, p: EpochParams) -> pd.Series:
         lambda usubjid, dtc: _epoch_of(usubjid, dtc, elements),
         ctx.ref("USUBJID").astype("string"),
         ctx.ref(p.date).astype("string"),
+        keep_codes=ctx.keep_codes,
     )
 
 
@@ -372,9 +373,9 @@ def lobxfl(ctx: RuleContext, p: LobxflParams) -> pd.Series:
     groups = groups[order]
     ends = np.ones(len(groups), dtype=bool)
     ends[:-1] = groups[1:] != groups[:-1]
-    out = pd.Series(pd.NA, index=ctx.out.index, dtype="string")
-    out.loc[ctx.out.index[rows[order[ends]]]] = "Y"
-    return out
+    flag = np.ones(len(ctx.out), dtype=np.int8)  # each record: Y (0) or null (1)
+    flag[rows[order[ends]]] = 0
+    return broadcast(pd.Series(["Y", None], dtype="string"), flag, ctx.out.index, ctx.keep_codes)
 
 
 class TreatmentEmergentParams(Params):

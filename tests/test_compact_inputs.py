@@ -15,12 +15,12 @@ import pytest
 
 from cdiscforge.adam.params import count_positive
 from cdiscforge.buildlog import BuildLog
-from cdiscforge.compact import as_text, compact, compact_series, frame_as_text
+from cdiscforge.compact import compact, compact_series, frame_as_text
 from cdiscforge.engine import build_stage
 from cdiscforge.model import Dataset
 from cdiscforge.rules import Condition, RuleContext, Source
 from cdiscforge.spec import StudySpec
-from cdiscforge.vectorise import sorted_groups
+from cdiscforge.vectorise import as_text, sorted_groups
 
 # Text that sorts differently by code point than by eye ("B" < "a"), repeats, has missing
 # values, numbers as text, and values another column lacks (categories that differ).

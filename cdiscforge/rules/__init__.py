@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cdiscforge.compact import as_text, frame_as_text
+from cdiscforge.compact import frame_as_text
 from cdiscforge.errors import Located, SpecError, raise_first
-from cdiscforge.vectorise import broadcast, isin
+from cdiscforge.vectorise import as_text, broadcast, factorize_rows, isin
 
 if TYPE_CHECKING:
     from cdiscforge.buildlog import BuildLog
@@ -284,6 +284,10 @@ class RuleContext:
     log: BuildLog
     spec_file: str = ""
     store: Any = None  # the engine's raw-form store (reads each raw export once)
+    # A rule may return a repeated-value text column as a categorical (vectorise.broadcast's
+    # keep_codes): the engine keeps it so, and `ref` gives a later rule its strings.
+    keep_codes: bool = False
+    _texts: dict[str, tuple[Any, pd.Series]] = field(default_factory=dict, repr=False)
 
     def raw(self, column: str) -> pd.Series:
         if self.source is None:
@@ -303,13 +307,25 @@ class RuleContext:
         if reference.startswith("raw."):
             return self.raw(reference[4:])
         if reference in self.out.columns:
-            return self.out[reference]
+            return self.text(reference)
         raise SpecError(
             self.spec_file,
             self.variable,
             f"{reference!r} is not a variable computed before {self.variable} "
             "(order the variables, or write raw.NAME for a raw column)",
         )
+
+    def text(self, name: str) -> pd.Series:
+        """The target column `name` as rules read it: a column kept as codes (a categorical,
+        see `keep_codes`) as its strings, made once per column (vectorise.as_text)."""
+        column = self.out[name]
+        if not isinstance(column.dtype, pd.CategoricalDtype):
+            return column
+        seen = self._texts.get(name)
+        if seen is None or seen[0] is not column.array:
+            seen = (column.array, as_text(column))
+            self._texts[name] = seen
+        return seen[1]
 
     def located(self, column: str) -> Located:
         if self.source is None:
@@ -327,8 +343,8 @@ class RuleContext:
         other = frame_as_text(other)  # one row per subject: as text if compacted
         mapping = pd.Series(other[column].to_numpy(), index=other["USUBJID"].to_numpy())
         mine = self.ref("USUBJID")
-        codes, uniques = pd.factorize(mine, use_na_sentinel=False)
-        subjects = pd.Series(uniques, dtype=mine.dtype, name=mine.name)  # each mapped once
+        codes, first = factorize_rows(mine)  # its codes, when known (vectorise.coded)
+        subjects = mine.iloc[first].reset_index(drop=True)  # each mapped once
         known = other["USUBJID"]  # mapping's index, as Arrow text
         if len(mapping) and subjects.notna().any() and not isin(subjects, known).any():
             # A join matching no subject: null for every record, which validation cannot see.

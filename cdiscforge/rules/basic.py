@@ -14,11 +14,11 @@ from pydantic import Field, field_validator, model_validator
 
 from cdiscforge import ct as ct_module
 from cdiscforge import dates
-from cdiscforge.compact import as_text
 from cdiscforge.errors import Located, SpecError
 from cdiscforge.rules import Condition, Params, RuleContext, render, rule
 from cdiscforge.rules.words import Words, describes, join
 from cdiscforge.vectorise import (
+    as_text,
     broadcast,
     factorize_rows,
     isin,
@@ -57,7 +57,7 @@ def constant(ctx: RuleContext, p: ConstantParams) -> pd.Series:
     if isinstance(value, str):  # text: what the engine types it to (`_typed`), directly;
         # broadcast from its one value, so grouping or sorting by it needs no hashing
         one = pd.Series([value], dtype="string")
-        return broadcast(one, np.zeros(len(index), dtype=np.intp), index)
+        return broadcast(one, np.zeros(len(index), dtype=np.intp), index, ctx.keep_codes)
     return pd.Series([value] * len(index), index=index)
 
 
@@ -188,20 +188,27 @@ def ct(ctx: RuleContext, p: CtParams) -> pd.Series:
     """
     values = _source(ctx, p.from_, p.var)
     codelist = _terminology(ctx).codelist(p.codelist)
-    mapped, unmatched = _map_distinct_codelist(codelist, values, p.synonyms)
+    mapped, unmatched = _map_distinct_codelist(codelist, values, p.synonyms, ctx.keep_codes)
     return _apply_unmatched(
         ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", _cl_words(codelist)
     )
 
 
 def _map_distinct_codelist(
-    codelist: ct_module.Codelist, values: pd.Series, spellings: dict[str, Any]
+    codelist: ct_module.Codelist,
+    values: pd.Series,
+    spellings: dict[str, Any],
+    keep_codes: bool = False,
 ) -> tuple[pd.Series, pd.Series]:
-    """`codelist.map_values` run on the distinct values only (element-wise), broadcast."""
+    """`codelist.map_values` run on the distinct values only (element-wise), broadcast
+    (the mapped text as codes with `keep_codes`, vectorise.broadcast)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     distinct = pd.Series(uniques, dtype=values.dtype, name=values.name)
     mapped, unmatched = codelist.map_values(distinct, spellings)
-    return broadcast(mapped, codes, values.index), broadcast(unmatched, codes, values.index)
+    return (
+        broadcast(mapped, codes, values.index, keep_codes),
+        broadcast(unmatched, codes, values.index),
+    )
 
 
 def _terminology(ctx: RuleContext) -> ct_module.Terminology:
@@ -226,6 +233,7 @@ def _apply_unmatched(
 ) -> pd.Series:
     if not unmatched.any():
         return mapped
+    mapped = as_text(mapped)  # kept as codes (keep_codes): a value not among them may come
     if policy == "error":
         ctx.input_error(unmatched, column, values, f"value not in {what}")
         return mapped  # reached only while errors are collected: unmatched records are null
@@ -287,7 +295,7 @@ def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
     values = _source(ctx, p.from_, p.var)
     if p.codelist is not None:
         codelist = _terminology(ctx).codelist(p.codelist)
-        mapped, unmatched = _map_distinct_codelist(codelist, values, p.values)
+        mapped, unmatched = _map_distinct_codelist(codelist, values, p.values, ctx.keep_codes)
         what = f"the spec's map or {_cl_words(codelist)}" if p.values else _cl_words(codelist)
         return _apply_unmatched(
             ctx, values, mapped, unmatched, p.unmatched, p.from_ or p.var or "", what
@@ -296,6 +304,7 @@ def map_values(ctx: RuleContext, p: MapParams) -> pd.Series:
     mapped = per_distinct(
         lambda distinct: map_distinct(_text(distinct), ct_module.normalise_text).map(table),
         values,
+        keep_codes=ctx.keep_codes,
     )
     unmatched = values.notna() & mapped.isna()
     return _apply_unmatched(
@@ -364,7 +373,7 @@ def study_day(ctx: RuleContext, p: StudyDayParams) -> pd.Series:
     """
     # In DM itself the reference is a variable of the record set being built.
     if p.reference in ctx.out.columns:
-        reference = ctx.out[p.reference]
+        reference = ctx.text(p.reference)
     else:
         reference = ctx.subject_values("DM", p.reference)
     return dates.study_day(ctx.ref(p.date), reference)
@@ -534,6 +543,14 @@ def condition(ctx: RuleContext, p: ConditionParams) -> pd.Series:
     ):
         # Text only: the same as the object path below (which _tidy makes string), without
         # the round trip of every record through Python objects.
+        if not refs:  # literals only: each record the number of its case, the texts once
+            choice = np.full(len(index), len(values), dtype=np.intp)
+            for j, hit in enumerate(hits):
+                choice[hit.to_numpy(dtype=bool)] = j  # the hits are disjoint
+            texts = pd.Series([*values, default], dtype="string")
+            text = broadcast(texts, choice, index, ctx.keep_codes)
+            if text.notna().any():
+                return text
         text = (
             ctx.ref(p.default_ref).astype("string")
             if p.default_ref
@@ -619,7 +636,7 @@ def lookup(ctx: RuleContext, p: LookupParams) -> pd.Series:
             f"no match in table {p.table!r}: set to null",
             warn=True,
         )
-    return broadcast(_tidy(values.astype(object)), codes, ctx.out.index)
+    return broadcast(_tidy(values.astype(object)), codes, ctx.out.index, ctx.keep_codes)
 
 
 def _lookup_rows(
