@@ -47,6 +47,7 @@ from typing import Any, Generic, TypeVar
 
 A = TypeVar("A")
 F = TypeVar("F")
+R = TypeVar("R")
 
 
 class ChildFailed(RuntimeError):
@@ -61,6 +62,23 @@ def workers() -> int:
     if wanted == "1":
         return 1
     return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def threaded(fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+    """`[fn(item) for item in items]` on `workers()` threads, in the items' order whatever
+    the timing (the first exception, in that order, is raised).
+
+    For work that lets go of the GIL (Arrow's compute kernels: encoding the columns of a
+    raw export with millions of rows), where a thread costs nothing to start and shares the
+    data without copy-on-write. `fn` must only compute: it must not report errors
+    (errors.collecting's collector belongs to the calling thread) nor log. The threads
+    are joined before this returns, so none is alive when a build forks."""
+    if workers() < 2 or len(items) < 2:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers()) as pool:
+        return list(pool.map(fn, items))
 
 
 class Child(Generic[A]):
