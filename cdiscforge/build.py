@@ -243,9 +243,10 @@ def _build(
         )
 
     report = staging / "validation"
-    write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
     if result.has_errors:  # type: ignore[attr-defined]
+        write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
         raise refuse(written=concurrent)  # written meanwhile: none of it goes out
+    # Passed: the report is written once, below, with the define.xml rules' findings too.
     if written is None:  # one process: write once validation passed
         say("write")
         write_start = time.perf_counter()
@@ -256,7 +257,6 @@ def _build(
     start = time.perf_counter()  # counted as validation time (timings.json "validate")
     _check_defines(plan.define_findings(written), result, log)
     timings["validate"] = round(timings["validate"] + time.perf_counter() - start, 3)
-    outputs.remove_tree(report)  # rewritten with the define.xml rules' findings
     write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
     if result.has_errors:  # type: ignore[attr-defined]
         raise refuse(written=True)

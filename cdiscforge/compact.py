@@ -25,11 +25,14 @@ A dataset built in the build's second process (cdiscforge.engine) travels compac
 it back its strings (`unpack`, a take of each column's categories by its codes: ~0.1 s a
 column of 9M records, where `astype` takes ~1 s), so the rules of later datasets and the
 stage's checks see exactly the frame a one-process build makes; it is compacted again with
-the others before validation.
+the others before validation, from the categoricals it came as (`compact_series` knows the
+strings `unpack` made: ~3 s of factorizing MK again at 10,000 subjects, on one core while
+the other waits for the fork).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import pandas as pd
@@ -48,6 +51,11 @@ def compact_series(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series
     repeats enough (distinct <= `max_share` x records); otherwise `series` itself."""
     if not isinstance(series.dtype, pd.StringDtype) or len(series) == 0:
         return series
+    packed = _packed(series)
+    if packed is not None:  # what factorizing these very strings gave when they were packed
+        if len(packed.categories) > max_share * len(series):
+            return series
+        return pd.Series(packed, index=series.index, name=series.name, copy=False)
     codes, uniques = pd.factorize(series, sort=True)
     if len(uniques) > max_share * len(series):
         return series
@@ -93,10 +101,45 @@ def unpack(dataset: Dataset, dtypes: dict[str, Any]) -> Dataset:
 
 def expand_series(series: pd.Series, dtype: Any) -> pd.Series:
     """A categorical text column as `dtype` again: each record its category's value, missing
-    where its code is -1."""
+    where its code is -1. The categorical is kept with the strings made (`_packed`) when it
+    is `compact_series`' own (what `pack` made: sorted categories, each one used)."""
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         codes = series.cat.codes.to_numpy()
         categories = pa.array(series.cat.categories.to_numpy(dtype=object), type=pa.large_string())
         values = categories.take(pa.array(codes, mask=codes < 0))
-        return pd.Series(pd.array(values, dtype=dtype), index=series.index, name=series.name)
+        out = pd.Series(pd.array(values, dtype=dtype), index=series.index, name=series.name)
+        if series.cat.categories.dtype == dtype:
+            _remember(out, series.array)
+        return out
     return series.astype(dtype)
+
+
+# --- the categoricals unpacked strings came from ---------------------------------------------
+# MK comes back from the SDTM stage's second process as categoricals and is given its strings
+# (`unpack`); once SDTM and ADaM are built it is compacted again (cdiscforge.build), which
+# would factorize its ~9 million records per text column once more. Each unpacked column is
+# remembered here, by its Arrow data (the very object, as `cdiscforge.vectorise.coded` keys
+# broadcast columns: Arrow data never changes, pandas keeps the object through frame
+# assignment and copies, and any change to a column is new data), with the categorical it
+# was expanded from: `compact_series` of those strings is that categorical (the same sorted
+# categories and codes: `pack` made it with `compact_series` from the same strings). An
+# entry goes when its strings are freed (weak reference). Its cost while SDTM and ADaM are
+# built: the codes, 1 or 2 bytes per record (~0.2 GB for MK at 10,000 subjects).
+_UNPACKED: dict[int, tuple[weakref.ref, pd.Categorical]] = {}
+
+
+def _remember(strings: pd.Series, packed: pd.Categorical) -> None:
+    data = strings.array.__arrow_array__()
+    key = id(data)
+    _UNPACKED[key] = (weakref.ref(data, lambda _, key=key: _UNPACKED.pop(key, None)), packed)
+
+
+def _packed(series: pd.Series) -> pd.Categorical | None:
+    """The categorical `series` was expanded from by `unpack`, if its strings are those."""
+    if getattr(series.dtype, "storage", None) != "pyarrow":
+        return None
+    data = series.array.__arrow_array__()
+    entry = _UNPACKED.get(id(data))
+    if entry is None or entry[0]() is not data or len(entry[1]) != len(series):
+        return None
+    return entry[1]

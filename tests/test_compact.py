@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import filecmp
+import pickle
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from cdiscforge import build, xpt
-from cdiscforge.compact import compact, compact_series
+from cdiscforge.compact import compact, compact_series, pack, unpack
 from cdiscforge.datasetjson import write_dataset_json
 from cdiscforge.errors import XptError
 from cdiscforge.model import Dataset, StudyInfo, Variable, char_max_bytes
@@ -69,6 +70,45 @@ def test_small_datasets_and_non_text_columns_are_not_touched() -> None:
     objects = pd.Series(["a", 1, "a"], dtype=object)  # a writer must still refuse the 1
     assert compact_series(objects) is objects
 
+
+def _sent_back() -> tuple[Dataset, dict[str, pd.Categorical]]:
+    """MK as the SDTM stage's second process sends it (packed, pickled) and the parent
+    unpacks it; the categoricals it travelled as."""
+    ds = pickle.loads(pickle.dumps(_mk(40)))
+    dtypes = pack(ds)
+    ds = pickle.loads(pickle.dumps(ds))
+    packed = {name: ds.frame[name].array for name in dtypes}
+    return unpack(ds, dtypes), packed
+
+
+def test_unpacked_strings_compact_to_the_categoricals_they_came_as() -> None:
+    ds, packed = _sent_back()
+    assert set(packed) == {"USUBJID", "MKLOC"}
+    assert all(ds.frame[name].dtype == "str" for name in packed)  # the rules see strings
+    fresh = {name: compact_series(ds.frame[name].copy(deep=True)) for name in packed}
+    compact(ds, min_rows=1)
+    for name, cat in packed.items():
+        again = ds.frame[name]
+        assert np.shares_memory(again.array.codes, cat.codes)  # not factorized again
+        assert again.dtype == fresh[name].dtype  # same categories (and their dtype)
+        assert again.cat.codes.dtype == fresh[name].cat.codes.dtype
+        assert again.cat.codes.tolist() == fresh[name].cat.codes.tolist()
+    assert ds.frame["MKREFID"].dtype == "str"
+
+
+def test_a_changed_or_rarely_repeating_unpacked_column_is_judged_afresh() -> None:
+    ds, packed = _sent_back()
+    loc = ds.frame["MKLOC"].copy()
+    loc.iloc[0] = "ANKLE"  # new data: the categorical it came as no longer describes it
+    ds.frame["MKLOC"] = loc
+    compact(ds, min_rows=1)
+    again = ds.frame["MKLOC"]
+    assert not np.shares_memory(again.array.codes, packed["MKLOC"].codes)
+    assert list(again.cat.categories) == ["ANKLE", "ELBOW JOINT", "KNEE", "WRIST"]
+    assert again.astype("str").tolist()[:2] == ["ANKLE", "WRIST"]
+    ds, _ = _sent_back()
+    usubjid = ds.frame["USUBJID"]
+    assert compact_series(usubjid, max_share=0.01) is usubjid  # 3 values in 40: too many
 
 def _pair(rows: int = 12) -> tuple[Dataset, Dataset]:
     plain = _mk(rows)
