@@ -110,6 +110,7 @@ def test_a_changed_or_rarely_repeating_unpacked_column_is_judged_afresh() -> Non
     usubjid = ds.frame["USUBJID"]
     assert compact_series(usubjid, max_share=0.01) is usubjid  # 3 values in 40: too many
 
+
 def _pair(rows: int = 12) -> tuple[Dataset, Dataset]:
     plain = _mk(rows)
     cats = compact(copy.deepcopy(plain), min_rows=1)
