@@ -200,7 +200,7 @@ def _build(
     concurrent = workers() > 1
     say("validate + write" if concurrent else "validate")  # the step's seconds include:
     _compact_all(datasets)  # before the fork: the child shares the compact frames
-    plan = _Outputs(study, sdtm_sets, adam_sets, staging, datasetjson, waivers=waivers)
+    plan = _Outputs(study, sdtm_sets, adam_sets, staging, datasetjson, waivers=waivers, hashes=True)
     written: Shared[Any] | None = None
     if concurrent:
         start = time.perf_counter()
@@ -243,9 +243,10 @@ def _build(
         )
 
     report = staging / "validation"
-    write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
     if result.has_errors:  # type: ignore[attr-defined]
+        write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
         raise refuse(written=concurrent)  # written meanwhile: none of it goes out
+    # Passed: the report is written once, below, with the define.xml rules' findings too.
     if written is None:  # one process: write once validation passed
         say("write")
         write_start = time.perf_counter()
@@ -256,13 +257,12 @@ def _build(
     start = time.perf_counter()  # counted as validation time (timings.json "validate")
     _check_defines(plan.define_findings(written), result, log)
     timings["validate"] = round(timings["validate"] + time.perf_counter() - start, 3)
-    outputs.remove_tree(report)  # rewritten with the define.xml rules' findings
     write_report(result, report, generated=study.creation_datetime)  # type: ignore[arg-type]
     if result.has_errors:  # type: ignore[attr-defined]
         raise refuse(written=True)
     log.timings.update(timings)
     log.write(staging)
-    outputs.write_manifest(staging, inputs=inputs)
+    outputs.write_manifest(staging, inputs=inputs, known=plan.digests(written))
     outputs.swap_in(staging, out_dir, state.manifest)
     published[0] = True
     outputs.remove_owned(out_dir / outputs.FAILED, state.failed)  # superseded by this build
@@ -389,11 +389,12 @@ def write_outputs(
 _HEAVY = 0.5
 # What one unit of each job costs (seconds per 10,000 subjects' share of records x variables,
 # from the 10k profile: Dataset-JSON 31 s, XPT 19 s, define.xml 7.4 s, spec.xlsx 5.4 s, the
-# cross-check 6 s reading XPT and 8 s Dataset-JSON, the define.xml rules 3.5 s): only the
-# order of the jobs depends on it.
+# cross-check 6 s reading XPT and 8 s Dataset-JSON, the define.xml rules 3.5 s, the
+# manifest's sha256 of the XPT and Dataset-JSON files 1.4 s each): only the order of the
+# jobs depends on it.
 _COST = {
     **{"json": 1.6, "xpt": 1.0, "define": 0.39, "spec": 0.28},
-    **{"check": 0.32, "check_json": 0.42, "rules": 0.18},
+    **{"check": 0.32, "check_json": 0.42, "rules": 0.18, "hash": 0.07},
 }
 
 
@@ -401,10 +402,13 @@ class _Outputs:
     """The files of a build as jobs for `cdiscforge.concurrent.share_jobs`, and what is made
     of their results (`finish`): each XPT, each Dataset-JSON file (per encoding), each stage's
     define.xml and spec.xlsx, the efficacy tables, then each dataset's cross-check with
-    define.xml. The writing jobs come first, the largest first, then the cross-checks, the
-    largest first: whichever core is free takes the next, and a cross-check waits for the
-    files it reads. The jobs log nothing (either process may run them); `finish` logs, in
-    the order one process writing the files one by one always logged."""
+    define.xml (and, with `hashes`, the manifest's sha256 of each XPT and Dataset-JSON file,
+    `digests`: ~6 GB at 10,000 subjects, hashed as jobs on whichever core is free rather
+    than after them). The writing jobs come first, the largest first, then the cross-checks
+    and hashes, the largest first: whichever core is free takes the next, and a cross-check
+    or hash waits for the files it reads. The jobs log nothing (either process may run
+    them); `finish` logs, in the order one process writing the files one by one always
+    logged."""
 
     def __init__(
         self,
@@ -415,6 +419,7 @@ class _Outputs:
         datasetjson: tuple[str, ...],
         *,
         waivers: Any = None,
+        hashes: bool = False,
     ) -> None:
         self.study, self.root, self.encodings = study, root, datasetjson
         self.waivers = waivers  # None: no define.xml rules (write_outputs alone)
@@ -437,6 +442,8 @@ class _Outputs:
                     writes["json", stage, name, encoding] = _COST["json"] * n
                 each = _COST["check"] + _COST["check_json"] * len(datasetjson)
                 checks["check", stage, name] = each * n
+                for what in ("xpt", *datasetjson) if hashes else ():
+                    checks["hash", stage, name, what] = _COST["hash"] * n
             for kind in ("define", "spec"):
                 writes[kind, stage] = _COST[kind] * sum(cells.values())
             if waivers is not None:
@@ -462,6 +469,9 @@ class _Outputs:
                 reads += [("json", stage, key[2], encoding) for encoding in datasetjson]
             elif kind == "rules":
                 reads = [("define", stage)]
+            elif kind == "hash":  # the file hashed: its XPT or Dataset-JSON
+                what = key[3]
+                reads = [("xpt", stage, key[2]) if what == "xpt" else ("json", stage, key[2], what)]
             elif kind == "rest":  # every file of the stage (it lists the folders)
                 reads = [k for k in writes if k[0] in ("xpt", "json", "define") and k[1] == stage]
             else:
@@ -471,7 +481,7 @@ class _Outputs:
 
     def _run(self, key: tuple[str, ...]) -> Any:
         """Do the job `key` (in either process); what `finish` needs of it."""
-        from cdiscforge.datasetjson import SUFFIXES, write_dataset_json
+        from cdiscforge.datasetjson import write_dataset_json
         from cdiscforge.define import write_define
         from cdiscforge.p21 import write_p21_spec
         from cdiscforge.xpt import write_xpt
@@ -479,16 +489,16 @@ class _Outputs:
         kind, stage = key[0], key[1] if len(key) > 1 else ""
         if kind == "xpt":
             ds = self._dataset(key[2])
-            folder = self.root / stage
-            folder.mkdir(parents=True, exist_ok=True)
-            return write_xpt(ds, folder / f"{ds.name.lower()}.xpt", created=self.created)
+            path = self._file(stage, ds.name, "xpt")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return write_xpt(ds, path, created=self.created)
         if kind == "json":
             ds = self._dataset(key[2])
-            json_dir = self.root / "datasetjson" / stage
-            json_dir.mkdir(parents=True, exist_ok=True)
+            path = self._file(stage, ds.name, key[3])
+            path.parent.mkdir(parents=True, exist_ok=True)
             return write_dataset_json(
                 ds,
-                json_dir / f"{ds.name.lower()}{SUFFIXES[key[3]]}",
+                path,
                 study=self.info,
                 created=self.study.creation_datetime,
                 define_path=f"../../{stage}/define.xml",
@@ -521,6 +531,10 @@ class _Outputs:
                 self.all_sets, self.study, self.root / "tables", tables_log
             )
             return files, tables_log.events
+        if kind == "hash":  # the manifest's (size, sha256), relative to the root
+            path = self._file(stage, key[2], key[3])
+            digest = outputs.sha256_file(path)
+            return path.relative_to(self.root).as_posix(), path.stat().st_size, digest
         if kind == "rules":
             from cdiscforge.validation.findings import ValidationResult
             from cdiscforge.validation.rules_define import add_define_checks
@@ -547,6 +561,14 @@ class _Outputs:
 
     def _dataset(self, name: str) -> Dataset:
         return self.all_sets[name]
+
+    def _file(self, stage: str, name: str, what: str) -> Path:
+        """Where dataset `name`'s XPT (`what` "xpt") or Dataset-JSON (an encoding) goes."""
+        from cdiscforge.datasetjson import SUFFIXES
+
+        if what == "xpt":
+            return self.root / stage / f"{name.lower()}.xpt"
+        return self.root / "datasetjson" / stage / f"{name.lower()}{SUFFIXES[what]}"
 
     def _ordered(self, stage: str) -> list[Dataset]:
         return next(ordered for s, ordered, _ in self.stages if s == stage)
@@ -625,6 +647,12 @@ class _Outputs:
             files += tables
             log.events += events
         return files
+
+    def digests(self, shared: Shared[Any]) -> dict[str, tuple[int, str]]:
+        """(size, sha256) of the files the hash jobs hashed, by path relative to the root, for
+        `outputs.write_manifest` (jobs done, `finish` passed; nothing writes them again)."""
+        found = (shared.results[n] for n, key in enumerate(self.keys) if key[0] == "hash")
+        return {rel: (size, digest) for rel, size, digest in found}
 
     def define_findings(self, shared: Shared[Any]) -> list[tuple[str, list[Any], list[Any]]]:
         """The define.xml rules' findings and checks by stage (jobs done, `finish` passed)."""

@@ -214,10 +214,16 @@ def tree_hashes(root: Path, files: list[Path] | None = None) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def write_manifest(folder: Path, *, inputs: dict[str, Any]) -> Path:
+def write_manifest(
+    folder: Path, *, inputs: dict[str, Any], known: dict[str, tuple[int, str]] | None = None
+) -> Path:
     """Write `folder`'s manifest: every file under it with size and sha256 (run files by name).
 
-    No clock, no absolute path: two builds of the same inputs write the same bytes.
+    `known` gives (size, sha256) of files hashed already (relative paths): the build hashes
+    its large files as soon as they are written, on whichever core is free, and vouches that
+    nothing wrote them since; one whose size differs now is hashed again, and the rest are
+    hashed here. No clock, no absolute path: two builds of the same inputs write the same
+    bytes.
     """
     run_files: list[str] = []
     hashed: list[str] = []
@@ -225,10 +231,12 @@ def write_manifest(folder: Path, *, inputs: dict[str, Any]) -> Path:
         if rel == MANIFEST:
             continue
         (run_files if rel in RUN_FILES else hashed).append(rel)
-    digests = sha256_files([folder / rel for rel in hashed])
+    sizes = {rel: (folder / rel).lstat().st_size for rel in hashed}
+    known = {rel: known[rel][1] for rel in hashed if (known or {}).get(rel, (-1,))[0] == sizes[rel]}
+    todo = [rel for rel in hashed if rel not in known]
+    found = dict(zip(todo, sha256_files([folder / rel for rel in todo]), strict=True))
     files: dict[str, dict[str, Any]] = {
-        rel: {"size": (folder / rel).lstat().st_size, "sha256": digest}
-        for rel, digest in zip(hashed, digests, strict=True)
+        rel: {"size": sizes[rel], "sha256": known.get(rel) or found[rel]} for rel in hashed
     }
     data = {
         "cdiscforge_manifest": _FORMAT,

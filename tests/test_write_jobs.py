@@ -91,3 +91,58 @@ def test_a_failed_cross_check_says_what_crosscheck_says(
         assert str(err.value) == "sdtm define.xml cross-check failed: " + "; ".join(problems[:5])
         messages.append(str(err.value).replace(str(out), "OUT"))
     assert messages[0] == messages[1]
+
+
+def test_the_hash_jobs_give_each_written_files_sha256(
+    built: tuple[StudySpec, dict[str, Dataset]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With `hashes`, every XPT and Dataset-JSON file (each encoding) is hashed as a job, by
+    either process, after it was written: the manifest's size and sha256 of the file."""
+    from cdiscforge import outputs
+    from cdiscforge.concurrent import share_jobs
+
+    study, datasets = built
+    sdtm = {n: d for n, d in datasets.items() if not n.startswith("AD")}
+    adam = {n: d for n, d in datasets.items() if n.startswith("AD")}
+    found = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("CDISCFORGE_WORKERS", workers)
+        out = tmp_path / workers
+        plan = build._Outputs(study, sdtm, adam, out, ("json", "ndjson"), hashes=True)
+        shared = share_jobs(plan.jobs)
+        plan.finish(shared, BuildLog())
+        found[workers] = digests = plan.digests(shared)
+        data = {
+            p.relative_to(out).as_posix()
+            for p in out.rglob("*")
+            if p.suffix in (".xpt", ".json", ".ndjson")
+        }
+        assert set(digests) == data and len(data) == 3 * len(datasets)
+        for rel, (size, digest) in digests.items():
+            assert (size, digest) == ((out / rel).stat().st_size, outputs.sha256_file(out / rel))
+    assert found["1"] == found["2"]
+    plain = build._Outputs(study, sdtm, adam, tmp_path / "plain", ("json",))
+    assert not [key for key in plain.keys if key[0] == "hash"]  # write_outputs hashes nothing
+
+
+def test_the_manifest_takes_known_digests_of_files_of_that_size(tmp_path: Path) -> None:
+    """`write_manifest(known=...)` writes the given sha256 of a file whose size is the one
+    given (the build hashed it after writing it), hashes the others (a size that changed,
+    a file not given) and ignores a known file that is not there."""
+    import json
+
+    from cdiscforge import outputs
+
+    for rel, text in (("sdtm/a.xpt", "aaaa"), ("sdtm/b.xpt", "bb"), ("c.txt", "c")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    known = {"sdtm/a.xpt": (4, "f" * 64), "sdtm/b.xpt": (3, "e" * 64), "gone.xpt": (1, "d" * 64)}
+    path = outputs.write_manifest(tmp_path, inputs={}, known=known)
+    files = json.loads(path.read_text())["files"]
+    assert set(files) == {"sdtm/a.xpt", "sdtm/b.xpt", "c.txt"}
+    assert files["sdtm/a.xpt"] == {"size": 4, "sha256": "f" * 64}  # taken as given
+    for rel in ("sdtm/b.xpt", "c.txt"):  # its size is not the one given; not given
+        want = outputs.sha256_file(tmp_path / rel)
+        assert files[rel] == {"size": (tmp_path / rel).stat().st_size, "sha256": want}

@@ -434,7 +434,7 @@ def sd_supp_parents(study: Study) -> Iterable[Outcome]:
         for name in parents:
             pf = study.frames[name]
             subj = idvar.isna()
-            found |= subj & f["USUBJID"].isin(pf["USUBJID"])
+            found |= subj & op.isin(f["USUBJID"], pf["USUBJID"])
             for var in idvar.dropna().unique():  # one join per IDVAR (a handful), vectorised
                 if var not in pf.columns:
                     continue
@@ -512,7 +512,7 @@ def ad_subjects(study: Study) -> Iterable[Outcome]:
         if dm is None:
             yield not_applicable("CF-AD-0001", "ADSL", "ADSL subjects in DM", "DM is absent")
         else:
-            bad = ~adsl["USUBJID"].isin(dm["USUBJID"])
+            bad = ~op.isin(adsl["USUBJID"], dm["USUBJID"])
             yield outcome(
                 study,
                 "CF-AD-0001",
@@ -522,7 +522,7 @@ def ad_subjects(study: Study) -> Iterable[Outcome]:
                 bad,
                 "USUBJID not in DM",
             )
-            missing = ~dm["USUBJID"].isin(adsl["USUBJID"])
+            missing = ~op.isin(dm["USUBJID"], adsl["USUBJID"])
             yield outcome(
                 study,
                 "CF-AD-0002",

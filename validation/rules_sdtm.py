@@ -630,7 +630,7 @@ def sd_disposition(study: Study) -> Iterable[Outcome]:
         dm_ds,
         ["USUBJID"],
         "a DS record per subject",
-        ~dm["USUBJID"].isin(ds_frame["USUBJID"].dropna()),
+        ~op.isin(dm["USUBJID"], ds_frame["USUBJID"].dropna()),
         "subject has no DS record",
     )
 
@@ -790,7 +790,7 @@ def sd_completed_duration(study: Study) -> Iterable[Outcome]:
         return
     window = float(params("CF-SD-0036")["window_days"])
     took = (op.full_dates(dm["RFPENDTC"]) - op.full_dates(dm[start])).dt.days + 1
-    bad = dm["USUBJID"].isin(completers) & took.notna() & (took < days - window)
+    bad = op.isin(dm["USUBJID"], completers) & took.notna() & (took < days - window)
     yield outcome(
         study,
         "CF-SD-0036",
