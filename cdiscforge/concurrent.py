@@ -40,6 +40,7 @@ import os
 import pickle
 import signal
 import struct
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -106,11 +107,18 @@ class Child(Generic[A]):
         read_fd, write_fd = os.pipe()
         # Ctrl-C and SIGTERM wait while forking: a handler run inside os.fork's at-fork hooks
         # (logging's) raises where Python can only print the exception and go on, so the
-        # build would not stop; held until the child is known, they are raised below.
+        # build would not stop; held until the child is known, they are raised below. This
+        # thread blocks them, but the kernel gives a signal sent to the process to any
+        # thread that does not (Arrow's, a pool's), and Python then runs the handler in this
+        # thread wherever it is: so the handlers are also swapped for one that only notes
+        # the signal, and a noted one is raised again below.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+        noted: list[int] = []
+        handlers = _note_signals(noted)
         try:
             pid = os.fork()
         except BaseException:
+            _restore_signals(handlers)
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
             raise
         if pid == 0:  # the child: compute, send, and leave without running any clean-up
@@ -133,7 +141,12 @@ class Child(Generic[A]):
         os.close(write_fd)
         self._pid, self._fd = pid, read_fd
         try:
+            _restore_signals(handlers)
             signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal is raised here
+            for signum in dict.fromkeys(noted):  # one another thread took, once each
+                if handlers.get(signum) == signal.SIG_DFL:
+                    self.kill()  # the signal ends this process: not the child left behind
+                signal.raise_signal(signum)
         except BaseException:
             self.kill()  # __exit__ will not run: the constructor did not return
             raise
@@ -191,6 +204,25 @@ def give_back_memory() -> None:
 
 
 _STOPPING = {signal.SIGINT, signal.SIGTERM}
+
+
+def _note_signals(noted: list[int]) -> dict[int, Any]:
+    """Replace the SIGINT and SIGTERM handlers with one appending the signal to `noted`;
+    returns the handlers replaced. Off the main thread it replaces none: only the main
+    thread may set a handler, and Python runs handlers only there."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {
+        signum: signal.signal(signum, lambda n, _f: noted.append(n))
+        for signum in sorted(_STOPPING)
+        if signal.getsignal(signum) is not None  # set outside Python: cannot be put back
+    }
+
+
+def _restore_signals(handlers: dict[int, Any]) -> None:
+    """Put back the handlers `_note_signals` replaced."""
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def _dumps(message: tuple) -> bytes:

@@ -122,6 +122,36 @@ def test_a_signal_while_forking_is_raised_after_it_and_the_child_is_reaped(monke
         os.waitpid(forked[0], os.WNOHANG)
 
 
+def test_a_signal_another_thread_takes_while_forking_is_raised_after_it(monkeypatch) -> None:
+    # The same with another thread alive (Arrow's pools, a thread pool's workers): the
+    # forking thread blocks SIGTERM, so the kernel gives it to the other thread, and Python
+    # runs the handler in the forking thread wherever it next looks (here: in the fork,
+    # whose sleep looks at once).
+    def kill_and_wait() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+
+    forked = _forks(monkeypatch, then=kill_and_wait)
+    stop_waiting = threading.Event()
+    other = threading.Thread(target=stop_waiting.wait, daemon=True)
+    other.start()
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(_Stopped), Child(lambda: time.sleep(60)) as child:
+            child.result()
+        assert signal.getsignal(signal.SIGTERM) is stop  # its handler back in place
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_waiting.set()
+        other.join()
+    with pytest.raises(ChildProcessError):  # killed and reaped: no child, not even a zombie
+        os.waitpid(forked[0], os.WNOHANG)
+
+
 def test_the_caller_clean_up_runs_once_even_when_the_child_fails(
     workers: str, tmp_path: Path
 ) -> None:
