@@ -103,11 +103,10 @@ class _Stopped(Exception):
     """What the test's SIGTERM handler raises (as the build's raises outputs.Interrupted)."""
 
 
-def test_a_signal_while_forking_is_raised_after_it_and_the_child_is_reaped(monkeypatch) -> None:
-    # SIGTERM arrives while the fork is in progress (here: sent in the parent just after
-    # the real fork, where os.fork's at-fork hooks run). It must not be lost in the hooks
-    # nor orphan the child: it is raised once the child is known, and the child is reaped.
-    forked = _forks(monkeypatch, then=lambda: os.kill(os.getpid(), signal.SIGTERM))
+def _stopped_while_forking(forked: list[int]) -> None:
+    """Fork a child under a SIGTERM handler raising _Stopped (the signal is sent by the
+    fork, `_forks`): _Stopped must come out of Child, the handler be back in place, and the
+    child be killed and reaped (no child, not even a zombie)."""
 
     def stop(_signum: int, _frame: object) -> None:
         raise _Stopped
@@ -116,10 +115,18 @@ def test_a_signal_while_forking_is_raised_after_it_and_the_child_is_reaped(monke
     try:
         with pytest.raises(_Stopped), Child(lambda: time.sleep(60)) as child:
             child.result()
+        assert signal.getsignal(signal.SIGTERM) is stop
     finally:
         signal.signal(signal.SIGTERM, previous)
-    with pytest.raises(ChildProcessError):  # killed and reaped: no child, not even a zombie
+    with pytest.raises(ChildProcessError):
         os.waitpid(forked[0], os.WNOHANG)
+
+
+def test_a_signal_while_forking_is_raised_after_it_and_the_child_is_reaped(monkeypatch) -> None:
+    # SIGTERM arrives while the fork is in progress (here: sent in the parent just after
+    # the real fork, where os.fork's at-fork hooks run). It must not be lost in the hooks
+    # nor orphan the child: it is raised once the child is known, and the child is reaped.
+    _stopped_while_forking(_forks(monkeypatch, then=lambda: os.kill(os.getpid(), signal.SIGTERM)))
 
 
 def test_a_signal_another_thread_takes_while_forking_is_raised_after_it(monkeypatch) -> None:
@@ -135,21 +142,11 @@ def test_a_signal_another_thread_takes_while_forking_is_raised_after_it(monkeypa
     stop_waiting = threading.Event()
     other = threading.Thread(target=stop_waiting.wait, daemon=True)
     other.start()
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise _Stopped
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        with pytest.raises(_Stopped), Child(lambda: time.sleep(60)) as child:
-            child.result()
-        assert signal.getsignal(signal.SIGTERM) is stop  # its handler back in place
+        _stopped_while_forking(forked)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         stop_waiting.set()
         other.join()
-    with pytest.raises(ChildProcessError):  # killed and reaped: no child, not even a zombie
-        os.waitpid(forked[0], os.WNOHANG)
 
 
 def test_the_caller_clean_up_runs_once_even_when_the_child_fails(
