@@ -611,7 +611,7 @@ def build_dataset(
     if spec.supp or overflow:
         from cdiscforge.supp import build_supp
 
-        supp = build_supp(spec, study, _all_text(records), supp_values, overflow, log)
+        supp = build_supp(spec, study, frame_as_text(records), supp_values, overflow, log)
         if supp is not None:
             out.append(supp)
     return out
@@ -886,14 +886,6 @@ def _texts(spec: DatasetSpec, records: pd.DataFrame, compact: bool) -> set[str]:
         small = tighten(column) if name in stay and name in fits else None
         records[name] = small if small is not None else as_text(column)
     return fits
-
-
-def _all_text(records: pd.DataFrame) -> pd.DataFrame:
-    """`records` with every categorical column as its strings (what SUPP-- is built from)."""
-    kept = [n for n in records.columns if isinstance(records[n].dtype, pd.CategoricalDtype)]
-    if not kept:
-        return records
-    return records.assign(**{n: as_text(records[n]) for n in kept})
 
 
 def _dedupe(
