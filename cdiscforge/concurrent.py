@@ -42,7 +42,7 @@ import signal
 import struct
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -279,8 +279,13 @@ def share_jobs(
     *,
     first: Callable[[], F] | None = None,
     proceed: Callable[[F], bool] = lambda _found: True,
+    done: Mapping[int, Any] | None = None,
 ) -> Shared[F]:
     """Run `jobs` on two processes, each taking the next job in their order when it is free.
+
+    `done` holds the results of jobs already run (by number; a build runs some of its
+    writing while it still builds ADaM, `cdiscforge.build`): they are not run again, and
+    count as done for the jobs that wait for them.
 
     `first`, when given, runs in the child before it takes any job (the build validates
     there), and the child takes jobs only if `proceed(first())`; otherwise it empties the
@@ -292,13 +297,14 @@ def share_jobs(
     for number, job in enumerate(jobs):
         if any(not 0 <= before < number for before in job.after):
             raise ValueError(f"job {number} waits for a job that is not before it: {job.after}")
+    done = dict(done or {})
     if workers() < 2:
-        return _alone(jobs, first, proceed)
+        return _alone(jobs, first, proceed, done)
     if len(jobs) > _PIPE_RECORDS:
         raise ValueError(f"{len(jobs)} jobs: at most {_PIPE_RECORDS} fit the queue")
     queue, fill = os.pipe()
     try:
-        os.write(fill, b"".join(_RECORD.pack(n) for n in range(len(jobs))))
+        os.write(fill, b"".join(_RECORD.pack(n) for n in range(len(jobs)) if n not in done))
     finally:
         os.close(fill)
     # Not blocking: an empty queue reads as such even while another fork of this process (a
@@ -309,7 +315,7 @@ def share_jobs(
     def in_child() -> tuple[Any, dict[int, Any], tuple[int, Exception, str] | None]:
         os.close(to_parent[0])  # the parent's ends: without them closed here, the pipe from
         os.close(to_child[1])  # the parent would never end while we wait on it
-        runner = _Runner(jobs, queue, tell=to_parent[1], hear=to_child[0])
+        runner = _Runner(jobs, queue, tell=to_parent[1], hear=to_child[0], done=done)
         try:
             found = first() if first is not None else None
             if first is not None and not proceed(found):  # type: ignore[arg-type]
@@ -328,7 +334,7 @@ def share_jobs(
         return found, runner.results, failure
 
     shared: Shared[F] = Shared()
-    runner = _Runner(jobs, queue, tell=to_child[1], hear=to_parent[0])
+    runner = _Runner(jobs, queue, tell=to_child[1], hear=to_parent[0], done=done)
     theirs_ends = [to_parent[1], to_child[0]]
     try:
         with Child(in_child) as child:
@@ -343,7 +349,7 @@ def share_jobs(
         runner.stop()  # if the fork itself failed
         for fd in (queue, to_parent[0], *theirs_ends):
             os.close(fd)
-    shared.results = {**runner.results, **theirs}
+    shared.results = {**done, **runner.results, **theirs}
     failures = [f for f in (runner.failure, failure) if f is not None]
     if failures:
         number, exc, text = min(failures, key=lambda f: f[0])
@@ -354,7 +360,10 @@ def share_jobs(
 
 
 def _alone(
-    jobs: Sequence[Job], first: Callable[[], F] | None, proceed: Callable[[F], bool]
+    jobs: Sequence[Job],
+    first: Callable[[], F] | None,
+    proceed: Callable[[F], bool],
+    done: dict[int, Any],
 ) -> Shared[F]:
     """`share_jobs` in one process: the same results, in the same order."""
     shared: Shared[F] = Shared()
@@ -364,7 +373,7 @@ def _alone(
             return shared
     for number, job in enumerate(jobs):  # in order: what a job waits for is done
         try:
-            shared.results[number] = job.run()
+            shared.results[number] = done[number] if number in done else job.run()
         except Exception as exc:
             shared.failed, shared.error = number, exc
             break
@@ -374,11 +383,13 @@ def _alone(
 class _Runner:
     """One process's side of `share_jobs`: takes jobs until the queue is empty."""
 
-    def __init__(self, jobs: Sequence[Job], queue: int, *, tell: int, hear: int) -> None:
+    def __init__(
+        self, jobs: Sequence[Job], queue: int, *, tell: int, hear: int, done: Iterable[int] = ()
+    ) -> None:
         self.jobs, self.queue, self.tell, self.hear = jobs, queue, tell, hear
         self.results: dict[int, Any] = {}
         self.failure: tuple[int, Exception, str] | None = None
-        self.done: set[int] = set()  # by either process
+        self.done: set[int] = set(done)  # by either process (or before: share_jobs' `done`)
 
     def run(self) -> None:
         while data := _take(self.queue):

@@ -6,18 +6,21 @@ fork (the child is a fork of this process: the patched module is its too)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_concurrent import _forks
 
 from cdiscforge import concurrent, engine
 from cdiscforge.build import run_build
 from cdiscforge.buildlog import BuildLog
 from cdiscforge.engine import RawStore, build_stage
-from cdiscforge.errors import CdiscforgeError, ErrorCollector, InputError, Recorder
+from cdiscforge.errors import CdiscforgeError, ErrorCollector, InputError, Recorder, report
 from cdiscforge.spec import load_study
 
 STUDY2 = Path(__file__).resolve().parent.parent / "specs" / "cfdemo02"
@@ -56,8 +59,11 @@ def test_two_processes_write_the_files_one_process_writes(
     spec, raw = (seed_spec, default_raw) if study == "seed" else (STUDY2, STUDY2 / "raw")
     both = _build(spec, raw, tmp_path / "two", "2", monkeypatch)
     one = _build(spec, raw, tmp_path / "one", "1", monkeypatch)
-    # it forked in the stage that reads raw exports (only there: engine._beside_plan)
-    assert {m.split()[0] for m in both if m.endswith(" beside)")} == {"sdtm"}
+    # it forked in the stage that reads raw exports (only there: engine._beside_plan), and
+    # wrote SDTM's files while ADaM was built (build._Ahead), when there is one
+    stages = {"sdtm", "adam"} if study == "seed" else {"sdtm"}
+    assert {m.split()[0] for m in both if m.endswith(" beside)")} == stages
+    assert all(m.endswith("(+ sdtm files beside)") for m in both if m.startswith("adam "))
     assert not any(m.endswith(" beside)") for m in one)
     two_files, one_files = _files(tmp_path / "two"), _files(tmp_path / "one")
     assert two_files.keys() == one_files.keys()
@@ -185,3 +191,111 @@ def test_the_child_lets_go_of_the_raw_exports_it_does_not_read(
         if order.index(name) > order.index(child):  # forked by then: the child holds them
             only_child = reads - engine._forms_read(study, study.datasets[name])
             assert not only_child & set(held[0].split(","))
+
+
+# ------------------------------------ SDTM's files written while ADaM is built (build._Ahead)
+
+
+def _traced(mp: pytest.MonkeyPatch, trace: Path, fail: tuple[str, ...] | None = None) -> None:
+    """Every writing job appends '<pid> <key>' to `trace` (from any process); the job `fail`
+    raises, wherever it runs; the ahead child's jobs are also listed in `trace`.ahead."""
+    from cdiscforge import build
+
+    real_run, real_child = build._Outputs.run, build._Ahead._in_child
+
+    def run(self, key):  # type: ignore[no-untyped-def]
+        with trace.open("a") as fh:
+            fh.write(f"{os.getpid()} {'/'.join(key)}\n")
+        if key == fail:
+            raise CdiscforgeError(f"cannot write {'/'.join(key)}")
+        return real_run(self, key)
+
+    def in_child(self):  # type: ignore[no-untyped-def]
+        done = real_child(self)
+        trace.with_suffix(".ahead").write_text("\n".join("/".join(k) for k in done))
+        return done
+
+    mp.setattr(build._Outputs, "run", run)
+    mp.setattr(build._Ahead, "_in_child", in_child)
+
+
+def _runs(trace: Path) -> list[str]:
+    return [line.split()[1] for line in trace.read_text().splitlines()]
+
+
+def test_sdtm_files_written_ahead_are_written_once_and_as_one_process_writes_them(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    trace = tmp_path / "jobs.txt"
+    _traced(fork_always, trace)
+    _build(seed_spec, default_raw, tmp_path / "two", "2", fork_always)
+    ahead = trace.with_suffix(".ahead").read_text().split()
+    assert ahead and all(key.split("/")[1] == "sdtm" for key in ahead)
+    runs = _runs(trace)
+    assert sorted(runs) == sorted(set(runs))  # every job once: none again after the child
+    assert set(ahead) <= set(runs)
+    trace.unlink()
+    _build(seed_spec, default_raw, tmp_path / "one", "1", fork_always)
+    assert sorted(_runs(trace)) == sorted(runs)  # the same jobs
+    two_files, one_files = _files(tmp_path / "two"), _files(tmp_path / "one")
+    assert two_files.keys() == one_files.keys()
+    assert [f for f in two_files if two_files[f] != one_files[f]] == []
+
+
+def _build_error(spec: Path, raw: Path, out: Path, workers: str, mp: pytest.MonkeyPatch) -> str:
+    with pytest.raises(CdiscforgeError) as caught:
+        _build(spec, raw, out, workers, mp)
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+    return str(caught.value)
+
+
+def test_a_writing_job_failing_ahead_fails_the_build_as_in_one_process(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    """The failing job runs again with the others (the child leaves it), so the error and
+    the output folder are those of one process."""
+    trace = tmp_path / "jobs.txt"
+    _traced(fork_always, trace)
+    _build(seed_spec, default_raw, tmp_path / "probe", "2", fork_always)
+    ahead = trace.with_suffix(".ahead").read_text().split()
+    fail = tuple(ahead[1].split("/"))  # the second job the child does
+    _traced(fork_always, trace, fail)
+    trace.unlink()
+    both = _build_error(seed_spec, default_raw, tmp_path / "two", "2", fork_always)
+    assert trace.with_suffix(".ahead").read_text().split() == ahead[:1]  # stopped there
+    assert _runs(trace).count("/".join(fail)) == 2  # in the child, then again
+    one = _build_error(seed_spec, default_raw, tmp_path / "one", "1", fork_always)
+    assert both == one == f"cannot write {'/'.join(fail)}"
+    assert not (tmp_path / "two").exists() and not (tmp_path / "one").exists()
+
+
+def test_an_adam_dataset_failing_while_files_are_written_ahead_fails_as_in_one_process(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    """ADaM's errors (an error ADSL reports, then ADLB's exception) come as in one process;
+    the child writing SDTM's files is killed and reaped, nothing is published."""
+    real = engine.build_dataset
+
+    def broken(spec, *args, **kw):  # type: ignore[no-untyped-def]
+        if spec.name == "ADSL":
+            report(InputError("adsl.csv", "planted", row=3, column="AGE", value="x"))
+            time.sleep(0.5)  # the child writes meanwhile
+        if spec.name == "ADLB":
+            raise CdiscforgeError("ADLB cannot be built")
+        return real(spec, *args, **kw)
+
+    fork_always.setattr(engine, "build_dataset", broken)
+    forked = _forks(fork_always)
+    said: list[str] = []
+    with pytest.raises(CdiscforgeError) as caught:
+        run_build(seed_spec, tmp_path / "two", default_raw, progress=said.append)
+    assert "adam ADLB (+ sdtm files beside)" in said
+    assert len(forked) == 2  # the SDTM stage's child and the one writing SDTM's files
+    for pid in forked:
+        with pytest.raises(ChildProcessError):  # ended or killed, and reaped: not a zombie
+            os.waitpid(pid, os.WNOHANG)
+    both = str(caught.value)
+    one = _build_error(seed_spec, default_raw, tmp_path / "one", "1", fork_always)
+    assert both == one
+    assert "adsl.csv, row 3, column AGE" in both and "ADLB cannot be built" in both
+    assert not (tmp_path / "two").exists() and not (tmp_path / "one").exists()

@@ -294,3 +294,27 @@ def test_an_exception_in_first_is_raised_and_leaves_no_process(monkeypatch) -> N
 def test_a_job_may_wait_only_for_jobs_before_it() -> None:
     with pytest.raises(ValueError, match="not before it"):
         concurrent.share_jobs([concurrent.Job(lambda: None, after=(0,))])
+
+
+def test_jobs_done_before_are_not_run_again_and_their_waiters_start(
+    workers: str, tmp_path: Path
+) -> None:
+    """`done` (a build's SDTM jobs run while ADaM was built): given results come back as
+    they are, those jobs never run, and the jobs waiting for them run (the failing job
+    with the lowest number is still the one reported)."""
+    trace = tmp_path / "jobs.txt"
+    jobs = [concurrent.Job(_log_job(trace, n, 0.01)) for n in range(10)]
+    jobs += [concurrent.Job(_log_job(trace, 10 + n), after=(n,)) for n in range(10)]
+    given = {0: "zero", 3: "three", 7: "seven"}
+    shared = concurrent.share_jobs(jobs, done=given)
+    assert shared.error is None
+    assert shared.results == {n: given.get(n, n * n) for n in range(20)}
+    ran = sorted(int(n) for _, n in (line.split() for line in trace.read_text().splitlines()))
+    assert ran == [n for n in range(20) if n not in given]
+
+    def fail() -> None:
+        raise KeyError("job 5")
+
+    jobs[5] = concurrent.Job(fail)
+    shared = concurrent.share_jobs(jobs[:10], done=given)
+    assert shared.failed == 5 and isinstance(shared.error, KeyError)
