@@ -175,3 +175,45 @@ def test_the_engine_sort_moves_columns_in_sort_values_order() -> None:
     want = frame.sort_values(["K1", "K2"], kind="stable", na_position="last")
     got = _sorted(frame.copy(), ["K1", "K2"])
     pd.testing.assert_frame_equal(got, want)
+
+
+def _compact_series_by_pandas(series: pd.Series, max_share: float = 0.5) -> pd.Series:
+    """What compact_series was: pd.factorize(sort=True) of the records themselves."""
+    codes, uniques = pd.factorize(series, sort=True)
+    if len(uniques) > max_share * len(series):
+        return series
+    values = pd.Categorical.from_codes(codes, categories=uniques)
+    return pd.Series(values, index=series.index, name=series.name, copy=False)
+
+
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", "str"])
+@pytest.mark.parametrize(
+    ("rows", "distinct", "missing"),
+    [(1000, 3, 0.0), (1000, 3, 0.1), (5000, 127, 0.05), (2000, 126, 0.0), (3000, 1, 0.5),
+     (100, 1, 0.0), (10, 10, 0.0), (4, 1, 1.0), (40_000, 300, 0.01)],
+)  # fmt: skip
+def test_compact_series_is_pandas_sorted_factorize(
+    dtype: str, rows: int, distinct: int, missing: float
+) -> None:
+    """Arrow's encoding and a sort of the distinct values only give the categorical
+    pd.factorize(sort=True) of the records gives: same categories (code point order, with
+    non-ASCII and upper/lower case), codes, code type (int8 up to 126 categories, then
+    int16), missing values -1, index and name; too many distinct values: the strings."""
+    rng = np.random.default_rng(rows + distinct)
+    values = np.array(
+        [f"v{i:03d}é" if i % 7 else f"A{i}" if i % 2 else f"a{i}" for i in range(distinct)],
+        dtype=object,
+    )
+    data = values[rng.integers(0, distinct, rows)]
+    data[rng.random(rows) < missing] = None
+    series = pd.Series(data, dtype=dtype, name="MKORRES", index=np.arange(rows) * 3 + 5)
+    want, got = _compact_series_by_pandas(series), compact_series(series)
+    assert got.dtype == want.dtype
+    if not isinstance(want.dtype, pd.CategoricalDtype):
+        assert got is series and want is series
+        return
+    assert got.array.codes.dtype == want.array.codes.dtype
+    np.testing.assert_array_equal(got.array.codes, want.array.codes)
+    assert got.dtype.categories.equals(want.dtype.categories)
+    assert got.dtype.categories.dtype == want.dtype.categories.dtype
+    assert got.index.equals(want.index) and got.name == want.name
