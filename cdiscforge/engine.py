@@ -48,6 +48,7 @@ from cdiscforge.vectorise import (
     factorize_rows,
     forget,
     integers_as_text,
+    remember_codes,
     stable_order,
     take,
     text_codes,
@@ -138,7 +139,11 @@ class RawStore:
         check_relations(self._forms)
 
     def source(self, name: str) -> Source:
+        """The form as a dataset's source; its columns' codes from the check (RawForm.distinct)
+        remembered for that dataset's build (vectorise.remember_codes: forgotten after it)."""
         form = self.form(name)
+        for column, (codes, distinct) in form.distinct.items():
+            remember_codes(form.frame[column], distinct, codes)
         return Source(
             name=name,
             file=str(form.path),

@@ -226,6 +226,34 @@ def test_factorize_rows_and_stable_order_are_the_same_with_remembered_codes() ->
     assert (frame.index[with_codes[1]] == expected).all()
 
 
+def test_a_raw_columns_codes_from_its_check_group_and_sort_as_its_text() -> None:
+    """remember_codes: a column with missing values (code -1) and its distinct values from
+    the raw check (raw.RawForm.distinct), remembered; grouping and sorting by it give what
+    hashing its strings gives."""
+    from cdiscforge.vectorise import factorize_text, remember_codes
+
+    forget()
+    rng = np.random.default_rng(3)
+    column = pd.Series(rng.choice(["b", None, "a", "Ä", "a "], 500), dtype="string[pyarrow]")
+    other = pd.Series(rng.choice(["x", None, "y"], 500), dtype="string")
+    frame = pd.DataFrame({"c": column, "o": other})
+    without = factorize_rows(frame["c"], other), stable_order(frame, ["c", "o"])
+    forget()
+    codes, uniques = factorize_text(frame["c"])
+    assert (codes < 0).any()
+    remember_codes(frame["c"], pd.Series(uniques, dtype=column.dtype), codes)
+    known = coded(frame["c"])
+    assert known is not None
+    pd.testing.assert_series_equal(
+        known[0].take(known[1]).reset_index(drop=True), column, check_names=False
+    )
+    with_codes = factorize_rows(frame["c"], other), stable_order(frame, ["c", "o"])
+    for a, b in zip(with_codes[0], without[0], strict=True):
+        assert (a == b).all() and a.dtype == b.dtype
+    assert (with_codes[1] == without[1]).all()
+    forget()
+
+
 def test_last_in_groups_is_what_sort_then_tail_keeps() -> None:
     rng = np.random.default_rng(7)
     n = 400
