@@ -20,7 +20,7 @@ from cdiscforge.concurrent import threaded
 from cdiscforge.errors import InputError, InputErrors, collecting
 from cdiscforge.raw import read_form
 from cdiscforge.spec import load_study
-from cdiscforge.vectorise import combine_codes, factorize_text
+from cdiscforge.vectorise import combine_codes, factorize_text, narrow_codes
 
 JOINTS = "STUDY,SITENUMBER,SUBJECT,FOLDER,ASMDAT,JOINT,ASSESSMENT,RESULT,NEREAS"
 
@@ -65,10 +65,16 @@ def _write(folder: Path, lines: list[str]) -> Path:
     return folder
 
 
+def _pandas_factorize(values: pd.Series, narrow: bool = False) -> tuple[np.ndarray, object]:
+    """pd.factorize, its codes in the narrowest type (what the raw check keeps)."""
+    codes, uniques = pd.factorize(values)
+    return (codes.astype(narrow_codes(len(uniques))) if narrow else codes), uniques
+
+
 def _pandas_way(monkeypatch: pytest.MonkeyPatch) -> None:
     """What cdiscforge.raw did before: pandas reads, pandas factorizes, one thread."""
     monkeypatch.setattr(raw, "_read_csv_arrow", lambda path: None)
-    monkeypatch.setattr(raw, "factorize_text", lambda s: pd.factorize(s))
+    monkeypatch.setattr(raw, "factorize_text", _pandas_factorize)
     monkeypatch.setattr(raw, "threaded", lambda fn, items: [fn(x) for x in items])
 
 
@@ -95,6 +101,8 @@ def _same_form(a: raw.RawForm, b: raw.RawForm) -> None:
     for col in a.iso:
         pd.testing.assert_series_equal(a.iso[col], b.iso[col], check_exact=True)
     assert a.notes == b.notes
+    for col, (codes, values) in a.distinct.items():  # held through the SDTM stage: narrow
+        assert codes.dtype == narrow_codes(len(values)), (col, codes.dtype, len(values))
 
 
 def test_clean_export_read_and_encoded_as_pandas_does(

@@ -271,3 +271,28 @@ def test_last_in_groups_is_what_sort_then_tail_keeps() -> None:
     expected = ordered.groupby(keys, dropna=False).tail(1)["__i"].to_numpy()
     assert (last_in_groups(frame, keys, then) == expected).all()
     assert len(last_in_groups(frame.iloc[:0], keys, then)) == 0
+
+
+@pytest.mark.parametrize("distinct", [1, 126, 127, 128, 40_000])
+def test_narrow_factorize_text_is_pandas_codes_in_the_smallest_type(distinct: int) -> None:
+    """factorize_text(narrow=True): pd.factorize's codes (missing -1) in the smallest signed
+    type holding -1 .. the number of values, so code + 1 (raw._duplicated) never wraps;
+    several Arrow chunks unified in pandas' order."""
+    from cdiscforge.vectorise import factorize_text, narrow_codes
+
+    rng = np.random.default_rng(distinct)
+    values = np.array([f"v{i}" for i in range(distinct)], dtype=object)[
+        rng.integers(0, distinct, 3 * distinct + 50)
+    ]
+    values[rng.random(len(values)) < 0.1] = None
+    chunks = np.array_split(values, 3)
+    import pyarrow as pa
+
+    data = pa.chunked_array([pa.array(list(c), type=pa.large_string()) for c in chunks])
+    series = pd.Series(pd.arrays.ArrowStringArray(data))
+    want, want_uniques = pd.factorize(series)
+    got, uniques = factorize_text(series, narrow=True)
+    assert got.dtype == narrow_codes(len(want_uniques))
+    assert int(np.iinfo(got.dtype).max) >= len(want_uniques)  # code + 1 fits
+    np.testing.assert_array_equal(got, want)
+    assert list(uniques) == list(want_uniques)
