@@ -74,12 +74,16 @@ def tighten(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series | None
     if len(series) == 0 or len(used) > max_share * len(series):
         return None
     categories = series.dtype.categories
+    # The smallest code type, as from_codes gives it for these categories.
+    small = pd.Categorical.from_codes(np.empty(0, dtype=np.int64), categories=used).codes.dtype
+    if len(used) == len(categories) and series.array.codes.dtype == small:
+        return series  # every category is some record's, its codes as narrow: that form
     keep = np.zeros(len(categories) + 1, dtype=bool)
     keep[: len(categories)] = categories.isin(used)
-    renumber = np.full(len(categories) + 1, -1, dtype=np.int64)
+    renumber = np.full(len(categories) + 1, -1, dtype=small)  # gathered in the final type
     renumber[keep] = np.arange(int(keep.sum()))  # code -1 (missing) reads the last slot
     codes = renumber[series.array.codes]
-    values = pd.Categorical.from_codes(codes, categories=used)  # smallest code type
+    values = pd.Categorical.from_codes(codes, categories=used, validate=False)
     return pd.Series(values, index=series.index, name=series.name, copy=False)
 
 

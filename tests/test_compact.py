@@ -217,3 +217,52 @@ def test_compact_series_is_pandas_sorted_factorize(
     assert got.dtype.categories.equals(want.dtype.categories)
     assert got.dtype.categories.dtype == want.dtype.categories.dtype
     assert got.index.equals(want.index) and got.name == want.name
+
+
+def _tighten_by_renumbering(series: pd.Series, max_share: float = 0.5) -> pd.Series | None:
+    """What compact.tighten was: every column renumbered through int64 codes."""
+    from cdiscforge.vectorise import used_categories
+
+    used = used_categories(series)
+    if len(series) == 0 or len(used) > max_share * len(series):
+        return None
+    categories = series.dtype.categories
+    keep = np.zeros(len(categories) + 1, dtype=bool)
+    keep[: len(categories)] = categories.isin(used)
+    renumber = np.full(len(categories) + 1, -1, dtype=np.int64)
+    renumber[keep] = np.arange(int(keep.sum()))
+    values = pd.Categorical.from_codes(renumber[series.array.codes], categories=used)
+    return pd.Series(values, index=series.index, name=series.name, copy=False)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("categories", [1, 2, 126, 127, 128, 300])
+@pytest.mark.parametrize(("unused", "missing"), [(0, 0.0), (0, 0.1), (1, 0.0), (5, 0.1)])
+def test_tighten_keeps_a_compact_column_and_renumbers_the_others(
+    narrow: bool, categories: int, unused: int, missing: float
+) -> None:
+    """tighten returns a column whose categories all have records and whose codes are in the
+    smallest type as it is (no pass over its records), and renumbers the others in the
+    final code type: the same categorical either way as renumbering every column."""
+    from cdiscforge.compact import tighten
+
+    rng = np.random.default_rng(categories * 10 + unused)
+    rows = 20 * categories
+    codes = rng.integers(0, max(categories - unused, 1), rows)
+    codes[rng.random(rows) < missing] = -1
+    if categories == 1 and unused:
+        codes[:] = -1
+    names = pd.Index([f"v{i:04d}" for i in range(categories)], dtype="string")
+    if narrow:
+        codes = codes.astype(np.min_scalar_type(-categories))
+    values = pd.Categorical.from_codes(codes, categories=names, validate=False)
+    series = pd.Series(values, name="MKLOC", index=np.arange(rows) + 3)
+    want, got = _tighten_by_renumbering(series), tighten(series)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None and got.dtype == want.dtype
+    assert got.array.codes.dtype == want.array.codes.dtype
+    np.testing.assert_array_equal(got.array.codes, want.array.codes)
+    assert got.dtype.categories.equals(want.dtype.categories)
+    assert got.index.equals(want.index) and got.name == want.name
