@@ -416,7 +416,14 @@ def _sorted_ranks(frame: pd.DataFrame, keys: Sequence[str]) -> list[np.ndarray]:
             ranks.append(combined)
             combined = np.zeros(n, dtype=np.int64)
             span = 1
-        combined = combined * width + np.where(codes < 0, len(uniques), codes)
+        # In place, the codes as they are (a categorical's int8): no int64 temporaries per
+        # key over every record (MK's sort at 10,000 subjects: 8.8 million each); a missing
+        # value (-1) is then moved to the last rank, len(uniques).
+        combined *= width
+        combined += codes
+        missing = np.asarray(codes) < 0
+        if missing.any():
+            combined[missing] += width
         span *= width
     ranks.append(combined)
     return ranks

@@ -296,3 +296,24 @@ def test_narrow_factorize_text_is_pandas_codes_in_the_smallest_type(distinct: in
     assert int(np.iinfo(got.dtype).max) >= len(want_uniques)  # code + 1 fits
     np.testing.assert_array_equal(got, want)
     assert list(uniques) == list(want_uniques)
+
+
+def test_stable_order_with_categorical_missing_and_many_keys_is_sort_values() -> None:
+    """The ranks are combined in place from the keys' own codes (int8 categoricals, -1
+    missing moved last): the order sort_values gives, also past 2**62 (a second rank)."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    columns = {}
+    for i in range(9):  # 9 keys of ~1000 values: more than 2**62 combinations
+        values = pd.Series(rng.integers(0, 1000, n).astype(str), dtype="string")
+        values[rng.random(n) < 0.05] = pd.NA
+        columns[f"k{i}"] = values
+    columns["c"] = pd.Series(
+        pd.Categorical(rng.choice(["b", "a", None, "c"], n), categories=["a", "b", "c"])
+    )
+    frame = pd.DataFrame(columns)
+    keys = ["c", *[f"k{i}" for i in range(9)]]
+    expected = frame.sort_values(keys, kind="stable", na_position="last").index
+    assert (frame.index[stable_order(frame, keys)] == expected).all()
+    short = frame.sort_values(["c", "k0"], kind="stable", na_position="last").index
+    assert (frame.index[stable_order(frame, ["c", "k0"])] == short).all()
