@@ -138,6 +138,34 @@ def test_planted_problems_reported_as_the_pandas_way_reports_them(
     assert errors == before
 
 
+def test_planted_problems_and_form_the_same_with_intp_codes(
+    tmp_path: Path, study, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The raw check's narrow codes (int8 for JOINT's 10 values, int16 for SUBJECT's 1,500,
+    -1 missing, code + 1 in the key check) find the same located errors, frame, ISO dates
+    and distinct values as the intp codes it held before."""
+    folder = _write(tmp_path, _planted(60_000))
+    _, errors = _read(study, folder)
+    (tmp_path / "clean").mkdir()
+    clean = _write(tmp_path / "clean", _joints(60_000))
+    form, _ = _read(study, clean)
+    assert form is not None
+    assert form.distinct["SUBJECT"][0].dtype == np.int16
+    assert form.distinct["JOINT"][0].dtype == np.int8
+    wide = factorize_text
+    monkeypatch.setattr(raw, "factorize_text", lambda values, narrow=False: wide(values))
+    _, before = _read(study, folder)
+    assert errors == before and len(errors) == 5
+    old, _ = _read(study, clean)
+    assert old is not None and old.distinct["SUBJECT"][0].dtype == np.intp
+    pd.testing.assert_frame_equal(form.frame, old.frame, check_exact=True)
+    for col, (codes, values) in form.distinct.items():
+        np.testing.assert_array_equal(codes, old.distinct[col][0])
+        pd.testing.assert_series_equal(values, old.distinct[col][1], check_exact=True)
+    for col in form.iso:
+        pd.testing.assert_series_equal(form.iso[col], old.iso[col], check_exact=True)
+
+
 @pytest.mark.parametrize("quoted_line_break", [False, True])
 def test_trimmed_and_line_break_columns_as_the_pandas_way(
     tmp_path: Path, study, monkeypatch: pytest.MonkeyPatch, quoted_line_break: bool
