@@ -38,7 +38,7 @@ import pandas as pd
 
 from cdiscforge import xpt
 from cdiscforge.model import Dataset
-from cdiscforge.vectorise import as_text, used_categories
+from cdiscforge.vectorise import as_text, factorize_text, text_codes, used_categories
 
 # Distinct values at most this share of the records: below it the categorical is smaller
 # than the strings (a code per record plus each distinct value once). The reader's.
@@ -50,11 +50,19 @@ def compact_series(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series
     repeats enough (distinct <= `max_share` x records); otherwise `series` itself."""
     if not isinstance(series.dtype, pd.StringDtype) or len(series) == 0:
         return series
-    codes, uniques = pd.factorize(series, sort=True)
+    # Arrow's encoding of the records (factorize_text), then only the distinct values sorted
+    # (text_codes): pd.factorize(sort=True) of the records' strings, without pandas' copies
+    # of the codes and its second pass renumbering them (MK at 10,000 subjects: ~0.1 s per
+    # column of 8.8 million records).
+    codes, uniques = factorize_text(series)
     if len(uniques) > max_share * len(series):
         return series
-    values = pd.Categorical.from_codes(codes, categories=uniques)  # smallest code type
-    return pd.Series(values, index=series.index, name=series.name, copy=False)
+    distinct = pd.Series(uniques, dtype=series.dtype, name=series.name)
+    if len(codes) and codes.min() < 0:  # missing: one more distinct value, sorted out as -1
+        missing = pd.Series([pd.NA], dtype=series.dtype, name=series.name)
+        distinct = pd.concat([distinct, missing], ignore_index=True)
+        codes = np.where(codes < 0, len(uniques), codes)
+    return text_codes(distinct, codes, series.index)
 
 
 def tighten(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series | None:
@@ -66,12 +74,16 @@ def tighten(series: pd.Series, max_share: float = MAX_SHARE) -> pd.Series | None
     if len(series) == 0 or len(used) > max_share * len(series):
         return None
     categories = series.dtype.categories
+    # The smallest code type, as from_codes gives it for these categories.
+    small = pd.Categorical.from_codes(np.empty(0, dtype=np.int64), categories=used).codes.dtype
+    if len(used) == len(categories) and series.array.codes.dtype == small:
+        return series  # every category is some record's, its codes as narrow: that form
     keep = np.zeros(len(categories) + 1, dtype=bool)
     keep[: len(categories)] = categories.isin(used)
-    renumber = np.full(len(categories) + 1, -1, dtype=np.int64)
+    renumber = np.full(len(categories) + 1, -1, dtype=small)  # gathered in the final type
     renumber[keep] = np.arange(int(keep.sum()))  # code -1 (missing) reads the last slot
     codes = renumber[series.array.codes]
-    values = pd.Categorical.from_codes(codes, categories=used)  # smallest code type
+    values = pd.Categorical.from_codes(codes, categories=used, validate=False)
     return pd.Series(values, index=series.index, name=series.name, copy=False)
 
 

@@ -48,6 +48,7 @@ from cdiscforge.vectorise import (
     factorize_rows,
     forget,
     integers_as_text,
+    remember_codes,
     stable_order,
     take,
     text_codes,
@@ -138,7 +139,11 @@ class RawStore:
         check_relations(self._forms)
 
     def source(self, name: str) -> Source:
+        """The form as a dataset's source; its columns' codes from the check (RawForm.distinct)
+        remembered for that dataset's build (vectorise.remember_codes: forgotten after it)."""
         form = self.form(name)
+        for column, (codes, distinct) in form.distinct.items():
+            remember_codes(form.frame[column], distinct, codes)
         return Source(
             name=name,
             file=str(form.path),
@@ -587,9 +592,9 @@ def build_dataset(
     supp_values = {item.var: records[item.var] for item in spec.supp}
     overflow = _split_long_text(spec, records, log, fits)
 
+    written = _rows_written(records["__block"].to_numpy(), records["__row"].to_numpy(), len(recon))
     for i, row in enumerate(recon):
-        # Source rows written (a split row writes one record per item, counted once).
-        row.written = int(records.loc[records["__block"] == i, "__row"].nunique())
+        row.written = written[i]
         log.add_reconciliation(row)
         if not row.balanced:  # a bug in the engine, never in the data
             raise CdiscforgeError(f"reconciliation of {row.source} -> {spec.name} does not balance")
@@ -615,6 +620,26 @@ def build_dataset(
         if supp is not None:
             out.append(supp)
     return out
+
+
+def _rows_written(blocks: np.ndarray, rows: np.ndarray, count: int) -> list[int]:
+    """Per record block, how many of its source rows have a record (a split row writes one
+    record per item, counted once): `records.loc[records["__block"] == i, "__row"].nunique()`
+    for each block, from one scatter into a table of (block, row) flags (rows are source
+    row numbers, at most the source's length) instead of hashing each block's rows (MK at
+    10,000 subjects: 0.45 s for 8.8 million records)."""
+    if not len(rows):
+        return [0] * count
+    rows = rows.astype(np.int64, copy=False)
+    low = min(int(rows.min()), 0)
+    rows = rows - low if low else rows
+    width = int(rows.max()) + 1
+    pairs = blocks.astype(np.int64) * width + rows
+    if count * width > 4 * len(rows) + 2**20:  # sparse: hash the pairs instead
+        return np.bincount(pd.unique(pairs) // width, minlength=count).tolist()
+    seen = np.zeros(count * width, dtype=bool)
+    seen[pairs] = True
+    return [int(n) for n in seen.reshape(count, width).sum(axis=1)]
 
 
 def _context(

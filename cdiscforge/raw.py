@@ -54,7 +54,7 @@ from cdiscforge.errors import (
     raising,
     report,
 )
-from cdiscforge.vectorise import combine_codes, factorize_text, first_rows
+from cdiscforge.vectorise import combine_codes, factorize_text, first_rows, narrow_codes
 
 ColumnType = Literal["str", "int", "float", "date", "time", "datetime"]
 # Keys a raw_forms.yaml column / form may carry (the spec loader rejects any other key).
@@ -162,8 +162,9 @@ class RawForm:
     frame: pd.DataFrame
     rows: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))
     iso: Broadcasts = field(repr=False, default_factory=Broadcasts)  # date columns
-    # column -> (codes, distinct values): frame[column] is values.take(codes), -1 missing;
-    # iso_distinct likewise for the date columns' ISO text (same codes).
+    # column -> (codes, distinct values): frame[column] is values.take(codes), -1 missing, codes
+    # in the narrowest type (vectorise.narrow_codes); iso_distinct likewise for the date
+    # columns' ISO text (same codes).
     distinct: dict[str, tuple[np.ndarray, pd.Series]] = field(repr=False, default_factory=dict)
     iso_distinct: dict[str, pd.Series] = field(repr=False, default_factory=dict)
     # Warnings for the build log: (message, column, count, examples).
@@ -408,7 +409,7 @@ def _check_text(form: RawForm) -> None:
     and reported is decided here, column by column in the contract's order."""
     frame = form.frame
     columns = list(frame.columns)
-    encoded = threaded(factorize_text, [frame[col] for col in columns])
+    encoded = threaded(partial(factorize_text, narrow=True), [frame[col] for col in columns])
     trimmed: list[tuple[str, np.ndarray, np.ndarray, pd.Series]] = []
     for col, (codes, uniques) in zip(columns, encoded, strict=True):
         s = frame[col]
@@ -434,7 +435,7 @@ def _check_text(form: RawForm) -> None:
                     [f"{form.path.name} row {r}" for r in hit[:50].tolist()],
                 )
             )
-            codes, uniques = factorize_text(s)
+            codes, uniques = factorize_text(s, narrow=True)
             frame[col] = s
         read = pd.Series(uniques, dtype=s.dtype)
         values = read.str.strip()
@@ -447,7 +448,7 @@ def _check_text(form: RawForm) -> None:
         again, cleaned = pd.factorize(values)
         values = pd.Series(cleaned, dtype=s.dtype)
         form.distinct[col] = (codes, values)  # in column order; the codes follow below
-        trimmed.append((col, codes, np.append(again, -1), values))
+        trimmed.append((col, codes, np.append(again, -1).astype(narrow_codes(len(values))), values))
     done = threaded(partial(_renumber, frame.index), trimmed)
     for (col, _, _, values), (codes, column) in zip(trimmed, done, strict=True):
         form.distinct[col] = (codes, values)

@@ -175,3 +175,94 @@ def test_the_engine_sort_moves_columns_in_sort_values_order() -> None:
     want = frame.sort_values(["K1", "K2"], kind="stable", na_position="last")
     got = _sorted(frame.copy(), ["K1", "K2"])
     pd.testing.assert_frame_equal(got, want)
+
+
+def _compact_series_by_pandas(series: pd.Series, max_share: float = 0.5) -> pd.Series:
+    """What compact_series was: pd.factorize(sort=True) of the records themselves."""
+    codes, uniques = pd.factorize(series, sort=True)
+    if len(uniques) > max_share * len(series):
+        return series
+    values = pd.Categorical.from_codes(codes, categories=uniques)
+    return pd.Series(values, index=series.index, name=series.name, copy=False)
+
+
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", "str"])
+@pytest.mark.parametrize(
+    ("rows", "distinct", "missing"),
+    [(1000, 3, 0.0), (1000, 3, 0.1), (5000, 127, 0.05), (2000, 126, 0.0), (3000, 1, 0.5),
+     (100, 1, 0.0), (10, 10, 0.0), (4, 1, 1.0), (40_000, 300, 0.01)],
+)  # fmt: skip
+def test_compact_series_is_pandas_sorted_factorize(
+    dtype: str, rows: int, distinct: int, missing: float
+) -> None:
+    """Arrow's encoding and a sort of the distinct values only give the categorical
+    pd.factorize(sort=True) of the records gives: same categories (code point order, with
+    non-ASCII and upper/lower case), codes, code type (int8 up to 126 categories, then
+    int16), missing values -1, index and name; too many distinct values: the strings."""
+    rng = np.random.default_rng(rows + distinct)
+    values = np.array(
+        [f"v{i:03d}é" if i % 7 else f"A{i}" if i % 2 else f"a{i}" for i in range(distinct)],
+        dtype=object,
+    )
+    data = values[rng.integers(0, distinct, rows)]
+    data[rng.random(rows) < missing] = None
+    series = pd.Series(data, dtype=dtype, name="MKORRES", index=np.arange(rows) * 3 + 5)
+    want, got = _compact_series_by_pandas(series), compact_series(series)
+    assert got.dtype == want.dtype
+    if not isinstance(want.dtype, pd.CategoricalDtype):
+        assert got is series and want is series
+        return
+    assert got.array.codes.dtype == want.array.codes.dtype
+    np.testing.assert_array_equal(got.array.codes, want.array.codes)
+    assert got.dtype.categories.equals(want.dtype.categories)
+    assert got.dtype.categories.dtype == want.dtype.categories.dtype
+    assert got.index.equals(want.index) and got.name == want.name
+
+
+def _tighten_by_renumbering(series: pd.Series, max_share: float = 0.5) -> pd.Series | None:
+    """What compact.tighten was: every column renumbered through int64 codes."""
+    from cdiscforge.vectorise import used_categories
+
+    used = used_categories(series)
+    if len(series) == 0 or len(used) > max_share * len(series):
+        return None
+    categories = series.dtype.categories
+    keep = np.zeros(len(categories) + 1, dtype=bool)
+    keep[: len(categories)] = categories.isin(used)
+    renumber = np.full(len(categories) + 1, -1, dtype=np.int64)
+    renumber[keep] = np.arange(int(keep.sum()))
+    values = pd.Categorical.from_codes(renumber[series.array.codes], categories=used)
+    return pd.Series(values, index=series.index, name=series.name, copy=False)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("categories", [1, 2, 126, 127, 128, 300])
+@pytest.mark.parametrize(("unused", "missing"), [(0, 0.0), (0, 0.1), (1, 0.0), (5, 0.1)])
+def test_tighten_keeps_a_compact_column_and_renumbers_the_others(
+    narrow: bool, categories: int, unused: int, missing: float
+) -> None:
+    """tighten returns a column whose categories all have records and whose codes are in the
+    smallest type as it is (no pass over its records), and renumbers the others in the
+    final code type: the same categorical either way as renumbering every column."""
+    from cdiscforge.compact import tighten
+
+    rng = np.random.default_rng(categories * 10 + unused)
+    rows = 20 * categories
+    codes = rng.integers(0, max(categories - unused, 1), rows)
+    codes[rng.random(rows) < missing] = -1
+    if categories == 1 and unused:
+        codes[:] = -1
+    names = pd.Index([f"v{i:04d}" for i in range(categories)], dtype="string")
+    if narrow:
+        codes = codes.astype(np.min_scalar_type(-categories))
+    values = pd.Categorical.from_codes(codes, categories=names, validate=False)
+    series = pd.Series(values, name="MKLOC", index=np.arange(rows) + 3)
+    want, got = _tighten_by_renumbering(series), tighten(series)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None and got.dtype == want.dtype
+    assert got.array.codes.dtype == want.array.codes.dtype
+    np.testing.assert_array_equal(got.array.codes, want.array.codes)
+    assert got.dtype.categories.equals(want.dtype.categories)
+    assert got.index.equals(want.index) and got.name == want.name

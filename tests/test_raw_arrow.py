@@ -20,7 +20,7 @@ from cdiscforge.concurrent import threaded
 from cdiscforge.errors import InputError, InputErrors, collecting
 from cdiscforge.raw import read_form
 from cdiscforge.spec import load_study
-from cdiscforge.vectorise import combine_codes, factorize_text
+from cdiscforge.vectorise import combine_codes, factorize_text, narrow_codes
 
 JOINTS = "STUDY,SITENUMBER,SUBJECT,FOLDER,ASMDAT,JOINT,ASSESSMENT,RESULT,NEREAS"
 
@@ -65,10 +65,16 @@ def _write(folder: Path, lines: list[str]) -> Path:
     return folder
 
 
+def _pandas_factorize(values: pd.Series, narrow: bool = False) -> tuple[np.ndarray, object]:
+    """pd.factorize, its codes in the narrowest type (what the raw check keeps)."""
+    codes, uniques = pd.factorize(values)
+    return (codes.astype(narrow_codes(len(uniques))) if narrow else codes), uniques
+
+
 def _pandas_way(monkeypatch: pytest.MonkeyPatch) -> None:
     """What cdiscforge.raw did before: pandas reads, pandas factorizes, one thread."""
     monkeypatch.setattr(raw, "_read_csv_arrow", lambda path: None)
-    monkeypatch.setattr(raw, "factorize_text", lambda s: pd.factorize(s))
+    monkeypatch.setattr(raw, "factorize_text", _pandas_factorize)
     monkeypatch.setattr(raw, "threaded", lambda fn, items: [fn(x) for x in items])
 
 
@@ -95,6 +101,8 @@ def _same_form(a: raw.RawForm, b: raw.RawForm) -> None:
     for col in a.iso:
         pd.testing.assert_series_equal(a.iso[col], b.iso[col], check_exact=True)
     assert a.notes == b.notes
+    for col, (codes, values) in a.distinct.items():  # held through the SDTM stage: narrow
+        assert codes.dtype == narrow_codes(len(values)), (col, codes.dtype, len(values))
 
 
 def test_clean_export_read_and_encoded_as_pandas_does(
@@ -128,6 +136,34 @@ def test_planted_problems_reported_as_the_pandas_way_reports_them(
     _pandas_way(monkeypatch)
     _, before = _read(study, folder)
     assert errors == before
+
+
+def test_planted_problems_and_form_the_same_with_intp_codes(
+    tmp_path: Path, study, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The raw check's narrow codes (int8 for JOINT's 10 values, int16 for SUBJECT's 1,500,
+    -1 missing, code + 1 in the key check) find the same located errors, frame, ISO dates
+    and distinct values as the intp codes it held before."""
+    folder = _write(tmp_path, _planted(60_000))
+    _, errors = _read(study, folder)
+    (tmp_path / "clean").mkdir()
+    clean = _write(tmp_path / "clean", _joints(60_000))
+    form, _ = _read(study, clean)
+    assert form is not None
+    assert form.distinct["SUBJECT"][0].dtype == np.int16
+    assert form.distinct["JOINT"][0].dtype == np.int8
+    wide = factorize_text
+    monkeypatch.setattr(raw, "factorize_text", lambda values, narrow=False: wide(values))
+    _, before = _read(study, folder)
+    assert errors == before and len(errors) == 5
+    old, _ = _read(study, clean)
+    assert old is not None and old.distinct["SUBJECT"][0].dtype == np.intp
+    pd.testing.assert_frame_equal(form.frame, old.frame, check_exact=True)
+    for col, (codes, values) in form.distinct.items():
+        np.testing.assert_array_equal(codes, old.distinct[col][0])
+        pd.testing.assert_series_equal(values, old.distinct[col][1], check_exact=True)
+    for col in form.iso:
+        pd.testing.assert_series_equal(form.iso[col], old.iso[col], check_exact=True)
 
 
 @pytest.mark.parametrize("quoted_line_break", [False, True])

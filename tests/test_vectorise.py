@@ -226,6 +226,34 @@ def test_factorize_rows_and_stable_order_are_the_same_with_remembered_codes() ->
     assert (frame.index[with_codes[1]] == expected).all()
 
 
+def test_a_raw_columns_codes_from_its_check_group_and_sort_as_its_text() -> None:
+    """remember_codes: a column with missing values (code -1) and its distinct values from
+    the raw check (raw.RawForm.distinct), remembered; grouping and sorting by it give what
+    hashing its strings gives."""
+    from cdiscforge.vectorise import factorize_text, remember_codes
+
+    forget()
+    rng = np.random.default_rng(3)
+    column = pd.Series(rng.choice(["b", None, "a", "Ä", "a "], 500), dtype="string[pyarrow]")
+    other = pd.Series(rng.choice(["x", None, "y"], 500), dtype="string")
+    frame = pd.DataFrame({"c": column, "o": other})
+    without = factorize_rows(frame["c"], other), stable_order(frame, ["c", "o"])
+    forget()
+    codes, uniques = factorize_text(frame["c"])
+    assert (codes < 0).any()
+    remember_codes(frame["c"], pd.Series(uniques, dtype=column.dtype), codes)
+    known = coded(frame["c"])
+    assert known is not None
+    pd.testing.assert_series_equal(
+        known[0].take(known[1]).reset_index(drop=True), column, check_names=False
+    )
+    with_codes = factorize_rows(frame["c"], other), stable_order(frame, ["c", "o"])
+    for a, b in zip(with_codes[0], without[0], strict=True):
+        assert (a == b).all() and a.dtype == b.dtype
+    assert (with_codes[1] == without[1]).all()
+    forget()
+
+
 def test_last_in_groups_is_what_sort_then_tail_keeps() -> None:
     rng = np.random.default_rng(7)
     n = 400
@@ -243,3 +271,49 @@ def test_last_in_groups_is_what_sort_then_tail_keeps() -> None:
     expected = ordered.groupby(keys, dropna=False).tail(1)["__i"].to_numpy()
     assert (last_in_groups(frame, keys, then) == expected).all()
     assert len(last_in_groups(frame.iloc[:0], keys, then)) == 0
+
+
+@pytest.mark.parametrize("distinct", [1, 126, 127, 128, 40_000])
+def test_narrow_factorize_text_is_pandas_codes_in_the_smallest_type(distinct: int) -> None:
+    """factorize_text(narrow=True): pd.factorize's codes (missing -1) in the smallest signed
+    type holding -1 .. the number of values, so code + 1 (raw._duplicated) never wraps;
+    several Arrow chunks unified in pandas' order."""
+    from cdiscforge.vectorise import factorize_text, narrow_codes
+
+    rng = np.random.default_rng(distinct)
+    values = np.array([f"v{i}" for i in range(distinct)], dtype=object)[
+        rng.integers(0, distinct, 3 * distinct + 50)
+    ]
+    values[rng.random(len(values)) < 0.1] = None
+    chunks = np.array_split(values, 3)
+    import pyarrow as pa
+
+    data = pa.chunked_array([pa.array(list(c), type=pa.large_string()) for c in chunks])
+    series = pd.Series(pd.arrays.ArrowStringArray(data))
+    want, want_uniques = pd.factorize(series)
+    got, uniques = factorize_text(series, narrow=True)
+    assert got.dtype == narrow_codes(len(want_uniques))
+    assert int(np.iinfo(got.dtype).max) >= len(want_uniques)  # code + 1 fits
+    np.testing.assert_array_equal(got, want)
+    assert list(uniques) == list(want_uniques)
+
+
+def test_stable_order_with_categorical_missing_and_many_keys_is_sort_values() -> None:
+    """The ranks are combined in place from the keys' own codes (int8 categoricals, -1
+    missing moved last): the order sort_values gives, also past 2**62 (a second rank)."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    columns = {}
+    for i in range(9):  # 9 keys of ~1000 values: more than 2**62 combinations
+        values = pd.Series(rng.integers(0, 1000, n).astype(str), dtype="string")
+        values[rng.random(n) < 0.05] = pd.NA
+        columns[f"k{i}"] = values
+    columns["c"] = pd.Series(
+        pd.Categorical(rng.choice(["b", "a", None, "c"], n), categories=["a", "b", "c"])
+    )
+    frame = pd.DataFrame(columns)
+    keys = ["c", *[f"k{i}" for i in range(9)]]
+    expected = frame.sort_values(keys, kind="stable", na_position="last").index
+    assert (frame.index[stable_order(frame, keys)] == expected).all()
+    short = frame.sort_values(["c", "k0"], kind="stable", na_position="last").index
+    assert (frame.index[stable_order(frame, ["c", "k0"])] == short).all()
