@@ -61,8 +61,13 @@ def _mask(values: pd.Series) -> Mask:
 
 
 def _in_set(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
-    col = frame[kw["column"]]
-    return _mask(col.notna() & ~op.isin(col, kw["value_set"]))
+    return _mask(
+        op.per_distinct(lambda col: _not_in_set(col, kw["value_set"]), frame[kw["column"]])
+    )
+
+
+def _not_in_set(col: pd.Series, value_set: Any) -> pd.Series:
+    return col.notna() & ~op.isin(col, value_set)
 
 
 def _not_null(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
@@ -131,7 +136,7 @@ def _compound_unique(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
         keep = np.ones(len(sub), dtype=bool)
     if not len(sub):
         return np.zeros(0, dtype=bool)
-    return _repeated(op.distinct([frame[c] for c in kw["column_list"]])[1], keep)
+    return _repeated(op.groups([frame[c] for c in kw["column_list"]])[0], keep)
 
 
 def _pair_equal(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:

@@ -138,7 +138,10 @@ def _lengths(ds: Dataset, frame: pd.DataFrame) -> dict[str, int]:
     """Character variables' lengths (declared, else the longest value); all-null ones left out."""
     out = {}
     for var in ds.variables:
-        if not var.is_char or frame[var.name].isna().all():
+        column = frame[var.name]
+        if var.is_char and isinstance(column.dtype, pd.CategoricalDtype):
+            column = pd.Series(op.codes_of(column)[1].array)  # its distinct values (shared)
+        if not var.is_char or column.isna().all():
             continue
         if var.length:
             out[var.name] = int(var.length)
@@ -146,7 +149,7 @@ def _lengths(ds: Dataset, frame: pd.DataFrame) -> dict[str, int]:
             # UTF-8 byte lengths in Arrow (a per-value str.encode was 9% of a 1,000-subject
             # build: 10.8M Python calls), a categorical's per used category: the one measure
             # the writers fit lengths with (no per-record string column, no de-duplication).
-            out[var.name] = max(char_max_bytes(frame[var.name]), 1)
+            out[var.name] = max(char_max_bytes(column), 1)
     return out
 
 
@@ -317,7 +320,7 @@ def sd_baseline(study: Study) -> Iterable[Outcome]:
     for domain, items in sorted(by_domain.items()):
         for ds, flag in items:
             f = study.frames[ds.name]
-            y = (op.text(f[flag]) == "Y").fillna(False).astype(bool)
+            y = op.is_yes(f[flag])
             stresc = f"{domain}STRESC"
             if stresc in f:
                 yield outcome(
@@ -345,7 +348,7 @@ def sd_baseline(study: Study) -> Iterable[Outcome]:
         dm = study.frames["DM"]
         with_bl = pd.concat(
             [
-                study.frames[ds.name].loc[op.text(study.frames[ds.name][flag]) == "Y", "USUBJID"]
+                study.frames[ds.name].loc[op.is_yes(study.frames[ds.name][flag]), "USUBJID"]
                 for ds, flag in items
             ]
         )
