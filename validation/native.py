@@ -112,6 +112,8 @@ def _between(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
 def _repeated(group: np.ndarray, keep: np.ndarray) -> Mask:
     """Kept rows whose group (integer codes) has more than one kept row: pandas
     `duplicated(keep=False)` on the kept rows, counted on codes."""
+    if keep.all():  # every row counted (a key column that is never missing)
+        return np.bincount(group)[group] > 1 if len(group) else np.zeros(0, dtype=bool)
     out = np.zeros(len(group), dtype=bool)
     kept = group[keep]
     if len(kept):

@@ -101,7 +101,10 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     width = len(values.dtype.categories)
     used = np.zeros(width + 1, dtype=bool)
     used[raw] = True  # code -1 (missing) marks the last slot
-    if used.all():
+    if used[:width].all() and not used[width]:  # its codes as they are (read only)
+        codes = raw.view()
+        codes.flags.writeable = False
+    elif used.all():
         codes = raw.astype(_code_type(width + 1))  # a copy: missing -1 becomes `width`
         codes[raw < 0] = width
     else:

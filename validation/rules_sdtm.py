@@ -249,13 +249,23 @@ def sd_end_timepoint(study: Study) -> Iterable[Outcome]:
 
 
 def _needs_unit(f: pd.DataFrame, domain: str, result: str, rule_id: str) -> pd.Series:
+    """Records whose result is a number that needs a unit: each test per distinct result and
+    test code (no stripped text column of the records is made)."""
     p = params(rule_id)
-    values = op.text(f[result])
-    tests = op.text(f[f"{domain}TESTCD"]) if f"{domain}TESTCD" in f else None
-    needs = op.numeric_text(f[result]) & ~op.isin(values, p["exempt_results"]).fillna(False)
-    if tests is not None:
-        needs &= ~op.isin(tests, p["unitless_tests"]).fillna(False)
+    needs = op.per_distinct(lambda v: _unit_result(v, p["exempt_results"]), f[result])
+    if f"{domain}TESTCD" in f:
+        unitless = p["unitless_tests"]
+        needs &= op.per_distinct(lambda t: _not_in(t, unitless), f[f"{domain}TESTCD"])
     return needs
+
+
+def _unit_result(values: pd.Series, exempt: list[str]) -> pd.Series:
+    return op.numeric_text(values) & _not_in(values, exempt)
+
+
+def _not_in(values: pd.Series, listed: list[str]) -> pd.Series:
+    """Not one of `listed` once stripped (missing values are not listed)."""
+    return ~op.isin(op.text(values), listed).fillna(False)
 
 
 @register("CF-SD-0017", "CF-SD-0018")
