@@ -1,7 +1,7 @@
 """Per-job timeline of a build's validate + write stage: which process ran what, when.
 
 A script that measures, not a test. It runs one build (`cdiscforge.build.run_build`) with
-the writing's jobs (`build._Outputs._run`), the validation (`validate_datasets`) and the
+the writing's jobs (`build._Outputs.run`), the validation (`validate_datasets`) and the
 steps around them (compacting, the report, the manifest, the swap) wrapped to append one
 line each to a file as they end (O_APPEND, so the forked child's lines interleave whole):
 process, job, start and end (wall seconds from "validate + write"), CPU seconds of that
@@ -59,7 +59,7 @@ def main() -> None:
     def wrap(owner: Any, attr: str, name_of: Callable[[tuple], str]) -> None:
         setattr(owner, attr, _wrapped(fd, t0, name_of, getattr(owner, attr)))
 
-    wrap(build._Outputs, "_run", lambda a: "/".join(a[1]))
+    wrap(build._Outputs, "run", lambda a: "/".join(a[1]))
     wrap(validation, "validate_datasets", lambda a: "VALIDATE")
     wrap(validation, "write_report", lambda a: "write_report")
     for name in ("_compact_all", "_check_defines"):

@@ -461,33 +461,53 @@ class _Outputs:
             checks["rest", stage] = 0.0
         largest = max(writes.values(), default=0.0)
         heavy = sorted((k for k in writes if writes[k] >= _HEAVY * largest), key=writes.get)
-        self.keys = [  # sorted() is stable: equal costs keep the order above
+
+        def reads(key: tuple[str, ...]) -> list[tuple[str, ...]]:
+            """The jobs whose files job `key` reads."""
+            kind, stage = key[0], key[1] if len(key) > 1 else ""
+            if key in heavy[1:]:
+                return [heavy[heavy.index(key) - 1]]
+            if kind == "check":  # the dataset's files and the stage's define.xml
+                found = [("xpt", stage, key[2]), ("define", stage)]
+                return found + [("json", stage, key[2], encoding) for encoding in datasetjson]
+            if kind == "rules":
+                return [("define", stage)]
+            if kind == "hash":  # the file hashed: its XPT or Dataset-JSON
+                what = key[3]
+                return [("xpt", stage, key[2]) if what == "xpt" else ("json", stage, key[2], what)]
+            if kind == "rest":  # every file of the stage (it lists the folders)
+                return [k for k in writes if k[0] in ("xpt", "json", "define") and k[1] == stage]
+            return []
+
+        order = [  # sorted() is stable: equal costs keep the order above
             # the tables first: their time hardly grows with the study (imports, a plot)
             *([("tables",)] if adam_sets else []),
             *heavy,  # one after the other, the smaller first (see _HEAVY)
             *sorted((k for k in writes if k not in heavy), key=lambda k: -writes[k]),
-            *sorted(checks, key=lambda k: -checks[k]),
+        ]
+        # The cross-check of a heavy dataset comes right after the last job it reads, not
+        # after every write: MK's is the longest job of all at 10,000 subjects (4.3 s,
+        # reading its XPT and Dataset-JSON back), and last in the queue it ended the stage
+        # on one core while the other was idle. (Its hashes stay behind: taken before the
+        # Dataset-JSON file is written, they would hold that file back.)
+        heavy_sets = {k[1:3] for k in heavy if k[0] in ("xpt", "json")}
+        by_cost = sorted(checks, key=lambda k: -checks[k])
+        early = [k for k in by_cost if k[0] == "check" and k[1:3] in heavy_sets]
+        late = [k for k in by_cost if k not in early]
+        at = {key: max(order.index(k) for k in reads(key)) for key in early}
+        self.keys = [
+            *(
+                item
+                for n, key in enumerate(order)
+                for item in (key, *(e for e in early if at[e] == n))
+            ),
+            *late,
         ]
         self.heavy = heavy
         number = {key: n for n, key in enumerate(self.keys)}
         self.jobs: list[Job] = []
         for key in self.keys:
-            kind, stage = key[0], key[1] if len(key) > 1 else ""
-            if key in heavy[1:]:
-                reads = [heavy[heavy.index(key) - 1]]
-            elif kind == "check":  # the dataset's files and the stage's define.xml
-                reads = [("xpt", stage, key[2]), ("define", stage)]
-                reads += [("json", stage, key[2], encoding) for encoding in datasetjson]
-            elif kind == "rules":
-                reads = [("define", stage)]
-            elif kind == "hash":  # the file hashed: its XPT or Dataset-JSON
-                what = key[3]
-                reads = [("xpt", stage, key[2]) if what == "xpt" else ("json", stage, key[2], what)]
-            elif kind == "rest":  # every file of the stage (it lists the folders)
-                reads = [k for k in writes if k[0] in ("xpt", "json", "define") and k[1] == stage]
-            else:
-                reads = []
-            after = tuple(sorted(number[k] for k in reads))
+            after = tuple(sorted(number[k] for k in reads(key)))
             self.jobs.append(Job(partial(self.run, key), after))
 
     def run(self, key: tuple[str, ...]) -> Any:
@@ -717,9 +737,11 @@ class _Ahead:
         # MK's XPT 4.5 s, then its Dataset-JSON 4.8 s, ADaM ~5 s).
         self.plan = plan = _Outputs(study, sdtm_sets, {}, staging, datasetjson, hashes=True)
         later = set(plan.heavy[1:])
+        # The cross-checks and hashes come after every file (the plan may queue a heavy
+        # dataset's cross-check among the writes: here the files it reads could be later).
         keys = [k for k in plan.keys if k[0] not in ("rules", "rest") and k not in later]
-        writes = sum(1 for k in keys if k[0] not in ("check", "hash"))
-        self.keys = [*keys[:writes], *plan.heavy[1:], *keys[writes:]]
+        writes = [k for k in keys if k[0] not in ("check", "hash")]
+        self.keys = [*writes, *plan.heavy[1:], *(k for k in keys if k[0] in ("check", "hash"))]
 
     def __enter__(self) -> _Ahead:
         if self.running:

@@ -480,7 +480,6 @@ def test_findings_do_not_depend_on_categorical_columns(
     """Planted faults in record, cross-dataset and subject-level rules give the same findings
     and checks whether the XPT text is read as str or as categoricals."""
     import cdiscforge.xpt as xpt
-    from cdiscforge.validation.api import validate_directory
 
     folder = tmp_path / "sdtm"
     shutil.copytree(built / "sdtm", folder)
@@ -502,9 +501,63 @@ def test_findings_do_not_depend_on_categorical_columns(
     lb.frame.loc[6, "LBSTRESC"] = "12.5"
     write_xpt(lb, folder / "lb.xpt", created=created)
 
+    findings = _alike_as_text_or_categoricals(folder, monkeypatch)
+    assert len({f["rule_id"] for f in findings}) >= 8
+
+
+def _alike_as_text_or_categoricals(folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Validate `folder` with its XPT text read as str, then as categoricals: the same
+    findings and checks (asserted); the findings."""
+    import cdiscforge.xpt as xpt
+    from cdiscforge.validation.api import validate_directory
+
     plain = validate_directory(folder)
     monkeypatch.setattr(xpt, "CATEGORICAL_MIN_ROWS", 0)
     categorical = validate_directory(folder)
     assert _findings(plain) == _findings(categorical)
     assert _checks(plain) == _checks(categorical)
-    assert len({f["rule_id"] for f in _findings(plain)}) >= 8
+    return _findings(plain)
+
+
+def test_planted_faults_in_large_findings_domains_found_alike_as_text_or_categoricals(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faults planted in MK and LB (over operations.DISTINCT_FROM records, so the
+    per-distinct paths run: categorical codes, keys_in, the pair table of
+    inconsistent_within, the unit and flag rules) are found, with the same findings and
+    checks, whether the XPT text is read as str or as categoricals."""
+    import cdiscforge.xpt as xpt
+    from cdiscforge.validation import operations
+
+    folder = tmp_path / "sdtm"
+    shutil.copytree(built / "sdtm", folder)
+    created = datetime(2024, 1, 1)
+    mk = xpt.read_xpt(folder / "mk.xpt")
+    assert len(mk.frame) > operations.DISTINCT_FROM
+    f = mk.frame
+    f = pd.concat([f, f.iloc[[0]]], ignore_index=True)  # a key and USUBJID + MKSEQ twice
+    f.loc[1, "VISIT"] = "WEEK 99"  # a second VISIT for its VISITNUM, not in SV
+    f.loc[2, "EPOCH"] = "NOEPOCH"
+    f.loc[3, "MKTESTCD"] = "NOTTEST"
+    f.loc[4, "VISITNUM"] = 77.0  # a visit the subject has no SV record of
+    f.loc[5, "MKDY"] = 9999.0
+    flagged = f.index[f["MKLOBXFL"] == "Y"][:1]
+    twin = f.loc[flagged].copy()
+    twin["MKSEQ"] = f["MKSEQ"].max() + 1
+    twin["VISITNUM"], twin["VISIT"] = f.loc[6, "VISITNUM"], f.loc[6, "VISIT"]
+    mk.frame = pd.concat([f, twin], ignore_index=True)  # a second baseline of a test
+    write_xpt(mk, folder / "mk.xpt", created=created)
+    lb = xpt.read_xpt(folder / "lb.xpt")
+    numeric = lb.frame.index[lb.frame["LBORRES"].str.match(r"^\d+(\.\d+)?$").fillna(False)]
+    lb.frame.loc[numeric[:3], "LBORRESU"] = None  # a number without its unit
+    lb.frame.loc[numeric[3:5], "LBSTRESU"] = None
+    write_xpt(lb, folder / "lb.xpt", created=created)
+
+    findings = _alike_as_text_or_categoricals(folder, monkeypatch)
+    found = {(f["rule_id"], f["dataset"]) for f in findings}
+    for rule_id in ("CF-SD-0006", "CF-SD-0008", "CF-SD-0013", "CF-SD-0021", "CF-SD-0022"):
+        assert (rule_id, "MK") in found, rule_id
+    assert ("CF-SD-0017", "LB") in found and ("CF-SD-0018", "LB") in found
+    by_variable = {(f["rule_id"], tuple(f["variables"])) for f in findings}
+    assert ("CF-DS-0008", ("USUBJID", "MKSEQ")) in by_variable  # the record twice
+    assert ("CF-DS-0005", ("MKTESTCD",)) in by_variable  # not in its (extensible) codelist

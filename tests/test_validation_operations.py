@@ -135,3 +135,125 @@ def test_define_facts_from_distinct_values_equal_those_of_all_records(trial: int
             assert char_max_bytes(part) == char_max_bytes(whole)
             if var is num:
                 assert significant_digits(num, part) == significant_digits(num, whole)
+
+
+def _planted(rng, n: int) -> pd.DataFrame:
+    """A findings-like frame with repeated text, every kind of missing value, blanks and
+    planted faults: a value outside the codelist, a bad date, a VISIT named two ways, a
+    duplicated key and a subject/visit no reference has."""
+    visits = np.array(["SCREENING", "WEEK 1", "WEEK 2", "WEEK 4"], dtype=object)
+    num = rng.integers(0, 4, n)
+    frame = pd.DataFrame(
+        {
+            "USUBJID": np.array([f"S-{i:03d}" for i in range(60)], dtype=object)[
+                rng.integers(0, 60, n)
+            ],
+            "TESTCD": np.array(["KNEE", "HIP", "HAND"], dtype=object)[rng.integers(0, 3, n)],
+            "VISITNUM": num.astype(float) + rng.choice([0.0, 1e-9], n),
+            "VISIT": visits[num],
+            "DTC": np.array(DATES, dtype=object)[rng.integers(0, len(DATES), n)],
+            "FL": np.array(["Y", None, "N", " "], dtype=object)[rng.integers(0, 4, n)],
+        }
+    )
+    frame["SEQ"] = np.arange(n, dtype=float)
+    frame.loc[rng.random(n) < 0.05, "TESTCD"] = None
+    frame.loc[rng.random(n) < 0.05, "VISITNUM"] = np.nan
+    frame.loc[7, "TESTCD"] = "ELBOW"  # not in the codelist
+    frame.loc[8, "VISIT"] = "WEEK 99"  # a second name for its VISITNUM
+    frame.loc[9, ["USUBJID", "SEQ"]] = frame.loc[10, ["USUBJID", "SEQ"]].to_list()  # key twice
+    frame.loc[11, "USUBJID"] = "S-999"  # no such subject in the reference
+    return frame
+
+
+def _as_categoricals(frame: pd.DataFrame, unused: list[str]) -> pd.DataFrame:
+    """The text columns as categoricals (sorted categories) with `unused` categories no
+    record has, as a filtered compact frame keeps them."""
+    out = frame.copy()
+    for column in ("USUBJID", "TESTCD", "VISIT", "DTC", "FL"):
+        values = sorted(set(out[column].dropna()) | set(unused))
+        out[column] = pd.Categorical(out[column], categories=values)
+    assert all(isinstance(out[c].dtype, pd.CategoricalDtype) for c in ("USUBJID", "FL"))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_categorical_columns_give_the_findings_of_text_columns(seed: int) -> None:
+    """The categorical paths (codes from the categories, each category evaluated once, the
+    pair table of inconsistent_within, keys_in's per-value lookup) find the planted faults
+    and give the masks the same data as "str" columns gives."""
+    from cdiscforge.validation.native import COLUMN_MAPS
+
+    rng = np.random.default_rng(seed)
+    text = _planted(rng, 4000).astype({c: "str" for c in ("USUBJID", "TESTCD", "VISIT")})
+    text = text.astype({"DTC": "str", "FL": "str"})
+    unused = ["ZZZ", "WEEK 52"] if seed else []  # seed 0: every category has records
+    cat = _as_categoricals(_planted(np.random.default_rng(seed), 4000), unused)
+    reference = text.iloc[20:].copy()  # S-999 (row 11) is only on the left
+    expectations = {
+        "expect_column_values_to_be_in_set": {
+            "column": "TESTCD",
+            "value_set": ["KNEE", "HIP", "HAND"],
+        },
+        "expect_column_values_to_match_regex": {"column": "DTC", "regex": r"^\d{4}-\d{2}-\d{2}$"},
+        "expect_column_value_lengths_to_be_between": {"column": "VISIT", "max_value": 7},
+        "expect_compound_columns_to_be_unique": {"column_list": ["USUBJID", "SEQ"]},
+        "expect_column_values_to_be_unique": {"column": "SEQ"},
+    }
+    masks = {}
+    for name, frame in (("text", text), ("categorical", cat)):
+        with op.shared_codes():
+            found = {t: COLUMN_MAPS[t](frame, kw).tolist() for t, kw in expectations.items()}
+            keys = ["USUBJID", "VISITNUM", "VISIT"]
+            found["keys_in"] = op.keys_in(
+                [frame[k] for k in keys], [reference[k] for k in keys], decimals=6
+            ).tolist()
+            found["not_in"] = op.not_in(
+                frame, ["USUBJID", "SEQ"], reference, ["USUBJID", "SEQ"]
+            ).tolist()
+            found["inconsistent"] = op.inconsistent_within(frame, ["VISITNUM"], "VISIT").tolist()
+            found["inconsistent2"] = op.inconsistent_within(frame, ["VISIT"], "VISITNUM").tolist()
+            found["duplicated"] = op.duplicated_by(frame, ["USUBJID", "TESTCD", "SEQ"]).tolist()
+            found["flagged"] = op.flagged_more_than_once(
+                frame, ["USUBJID", "TESTCD"], "FL"
+            ).tolist()
+            found["present"] = op.present(frame, "FL").tolist()
+            found["text"] = op.text(frame["FL"]).tolist()
+            found["isin"] = op.isin(frame["VISIT"], ["WEEK 1", None]).tolist()
+        masks[name] = found
+    for check, mask in masks["text"].items():
+        assert masks["categorical"][check] == mask, check
+    got = masks["categorical"]
+    assert got["expect_column_values_to_be_in_set"][7]
+    assert (
+        got["expect_compound_columns_to_be_unique"][9]
+        and got["expect_compound_columns_to_be_unique"][10]
+    )
+    assert got["inconsistent"][8] and not got["keys_in"][11]
+
+    # keys_in's old formulation: the numbers rounded, then a MultiIndex of plain objects
+    def index(frame: pd.DataFrame) -> pd.MultiIndex:
+        parts = [frame["USUBJID"], frame["VISITNUM"].round(6), frame["VISIT"]]
+        return pd.MultiIndex.from_arrays([p.astype("object") for p in parts])
+
+    assert index(text).isin(index(reference)).tolist() == masks["text"]["keys_in"]
+
+
+def test_categorical_codes_group_as_factorize_does() -> None:
+    """`codes_of` of a categorical (unused categories, missing values) groups the records as
+    pd.factorize does, its distinct values being the categories some record has."""
+    values = pd.Categorical(["b", None, "a", "b", "c", None] * 500, categories=list("abcdz"))
+    series = pd.Series(values)
+    codes, uniques = op.codes_of(series)
+    theirs, their_uniques = pd.factorize(series, use_na_sentinel=False)
+    assert len(uniques) == len(their_uniques) == 4
+    assert pd.Series(codes).groupby(theirs).nunique().eq(1).all()
+    assert [uniques[c] if not pd.isna(uniques[c]) else None for c in codes[:6]] == [
+        "b",
+        None,
+        "a",
+        "b",
+        "c",
+        None,
+    ]
+    full = pd.Series(pd.Categorical(list("ab") * 600))  # every category used, no missing
+    assert op.codes_of(full)[0].tolist() == [0, 1] * 600

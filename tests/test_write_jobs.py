@@ -146,3 +146,28 @@ def test_the_manifest_takes_known_digests_of_files_of_that_size(tmp_path: Path) 
     for rel in ("sdtm/b.xpt", "c.txt"):  # its size is not the one given; not given
         want = outputs.sha256_file(tmp_path / rel)
         assert files[rel] == {"size": (tmp_path / rel).stat().st_size, "sha256": want}
+
+
+def test_the_heavy_datasets_cross_check_comes_right_after_its_files(
+    built: tuple[StudySpec, dict[str, Dataset]], tmp_path: Path
+) -> None:
+    """The cross-check of the largest dataset (MK at 10,000 subjects: the longest job) is
+    queued right after the last job it reads (its XPT, Dataset-JSON files, the stage's
+    define.xml), ahead of the other writes, instead of after all of them; every job still
+    waits only for jobs before it, and each check for exactly the files it reads."""
+    study, datasets = built
+    sdtm = {n: d for n, d in datasets.items() if not n.startswith("AD")}
+    adam = {n: d for n, d in datasets.items() if n.startswith("AD")}
+    plan = build._Outputs(study, sdtm, adam, tmp_path, ("json", "ndjson"), hashes=True)
+    keys = plan.keys
+    largest = max(sdtm.values(), key=lambda d: len(d) * len(d.variables)).name
+    check = keys.index(("check", "sdtm", largest))
+    reads = [("xpt", "sdtm", largest), ("define", "sdtm")]
+    reads += [("json", "sdtm", largest, e) for e in ("json", "ndjson")]
+    assert plan.jobs[check].after == tuple(sorted(keys.index(k) for k in reads))
+    assert check == max(plan.jobs[check].after) + 1  # taken as soon as its files are there
+    writes = [n for n, k in enumerate(keys) if k[0] in ("xpt", "json", "define", "spec")]
+    assert check < max(writes)  # not behind every write any more
+    other = [n for n, k in enumerate(keys) if k[0] == "check" and k[2] != largest]
+    assert min(other) > max(writes)  # the small checks keep their place after the writes
+    assert sorted(keys) == sorted(set(keys))  # every job once

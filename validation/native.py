@@ -61,8 +61,13 @@ def _mask(values: pd.Series) -> Mask:
 
 
 def _in_set(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
-    col = frame[kw["column"]]
-    return _mask(col.notna() & ~op.isin(col, kw["value_set"]))
+    return _mask(
+        op.per_distinct(lambda col: _not_in_set(col, kw["value_set"]), frame[kw["column"]])
+    )
+
+
+def _not_in_set(col: pd.Series, value_set: Any) -> pd.Series:
+    return col.notna() & ~op.isin(col, value_set)
 
 
 def _not_null(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
@@ -107,6 +112,8 @@ def _between(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
 def _repeated(group: np.ndarray, keep: np.ndarray) -> Mask:
     """Kept rows whose group (integer codes) has more than one kept row: pandas
     `duplicated(keep=False)` on the kept rows, counted on codes."""
+    if keep.all():  # every row counted (a key column that is never missing)
+        return np.bincount(group)[group] > 1 if len(group) else np.zeros(0, dtype=bool)
     out = np.zeros(len(group), dtype=bool)
     kept = group[keep]
     if len(kept):
@@ -131,7 +138,7 @@ def _compound_unique(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:
         keep = np.ones(len(sub), dtype=bool)
     if not len(sub):
         return np.zeros(0, dtype=bool)
-    return _repeated(op.distinct([frame[c] for c in kw["column_list"]])[1], keep)
+    return _repeated(op.groups([frame[c] for c in kw["column_list"]])[0], keep)
 
 
 def _pair_equal(frame: pd.DataFrame, kw: dict[str, Any]) -> Mask:

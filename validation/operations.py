@@ -82,11 +82,39 @@ def _coded(values: pd.Series) -> _Coded:
         hit = _CODES.get(id(array))
         if hit is not None and hit.array is array:
             return hit
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    codes, uniques = _factorize(values)
     found = _Coded(array, codes.astype(_code_type(len(uniques)), copy=False), uniques)
     if _CODES is not None:  # held while shared: codes in the smallest integer type
         _CODES[id(array)] = found
     return found
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize(values, use_na_sentinel=False)`'s grouping of the records: dense codes
+    0..count-1 and the distinct values (missing one value of its own). A categorical column
+    (cdiscforge.compact's, read_xpt_fast's) is numbered from its own codes, the used
+    categories in category order and missing last, instead of hashing every record's code
+    (pandas numbers in order of first appearance: no check depends on that order)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return pd.factorize(values, use_na_sentinel=False)
+    raw = values.array.codes
+    width = len(values.dtype.categories)
+    used = np.zeros(width + 1, dtype=bool)
+    used[raw] = True  # code -1 (missing) marks the last slot
+    if used[:width].all() and not used[width]:  # its codes as they are (read only)
+        codes = raw.view()
+        codes.flags.writeable = False
+    elif used.all():
+        codes = raw.astype(_code_type(width + 1))  # a copy: missing -1 becomes `width`
+        codes[raw < 0] = width
+    else:
+        rank = (np.cumsum(used) - 1).astype(_code_type(width + 1))
+        codes = rank[raw]  # code -1 reads the last slot: missing, numbered last
+    kept = np.flatnonzero(used[:width])
+    if used[width]:
+        kept = np.append(kept, -1)
+    uniques = pd.CategoricalIndex(pd.Categorical.from_codes(kept, dtype=values.dtype))
+    return codes, uniques
 
 
 def codes_of(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -106,7 +134,8 @@ def _code_type(count: int) -> type[np.signedinteger]:
 def _first_positions(codes: np.ndarray, count: int) -> np.ndarray:
     """The position of each code's first record (for any dense numbering of the codes)."""
     first = np.empty(count, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write is the first record
+    step = np.int32 if len(codes) < 2**31 else np.int64  # half the memory of int64 positions
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1, dtype=step)  # the last write wins
     return first
 
 
@@ -116,20 +145,28 @@ def _dense(key: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     if span <= max(4 * len(key), 1 << 16) and span <= 1 << 24:
         used = np.zeros(span, dtype=bool)
         used[key] = True
-        rank = np.cumsum(used, dtype=np.int64) - 1
-        return rank[key], int(rank[-1]) + 1 if span else 0
+        present = np.flatnonzero(used)
+        rank = np.empty(span, dtype=np.int64)  # only the used slots are read
+        rank[present] = np.arange(len(present))
+        return rank[key], len(present)
     codes, found = pd.factorize(key)
     return codes.astype(np.int64), len(found)
 
 
 def combine_codes(parts: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
     """One dense code per distinct combination of several columns' codes ((codes, count)
-    pairs, aligned): a mixed-radix number renumbered densely."""
+    pairs, aligned, each dense itself, as `codes_of` gives them): a mixed-radix number
+    renumbered densely; one column's codes as they are."""
     key, span = parts[0][0].astype(np.int64), parts[0][1]
+    if len(parts) == 1:
+        return key, span
     for codes, count in parts[1:]:
+        if count == 1:  # one value (STUDYID, DOMAIN): it tells no records apart
+            continue
         if span * count >= 2**62:
             key, span = _dense(key, span)
-        key = key * count + codes
+        key *= count  # in place (key is this function's own): no new array per column
+        key += codes
         span *= count
     return _dense(key, span)
 
@@ -148,17 +185,32 @@ def distinct(columns: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
     if len(columns) == 1:
         found = _coded(columns[0])
         return found.first(), found.codes
-    key, count = combine_codes([(c.codes, len(c.uniques)) for c in map(_coded, columns)])
+    key, count = groups(columns)
     return _first_positions(key, count), key
+
+
+def groups(columns: Sequence[pd.Series]) -> tuple[np.ndarray, int]:
+    """Each record's combination of the aligned `columns`' values as a dense code, and how
+    many there are: `distinct` without the first records (a duplicate count needs none)."""
+    if len(columns) == 1:
+        found = _coded(columns[0])
+        return found.codes, len(found.uniques)
+    return combine_codes([(c.codes, len(c.uniques)) for c in map(_coded, columns)])
 
 
 def rounded_codes(values: pd.Series, decimals: int = 6) -> tuple[np.ndarray, int]:
     """Codes of a numeric column's values rounded to `decimals` (NA a value of its own), from
     its shared codes: the rounding is done once per distinct value."""
+    codes, kept = _rounded(values, decimals)
+    return codes, len(kept)
+
+
+def _rounded(values: pd.Series, decimals: int) -> tuple[np.ndarray, pd.Index]:
+    """`rounded_codes` and the distinct rounded values (float64, NaN for missing)."""
     found = _coded(values)
     rounded = pd.Series(found.uniques).astype("float64").round(decimals)
     remap, kept = pd.factorize(rounded, use_na_sentinel=False)
-    return remap[found.codes], len(kept)
+    return remap[found.codes], kept
 
 
 def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series:
@@ -167,6 +219,13 @@ def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series
     `shared_codes()`; small columns as they are."""
     if len(columns[0]) < DISTINCT_FROM:
         return fn(*columns)
+    if len(columns) == 1 and isinstance(columns[0].dtype, pd.CategoricalDtype):
+        # its distinct values are its used categories (`codes_of`): no record looked up
+        column, found = columns[0], _coded(columns[0])
+        if len(found.uniques) * 2 > len(found.codes):  # mostly distinct: as vectorise does
+            return fn(column)
+        small = pd.Series(found.uniques.array, name=column.name)
+        return vectorise.broadcast(fn(small), found.codes, column.index)
     return vectorise.per_distinct(fn, *columns, coded=distinct(columns))
 
 
@@ -205,40 +264,59 @@ def map_values(values: pd.Series, mapping: pd.Series) -> pd.Series:
     return per_distinct(lambda v: v.map(mapping), values)
 
 
-def _na_coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
-    """Codes of a column with every missing value coded -1, its distinct present values as
-    plain objects, and how many there are."""
-    codes, uniques = codes_of(values)
-    codes = codes.astype(np.int64)
-    missing = np.asarray(uniques.isna(), dtype=bool)
-    if missing.any():
-        renumber = np.cumsum(~missing) - 1
-        renumber[missing] = -1
-        codes = renumber[codes]
-    present_values = np.asarray(uniques[~missing], dtype=object)
-    return codes, present_values, len(present_values)
+def _key_codes(
+    values: pd.Series, decimals: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What `keys_in` compares a key column by: its shared codes (`codes_of`), and per code
+    whether it stands for a missing value and the distinct value it stands for (plain
+    objects); with `decimals`, a number column's values rounded (`rounded_codes`), once per
+    distinct value."""
+    if decimals is not None and is_number(values):
+        codes, uniques = _rounded(values, decimals)
+    else:
+        codes, uniques = codes_of(values)
+    missing = np.asarray(pd.isna(uniques), dtype=bool)
+    return codes, missing, np.asarray(uniques, dtype=object)
 
 
-def keys_in(left: Sequence[pd.Series], right: Sequence[pd.Series]) -> np.ndarray:
+def is_number(values: pd.Series) -> bool:
+    """A column of numbers (not a categorical, whatever its categories)."""
+    return pd.api.types.is_numeric_dtype(values) and not isinstance(
+        values.dtype, pd.CategoricalDtype
+    )
+
+
+def keys_in(
+    left: Sequence[pd.Series], right: Sequence[pd.Series], decimals: int | None = None
+) -> np.ndarray:
     """Rows of `left` whose key (the values of its aligned columns) is a row key of `right`:
     `MultiIndex.from_arrays(left).isin(MultiIndex.from_arrays(right))` on plain objects (NA
     equals NA, as MultiIndex levels have it), by integer codes of the distinct values instead
-    of a tuple per record."""
+    of a tuple per record. With `decimals`, number columns are compared rounded to that many
+    decimals (1 == 1.0 from text, 9.3 read from XPT as 9.299999999): what rounding each
+    column first gives, without a rounded copy of the records.
+
+    Each column's distinct left values are looked up among the right ones once; the records
+    then take their code by one gather from that small table. A left value the right side
+    does not have gets a code of its own that no right key has, so its record's key cannot
+    match."""
     n_left = len(left[0])
     if len(right[0]) == 0:
         return np.zeros(n_left, dtype=bool)
-    possible = np.ones(n_left, dtype=bool)
     lkey = np.zeros(n_left, dtype=np.int64)
     rkey = np.zeros(len(right[0]), dtype=np.int64)
     span = 1  # keys are in [0, span)
     for lcol, rcol in zip(left, right, strict=True):
-        lc, lu, _ = _na_coded(lcol)
-        rc, ru, na = _na_coded(rcol)  # `na`: the code of a missing value on both sides
-        pos = pd.Index(ru, dtype=object).get_indexer(pd.Index(lu, dtype=object))
-        lcode = np.where(lc < 0, na, pos[lc] if len(pos) else -1)
-        possible &= lcode >= 0
-        rcode = np.where(rc < 0, na, rc)
-        width = na + 1
+        lc, lmiss, lu = _key_codes(lcol, decimals)
+        rc, rmiss, ru = _key_codes(rcol, decimals)
+        na = int((~rmiss).sum())  # right codes: present values 0..na-1, missing na
+        rmap = np.where(rmiss, na, np.cumsum(~rmiss) - 1)
+        lmap = np.full(len(lu), na + 1, dtype=np.int64)  # na + 1: not on the right
+        lmap[lmiss] = na
+        if na and (~lmiss).any():
+            pos = pd.Index(ru[~rmiss], dtype=object).get_indexer(pd.Index(lu[~lmiss], dtype=object))
+            lmap[~lmiss] = np.where(pos >= 0, pos, na + 1)
+        width = na + 2
         if span * width >= 2**40:  # renumber the keys so far densely before they overflow
             both, found = pd.factorize(np.concatenate([lkey, rkey]))
             lkey, rkey, span = (
@@ -246,10 +324,12 @@ def keys_in(left: Sequence[pd.Series], right: Sequence[pd.Series]) -> np.ndarray
                 both[n_left:].astype(np.int64),
                 len(found),
             )
-        lkey = lkey * width + np.maximum(lcode, 0)
-        rkey = rkey * width + rcode
+        lkey *= width
+        lkey += lmap[lc]
+        rkey *= width
+        rkey += rmap[rc]
         span *= width
-    return possible & np.isin(lkey, rkey, kind="table" if span <= 2**26 else "sort")
+    return np.isin(lkey, rkey, kind="table" if span <= 2**26 else "sort")
 
 
 def plain(values: pd.Series) -> pd.Series:
@@ -296,6 +376,10 @@ def _numeric_text(values: pd.Series) -> pd.Series:
 
 
 def as_number(values: pd.Series) -> pd.Series:
+    """Values as float64, text that is no number as NaN. A number column is cast as it is:
+    `pd.to_numeric` would give it back unchanged after a check of every record."""
+    if is_number(values):
+        return values.astype("float64")
     return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
@@ -361,8 +445,8 @@ def _in_repeated_group(columns: Sequence[pd.Series]) -> np.ndarray:
     in `DataFrame.duplicated(keep=False)`), counted on integer codes."""
     if len(columns[0]) == 0:
         return np.zeros(0, dtype=bool)
-    _, group = distinct(columns)
-    return np.bincount(group)[group] > 1
+    group, count = groups(columns)
+    return np.bincount(group, minlength=count)[group] > 1
 
 
 def inconsistent_within(frame: pd.DataFrame, by: Sequence[str], value: str) -> pd.Series:
@@ -381,11 +465,17 @@ def inconsistent_within(frame: pd.DataFrame, by: Sequence[str], value: str) -> p
     # distinct values per group of the rows, on integer codes (a group-by of Python objects
     # was most of this rule's time on a large findings domain)
     keep = rows.to_numpy(dtype=bool)
-    group = combine_codes([parts[c] for c in by])[0][keep]
+    group, n_groups = combine_codes([parts[c] for c in by])
+    group = group[keep]
     values = parts[value][0][keep].astype(np.int64)
-    width = int(values.max()) + 1
-    pairs = pd.unique(group * width + values)
-    n = np.bincount(pairs // width, minlength=int(group.max()) + 1)[group]
+    width = parts[value][1]
+    if n_groups * width <= max(4 * len(group), 1 << 20):  # the (group, value) pairs seen, a
+        seen = np.zeros(n_groups * width, dtype=bool)  # table: no hash of the records
+        seen[group * width + values] = True
+        n = seen.reshape(n_groups, width).sum(axis=1)[group]
+    else:
+        pairs = pd.unique(group * width + values)
+        n = np.bincount(pairs // width, minlength=n_groups)[group]
     out = np.zeros(len(frame), dtype=bool)
     out[keep] = n > 1
     return pd.Series(out, index=frame.index)
@@ -395,14 +485,20 @@ def flagged_more_than_once(frame: pd.DataFrame, by: Sequence[str], flag: str) ->
     """Records with `flag` == 'Y' whose `by` group has more than one such record."""
     if flag not in frame.columns:
         return pd.Series(False, index=frame.index)
-    y = per_distinct(_is_yes, frame[flag])
+    y = is_yes(frame[flag])
     if not y.any():
         return y
     flagged = y.to_numpy(dtype=bool)
-    group = distinct([frame[c] for c in by])[1][flagged]  # codes of the whole columns, shared
+    group = groups([frame[c] for c in by])[0][flagged]  # codes of the whole columns, shared
     out = np.zeros(len(frame), dtype=bool)
     out[flagged] = np.bincount(group)[group] > 1
     return pd.Series(out, index=frame.index)
+
+
+def is_yes(values: pd.Series) -> pd.Series:
+    """True where a flag's stripped text is "Y" (a bool per record), tested once per
+    distinct value: no text column of the records is made."""
+    return per_distinct(_is_yes, values)
 
 
 def _is_yes(values: pd.Series) -> pd.Series:
@@ -427,11 +523,17 @@ def keys_of(frame: pd.DataFrame, columns: Sequence[str]) -> pd.MultiIndex:
     return pd.MultiIndex.from_arrays([p.astype("object") for p in key_parts(frame, columns)])
 
 
+def _key_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[pd.Series]:
+    """`key_parts` as `keys_in(..., decimals=6)` takes them: numbers as they are (it rounds
+    them), text stripped with blanks as missing."""
+    return [frame[c] if is_number(frame[c]) else text(frame[c]) for c in columns]
+
+
 def not_in(
     frame: pd.DataFrame, columns: Sequence[str], other: pd.DataFrame, other_columns: Sequence[str]
 ) -> pd.Series:
     """Records whose key (`columns`) is not a key of `other` (`other_columns`)."""
-    found = keys_in(key_parts(frame, columns), key_parts(other, other_columns))
+    found = keys_in(_key_columns(frame, columns), _key_columns(other, other_columns), 6)
     return pd.Series(~found, index=frame.index)
 
 

@@ -128,7 +128,7 @@ def _dates(values: pd.Series) -> pd.Series:
 
 
 def _num(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce").astype("float64")
+    return op.as_number(values)
 
 
 # --- metadata --------------------------------------------------------------------------------
@@ -332,8 +332,13 @@ def sd_epoch(study: Study) -> Iterable[Outcome]:
 
 
 def _visit_keys(frame: pd.DataFrame, cols: list[str]) -> list[pd.Series]:
-    """Visit key columns, VISITNUM as a rounded number (compared by `op.keys_in`)."""
-    return [_num(frame[c]).round(6) if c == "VISITNUM" else frame[c] for c in cols]
+    """Visit key columns, VISITNUM as a number (`op.keys_in` rounds it to 6 decimals)."""
+    return [_number(frame[c]) if c == "VISITNUM" else frame[c] for c in cols]
+
+
+def _number(values: pd.Series) -> pd.Series:
+    """`_num(values)`, a number column as it is (no float copy of its records)."""
+    return values if op.is_number(values) else _num(values)
 
 
 @register("CF-SD-0008", "CF-SD-0009")
@@ -348,7 +353,8 @@ def sd_visits(study: Study) -> Iterable[Outcome]:
             continue
         cols = ["USUBJID", "VISITNUM"] + (["VISIT"] if "VISIT" in names and "VISIT" in sv else [])
         f = study.frames[ds.name]
-        have = op.keys_in(_visit_keys(f, cols), _visit_keys(sv.dropna(subset=["VISITNUM"]), cols))
+        visits = _visit_keys(sv.dropna(subset=["VISITNUM"]), cols)
+        have = op.keys_in(_visit_keys(f, cols), visits, decimals=6)
         bad = pd.Series(~have, index=f.index) & f["VISITNUM"].notna()
         yield outcome(
             study,
@@ -366,7 +372,8 @@ def sd_visits(study: Study) -> Iterable[Outcome]:
         cols = ["VISITNUM"] + (["VISIT"] if "VISIT" in sv and "VISIT" in tv else [])
         num = _num(sv["VISITNUM"])
         planned = num.notna() & (num == np.floor(num))
-        bad = pd.Series(~op.keys_in(_visit_keys(sv, cols), _visit_keys(tv, cols)), index=sv.index)
+        found = op.keys_in(_visit_keys(sv, cols), _visit_keys(tv, cols), decimals=6)
+        bad = pd.Series(~found, index=sv.index)
         yield outcome(
             study,
             "CF-SD-0009",

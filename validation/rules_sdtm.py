@@ -138,7 +138,10 @@ def _lengths(ds: Dataset, frame: pd.DataFrame) -> dict[str, int]:
     """Character variables' lengths (declared, else the longest value); all-null ones left out."""
     out = {}
     for var in ds.variables:
-        if not var.is_char or frame[var.name].isna().all():
+        column = frame[var.name]
+        if var.is_char and isinstance(column.dtype, pd.CategoricalDtype):
+            column = pd.Series(op.codes_of(column)[1].array)  # its distinct values (shared)
+        if not var.is_char or column.isna().all():
             continue
         if var.length:
             out[var.name] = int(var.length)
@@ -146,7 +149,7 @@ def _lengths(ds: Dataset, frame: pd.DataFrame) -> dict[str, int]:
             # UTF-8 byte lengths in Arrow (a per-value str.encode was 9% of a 1,000-subject
             # build: 10.8M Python calls), a categorical's per used category: the one measure
             # the writers fit lengths with (no per-record string column, no de-duplication).
-            out[var.name] = max(char_max_bytes(frame[var.name]), 1)
+            out[var.name] = max(char_max_bytes(column), 1)
     return out
 
 
@@ -246,13 +249,23 @@ def sd_end_timepoint(study: Study) -> Iterable[Outcome]:
 
 
 def _needs_unit(f: pd.DataFrame, domain: str, result: str, rule_id: str) -> pd.Series:
+    """Records whose result is a number that needs a unit: each test per distinct result and
+    test code (no stripped text column of the records is made)."""
     p = params(rule_id)
-    values = op.text(f[result])
-    tests = op.text(f[f"{domain}TESTCD"]) if f"{domain}TESTCD" in f else None
-    needs = op.numeric_text(f[result]) & ~op.isin(values, p["exempt_results"]).fillna(False)
-    if tests is not None:
-        needs &= ~op.isin(tests, p["unitless_tests"]).fillna(False)
+    needs = op.per_distinct(lambda v: _unit_result(v, p["exempt_results"]), f[result])
+    if f"{domain}TESTCD" in f:
+        unitless = p["unitless_tests"]
+        needs &= op.per_distinct(lambda t: _not_in(t, unitless), f[f"{domain}TESTCD"])
     return needs
+
+
+def _unit_result(values: pd.Series, exempt: list[str]) -> pd.Series:
+    return op.numeric_text(values) & _not_in(values, exempt)
+
+
+def _not_in(values: pd.Series, listed: list[str]) -> pd.Series:
+    """Not one of `listed` once stripped (missing values are not listed)."""
+    return ~op.isin(op.text(values), listed).fillna(False)
 
 
 @register("CF-SD-0017", "CF-SD-0018")
@@ -317,7 +330,7 @@ def sd_baseline(study: Study) -> Iterable[Outcome]:
     for domain, items in sorted(by_domain.items()):
         for ds, flag in items:
             f = study.frames[ds.name]
-            y = (op.text(f[flag]) == "Y").fillna(False).astype(bool)
+            y = op.is_yes(f[flag])
             stresc = f"{domain}STRESC"
             if stresc in f:
                 yield outcome(
@@ -345,7 +358,7 @@ def sd_baseline(study: Study) -> Iterable[Outcome]:
         dm = study.frames["DM"]
         with_bl = pd.concat(
             [
-                study.frames[ds.name].loc[op.text(study.frames[ds.name][flag]) == "Y", "USUBJID"]
+                study.frames[ds.name].loc[op.is_yes(study.frames[ds.name][flag]), "USUBJID"]
                 for ds, flag in items
             ]
         )
