@@ -171,3 +171,26 @@ def test_the_heavy_datasets_cross_check_comes_right_after_its_files(
     other = [n for n, k in enumerate(keys) if k[0] == "check" and k[2] != largest]
     assert min(other) > max(writes)  # the small checks keep their place after the writes
     assert sorted(keys) == sorted(set(keys))  # every job once
+
+
+def test_the_ahead_childs_jobs_come_after_the_files_they_read(
+    built: tuple[StudySpec, dict[str, Dataset]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child writing SDTM's files while ADaM is built (build._Ahead) runs its jobs one
+    after the other in its own order, heavy writes after the first moved behind the others:
+    a cross-check or hash it takes must come after every file it reads that the child
+    writes (the plan queues the heavy dataset's cross-check among the writes; in the
+    child's order it came before that dataset's Dataset-JSON, failed and stopped the child)."""
+    from cdiscforge import engine
+
+    monkeypatch.setattr(build, "workers", lambda: 2)
+    monkeypatch.setattr(engine, "BESIDE_MIN_ROWS", 0)
+    study, datasets = built
+    sdtm = {n: d for n, d in datasets.items() if not n.startswith("AD")}
+    ahead = build._Ahead(study, sdtm, tmp_path, ("json", "ndjson"), True)
+    assert ahead.running and len(ahead.plan.heavy) > 1
+    plan, mine = ahead.plan, {key: n for n, key in enumerate(ahead.keys)}
+    assert [k for k in mine if k[0] == "check" and k[2] in {h[2] for h in plan.heavy}]
+    for key, n in mine.items():
+        reads = [plan.keys[i] for i in plan.jobs[plan.keys.index(key)].after]
+        assert all(mine[k] < n for k in reads if k in mine), key
