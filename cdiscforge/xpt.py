@@ -47,6 +47,7 @@ import pyreadstat
 from cdiscforge.errors import InputError, XptError
 from cdiscforge.model import Dataset, Variable
 from cdiscforge.outputs import preallocate
+from cdiscforge.vectorise import used_codes
 
 SAS_EPOCH = pd.Timestamp("1960-01-01")
 
@@ -672,9 +673,7 @@ def _coded_column(dataset: Dataset, var: Variable, series: pd.Series) -> _CodedB
     categories = series.cat.categories
     codes = series.cat.codes.to_numpy()
     arr = pa.array(categories, type=pa.large_string(), from_pandas=True).fill_null("")
-    used = np.zeros(len(arr) + 1, dtype=bool)
-    used[codes] = True  # code -1 (missing) marks the extra last slot
-    used = used[:-1]
+    used = used_codes(codes, len(arr))
 
     def to_rows(bad: np.ndarray) -> np.ndarray:
         bad = bad & used  # only categories some row has
