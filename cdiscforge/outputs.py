@@ -142,7 +142,7 @@ def _fallocate() -> Any:
 
         libc = ctypes.CDLL(None, use_errno=True)
         call = libc.fallocate
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # (TypeError: no CDLL(None) on Windows)
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     call.restype = ctypes.c_int
