@@ -69,6 +69,7 @@ from cdiscforge.define.datatypes import define_data_type, json_data_type, tempor
 from cdiscforge.define.oids import item_group_oid, item_oid, mdv_oid, oid_part, study_oid
 from cdiscforge.errors import CdiscforgeError, InputError
 from cdiscforge.model import Dataset, StudyInfo, Variable, char_max_bytes
+from cdiscforge.outputs import preallocate
 
 DATASET_JSON_VERSION = "1.1.0"
 DEFAULT_CHUNK_ROWS = 10_000
@@ -268,6 +269,20 @@ class _ColumnText:
         codes, texts = self._codes(self._series.iloc[start:stop])
         return self._dictionary(texts), codes
 
+    def fixed(self) -> tuple[pa.Array, int, int] | None:
+        """For a column whose dictionary is the same in every chunk (a categorical's
+        categories, an integer range): that dictionary and the lowest and highest index into
+        it (code + 1) a row has; None for the others (per-chunk dictionaries) and no rows."""
+        if self._cat_codes is not None:
+            codes = self._cat_codes
+            if not len(codes):
+                return None
+            return self._categories, int(codes.min()) + 1, int(codes.max()) + 1  # type: ignore[return-value]
+        if self._arrow is not None or self._ints is None:
+            return None
+        missing = bool(self._series.isna().any())
+        return self._ints, 0 if missing else 1, len(self._ints) - 1
+
     def _codes(self, series: pd.Series) -> tuple[np.ndarray, list[str]]:
         var = self._var
         if self._kind is not None:
@@ -297,12 +312,92 @@ class _ColumnText:
         return codes, _json_numbers(distinct)
 
 
+# Adjacent fixed-dictionary columns are joined while their joint dictionary has at most this
+# many texts and bytes (`_joined`).
+_JOINED_TEXTS = 1 << 16
+_JOINED_BYTES = 1 << 22
+
+
+class _JoinedText:
+    """Adjacent columns with fixed dictionaries (`_ColumnText.fixed`) as ONE column whose
+    texts are every combination of theirs, glued in column order (each already ends in ","
+    or the row's end): a row's text in them is its texts in the columns, back to back, so
+    the rows' bytes are the same, and the chunk's one take gathers one text per group of
+    columns instead of one per column (MK: 21 columns, 6 groups). A row's code is its
+    mixed-radix number over the columns' used index ranges, minus 1 (`_rows_bytes` adds 1
+    to every column's codes, for the "null" first text)."""
+
+    def __init__(self, members: list[tuple[_ColumnText, pa.Array, int, int]]) -> None:
+        sizes = [high - low + 1 for _, _, low, high in members]
+        total = int(np.prod(sizes))
+        self._members: list[tuple[_ColumnText, int, int]] = []
+        pieces = []
+        stride = total
+        everything = np.arange(total, dtype=np.int64)
+        for (column, dictionary, low, _), size in zip(members, sizes, strict=True):
+            stride //= size
+            self._members.append((column, low, stride))
+            which = pa.array((everything // stride) % size + low)
+            pieces.append(dictionary.take(which))
+        self._dictionary = pc.binary_join_element_wise(*pieces, "")
+
+    def chunk(self, start: int, stop: int) -> tuple[pa.Array, np.ndarray]:
+        """The joint dictionary and the rows' codes into it (as `_ColumnText.chunk`)."""
+        index = np.full(stop - start, -1, dtype=np.int64)
+        for column, low, stride in self._members:
+            _, codes = column.chunk(start, stop)
+            index += (codes.astype(np.int64) + (1 - low)) * stride
+        return self._dictionary, index
+
+
+def _joined(columns: list[_ColumnText]) -> list[_ColumnText | _JoinedText]:
+    """`columns` with each run of adjacent fixed-dictionary columns whose joint dictionary
+    stays within `_JOINED_TEXTS` texts and `_JOINED_BYTES` bytes made one `_JoinedText`
+    (greedily, left to right). A joint text is a text of each column: the joint dictionary
+    holds the texts of each column's window as often as the others' windows combine."""
+    out: list[_ColumnText | _JoinedText] = []
+    run: list[tuple[_ColumnText, pa.Array, int, int]] = []
+    texts, mean = 1, 0.0  # the run's joint texts, and their mean length
+
+    def close() -> None:
+        if len(run) > 1:
+            out.append(_JoinedText(run))
+        elif run:
+            out.append(run[0][0])
+        run.clear()
+
+    for column in columns:
+        fixed = column.fixed()
+        size, length = 0, 0.0
+        if fixed is not None:
+            dictionary, low, high = fixed
+            size = high - low + 1
+            length = pc.sum(pc.binary_length(dictionary.slice(low, size))).as_py() / size
+        more = texts * size
+        if fixed is None or more > _JOINED_TEXTS or more * (mean + length) > _JOINED_BYTES:
+            close()
+            texts, mean = 1, 0.0
+        if fixed is None:
+            out.append(column)
+            continue
+        run.append((column, *fixed))
+        texts *= size
+        mean += length
+    close()
+    return out
+
+
 def _arrow_strings(series: pd.Series) -> bool:
     """Whether a column is a pandas string column stored in Arrow ("str", "string[pyarrow]")."""
     return isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"
 
 
-def _rows_bytes(columns: list[_ColumnText], start: int, stop: int) -> memoryview:
+def _rows_bytes(
+    columns: list[_ColumnText | _JoinedText],
+    start: int,
+    stop: int,
+    combined: list[Any] | None = None,
+) -> memoryview:
     """The rows start..stop as one UTF-8 text, from ONE Arrow take.
 
     Every column's texts already carry what follows them in a row ("," or the row's end), so
@@ -310,7 +405,10 @@ def _rows_bytes(columns: list[_ColumnText], start: int, stop: int) -> memoryview
     back to back: the columns' dictionaries are put end to end, each row's codes shifted into
     that combined dictionary (a row-major (rows, columns) index), and the take of those
     indices lays the whole chunk's text out in its data buffer (one copy of the bytes; no
-    per-column array joined afterwards).
+    per-column array joined afterwards). `combined` keeps the last chunk's dictionaries and
+    them put end to end, which the next chunk reuses when every column's dictionary is the
+    very one it had (fixed dictionaries: categoricals, integer ranges, joined columns),
+    instead of copying them again.
     """
     parts = [column.chunk(start, stop) for column in columns]
     n = stop - start
@@ -319,12 +417,18 @@ def _rows_bytes(columns: list[_ColumnText], start: int, stop: int) -> memoryview
     for i, (dictionary, codes) in enumerate(parts):
         np.add(codes, base, out=index[:, i], dtype=np.int32, casting="unsafe")
         base += len(dictionary)
-    combined = pa.concat_arrays([dictionary for dictionary, _ in parts])
+    dictionaries = [dictionary for dictionary, _ in parts]
+    if combined and all(a is b for a, b in zip(combined[0], dictionaries, strict=True)):
+        ends = combined[1]  # (the dictionaries held there cannot be new ones at old addresses)
+    else:
+        ends = pa.concat_arrays(dictionaries)
+        if combined is not None:
+            combined[:] = [dictionaries, ends]
     indices = pa.array(index.reshape(-1))
     try:
-        rows = combined.take(indices)
+        rows = ends.take(indices)
     except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB of text: 64-bit offsets
-        rows = combined.cast(pa.large_string()).take(indices)
+        rows = ends.cast(pa.large_string()).take(indices)
     width = np.int64 if pa.types.is_large_string(rows.type) else np.int32
     offsets = np.frombuffer(rows.buffers()[1], dtype=width)
     first, last = offsets[rows.offset], offsets[rows.offset + len(rows)]
@@ -343,21 +447,36 @@ def encoding_of(path: Path) -> str:
 
 
 class _Sink:
-    """Where the encoded text goes: a UTF-8 text file, or a zlib stream for DSJC."""
+    """Where the encoded text goes: a UTF-8 text file, or a zlib stream for DSJC.
+
+    The file's final size is not known before its rows are encoded, so its disk blocks are
+    reserved ahead as it grows, half as much again as written each time
+    (`outputs.preallocate`), and the file is truncated to what was written when closed."""
 
     def __init__(self, path: Path, encoding: str, level: int) -> None:
         self._fh = path.open("wb")
         self._zlib = zlib.compressobj(level, zlib.DEFLATED, 15) if encoding == "dsjc" else None
+        self._written = 0
+        self._reserved = 0
 
     def write(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
 
     def write_bytes(self, data: bytes | memoryview) -> None:
-        self._fh.write(self._zlib.compress(data) if self._zlib is not None else data)
+        self._out(self._zlib.compress(data) if self._zlib is not None else data)
+
+    def _out(self, data: bytes | memoryview) -> None:
+        end = self._written + memoryview(data).nbytes
+        if end > self._reserved:
+            self._reserved = end + end // 2
+            preallocate(self._fh.fileno(), self._reserved)
+        self._fh.write(data)
+        self._written = end
 
     def close(self) -> None:
         if self._zlib is not None:
-            self._fh.write(self._zlib.flush())
+            self._out(self._zlib.flush())
+        self._fh.truncate()  # the blocks reserved past the end
         self._fh.close()
 
     def abort(self) -> None:
@@ -428,11 +547,13 @@ def write_dataset_json(
             )
             for i, (var, col) in enumerate(zip(dataset.variables, columns, strict=True))
         ]
+        joined = _joined(texts)
+        combined: list[Any] = []  # the last chunk's dictionaries and them end to end
         step = max(1, chunk_rows)
         for start in range(0, len(frame), step):
             stop = min(len(frame), start + step)
             data = (
-                _rows_bytes(texts, start, stop)
+                _rows_bytes(joined, start, stop, combined)
                 if texts
                 else (first + last).encode() * (stop - start)
             )

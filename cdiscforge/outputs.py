@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -128,6 +129,43 @@ def signals_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# --------------------------------------------------------------------------- preallocation
+
+
+@functools.cache
+def _fallocate() -> Any:
+    """libc's fallocate(2), or None where there is none (not glibc/Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.fallocate
+    except (OSError, AttributeError, TypeError):  # (TypeError: no CDLL(None) on Windows)
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    call.restype = ctypes.c_int
+    return call
+
+
+def preallocate(fd: int, size: int) -> bool:
+    """Reserve disk blocks for the first `size` bytes of the file open as `fd`, which is
+    about to be written that far; whether it did. The file's size becomes at least `size`
+    (fallocate(2) mode 0: the reserved range reads as zeros until written), so a writer
+    that stops short truncates to what it wrote.
+
+    Why: on ext4 a file written into blocks reserved beforehand costs the writing process
+    about half the kernel time of one whose blocks are allocated page by page as it grows
+    (2 GB: 0.2 s of system time against 0.35 to 1.2 s here). No bytes change. fallocate(2)
+    itself, not `os.posix_fallocate`: where a file system cannot reserve, glibc's stand-in
+    writes a zero into every block, which costs more than it saves; here any refusal
+    (unsupported, no space) only means no reservation, and the writing then fails or
+    succeeds as it would have."""
+    call = _fallocate()
+    if call is None or size <= 0:
+        return False
+    return call(fd, 0, 0, size) == 0
 
 
 # --------------------------------------------------------------------------- manifest

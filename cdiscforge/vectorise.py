@@ -126,11 +126,26 @@ def used_categories(series: pd.Series) -> pd.Index:
     What a question about a compacted column's SET of values (its longest value, its data
     type, the codelist terms it uses) is answered from: each distinct value once instead of
     every record, and without the categories a filtered frame keeps that no record has any
-    more. One pass over the codes (a scatter, no sort)."""
+    more (`used_codes`)."""
     categories = series.dtype.categories
-    used = np.zeros(len(categories) + 1, dtype=bool)
-    used[series.array.codes] = True  # code -1 (missing) marks the extra last slot
-    return categories[used[:-1]]
+    return categories[used_codes(series.array.codes, len(categories))]
+
+
+def used_codes(codes: np.ndarray, count: int) -> np.ndarray:
+    """Which of `count` categories some code names (-1, missing, names none), as a mask.
+
+    The lowest and highest code answer it alone when they are at most one apart (both are
+    then used, and nothing between them is unused: a constant or two-valued column, most
+    of a clinical dataset's flags and codes), a tenth of the time of the scatter over every
+    code (one pass each, no temporary) that answers the others."""
+    used = np.zeros(count + 1, dtype=bool)
+    if len(codes):
+        low, high = int(codes.min()), int(codes.max())
+        if high - low <= 1:  # both used; code -1 (missing) marks the extra last slot
+            used[low] = used[high] = True
+        else:
+            used[codes] = True
+    return used[:-1]
 
 
 def first_rows(codes: np.ndarray, count: int | None = None) -> np.ndarray:

@@ -46,6 +46,8 @@ import pyreadstat
 
 from cdiscforge.errors import InputError, XptError
 from cdiscforge.model import Dataset, Variable
+from cdiscforge.outputs import preallocate
+from cdiscforge.vectorise import used_codes
 
 SAS_EPOCH = pd.Timestamp("1960-01-01")
 
@@ -491,6 +493,110 @@ class _CodedBlock:
     def blank_rows(self) -> np.ndarray:
         return (self.table == 0x20).all(axis=1)[self.codes]
 
+    def window(self) -> tuple[int, int]:
+        """The lowest and highest row of `table` some row takes (code -1 is the last)."""
+        low, high = int(self.codes.min()), int(self.codes.max())
+        return (0, len(self.table) - 1) if low < 0 else (low, high)
+
+    def codes_of(self, start: int, stop: int) -> np.ndarray:
+        """The rows' indices into `table` (-1: the last, blank, row, as `np.take` wraps)."""
+        return self.codes[start:stop]
+
+
+# Adjacent categorical variables are written from one table of their joint bytes while it has
+# at most this many rows and bytes (`_JoinedBlock`).
+_JOINED_ROWS = 1 << 16
+_JOINED_BYTES = 1 << 22
+
+
+class _JoinedBlock:
+    """Adjacent `_CodedBlock`s (variables next to each other in the row) as one: a table of
+    every combination of the rows of their tables that the data uses (each table's window),
+    their bytes side by side, and a row's index into it its mixed-radix number over the
+    windows. The row's bytes are those of the blocks one after the other, gathered with ONE
+    take per chunk instead of one per variable (MK: 17 categoricals, 4 groups)."""
+
+    def __init__(self, blocks: list[_CodedBlock]) -> None:
+        windows = [block.window() for block in blocks]
+        sizes = [high - low + 1 for low, high in windows]
+        total = int(np.prod(sizes))
+        everything = np.arange(total, dtype=np.int64)
+        self._members: list[tuple[np.ndarray, np.ndarray]] = []
+        parts = []
+        stride = total
+        for block, (low, _), size in zip(blocks, windows, sizes, strict=True):
+            stride //= size
+            self._members.append(_radix_digit(block.codes, len(block.table), low, stride))
+            parts.append(block.table[(everything // stride) % size + low])
+        self.table = np.concatenate(parts, axis=1)
+        self.shape = (len(blocks[0]), self.table.shape[1])
+        self._first = 0
+        self._index = np.zeros(0, dtype=np.intp)
+
+    def codes_of(self, start: int, stop: int) -> np.ndarray:
+        """The rows' indices into the joint table, worked out `_BLOCK` rows at a time (the
+        writer asks for a few thousand rows at a time, in order)."""
+        if start < self._first or stop > self._first + len(self._index):
+            end = min(self.shape[0], start + max(_BLOCK, stop - start))
+            index = np.zeros(end - start, dtype=np.intp)
+            part = np.empty(end - start, dtype=np.intp)
+            for codes, digit in self._members:
+                np.take(digit, codes[start:end], out=part)
+                index += part
+            self._first, self._index = start, index
+        return self._index[start - self._first : stop - self._first]
+
+
+def _radix_digit(
+    codes: np.ndarray, rows: int, low: int, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A categorical's codes (8 or 16 bits) as unsigned integers, and the table of what each
+    adds to a row's index into a `_JoinedBlock` table: (code mod rows - low) * stride, code
+    -1 (missing) taking the table's last, blank, row; one gather per variable and chunk."""
+    unsigned = codes.view(np.uint8 if codes.dtype.itemsize == 1 else np.uint16)
+    values = np.arange(1 << (8 * codes.dtype.itemsize), dtype=unsigned.dtype)
+    signed = values.view(codes.dtype).astype(np.intp)
+    return unsigned, (signed % rows - low) * stride
+
+
+def _joined_blocks(
+    blocks: list[np.ndarray | _CodedBlock],
+) -> list[np.ndarray | _CodedBlock | _JoinedBlock]:
+    """`blocks` with each run of adjacent `_CodedBlock`s whose joint table stays within
+    `_JOINED_ROWS` rows and `_JOINED_BYTES` bytes made one `_JoinedBlock` (greedily, left
+    to right)."""
+    out: list[np.ndarray | _CodedBlock | _JoinedBlock] = []
+    run: list[_CodedBlock] = []
+    rows, width = 1, 0
+
+    def close() -> None:
+        if len(run) > 1:
+            out.append(_JoinedBlock(run))
+        elif run:
+            out.append(run[0])
+        run.clear()
+
+    for block in blocks:
+        coded = (
+            isinstance(block, _CodedBlock)
+            and len(block) > 0
+            and block.shape[1] > 0
+            and block.codes.dtype.itemsize <= 2  # (over 32,767 categories: alone)
+        )
+        low, high = block.window() if coded else (0, 0)  # type: ignore[union-attr]
+        more = rows * (high - low + 1)
+        if not coded or more > _JOINED_ROWS or more * (width + block.shape[1]) > _JOINED_BYTES:
+            close()
+            rows, width = 1, 0
+        if not coded:
+            out.append(block)
+            continue
+        run.append(block)  # type: ignore[arg-type]
+        rows *= high - low + 1
+        width += block.shape[1]
+    close()
+    return out
+
 
 def _blank_rows(block: np.ndarray | _CodedBlock) -> np.ndarray:
     """Rows whose bytes are all blanks."""
@@ -567,9 +673,7 @@ def _coded_column(dataset: Dataset, var: Variable, series: pd.Series) -> _CodedB
     categories = series.cat.categories
     codes = series.cat.codes.to_numpy()
     arr = pa.array(categories, type=pa.large_string(), from_pandas=True).fill_null("")
-    used = np.zeros(len(arr) + 1, dtype=bool)
-    used[codes] = True  # code -1 (missing) marks the extra last slot
-    used = used[:-1]
+    used = used_codes(codes, len(arr))
 
     def to_rows(bad: np.ndarray) -> np.ndarray:
         bad = bad & used  # only categories some row has
@@ -744,14 +848,18 @@ def write_xpt(dataset: Dataset, path: Path, *, created: datetime) -> Path:
     header = _header(dataset, created)
     row_length = sum(block.shape[1] for block in blocks)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    observations = len(dataset) * row_length
     try:
         with open(tmp, "wb") as fh:
+            # the size is known: its blocks reserved at once (outputs.preallocate)
+            preallocate(fh.fileno(), len(header) + observations + (-observations % 80))
             fh.write(header)
             written = 0
             for chunk in _observation_chunks(blocks, len(dataset), row_length):
                 fh.write(chunk)  # the chunk's buffer itself: no bytes copy of it
                 written += memoryview(chunk).nbytes
             fh.write(b" " * (-written % 80))
+            fh.truncate()  # a no-op unless fewer bytes were written than reserved
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -773,11 +881,11 @@ def _observation_chunks(
     buffer = np.empty((min(step, n_rows), row_length), dtype=np.uint8)
     layout = []
     pos = 0
-    for block in blocks:
+    for block in _joined_blocks(blocks):
         width = block.shape[1]
-        if isinstance(block, _CodedBlock):
+        if isinstance(block, _CodedBlock | _JoinedBlock):
             source = np.ascontiguousarray(block.table).view(f"V{width}")[:, 0]
-            layout.append((pos, width, source, block.codes))
+            layout.append((pos, width, source, block))
         else:
             items = np.ascontiguousarray(block).view(f"V{width}")[:, 0] if width else block
             layout.append((pos, width, items, None))
@@ -785,14 +893,14 @@ def _observation_chunks(
     for start in range(0, n_rows, step):
         stop = min(n_rows, start + step)
         rows = buffer[: stop - start]
-        for pos, width, source, codes in layout:
+        for pos, width, source, coded in layout:
             if not width:
                 continue
             out = rows[:, pos : pos + width].view(f"V{width}")[:, 0]
-            if codes is None:
+            if coded is None:
                 out[...] = source[start:stop]
             else:
-                np.take(source, codes[start:stop], out=out, mode="wrap")
+                np.take(source, coded.codes_of(start, stop), out=out, mode="wrap")
         yield rows
 
 

@@ -19,7 +19,7 @@ from cdiscforge.compact import compact_series
 from cdiscforge.define import datatypes, render
 from cdiscforge.define.datatypes import define_data_type
 from cdiscforge.model import Variable, char_max_bytes
-from cdiscforge.vectorise import first_rows, used_categories
+from cdiscforge.vectorise import first_rows, used_categories, used_codes
 
 # ---- the reference: the every-record algorithm before the per-distinct rewrite -------------
 _ISO_DATE = r"\d{4}-\d{2}-\d{2}"
@@ -210,3 +210,29 @@ def test_distinct_pairs_are_drop_duplicates_compacted_or_not() -> None:
     found = render._distinct_pairs(compacted, "X", "Y")
     assert found.index.tolist() == expected.index.tolist()
     assert render._distinct_pairs(plain, "X", "Y").index.tolist() == expected.index.tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])
+@pytest.mark.parametrize(
+    "codes",
+    [
+        [],
+        [-1],
+        [-1, -1],
+        [0],
+        [2, 2, 2],
+        [-1, 0, -1],
+        [3, 4, 3],
+        [-1, 1],  # missing and 1: 0 is not used though it lies between
+        [0, 2],
+        [4, -1, 0, 4],
+        [1, 0, 1, 0, -1],
+        [5, 6, 7],
+    ],
+)
+def test_used_codes_are_the_scatter_over_every_code(codes: list[int], dtype: type) -> None:
+    array = np.array(codes, dtype=dtype)
+    count = 8
+    scatter = np.zeros(count + 1, dtype=bool)
+    scatter[array] = True  # the one-pass scatter: code -1 marks the extra last slot
+    np.testing.assert_array_equal(used_codes(array, count), scatter[:-1])

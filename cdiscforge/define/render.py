@@ -39,7 +39,7 @@ from cdiscforge.define.schema import STYLESHEET_NAME, schema_errors, stylesheet_
 from cdiscforge.errors import CdiscforgeError
 from cdiscforge.model import ORIGINS, Dataset, Dictionary, StudyInfo, Variable, char_max_bytes
 from cdiscforge.standards import ADAMIG_VERSION, SDTMIG_VERSION, sdtmig_datasets
-from cdiscforge.vectorise import first_rows, used_categories
+from cdiscforge.vectorise import first_rows, used_categories, used_codes
 
 Standard = Literal["SDTM", "ADaM"]
 
@@ -382,8 +382,7 @@ def _split_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     a value gets does not matter to the callers, only which records share it."""
     if _text_categorical(series):
         categories = series.dtype.categories
-        used = np.zeros(len(categories) + 1, dtype=bool)
-        used[series.array.codes] = True
+        used = np.append(used_codes(series.array.codes, len(categories)), False)
         renumber = np.cumsum(used) - 1
         renumber[-1] = -1  # missing stays missing
         codes = renumber[series.array.codes]
