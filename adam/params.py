@@ -71,20 +71,32 @@ def count_positive(
     rule: str,
     min_evaluable: int = 1,
     seq: str | None = None,
+    rows: np.ndarray | None = None,
+    groups: tuple[np.ndarray, int] | None = None,
 ) -> pd.DataFrame:
-    """Per `by` group: N_ASSESSED, N_NE, N_POS and AVAL by the not-evaluable `rule`
-    (module docstring), and with `seq` SRCSEQ (the group's smallest). Groups keep their
-    `by` values (as text where the frame holds them compact); order follows `by`, missing
-    values a group of their own sorted last, as groupby(dropna=False, sort=True).
+    """Per `by` group of the records `rows` selects (a boolean mask; all without):
+    N_ASSESSED, N_NE, N_POS and AVAL by the not-evaluable `rule` (module docstring), and
+    with `seq` SRCSEQ (the group's smallest). Groups keep their `by` values (as text where
+    the frame holds them compact); order follows `by`, missing values a group of their own
+    sorted last, as groupby(dropna=False, sort=True) of the selected records.
 
     Grouped by the `by` columns' sorted codes (vectorise.sorted_groups) and counted with
     bincount: a compacted column (MK at 10,000 subjects: 9M records) is grouped by its
-    codes and only each group's first record is made text."""
-    group, count = sorted_groups(frame, by)
-    pos = (positive.fillna(False) & ~not_evaluable.fillna(False)).to_numpy(dtype=np.int64)
-    ne = not_evaluable.fillna(False).to_numpy(dtype=np.int64)
+    codes and only each group's first record is made text. `groups` is
+    `sorted_groups(frame, by)` when the caller has it: a caller counting several selections
+    of one frame (count_records: one per parameter) groups it once and passes `rows`,
+    instead of copying and grouping each selection (the groups present in a selection keep
+    their sorted order, renumbered 0, 1 ...)."""
+    full, total = groups if groups is not None else sorted_groups(frame, by)
+    at = np.flatnonzero(rows) if rows is not None else np.arange(len(frame), dtype=np.intp)
+    group = full[at]
+    present = np.bincount(group, minlength=total) > 0
+    group = (np.cumsum(present) - 1)[group]
+    count = int(present.sum())
+    ne = not_evaluable.to_numpy(dtype=bool, na_value=False)[at]
+    pos = positive.to_numpy(dtype=bool, na_value=False)[at] & ~ne
     first = np.full(count, len(frame), dtype=np.int64)
-    np.minimum.at(first, group, np.arange(len(frame), dtype=np.int64))
+    np.minimum.at(first, group, at)
     agg = frame_as_text(frame[by].iloc[first].reset_index(drop=True))
     agg["N_POS"] = np.bincount(group, weights=pos, minlength=count).astype(np.int64)
     agg["N_NE"] = np.bincount(group, weights=ne, minlength=count).astype(np.int64)
@@ -98,7 +110,8 @@ def count_positive(
         count_ = count_.where(agg["N_NE"] == 0)
     agg["AVAL"] = count_
     if seq is not None:
-        agg["SRCSEQ"] = frame[seq].reset_index(drop=True).groupby(group, sort=True).min().to_numpy()
+        values = frame[seq].iloc[at].reset_index(drop=True)
+        agg["SRCSEQ"] = values.groupby(group, sort=True).min().to_numpy()
     return agg
 
 
@@ -121,9 +134,10 @@ def count_records(ctx: RuleContext, p: CountParams) -> pd.DataFrame:
         lambda r: r.astype("string").str.strip().str.upper().isin(wanted), frame[p.result]
     )
     ne = p.not_evaluable.evaluate(sub)
-    # Only the columns a count reads are filtered per parameter (MK has ~900 records per
-    # subject and a dozen columns; copying all of them per parameter was most of the cost).
-    needed = frame[list(dict.fromkeys([*p.by, *([p.seq] if p.seq else [])]))]
+    # The frame is grouped once for all parameters, each counts its records by a mask (MK
+    # has ~900 records per subject: copying and grouping them per parameter was most of
+    # the cost).
+    groups = sorted_groups(frame, p.by)
     out = []
     for param in p.parameters:
         rows = param.where.evaluate(sub).to_numpy(dtype=bool)
@@ -131,8 +145,8 @@ def count_records(ctx: RuleContext, p: CountParams) -> pd.DataFrame:
             ctx.log.warn("adam", ctx.dataset, f"no {name} records for {param.PARAMCD}")
             continue
         agg = count_positive(
-            needed[rows], p.by, positive[rows], ne[rows], p.not_evaluable_rule,
-            p.min_evaluable, p.seq,
+            frame, p.by, positive, ne, p.not_evaluable_rule, p.min_evaluable, p.seq,
+            rows=rows, groups=groups,
         )  # fmt: skip
         agg.insert(len(p.by), "PARAMCD", param.PARAMCD)
         agg.insert(len(p.by) + 1, "PARAM", param.PARAM)

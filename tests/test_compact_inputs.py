@@ -116,6 +116,35 @@ def test_counts_group_a_compact_frame_as_its_text() -> None:
     assert text["N_ASSESSED"].tolist() == ref.tolist()
 
 
+@pytest.mark.parametrize("rule", ["zero", "prorate", "missing"])
+def test_counts_of_a_selection_by_mask_as_of_the_selected_records(rule: str) -> None:
+    """count_records groups the whole frame once and counts each parameter's records by a
+    mask: the same as counting the selected records alone (groups only the unselected
+    records have vanish, the rest keep their sorted order), text or compact."""
+    frame = TEXT.assign(V=pd.array([1, 2, 1, None, 3, 2, 1, 1, None, 2], dtype="Float64"))
+    positive = pd.Series([True, False, True, True, False, True, True, False, True, False])
+    ne = pd.Series([False, False, True, False, False, False, True, False, False, True])
+    by = ["L", "V", "M"]
+    compacted = _compact(frame[["L", "M", "N"]]).assign(V=frame["V"])
+    for rows in (
+        np.array([1, 0, 1, 1, 0, 0, 1, 1, 0, 1], dtype=bool),  # the "B" and None groups
+        np.ones(10, dtype=bool),
+        np.eye(1, 10, 9, dtype=bool)[0],  # one record
+    ):
+        for f in (frame, compacted):
+            alone = count_positive(
+                f[rows], by, positive[rows], ne[rows], rule, min_evaluable=2, seq="V"
+            )
+            masked = count_positive(
+                f, by, positive, ne, rule, min_evaluable=2, seq="V",
+                rows=rows, groups=sorted_groups(f, by),
+            )  # fmt: skip
+            pd.testing.assert_frame_equal(masked, alone, check_exact=True)
+            # without the caller's groups: the same
+            mine = count_positive(f, by, positive, ne, rule, 2, "V", rows=rows)
+            pd.testing.assert_frame_equal(mine, alone, check_exact=True)
+
+
 @pytest.fixture(scope="module")
 def both_sdtm(
     built: tuple[StudySpec, dict[str, Dataset]],

@@ -70,6 +70,32 @@ def test_factorize_rows_counts_missing_as_a_value_like_drop_duplicates() -> None
     )
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [None, "b", "a", None, "b", "c", "a"],  # missing first, a value of its own
+        ["b", "b", "a"],  # no missing; category "a" sorts before the first value
+        [None, None],  # only missing
+        [],
+    ],
+)
+def test_factorize_rows_of_a_categorical_as_of_its_text(values: list) -> None:
+    """One categorical column is renumbered from its own codes (unused categories, missing
+    values, a first value that is not the first category): the codes and first rows its
+    text gives through the general path (hashed int64 codes)."""
+    text = pd.Series(values, dtype="string")
+    categories = pd.Index(["a", "b", "c", "unused"], dtype="string")
+    compact = pd.Series(pd.Categorical(text, categories=categories))
+    assert isinstance(compact.dtype, pd.CategoricalDtype)
+    got_codes, got_first = factorize_rows(compact)
+    codes, first = factorize_rows(text)
+    assert got_codes.dtype == codes.dtype and got_first.dtype == first.dtype
+    assert got_codes.tolist() == codes.tolist() and got_first.tolist() == first.tolist()
+    assert per_distinct(lambda s: s.astype("string") + "!", compact).equals(
+        per_distinct(lambda s: s + "!", text)
+    )
+
+
 def test_factorize_rows_many_wide_columns_renumbers_before_overflow() -> None:
     # 8 columns of ~4,000 distinct values: their radix product is far beyond 2**62.
     rng = np.random.default_rng(7)
