@@ -177,10 +177,12 @@ def test_the_ahead_childs_jobs_come_after_the_files_they_read(
     built: tuple[StudySpec, dict[str, Dataset]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The child writing SDTM's files while ADaM is built (build._Ahead) runs its jobs one
-    after the other in its own order, heavy writes after the first moved behind the others:
-    a cross-check or hash it takes must come after every file it reads that the child
-    writes (the plan queues the heavy dataset's cross-check among the writes; in the
-    child's order it came before that dataset's Dataset-JSON, failed and stopped the child)."""
+    after the other in its own order: every file a job of it reads is written by it before
+    (the plan queues the heavy dataset's cross-check among the writes: in the child's order
+    it once came before that dataset's Dataset-JSON, failed and stopped the child), and it
+    takes no long job but the first heavy write (the heavy writes after it, a heavy
+    dataset's cross-check and what reads their files: started just before ADaM ends, one
+    kept the build waiting with a core idle)."""
     from cdiscforge import engine
 
     monkeypatch.setattr(build, "workers", lambda: 2)
@@ -188,9 +190,18 @@ def test_the_ahead_childs_jobs_come_after_the_files_they_read(
     study, datasets = built
     sdtm = {n: d for n, d in datasets.items() if not n.startswith("AD")}
     ahead = build._Ahead(study, sdtm, tmp_path, ("json", "ndjson"), True)
-    assert ahead.running and len(ahead.plan.heavy) > 1
-    plan, mine = ahead.plan, {key: n for n, key in enumerate(ahead.keys)}
-    assert [k for k in mine if k[0] == "check" and k[2] in {h[2] for h in plan.heavy}]
+    plan = ahead.plan
+    assert ahead.running and len(plan.heavy) > 1
+    mine = {key: n for n, key in enumerate(ahead.keys)}
+    heavy_sets = {h[1:3] for h in plan.heavy}
+    assert plan.heavy[0] in mine and not set(plan.heavy[1:]) & mine.keys()
+    assert not [k for k in mine if k[0] == "check" and k[1:3] in heavy_sets]
+    assert [k for k in mine if k[0] == "check"] and [k for k in mine if k[0] == "hash"]
     for key, n in mine.items():
         reads = [plan.keys[i] for i in plan.jobs[plan.keys.index(key)].after]
-        assert all(mine[k] < n for k in reads if k in mine), key
+        assert all(k in mine and mine[k] < n for k in reads), key
+    skipped = [k for k in plan.keys if k not in mine and k[0] not in ("rules", "rest")]
+    for key in skipped:  # each left out is long or reads what is left out
+        reads = {plan.keys[i] for i in plan.jobs[plan.keys.index(key)].after}
+        long = key in plan.heavy[1:] or (key[0] == "check" and key[1:3] in heavy_sets)
+        assert long or reads - mine.keys(), key
