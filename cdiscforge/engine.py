@@ -45,6 +45,7 @@ from cdiscforge.spec import DatasetSpec, StudySpec
 from cdiscforge.vectorise import (
     as_text,
     coded,
+    distinct_per_group,
     factorize_rows,
     forget,
     integers_as_text,
@@ -625,21 +626,14 @@ def build_dataset(
 def _rows_written(blocks: np.ndarray, rows: np.ndarray, count: int) -> list[int]:
     """Per record block, how many of its source rows have a record (a split row writes one
     record per item, counted once): `records.loc[records["__block"] == i, "__row"].nunique()`
-    for each block, from one scatter into a table of (block, row) flags (rows are source
-    row numbers, at most the source's length) instead of hashing each block's rows (MK at
-    10,000 subjects: 0.45 s for 8.8 million records)."""
+    for each block, by `vectorise.distinct_per_group` instead of hashing each block's rows
+    (MK at 10,000 subjects: 0.45 s for 8.8 million records)."""
     if not len(rows):
         return [0] * count
     rows = rows.astype(np.int64, copy=False)
     low = min(int(rows.min()), 0)
     rows = rows - low if low else rows
-    width = int(rows.max()) + 1
-    pairs = blocks.astype(np.int64) * width + rows
-    if count * width > 4 * len(rows) + 2**20:  # sparse: hash the pairs instead
-        return np.bincount(pd.unique(pairs) // width, minlength=count).tolist()
-    seen = np.zeros(count * width, dtype=bool)
-    seen[pairs] = True
-    return [int(n) for n in seen.reshape(count, width).sum(axis=1)]
+    return distinct_per_group(blocks, count, rows, int(rows.max()) + 1).tolist()
 
 
 def _context(

@@ -165,6 +165,24 @@ def used_codes(codes: np.ndarray, count: int) -> np.ndarray:
     return used[:-1]
 
 
+def distinct_per_group(
+    groups: np.ndarray, count: int, values: np.ndarray, width: int
+) -> np.ndarray:
+    """How many distinct `values` (codes 0..width-1) each of `count` groups (codes
+    0..count-1, aligned with `values`) has. A table of the (group, value) pairs seen when it
+    is small beside the records (no hash of them), else the distinct pairs hashed: a
+    reconciliation's source rows written per record block (MK at 10,000 subjects: 8.8
+    million records), a validation rule's values per group."""
+    if not len(groups):
+        return np.zeros(count, dtype=np.int64)
+    pairs = groups.astype(np.int64) * width + values
+    if count * width <= max(4 * len(groups), 1 << 20):
+        seen = np.zeros(count * width, dtype=bool)
+        seen[pairs] = True
+        return seen.reshape(count, width).sum(axis=1)
+    return np.bincount(pd.unique(pairs) // width, minlength=count)
+
+
 def first_rows(codes: np.ndarray, count: int | None = None) -> np.ndarray:
     """The position of the first row of each distinct code, in row order: what
     drop_duplicates keeps, in one pass over the codes without hashing or sorting the rows.

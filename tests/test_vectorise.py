@@ -343,3 +343,16 @@ def test_stable_order_with_categorical_missing_and_many_keys_is_sort_values() ->
     assert (frame.index[stable_order(frame, keys)] == expected).all()
     short = frame.sort_values(["c", "k0"], kind="stable", na_position="last").index
     assert (frame.index[stable_order(frame, ["c", "k0"])] == short).all()
+
+
+@pytest.mark.parametrize("width", [3, 5_000_000])  # the pair table, then the hashed pairs
+def test_distinct_per_group_is_groupby_nunique(width: int) -> None:
+    from cdiscforge.vectorise import distinct_per_group
+
+    rng = np.random.default_rng(7)
+    groups = rng.integers(0, 4, 2_000)
+    values = rng.integers(0, width, 2_000)
+    want = pd.Series(values).groupby(groups).nunique().reindex(range(5), fill_value=0)
+    got = distinct_per_group(groups, 5, values, width)
+    assert got.tolist() == want.tolist()  # group 4 has no records: 0
+    assert distinct_per_group(groups[:0], 2, values[:0], width).tolist() == [0, 0]

@@ -468,14 +468,7 @@ def inconsistent_within(frame: pd.DataFrame, by: Sequence[str], value: str) -> p
     group, n_groups = combine_codes([parts[c] for c in by])
     group = group[keep]
     values = parts[value][0][keep].astype(np.int64)
-    width = parts[value][1]
-    if n_groups * width <= max(4 * len(group), 1 << 20):  # the (group, value) pairs seen, a
-        seen = np.zeros(n_groups * width, dtype=bool)  # table: no hash of the records
-        seen[group * width + values] = True
-        n = seen.reshape(n_groups, width).sum(axis=1)[group]
-    else:
-        pairs = pd.unique(group * width + values)
-        n = np.bincount(pairs // width, minlength=n_groups)[group]
+    n = vectorise.distinct_per_group(group, n_groups, values, parts[value][1])[group]
     out = np.zeros(len(frame), dtype=bool)
     out[keep] = n > 1
     return pd.Series(out, index=frame.index)
