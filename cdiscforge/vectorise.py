@@ -148,8 +148,9 @@ def used_categories(series: pd.Series) -> pd.Index:
     return categories[used_codes(series.array.codes, len(categories))]
 
 
-def used_codes(codes: np.ndarray, count: int) -> np.ndarray:
-    """Which of `count` categories some code names (-1, missing, names none), as a mask.
+def used_codes(codes: np.ndarray, count: int, missing: bool = False) -> np.ndarray:
+    """Which of `count` categories some code names (-1, missing, names none), as a mask;
+    with `missing`, one more slot last: whether some code is -1.
 
     The lowest and highest code answer it alone when they are at most one apart (both are
     then used, and nothing between them is unused: a constant or two-valued column, most
@@ -162,7 +163,7 @@ def used_codes(codes: np.ndarray, count: int) -> np.ndarray:
             used[low] = used[high] = True
         else:
             used[codes] = True
-    return used[:-1]
+    return used if missing else used[:-1]
 
 
 def distinct_per_group(

@@ -236,3 +236,4 @@ def test_used_codes_are_the_scatter_over_every_code(codes: list[int], dtype: typ
     scatter = np.zeros(count + 1, dtype=bool)
     scatter[array] = True  # the one-pass scatter: code -1 marks the extra last slot
     np.testing.assert_array_equal(used_codes(array, count), scatter[:-1])
+    np.testing.assert_array_equal(used_codes(array, count, missing=True), scatter)

@@ -99,8 +99,7 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
         return pd.factorize(values, use_na_sentinel=False)
     raw = values.array.codes
     width = len(values.dtype.categories)
-    used = np.zeros(width + 1, dtype=bool)
-    used[raw] = True  # code -1 (missing) marks the last slot
+    used = vectorise.used_codes(raw, width, missing=True)  # the last slot: code -1, missing
     if used[:width].all() and not used[width]:  # its codes as they are (read only)
         codes = raw.view()
         codes.flags.writeable = False
