@@ -1010,11 +1010,15 @@ def _simd_lengths(parser: Any, data: bytes) -> np.ndarray | None:
         return None
     try:
         n = len(rows)
-        if (n and set(map(type, rows)) != {_simdjson.Array}) or b"{" in data:
+        if b"{" in data or np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 0x5B) != n + 1:
             return None
-        if np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 0x5B) != n + 1:
+        # Array's own __len__ refuses any other type (TypeError): one pass over the rows both
+        # proves each is an array and counts its values (MK at 10,000 subjects: 8.8 million
+        # rows, 0.4 CPU s less than a pass for the types and another for the lengths).
+        try:
+            return np.fromiter(map(_simdjson.Array.__len__, rows), dtype=np.int64, count=n)
+        except TypeError:
             return None
-        return np.fromiter(map(len, rows), dtype=np.int64, count=n)
     finally:
         del rows  # the parser holds one document at a time
 

@@ -1214,6 +1214,29 @@ def _distinct_rows(block: np.ndarray) -> np.ndarray:
     return data[start : start + len(unique) * width].reshape(-1, width)
 
 
+def _adjacent_runs(
+    columns: list[tuple[str, int, int]],
+) -> list[tuple[int, int, list[tuple[str, int, int]]]]:
+    """Text `columns` (name, position, width in the observation) as runs of columns that lie
+    side by side: (start, width, [(name, offset in the run, width)]), in the order of the
+    observation.
+
+    `scan_xpt_distinct` takes the distinct rows of a run at once rather than of each column:
+    a value's first row is its run's first row holding it, so projected on a column the
+    run's distinct rows give that column's values in the same order. A column's bytes
+    cost the same in a wider run, and each run costs one strided copy and one hash pass
+    (MK at 10,000 subjects: 9 codelisted columns are 4 runs)."""
+    runs: list[tuple[int, int, list[tuple[str, int, int]]]] = []
+    for name, pos, width in sorted(columns, key=lambda c: c[1]):
+        if runs and runs[-1][0] + runs[-1][1] == pos:
+            start, run_width, members = runs[-1]
+            members.append((name, pos - start, width))
+            runs[-1] = (start, run_width + width, members)
+        else:
+            runs.append((pos, width, [(name, 0, width)]))
+    return runs
+
+
 def _distinct_text(distinct: np.ndarray, encoding: str | None) -> pd.Series:
     """Distinct fixed-width text values as `read_xpt` reads them, missing (blank) left out."""
     text = pd.Series(_char_chunk(distinct, encoding), dtype="str").dropna()
@@ -1258,21 +1281,35 @@ def scan_xpt_distinct(
         parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
         fh.seek(obs_start)
         tail = b""
+        # One buffer for every chunk: a new bytes object (up to 64 MB) per read is fresh
+        # memory whose pages fault in each time (MK at 10,000 subjects, 2.2 GB read 64 MB at a
+        # time: 1.3-2.0 CPU s with read(), 0.3 s with readinto()). What is kept of a chunk is
+        # copied out of it.
+        buffer = bytearray(min(rows, step) * row_length)
+        wanted = list(dict.fromkeys(columns))
+        runs = _adjacent_runs([(c, *places[c][1:]) for c in wanted if places[c][0]])
+        numeric = [c for c in wanted if not places[c][0]]
+        view = memoryview(buffer)
+        mark = len(_MEMBER_HEADER)
         for first in range(0, rows, step):
             count = min(step, rows - first)
-            raw = fh.read(count * row_length)
-            if _MEMBER_HEADER in raw or _MEMBER_HEADER in tail + raw[: len(_MEMBER_HEADER)]:
+            size = fh.readinto(view[: count * row_length])
+            if buffer.find(_MEMBER_HEADER, 0, size) >= 0 or _MEMBER_HEADER in tail + bytes(
+                view[: min(mark, size)]
+            ):
                 return _scan_xpt_chunks(path, columns, chunk_rows)
-            tail = raw[-len(_MEMBER_HEADER) :]
-            block = np.frombuffer(raw, dtype=np.uint8).reshape(count, row_length)
-            for name in columns:
-                is_char, pos, n = places[name]
-                part = block[:, pos : pos + n]
-                if is_char:
-                    parts[name].append(_distinct_rows(part))
-                else:
-                    values = pd.unique(ibm_to_ieee(part))
-                    parts[name].append(values[~np.isnan(values)])
+            tail = bytes(view[max(0, size - mark) : size])
+            block = np.frombuffer(view[:size], dtype=np.uint8).reshape(count, row_length)
+            for start, width, members in runs:
+                # distinct rows of the run, then of each column in it (what is kept is a
+                # column's distinct values, however many combinations the run has)
+                distinct = _distinct_rows(block[:, start : start + width])
+                for name, offset, n in members:
+                    parts[name].append(_distinct_rows(distinct[:, offset : offset + n]))
+            for name in numeric:
+                _, pos, n = places[name]
+                values = pd.unique(ibm_to_ieee(block[:, pos : pos + n]))
+                parts[name].append(values[~np.isnan(values)])
     out: dict[str, pd.Series] = {}
     for encoding in (None, "windows-1252"):
         try:

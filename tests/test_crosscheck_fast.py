@@ -86,6 +86,8 @@ DOC_EDITS = {
     "nested object": lambda d: _set(d, 2100, 2, {"x": 1}),
     "nested array": lambda d: _set(d, 2200, 1, [1]),
     "row not an array": lambda d: {**d, "rows": _splice(d["rows"], 2500, 1, [5])},
+    # one "[" per row all the same: only the rows' own types tell (simdjson's Array.__len__)
+    "row a string holding [": lambda d: {**d, "rows": _splice(d["rows"], 2500, 1, ["["])},
     "records drift": lambda d: {**d, "records": N_ROWS - 1},
     "brackets and quotes in strings": lambda d: _set(d, 1000, 2, 'a "q" ],[ [x] {y} \\'),
     "non-ASCII": lambda d: _set(d, 10, 2, "é ü 日本 😀"),
@@ -98,6 +100,7 @@ EXPECTED = {
     "nested object": ["rows/2100 holds a value that is not a scalar"],
     "nested array": ["rows/2200 holds a value that is not a scalar"],
     "row not an array": ["rows/2500 is not an array of 5 values"],
+    "row a string holding [": ["rows/2500 is not an array of 5 values"],
     "records drift": [f"records is {N_ROWS - 1} but there are {N_ROWS} rows"],
 }
 
@@ -262,3 +265,66 @@ def test_crosscheck_finds_a_value_outside_its_codelist_in_a_late_chunk(tmp_path:
         "LB (lb.xpt): LBTESTCD has values not in CodeList CL.LBTESTCD: 'XYZ'",
         f"LB: lb.json has {N_ROWS - 1} rows, lb.xpt has {N_ROWS}",
     ]
+
+
+@pytest.mark.skipif(datasetjson._simdjson is None, reason="simdjson not installed")
+def test_simd_lengths_answer_only_for_arrays_of_scalars() -> None:
+    """The lengths come from the rows themselves; a row that is not an array (even with the
+    brackets counting right) or a nested value leaves the answer to json.loads (None)."""
+    parser = datasetjson._simdjson.Parser()
+    lengths = datasetjson._simd_lengths(parser, b'[[1,"a,b",null],[],["x"]]')
+    assert lengths is not None and lengths.tolist() == [3, 0, 1]
+    assert datasetjson._simd_lengths(parser, b"[]").tolist() == []
+    for refused in (b'[[1],"["]', b'[[1],"x",[2,[3]]]', b'[[1],{"a":1}]', b"[[1],5]", b"[[1]"):
+        assert datasetjson._simd_lengths(parser, refused) is None, refused
+
+
+def _one_at_a_time(path: Path, names: list[str]) -> dict[str, list[str]]:
+    """Each column's distinct values scanned alone: no run of adjacent columns (the old way)."""
+    return {name: scan_xpt_distinct(path, [name], chunk_rows=3)[1][name].tolist() for name in names}
+
+
+def test_xpt_distinct_values_of_adjacent_columns_cut_as_one_run(tmp_path: Path) -> None:
+    """Columns side by side are hashed as one block of bytes (`_adjacent_runs`): each column's
+    distinct values, in the order they first occur, are those it has scanned alone, with
+    values planted late, in one column of a run whose other columns repeat, blank and
+    non-ASCII (the Windows-1252 fallback), columns asked twice and out of order."""
+    n = 40
+    i = np.arange(n)
+    frame = pd.DataFrame(
+        {
+            "A": pd.Series(np.where(i % 2 == 0, "x", "yy"), dtype="str"),
+            "B": pd.Series(np.where(i % 3 == 0, "", "b"), dtype="str"),
+            "C": pd.Series(np.where(i == 37, "late", "c"), dtype="str"),
+            "N": (i % 4).astype("float64"),
+            "D": pd.Series(np.where(i == 38, "d2", "d1"), dtype="str"),
+        }
+    )
+    frame.loc[39, "A"] = "x"  # a combination seen before, with B's and C's usual values
+    names = ["A", "B", "C", "N", "D"]
+
+    def dataset(frame: pd.DataFrame) -> Dataset:
+        variables = [Variable(c, c, type="Num" if c == "N" else "Char") for c in names]
+        return Dataset("RU", "Runs", frame, variables)
+
+    path = write_xpt(dataset(frame), tmp_path / "ru.xpt", created=datetime(2026, 1, 15))
+    asked = ["D", "B", "A", "N", "C", "B"]
+    rows, values = scan_xpt_distinct(path, asked, chunk_rows=3)
+    assert rows == n
+    assert {c: values[c].tolist() for c in names} == _one_at_a_time(path, names)
+    assert values["C"].tolist() == ["c", "late"] and values["B"].tolist() == ["b"]
+    for chunk_rows in (1, 7, 100):
+        slow_rows, slow = _scan_xpt_chunks(path, asked, chunk_rows)
+        fast_rows, fast = scan_xpt_distinct(path, asked, chunk_rows=chunk_rows)
+        assert fast_rows == slow_rows == n
+        assert all(set(fast[c]) == set(slow[c]) for c in names)
+    latin = frame.copy()
+    latin.loc[20, "B"] = "cafX"
+    (tmp_path / "la").mkdir()
+    path = write_xpt(dataset(latin), tmp_path / "la" / "ru.xpt", created=datetime(2026, 1, 15))
+    data = path.read_bytes()
+    assert data.count(b"cafX") == 1
+    path.write_bytes(data.replace(b"cafX", b"caf\xe9"))  # not UTF-8: read as Windows-1252
+    rows, values = scan_xpt_distinct(path, asked, chunk_rows=3)
+    assert values["B"].tolist() == ["b", "caf\xe9"]
+    assert {c: values[c].tolist() for c in names} == _one_at_a_time(path, names)
