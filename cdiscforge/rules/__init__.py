@@ -313,12 +313,13 @@ class RuleContext:
         return values
 
     def ref(self, reference: str, held: bool = False) -> pd.Series:
-        """A target variable computed earlier, or a raw column written `raw.NAME` (`held`:
-        see `raw`)."""
+        """A target variable computed earlier, or a raw column written `raw.NAME`; `held`:
+        a categorical as it is held (kept as codes, `keep_codes`, or a compact dataset's
+        column: a condition is tested per category, not on its strings), see `raw`."""
         if reference.startswith("raw."):
             return self.raw(reference[4:], held)
         if reference in self.out.columns:
-            return self.text(reference)
+            return self.out[reference] if held else self.text(reference)
         raise SpecError(
             self.spec_file,
             self.variable,
