@@ -320,7 +320,9 @@ def _apply_p21(
 def _compact_all(datasets: dict[str, Dataset]) -> None:
     """Hold the built datasets compact (categoricals for repeated text, cdiscforge.compact)
     while they are validated and written: nothing changes them any more, the checks and the
-    writers work per distinct value of a categorical, and a forked child shares them."""
+    writers work per distinct value of a categorical, and a forked child shares them. A
+    large dataset is built so already (engine.build_dataset): this compacts what is left
+    (columns the build leaves as text: a variable with a SUPP-- item, one over 200 bytes)."""
     for ds in datasets.values():
         compact(ds)
 

@@ -24,7 +24,11 @@ A dataset built in the build's second process (cdiscforge.engine) travels compac
 (`pack`): MK at 10,000 subjects pickles to a tenth of its strings' bytes. The parent keeps
 it so (expanding its 9M records back to strings and compacting them again before
 validation cost seconds and held ~1 GiB of text through ADaM): whatever reads a built
-dataset in a later stage is indifferent to categorical or text columns. Conditions are
+dataset in a later stage is indifferent to categorical or text columns. For the same
+reason a dataset this module would compact (at least `CATEGORICAL_MIN_ROWS` records: LB,
+ADLB, ADEFF, and MK in one process) is built in this form in any process
+(`engine.build_dataset`), so `compact` finds little left to do; a later dataset's block
+reading it makes text only of the columns its rules read (`rules.Source.texts`). Conditions are
 tested once per category (cdiscforge.rules.Condition), counts group by the codes
 (adam.params), and a rule that needs text takes the rows it reads first and makes only
 those text (`cdiscforge.vectorise.as_text`), so every value, dtype and order is that of the

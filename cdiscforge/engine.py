@@ -12,6 +12,7 @@ spec's `supp` items. The reconciliation row of every source says read = written 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import pickle
 import unicodedata
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdiscforge import model, standards
+from cdiscforge import model, standards, xpt
 from cdiscforge.buildlog import BuildLog, Event, Reconciliation
 from cdiscforge.compact import compact_series, frame_as_text, pack, tighten
 from cdiscforge.concurrent import Child, give_back_memory, workers
@@ -520,7 +521,9 @@ def build_dataset(
     An SDTM dataset's repeated-value text columns are kept as codes through the build
     (`RuleContext.keep_codes`, `vectorise.text_codes`) and given their strings once, in
     final order; with `compact` (the build's child, which packs the dataset to send it) the
-    kept Char variables stay categoricals, exactly as `compact.pack` would make them."""
+    kept Char variables stay categoricals, exactly as `compact.pack` would make them; so they
+    do in a dataset of at least `cdiscforge.xpt.CATEGORICAL_MIN_ROWS` records (read when
+    called), which the build holds compact (`compact.compact`) whatever process made it."""
     frames: list[pd.DataFrame] = []
     recon: list[Reconciliation] = []
     for i, block in enumerate(spec.records):
@@ -536,14 +539,7 @@ def build_dataset(
             keep = block.filter.evaluate(ctx).to_numpy(dtype=bool)
             if (~keep).any():
                 row.rejected[block.filter_reason] = int((~keep).sum())
-            source = Source(
-                source.name,
-                source.file,
-                frame[keep],
-                source.rows[keep],
-                source.date_formats,
-                source.subject,
-            )
+            source = dataclasses.replace(source, frame=frame[keep], rows=source.rows[keep])
             ctx.source = source
             ctx.out = pd.DataFrame(index=source.frame.index)
         if block.pivot is not None:
@@ -582,6 +578,11 @@ def build_dataset(
             records[var.name] = _typed(var.rule.fn(ctx, var.params), var.meta, ctx)
 
     ctx = None  # type: ignore[assignment]  # (it holds records as before _ascii and the sort)
+    # A dataset the build will hold compact (cdiscforge.compact: at least CATEGORICAL_MIN_ROWS
+    # records) is made so here, as the child makes its own: its codes are not expanded to
+    # strings only to be factorized again before validation (LB at 10,000 subjects: 1.5
+    # million records), and the sort moves codes.
+    compact = compact or len(records) >= xpt.CATEGORICAL_MIN_ROWS
     if compact:
         _packable(spec, records)
     records = _ascii(spec, study, records, log)
@@ -671,10 +672,14 @@ def _block_source(
         if block.dataset not in domains:
             raise SpecError(spec.file, f"records[{i}].dataset", f"{block.dataset} is not built")
         frame = domains[block.dataset].frame.reset_index(drop=True)
-        # Its rules read any column of every record as the text it was built as (a dataset
-        # built in the second process comes back compact: cdiscforge.compact).
-        frame = frame_as_text(frame)
-        return Source(block.dataset, block.dataset, frame, np.arange(1, len(frame) + 1))
+        # Its rules read any column of every record as the text it was built as (a large
+        # dataset is held compact: cdiscforge.compact): a column as they read it
+        # (`Source.texts`), so that only the columns read, of the records kept by the
+        # block's filter (tested per category), are made text; a pivot or a split reads
+        # the frame whole.
+        if block.pivot is not None or block.split is not None:
+            frame = frame_as_text(frame)
+        return Source(block.dataset, block.dataset, frame, np.arange(1, len(frame) + 1), texts=True)
     gdef = GENERATORS[block.generator or ""]  # known: checked when the spec loaded
     ctx = _context(study, spec, "", pd.DataFrame(), None, domains, log, store)
     frame = gdef.fn(ctx, spec.block_params[i]).reset_index(drop=True)

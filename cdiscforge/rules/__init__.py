@@ -261,7 +261,10 @@ def generator(
 
 @dataclass
 class Source:
-    """The records a block maps from: a raw form or a spec table, with row numbers."""
+    """The records a block maps from: a raw form, a spec table or a built dataset, with row
+    numbers. `texts`: a categorical column of `frame` (a built dataset held compact,
+    cdiscforge.compact) is read as its text (`RuleContext.raw`), made once when first read,
+    so that a block makes text of the columns its rules read only."""
 
     name: str
     file: str
@@ -269,6 +272,7 @@ class Source:
     rows: np.ndarray
     date_formats: dict[str, str] = field(default_factory=dict)
     subject: str | None = None
+    texts: bool = False
 
 
 @dataclass
@@ -289,7 +293,9 @@ class RuleContext:
     keep_codes: bool = False
     _texts: dict[str, tuple[Any, pd.Series]] = field(default_factory=dict, repr=False)
 
-    def raw(self, column: str) -> pd.Series:
+    def raw(self, column: str, held: bool = False) -> pd.Series:
+        """A column of the block's source, as text (`Source.texts`), or `held` as the
+        source holds it (a categorical read per category: `Condition.evaluate`)."""
         if self.source is None:
             raise SpecError(
                 self.spec_file, self.variable, f"raw column {column!r} used after stack"
@@ -300,14 +306,20 @@ class RuleContext:
                 self.variable,
                 f"raw column {column!r} is not in source {self.source.name!r}",
             )
-        return self.source.frame[column]
+        values = self.source.frame[column]
+        if self.source.texts and not held and isinstance(values.dtype, pd.CategoricalDtype):
+            values = as_text(values)
+            self.source.frame[column] = values  # the block's own frame: read once
+        return values
 
-    def ref(self, reference: str) -> pd.Series:
-        """A target variable computed earlier, or a raw column written `raw.NAME`."""
+    def ref(self, reference: str, held: bool = False) -> pd.Series:
+        """A target variable computed earlier, or a raw column written `raw.NAME`; `held`:
+        a categorical as it is held (kept as codes, `keep_codes`, or a compact dataset's
+        column: a condition is tested per category, not on its strings), see `raw`."""
         if reference.startswith("raw."):
-            return self.raw(reference[4:])
+            return self.raw(reference[4:], held)
         if reference in self.out.columns:
-            return self.text(reference)
+            return self.out[reference] if held else self.text(reference)
         raise SpecError(
             self.spec_file,
             self.variable,
@@ -532,7 +544,7 @@ class Condition(BaseModel):
         if self.not_ is not None:
             return ~self.not_.evaluate(ctx)
         assert self.col is not None  # checked when the spec loaded
-        values = ctx.ref(self.col)
+        values = ctx.ref(self.col, held=True)
         if isinstance(values.dtype, pd.CategoricalDtype):
             if self._references():  # compared row by row with another column: as text
                 return self._test(as_text(values), ctx)

@@ -800,11 +800,15 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
     """
     for key, problem in p.spec_problems(ctx.study) if p.dataset is None else []:
         raise SpecError(ctx.spec_file, f"{ctx.variable}.{key}", problem)
+    kept: np.ndarray | None = None  # the records `where` keeps (all: None)
     if p.dataset is not None:
         frame = ctx.domain(p.dataset).frame
         if p.column is None:
             raise SpecError(ctx.spec_file, ctx.variable, "aggregate over a dataset needs column")
         sub_ctx = _context_on(ctx, frame, p.dataset)
+        if p.where is not None:  # first (per category on a compact dataset): only the
+            kept = p.where.evaluate(sub_ctx).to_numpy(dtype=bool)  # records kept made text
+            frame = frame[kept]
         keys = frame["USUBJID"]
         values = as_text(frame[p.column])  # its values (a compacted column's as text)
         what = f"dataset {p.dataset}"
@@ -836,7 +840,7 @@ def aggregate(ctx: RuleContext, p: AggregateParams) -> pd.Series:
     for col, (theirs, _) in zip(kcols[1:], pairs, strict=True):
         right[col] = _key_text(frame[theirs]).to_numpy()
     right["v"] = values.to_numpy()
-    if p.where is not None:
+    if p.where is not None and kept is None:
         right = right[p.where.evaluate(sub_ctx).to_numpy(dtype=bool)]
     if p.func in ("min", "max") and p.date:
         right = right[(right["v"].str.len() >= 10).fillna(False).to_numpy(dtype=bool)]
@@ -881,7 +885,7 @@ def _by_ref(ctx: RuleContext, ref: str) -> pd.Series:
     if ref.startswith("raw.") or ref in ctx.out.columns:
         return ctx.ref(ref)
     if ctx.source is not None and ref in ctx.source.frame.columns:
-        return ctx.source.frame[ref]
+        return ctx.raw(ref)
     return ctx.ref(ref)  # the SpecError naming what is known
 
 
