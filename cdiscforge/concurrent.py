@@ -209,6 +209,36 @@ def give_back_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+# Free memory at the top of the heap kept for the next allocations (malloc_trim, in
+# give_back_memory, still returns all of it where the build asks).
+_KEEP_FREE = 1 << 30
+
+
+def reuse_memory() -> None:
+    """Serve this process's allocations from memory it freed before, not from new pages.
+
+    For a forked child doing one heavy build (SDTM's MK: ~9M records, each step a few
+    temporaries of 70 MB): numpy's large arrays are each mapped anew by glibc (above its mmap
+    threshold) and unmapped when freed, and Arrow's pool (mimalloc) returns its pages to
+    the system too, so every temporary is memory the kernel must zero again (transparent
+    huge pages here). Measured at 10,000 subjects in the build's child: 4,900 huge-page
+    faults, sys 5.3-5.9 s of ~11 s CPU; with glibc's heap only (no mmap, the top kept) and
+    Arrow's buffers from the same heap (its system pool), ~800 faults, sys 2.3-4.0 s (user
+    time unchanged, peak RSS the same: the heap is reused, not grown). Not for the parent,
+    which lives through the whole build (its heap would keep each stage's peak)."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE)
+
+
 _STOPPING = {signal.SIGINT, signal.SIGTERM}
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from cdiscforge import model, standards
 from cdiscforge.buildlog import BuildLog, Event, Reconciliation
 from cdiscforge.compact import compact_series, frame_as_text, pack, tighten
-from cdiscforge.concurrent import Child, give_back_memory, workers
+from cdiscforge.concurrent import Child, give_back_memory, reuse_memory, workers
 from cdiscforge.errors import (
     CdiscforgeError,
     InputError,
@@ -372,6 +372,7 @@ class _Beside:
 
     def _in_child(self) -> _Made:
         """The child's part (in the forked process): see the class docstring."""
+        reuse_memory()  # its temporaries from the memory it freed (concurrent.reuse_memory)
         if self.store is not None:
             self.store.release(f for f in self.study.forms if f not in self.child_forms)
             give_back_memory()
