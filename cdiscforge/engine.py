@@ -27,7 +27,7 @@ import pandas as pd
 from cdiscforge import model, standards, xpt
 from cdiscforge.buildlog import BuildLog, Event, Reconciliation
 from cdiscforge.compact import compact_series, frame_as_text, pack, tighten
-from cdiscforge.concurrent import Child, give_back_memory, workers
+from cdiscforge.concurrent import Child, give_back_memory, reuse_memory, workers
 from cdiscforge.errors import (
     CdiscforgeError,
     InputError,
@@ -236,8 +236,8 @@ def _beside_plan(
 ) -> str | None:
     """The dataset of `order` to build in a second process, or None: the one that reads the
     most rows (raw exports and datasets already built: the cost estimate), among those with
-    something to build beside them, i.e. a dataset later in the order than all of its
-    dependencies that does not depend on it, directly or not.
+    something to build beside them, i.e. a dataset that neither needs it nor is needed by
+    it, directly or not (`_Beside` builds the chosen one's dependencies first).
 
     Only a stage that reads raw exports forks: the child maps everything its parent holds
     (the machine's memory budget is for the processes' summed RSS), and at the start of
@@ -246,19 +246,24 @@ def _beside_plan(
     all of SDTM, ~3 GiB at 10,000 subjects), which the child could not let go of."""
     if workers() < 2 or store is None:
         return None
-    needs: dict[str, set[str]] = {}  # every dataset of the stage each one needs, transitively
-    for name in order:  # dependencies first
-        deps = study.datasets[name].depends_on() & set(order)
-        needs[name] = deps.union(*(needs[d] for d in deps))
+    needs = _needs(study, order)
     best, most = None, BESIDE_MIN_ROWS - 1
     for name in order:
-        start = max((order.index(d) for d in needs[name]), default=-1) + 1
-        if not any(name not in needs[m] for m in order[start:] if m != name):
+        if not any(name not in needs[m] and m not in needs[name] for m in order if m != name):
             continue
         rows = _rows_read(study, study.datasets[name], store, domains)
         if rows > most:
             best, most = name, rows
     return best
+
+
+def _needs(study: StudySpec, order: list[str]) -> dict[str, set[str]]:
+    """Every dataset of `order` (a stage, dependencies first) each one needs, transitively."""
+    needs: dict[str, set[str]] = {}
+    for name in order:
+        deps = study.datasets[name].depends_on() & set(order)
+        needs[name] = deps.union(*(needs[d] for d in deps))
+    return needs
 
 
 def _rows_read(
@@ -274,19 +279,28 @@ class _Beside:
     (cdiscforge.concurrent.Child) while this process builds the others, in their order,
     waiting for it only where a dataset reads it (or at the end).
 
-    The child is forked as soon as the datasets it reads are built. It lets go at once of
-    the raw exports it does not read (so that the parent's release frees them), builds its
-    dataset (and SUPP--) with its located input errors recorded (errors.Recorder), and sends
-    back the datasets packed (cdiscforge.compact.pack: categoricals pickle small; this
-    process keeps them so, whatever reads them later is indifferent to it), its log events
-    and reconciliation rows, the recorded errors and the exception that stopped it, if one
-    did. This process splices the events and rows into the log where a one-process
-    build writes them (the place the child's dataset has in the order), and reports the
-    errors there: those of the datasets after it in the order are recorded meanwhile and
-    reported after the child's. An exception ends the stage as in one process: the child's
-    is raised where the child's dataset is in the order, one of a dataset before it kills
-    the child, one of a dataset after it waits for the child's errors first. Each raw
-    export is let go of after its last reader in each process."""
+    The datasets the child reads (directly or not) are built first, in their order, and
+    the child is forked then: the others, before or after them in the order, are built
+    beside it (MK at 10,000 subjects reads DM, SE and SV, not AE, CM and DS, which come
+    before SV in the spec's order: built after the fork, they are ~1 s less before MK can
+    start). Each of those first datasets is held as the child's result is (`_Made`: its
+    log lines, reconciliation rows, recorded errors and exception) and put into the log and
+    the errors at its place in the order, so the log and the errors are those of one
+    process; one failing is the last of them built, and the others are built in the order
+    without a child up to it, where its exception is raised, as one process raises it.
+
+    The child lets go at once of the raw exports it does not read (so that the parent's release
+    frees them), builds its dataset (and SUPP--) with its located input errors recorded
+    (errors.Recorder), and sends back the datasets packed (cdiscforge.compact.pack: categoricals
+    pickle small; this process keeps them so, whatever reads them later is indifferent to it),
+    its log events and reconciliation rows, the recorded errors and the exception that stopped
+    it, if one did. This process splices the events and rows into the log where a one-process
+    build writes them (the place the child's dataset has in the order), and reports the errors
+    there: those of the datasets after it in the order are recorded meanwhile and reported after
+    the child's. An exception ends the stage as in one process: the child's is raised where the
+    child's dataset is in the order, one of a dataset before it kills the child, one of a
+    dataset after it waits for the child's errors first. Each raw export is let go of after its
+    last reader in each process."""
 
     def __init__(
         self,
@@ -303,6 +317,7 @@ class _Beside:
         self.domains, self.log, self.say, self.on_built = domains, log, say, on_built
         spec = study.datasets[child]
         self.needs = spec.depends_on()
+        self.first = _needs(study, order)[child]  # built before the fork
         self.child_forms = _forms_read(study, spec) if store is not None else set()
         self.readers: dict[str, set[str]] = {}  # form -> datasets of this process reading it
         for name in order:
@@ -316,6 +331,7 @@ class _Beside:
     def build(self, made: dict[str, list[Dataset]]) -> None:
         """Build the stage into `made` (the datasets of each spec, by name)."""
         self._release(set())
+        first = self._build_first(made)
         with contextlib.ExitStack() as stack:
             for name in self.order:
                 if self.running is None and self.needs <= self.domains.keys():
@@ -323,6 +339,9 @@ class _Beside:
                     self.running = stack.enter_context(Child(self._in_child))
                     self._release(set(made))
                     give_back_memory()  # the child's raw exports (it holds them now)
+                if name in first:  # built already: its lines and errors go here
+                    self._put(first.pop(name), (len(self.log.events), len(self.log.reconciliation)))
+                    continue
                 spec = self.study.datasets[name]
                 if name == self.child and self.running is not None:
                     self.mark = (len(self.log.events), len(self.log.reconciliation))
@@ -358,6 +377,52 @@ class _Beside:
             if self.child not in made and self.mark is not None:
                 self._collect(made)
 
+    def _build_first(self, made: dict[str, list[Dataset]]) -> dict[str, _Made]:
+        """The datasets the child needs, built in their order before any other, each held
+        (`_Made`: its log lines taken out of the log) for `_put` at its place in the order;
+        the first that fails is the last built."""
+        first: dict[str, _Made] = {}
+        for name in self.order:
+            if name not in self.first:
+                continue
+            self.say(name)
+            events, rows = len(self.log.events), len(self.log.reconciliation)
+            out: list[Dataset] = []
+            error: Exception | None = None
+            with recording() as rec:
+                try:
+                    spec = self.study.datasets[name]
+                    out = build_dataset(spec, self.study, self.store, self.domains, self.log)
+                except Exception as exc:  # raised by _put, where one process raises it
+                    error = exc
+            first[name] = _Made(
+                out, self.log.events[events:], self.log.reconciliation[rows:], rec, error
+            )
+            del self.log.events[events:], self.log.reconciliation[rows:]
+            if error is not None:
+                break
+            made[name] = out
+            for ds in out:
+                self.domains[ds.name] = ds
+            self._release(set(made))
+        return first
+
+    def _put(self, got: _Made, at: tuple[int, int]) -> None:
+        """A dataset built out of the order (the child's, or one it needs): its log lines
+        and reconciliation rows into the log at `at` (events, rows), its errors reported
+        now, its exception raised; else `on_built` hears of its datasets."""
+        events, rows = at
+        self.log.events[events:events] = got.events
+        self.log.reconciliation[rows:rows] = got.reconciliation
+        found = collector()
+        if got.errors is not None and found is not None:
+            got.errors.replay(found)
+        if got.error is not None:
+            raise got.error
+        for ds in got.datasets:
+            if self.on_built:
+                self.on_built(ds)
+
     def _release(self, done: set[str]) -> None:
         """Let go of the raw exports every dataset of this process reading them has read
         (those the child reads only once it holds them; should its dependencies be missing
@@ -373,6 +438,7 @@ class _Beside:
 
     def _in_child(self) -> _Made:
         """The child's part (in the forked process): see the class docstring."""
+        reuse_memory()  # its temporaries from the memory it freed (concurrent.reuse_memory)
         if self.store is not None:
             self.store.release(f for f in self.study.forms if f not in self.child_forms)
             give_back_memory()
@@ -410,19 +476,11 @@ class _Beside:
         self.say(self.child)
         give_back_memory()  # what this process's datasets needed while the child's peaks
         got = self.running.result()
-        events, rows = self.mark
-        self.log.events[events:events] = got.events
-        self.log.reconciliation[rows:rows] = got.reconciliation
-        found = collector()
-        if got.errors is not None and found is not None:
-            got.errors.replay(found)
-        if got.error is not None:
-            raise got.error
+        self._put(got, self.mark)
         for ds in got.datasets:
             self.domains[ds.name] = ds
-            if self.on_built:
-                self.on_built(ds)
         made[self.child] = got.datasets
+        found = collector()
         for rec in self.held:
             if found is not None:
                 rec.replay(found)

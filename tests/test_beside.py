@@ -81,19 +81,30 @@ def _planted(default_raw: Path, tmp_path: Path, faults: dict[str, list[tuple]]) 
     return raw
 
 
-def _stage_error(seed_spec: Path, raw: Path, workers: str, mp: pytest.MonkeyPatch) -> str:
+def _stage_run(
+    seed_spec: Path, raw: Path, workers: str, mp: pytest.MonkeyPatch
+) -> tuple[str, list[tuple], list[tuple], list[str]]:
+    """The stage's error, its log (events, reconciliation rows) and progress messages."""
     mp.setenv("CDISCFORGE_WORKERS", workers)
     study = load_study(seed_spec)
     log = BuildLog()
     said: list[str] = []
     with pytest.raises(CdiscforgeError) as caught:
         build_stage(study, "sdtm", RawStore(study, raw, log), log, progress=said.append)
+    events = [(e.level, e.stage, e.dataset, e.message) for e in log.events]
+    rows = [(r.source, r.dataset, r.read, r.written, dict(r.rejected)) for r in log.reconciliation]
+    return str(caught.value), events, rows, said
+
+
+def _stage_error(seed_spec: Path, raw: Path, workers: str, mp: pytest.MonkeyPatch) -> str:
+    error, _, _, said = _stage_run(seed_spec, raw, workers, mp)
     assert any(m.endswith(" beside)") for m in said) == (workers == "2")
-    return str(caught.value)
+    return error
 
 
-# Mapping errors (the raw check passes them): AE is built before the fork, LB while the
-# child builds MK and before MK in the order, PR after it; the child finds those of MK.
+# Mapping errors (the raw check passes them): AE is built after the fork (before SV, which the
+# child needs, in the order), LB too and before MK in the order, PR after it; the child finds
+# those of MK.
 FAULTS = {
     "adverse_events": [(3, "AESEV", "HUGE")],
     "lab": [(58, "UNIT", "furlongs")],
@@ -138,6 +149,76 @@ def test_an_exception_in_the_child_ends_the_stage_where_one_process_ends_it(
     assert f"(the build stopped after these: {child} cannot be built)" in both
     assert "adverse_events.csv" in both and "lab.csv" in both
     assert "liposuction.csv" not in both and "joints.csv" not in both
+
+
+def test_the_child_s_dependencies_built_first_log_and_report_as_one_process(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    """MK needs DM, SE and SV: they are built first and the child forked then; AE, CM and
+    DS, before SV in the order, are built after it. Each planted cell is reported by two
+    datasets (the collector keeps the first report of a cell: the order shows), and the
+    log lines and reconciliation rows come in the order of one process."""
+    raw = _planted(default_raw, tmp_path, FAULTS)
+    study = load_study(seed_spec)
+    order = engine.build_order(study, "sdtm")
+    store = RawStore(study, raw, BuildLog())
+    store.check_all()
+    child = engine._beside_plan(study, order, store, {})
+    first = engine._needs(study, order)[child]
+    late = [n for n in order if n not in first and n != child]  # built after the fork
+    before = [n for n in late if order.index(n) < max(order.index(f) for f in first)]
+    assert child == "MK" and before  # the study has datasets to move after the fork
+    real = engine.build_dataset
+    shared = {  # planted cell -> the datasets reporting it
+        1: [before[0], max(first, key=order.index)],  # after the fork, before a first one
+        2: [late[-1], child],  # the child's and one after it
+        3: [min(first, key=order.index), before[-1]],
+    }
+
+    def planted(spec, *args, **kw):  # type: ignore[no-untyped-def]
+        for row, names in shared.items():
+            if spec.name in names:
+                report(InputError("planted.csv", f"from {spec.name}", row=row, column="X"))
+        return real(spec, *args, **kw)
+
+    fork_always.setattr(engine, "build_dataset", planted)
+    both = _stage_run(seed_spec, raw, "2", fork_always)
+    one = _stage_run(seed_spec, raw, "1", fork_always)
+    assert both[:3] == one[:3]
+    for row, names in shared.items():  # the one earlier in the order
+        assert f"row {row}, column X: from {min(names, key=order.index)}" in both[0]
+        assert f"row {row}, column X: from {max(names, key=order.index)}" not in both[0]
+    said = [m.split()[0] for m in both[3]]
+    assert said[: len(first)] == [n for n in order if n in first]
+    assert all(m.endswith(f"(+ {child} beside)") for m in both[3] if m.split()[0] in late)
+
+
+def test_an_exception_in_a_dataset_the_child_needs_ends_the_stage_as_one_process_ends_it(
+    fork_always: pytest.MonkeyPatch, seed_spec: Path, default_raw: Path, tmp_path: Path
+) -> None:
+    """SV (built before the fork) fails: no child; AE, before SV in the order, is built and
+    its error reported with SV's exception; nothing after SV is built."""
+    raw = _planted(default_raw, tmp_path, FAULTS)
+    real = engine.build_dataset
+    built: list[str] = []
+
+    def broken(spec, *args, **kw):  # type: ignore[no-untyped-def]
+        built.append(spec.name)
+        if spec.name == "SV":
+            raise CdiscforgeError("SV cannot be built")
+        return real(spec, *args, **kw)
+
+    fork_always.setattr(engine, "build_dataset", broken)
+    both = _stage_run(seed_spec, raw, "2", fork_always)
+    assert not any(m.endswith(" beside)") for m in both[3])
+    built_two, built[:] = built[:], []
+    one = _stage_run(seed_spec, raw, "1", fork_always)
+    assert both[:3] == one[:3]
+    assert sorted(built_two) == sorted(built)  # the same datasets, SV first of DM, SE, SV
+    assert built_two.index("SV") < built_two.index("AE")
+    assert "(the build stopped after these: SV cannot be built)" in both[0]
+    assert "adverse_events.csv" in both[0]
+    assert "lab.csv" not in both[0] and "joints.csv" not in both[0]
 
 
 def test_a_recorder_replayed_leaves_the_collector_as_direct_reports_would() -> None:

@@ -88,6 +88,57 @@ def test_a_result_that_does_not_load_back_is_named(monkeypatch) -> None:
         run_beside(lambda: [1, _DoesNotLoad()], lambda: None)
 
 
+def _arrays() -> dict[str, Any]:
+    """A result of the shapes a built dataset has: numpy, masked, categorical and Arrow
+    text columns (odd lengths: the arrays do not end on the file's alignment), a scalar."""
+    import numpy as np
+    import pandas as pd
+
+    n = 100_003
+    frame = pd.DataFrame(
+        {
+            "num": np.arange(n, dtype=np.float64) / 3,
+            "masked": pd.array([1.5, None, -0.0] * (n // 3) + [2.0] * (n % 3), dtype="Float64"),
+            "cat": pd.Categorical(["b", "a", None] * (n // 3) + ["a"] * (n % 3)),
+            "text": pd.array(["u", None, "vw"] * (n // 3) + ["x"] * (n % 3), "string[pyarrow]"),
+            "byte": np.arange(n, dtype=np.int8),
+        }
+    )
+    return {"frame": frame, "empty": frame.iloc[:0], "codes": np.arange(7, dtype=np.int16), "n": n}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_result_s_arrays_come_back_equal_and_writable(monkeypatch, shared: bool) -> None:
+    """Through the shared file (mapped privately: a write here changes this copy only) or,
+    without one, in the pickle."""
+    import mmap
+
+    import numpy as np
+
+    monkeypatch.setenv("CDISCFORGE_WORKERS", "2")
+    if concurrent.workers() < 2:
+        pytest.skip("one core: nothing is forked")
+    if not shared:
+        monkeypatch.setattr(concurrent, "_shared_file", lambda: -1)
+    got, _ = run_beside(_arrays, lambda: None)
+    want = _arrays()
+    root = got["codes"]
+    while isinstance(root, np.ndarray) and root.base is not None:
+        root = root.base
+    mapped = isinstance(getattr(root, "obj", None), mmap.mmap)  # the file's, or the pickle's
+    assert mapped == (shared and hasattr(os, "memfd_create"))
+    assert got.keys() == want.keys() and got["n"] == want["n"]
+    assert (got["codes"] == want["codes"]).all() and got["codes"].dtype == want["codes"].dtype
+    for name in ("frame", "empty"):
+        assert got[name].dtypes.equals(want[name].dtypes)
+        assert got[name].equals(want[name])
+    got["codes"][0] = 99
+    assert got["codes"][0] == 99
+    frame = got["frame"]
+    frame.loc[5, "num"] = -1.0
+    assert frame.loc[5, "num"] == -1.0 and frame.loc[6, "num"] == want["frame"].loc[6, "num"]
+
+
 def _forks(monkeypatch: pytest.MonkeyPatch, then: Callable[[], object] = lambda: None) -> list[int]:
     """Two processes, with os.fork recording each child's pid (and calling `then` in the
     parent right after the fork); skips the test on one core."""
