@@ -223,3 +223,40 @@ def test_numbers_compare_as_define_spells_them(tmp_path, more):
     lb.frame["VISITNUM"] = [1.0, 9.299999999999999, 1.0, 9.299999999999999]
     codelists = {**CLEAN_CODELISTS, ("LB", "VISITNUM"): ("CL.VISITNUM", ["1", "9.3"])}
     assert _found(tmp_path, more, vlm=CLEAN_VLM, codelists=codelists) == {}
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_counts_and_values_on_a_large_dataset_match_the_records(tmp_path, more, categorical):
+    """Above the size where values are tested once per distinct value (categorical or text
+    columns), the findings count the records a per-record test counts and name the values."""
+    lb = more[3]
+    frame = pd.concat([lb.frame] * 400, ignore_index=True)  # 1,600 records
+    frame.loc[frame.index % 7 == 1, "LBTESTCD"] = "AST"
+    frame.loc[frame.index % 11 == 2, "LBTESTCD"] = "GGT"
+    frame.loc[frame.index % 13 == 3, "LBORRESU"] = "mg/dL"
+    frame.loc[frame.index % 17 == 4, "LBORRESU"] = None
+    frame.loc[frame.index % 5 == 0, "LBORRES"] = ""  # not populated: not held to a value list
+    if categorical:
+        for name in ("LBTESTCD", "LBORRESU", "LBORRES", "LBSTRESC"):
+            frame[name] = frame[name].astype("category")
+    lb.frame = frame
+    path = tmp_path / "define.xml"
+    path.write_text(define_xml(more, vlm=CLEAN_VLM, codelists=CLEAN_CODELISTS), encoding="utf-8")
+    findings, _ = check_define(path, more)
+    got = {(f.rule_id, f.variables): (f.count, f.message) for f in findings}
+    testcd = frame["LBTESTCD"].astype("string")
+    undescribed = testcd.notna() & (testcd != "ALT")
+    populated = frame["LBORRES"].astype("string").str.strip().fillna("") != ""
+    units = frame["LBORRESU"].astype("string")
+    unlisted = units.notna() & (units != "U/L")
+    assert got[("CF-DF-0010", ("LBORRES", "LBTESTCD"))][0] == int((undescribed & populated).sum())
+    assert got[("CF-DF-0010", ("LBSTRESC", "LBTESTCD"))][0] == int(undescribed.sum())
+    count, message = got[("CF-DF-0012", ("LBORRESU",))]
+    assert count == int(unlisted.sum())
+    assert "'mg/dL'" in message
+    assert "AST, GGT without" in got[("CF-DF-0010", ("LBORRES", "LBTESTCD"))][1]
+    assert set(got) == {
+        ("CF-DF-0010", ("LBORRES", "LBTESTCD")),
+        ("CF-DF-0010", ("LBSTRESC", "LBTESTCD")),
+        ("CF-DF-0012", ("LBORRESU",)),
+    }

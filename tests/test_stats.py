@@ -208,3 +208,33 @@ def test_tender_p_below_0001_needs_nine_identical_changes_of_13() -> None:
     untied = wilcoxon_signed_rank(-np.arange(1, 14, dtype=float))
     assert untied.es == pytest.approx(0.882, abs=5e-4) and 0.001 < untied.p < 0.002
     assert untied.p_exact == pytest.approx(2 / 2**13)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ranks_and_p_equal_scipys_bit_for_bit(seed: int) -> None:
+    """The average ranks and the normal p equal scipy.stats.rankdata and norm.sf exactly (the
+    statistics module no longer imports scipy.stats): ties, negative and half changes, one
+    change, large |Z| where the tail underflows towards 0."""
+    from cdiscforge.stats import _average_ranks
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    changes = rng.integers(-6, 7, n) * (0.5 if seed % 2 else 1.0)
+    if seed == 3:
+        changes = np.full(200, 2.0)  # one tie group: |Z| far out in the tail
+    nonzero = changes[changes != 0]
+    if nonzero.size:
+        ranks, sizes = _average_ranks(np.abs(nonzero))
+        expected = sps.rankdata(np.abs(nonzero), method="average")
+        assert ranks.dtype == expected.dtype and np.array_equal(ranks, expected)
+        assert np.array_equal(sizes, np.unique(np.abs(nonzero), return_counts=True)[1])
+    r = wilcoxon_signed_rank(changes)
+    assert r.p == float(min(1.0, 2.0 * sps.norm.sf(abs(r.z))))
+    for z in (0.0, 0.5, 1.96, 8.5, 40.0, float("inf")):
+        assert 2.0 * sps.norm.sf(z) == 2.0 * _stats_ndtr(-z)
+
+
+def _stats_ndtr(x: float) -> float:
+    from scipy.special import ndtr
+
+    return float(ndtr(x))

@@ -10,6 +10,8 @@ Python objects, Series.isin / map / str methods per record.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,3 +259,30 @@ def test_categorical_codes_group_as_factorize_does() -> None:
     ]
     full = pd.Series(pd.Categorical(list("ab") * 600))  # every category used, no missing
     assert op.codes_of(full)[0].tolist() == [0, 1] * 600
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_per_value_gathers_what_per_record_evaluation_gives(shared: bool) -> None:
+    """`per_value`'s result by each record's code is `fn` of every record: categoricals with
+    unused categories and missing values, pyarrow text with NA and blanks, numbers with NaN,
+    short and mostly-distinct columns."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    words = np.array(["A", " b", "", "C ", "A"], dtype=object)
+    text = pd.Series(words[rng.integers(0, 5, n)], dtype="string[pyarrow]")
+    text[rng.random(n) < 0.1] = pd.NA
+    cat = text.astype(pd.CategoricalDtype(["A", " b", "", "C ", "unused"]))
+    numbers = pd.Series(rng.integers(0, 4, n) * 0.5)
+    numbers[rng.random(n) < 0.1] = np.nan
+    columns = [text, cat, numbers, text[:10], pd.Series(np.arange(n) * 1.5), cat[:7]]
+
+    def spelled(values: pd.Series) -> pd.Series:
+        return op.as_string(values, "string").str.strip().str.len()
+
+    with op.shared_codes() if shared else contextlib.nullcontext():
+        for column in columns:
+            codes, small = op.per_value(spelled, column)
+            expected = spelled(column)
+            assert len(small) == len(pd.unique(codes))
+            got = pd.Series(small.to_numpy()[codes], index=column.index, dtype=expected.dtype)
+            pd.testing.assert_series_equal(got, expected, check_names=False)

@@ -228,6 +228,23 @@ def per_distinct(fn: Callable[..., pd.Series], *columns: pd.Series) -> pd.Series
     return vectorise.per_distinct(fn, *columns, coded=distinct(columns))
 
 
+def per_value(
+    fn: Callable[[pd.Series], pd.Series], values: pd.Series
+) -> tuple[np.ndarray, pd.Series]:
+    """`fn` (element-wise) evaluated on each distinct value of `values` once, and each record's
+    code into that result: `per_distinct` without the broadcast, for a check that only counts
+    or names records (`result.to_numpy()[codes]` is `per_distinct(fn, values)`), so no text
+    column as long as the dataset is built. The codes are the shared ones (`codes_of`). A hash
+    table holds -0.0 and 0.0 as one value: `fn` must not tell them apart (`per_distinct`
+    evaluates such a column per record instead)."""
+    found = _coded(values)
+    if isinstance(values.dtype, pd.CategoricalDtype):  # its used categories, as they are
+        small = pd.Series(found.uniques.array, name=values.name)
+    else:
+        small = values.iloc[found.first()].reset_index(drop=True)
+    return found.codes, fn(small)
+
+
 def isin(values: pd.Series, allowed) -> pd.Series:
     """`values.isin(allowed)`, tested once per distinct value."""
     return per_distinct(lambda v: _isin(v, allowed), values)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from lxml import etree
 
@@ -153,7 +154,9 @@ def _value_level(
     frame = ds.frame
     if key not in frame.columns:
         return out
-    keys = op.per_distinct(_values, frame[key])  # values repeat: each spelled once
+    # values repeat: each distinct key and target value is spelled and tested once, the
+    # records only gather the booleans by their codes
+    key_codes, keys = op.per_value(_values, frame[key])
     for target in targets:
         if target not in by_name or target not in frame.columns:
             continue
@@ -161,11 +164,12 @@ def _value_level(
         if described is None and rule_id == "CF-DF-0010":
             continue  # findings: only where the define declares value-level metadata by key
         described = described or set()
-        populated = op.per_distinct(_populated, frame[target])
-        missing = populated & keys.notna() & ~op.isin(keys, described).fillna(False)
+        undescribed = _flags(keys.notna() & ~op.isin(keys, described).fillna(False))
+        target_codes, populated = op.per_value(_populated, frame[target])
+        missing = _flags(populated)[target_codes] & undescribed[key_codes]
         count = int(missing.sum())
         if count:
-            values = sorted(set(keys[missing].dropna().tolist()))
+            values = sorted(set(keys.iloc[np.unique(key_codes[missing])].dropna().tolist()))
             out.append(
                 Finding.of(
                     rule_id,
@@ -186,9 +190,14 @@ def _populated(series: pd.Series) -> pd.Series:
     return _values(series).notna()
 
 
-def _not_listed(series: pd.Series, allowed: set[str]) -> pd.Series:
-    values = _values(series)
+def _not_listed(values: pd.Series, allowed: set[str]) -> pd.Series:
+    """Values (as `_values` spells them) that are given and not among `allowed`."""
     return values.notna() & ~values.isin(allowed).fillna(False)
+
+
+def _flags(mask: pd.Series) -> np.ndarray:
+    """A boolean mask as numpy booleans, missing as False (as a mask selects records)."""
+    return mask.to_numpy(dtype=bool, na_value=False)
 
 
 def _one(rule_id: str, dataset: str, var: str, message: str, example: dict) -> Finding:
@@ -356,11 +365,10 @@ def _check_define(
                 continue
             if not allowed:
                 continue  # external dictionary: its terms are not listed in define.xml
-            column = ds.frame[var.name]
-            bad = op.per_distinct(lambda v, allowed=allowed: _not_listed(v, allowed), column)
-            count = int(bad.sum())
-            if count:
-                values = op.per_distinct(_values, column)
+            codes, values = op.per_value(_values, ds.frame[var.name])
+            bad = _flags(_not_listed(values, allowed))  # per distinct value
+            count = int(bad[codes].sum())
+            if count:  # every distinct value is some record's
                 shown = sorted(set(values[bad].dropna().tolist()))
                 not_listed.append(
                     Finding.of(
