@@ -49,10 +49,10 @@ def row_keys(*columns: pd.Series) -> np.ndarray:
 
 
 def _renumbered(combined: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
-    """factorize_rows of combined codes below `span` (at most one per row): each code's first
-    row from a table of `span` entries (`first_rows`), the codes numbered by it, instead of
-    a hash of every row (the lab catalogue's test code and unit over LB's 1.6 million
-    records: ~20 combinations)."""
+    """factorize_rows of codes below `span` (-1 read as span - 1, which none is): each
+    code's first row from a table of `span` entries (`first_rows`), the codes numbered by
+    it, instead of a hash of every row (the lab catalogue's test code and unit over LB's
+    1.6 million records: ~20 combinations)."""
     first = first_rows(combined, span)
     renumber = np.empty(span, dtype=np.intp)
     renumber[combined[first]] = np.arange(len(first), dtype=np.intp)
@@ -62,11 +62,7 @@ def _renumbered(combined: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray
 def _categorical_rows(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """factorize_rows(col) of a categorical: its codes' first rows (`first_rows`), then
     each code renumbered by the order of its first row (missing, -1, a value of its own)."""
-    raw = col.array.codes
-    first = first_rows(raw, len(col.dtype.categories))
-    renumber = np.empty(len(col.dtype.categories) + 1, dtype=np.intp)  # -1: the last entry
-    renumber[raw[first]] = np.arange(len(first), dtype=np.intp)
-    return renumber[raw], first
+    return _renumbered(col.array.codes, len(col.dtype.categories) + 1)  # -1: the last entry
 
 
 def combine_codes(parts: Iterable[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
