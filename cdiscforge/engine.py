@@ -47,10 +47,10 @@ from cdiscforge.vectorise import (
     as_text,
     coded,
     distinct_per_group,
-    factorize_rows,
     forget,
     integers_as_text,
     remember_codes,
+    row_keys,
     stable_order,
     take,
     text_codes,
@@ -636,6 +636,7 @@ def build_dataset(
             records[var.name] = _typed(var.rule.fn(ctx, var.params), var.meta, ctx)
 
     ctx = None  # type: ignore[assignment]  # (it holds records as before _ascii and the sort)
+    records = records.drop(columns=_unread(spec, records))
     # A dataset the build will hold compact (cdiscforge.compact: at least CATEGORICAL_MIN_ROWS
     # records) is made so here, as the child makes its own: its codes are not expanded to
     # strings only to be factorized again before validation (LB at 10,000 subjects: 1.5
@@ -680,6 +681,18 @@ def build_dataset(
         if supp is not None:
             out.append(supp)
     return out
+
+
+def _unread(spec: DatasetSpec, records: pd.DataFrame) -> list[str]:
+    """The helper variables (not kept) nothing reads once the final rules have run: the
+    sort, the ASCII and length checks, the text columns' strings (`_texts`) and SUPP--
+    would otherwise move or check columns the dataset drops (LB's conversion factors,
+    decimals and standard units: five of its 1.5 million-record columns at 10,000
+    subjects)."""
+    read = {v.name for v in spec.variables if v.keep}
+    read |= {item.var for item in spec.supp} | {item.idvar for item in spec.supp if item.idvar}
+    read |= {*(spec.sort or spec.keys), "STUDYID", "USUBJID", f"{spec.name}SEQ"}
+    return [v.name for v in spec.variables if v.name not in read and v.name in records]
 
 
 def _rows_written(blocks: np.ndarray, rows: np.ndarray, count: int) -> list[int]:
@@ -887,7 +900,13 @@ def _sorted(records: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     time: the order is found from the key columns' integer codes (vectorise.stable_order),
     and each column is taken in that order and released from `records`, so the frame is
     never held twice (MK at 10,000 subjects: ~3 GB)."""
-    positions = stable_order(records, by)
+    return _moved(records, stable_order(records, by))
+
+
+def _moved(records: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """`records.take(positions)`, a column at a time (vectorise.take: the column's own
+    array's take, not the frame's, ~half its cost on text), each column released from
+    `records` once taken, so the frame is never held twice."""
     order = records.index.take(positions)
     out = pd.DataFrame(index=order)
     for name in list(records.columns):
@@ -980,7 +999,7 @@ def _dedupe(
     # sorted, the records of one key are one run, so a duplicate is a record whose
     # neighbour (before it keeping the first, after it keeping the last) has its key.
     positions = stable_order(records, [*rule.by, *rule.order])
-    keys = factorize_rows(*(records[c] for c in rule.by))[0][positions]
+    keys = row_keys(*(records[c] for c in rule.by))[positions]  # equal key, equal integer
     repeated = np.zeros(len(keys), dtype=bool)
     if rule.keep == "first":
         repeated[1:] = keys[1:] == keys[:-1]
@@ -991,12 +1010,15 @@ def _dedupe(
     # Only the columns the accounting and the log read are gathered, not whole records.
     needed = records[list(dict.fromkeys([*rule.by, "__block", "__row"]))]
     dropped = needed.take(positions[repeated])
-    kept = needed.take(positions[~repeated])
+    kept = positions[~repeated]
+    kept_block, kept_row = records["__block"].to_numpy()[kept], records["__row"].to_numpy()[kept]
     dup = repeated
     for i, rows in dropped.groupby("__block")["__row"]:
         # A source row is rejected only when none of its records is kept (split rows).
-        gone = set(rows) - set(kept.loc[kept["__block"] == i, "__row"])
-        if gone:
+        mine = kept_row[kept_block == i]
+        gone = np.unique(rows.to_numpy())
+        gone = gone[~np.isin(gone, mine)]
+        if len(gone):
             recon[int(i)].rejected[rule.reason] = len(gone)
     shown = dropped[[*rule.by, "__row"]].head(5).rename(columns={"__row": "raw row"})
     examples = [
@@ -1010,7 +1032,7 @@ def _dedupe(
         count=int(dup.sum()),
         examples=examples,
     )
-    return records.take(np.sort(positions[~repeated]))  # records.drop(dropped), in order
+    return _moved(records, np.sort(kept))  # records.drop(dropped), in order
 
 
 def _ascii(

@@ -34,19 +34,35 @@ def factorize_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     to get there) cost ~4x as much."""
     if len(columns) == 1 and isinstance(columns[0].dtype, pd.CategoricalDtype):
         return _categorical_rows(columns[0])
-    combined, _ = combine_codes((_codes(col) for col in columns), len(columns[0]))
+    combined, span = combine_codes((_codes(col) for col in columns), len(columns[0]))
+    if span <= len(combined):  # few combinations: renumbered through a table of them
+        return _renumbered(combined, span)
     codes, _ = pd.factorize(combined)  # 0..k-1 in order of first appearance
     return codes, first_rows(codes)
+
+
+def row_keys(*columns: pd.Series) -> np.ndarray:
+    """One int64 per row, equal exactly when the rows' values of the columns are (a missing
+    value a value of its own), not numbered: what telling neighbours apart needs (sorted
+    records' keys), without factorize_rows' hash of every row."""
+    return combine_codes((_codes(col) for col in columns), len(columns[0]))[0]
+
+
+def _renumbered(combined: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """factorize_rows of codes below `span` (-1 read as span - 1, which none is): each
+    code's first row from a table of `span` entries (`first_rows`), the codes numbered by
+    it, instead of a hash of every row (the lab catalogue's test code and unit over LB's
+    1.6 million records: ~20 combinations)."""
+    first = first_rows(combined, span)
+    renumber = np.empty(span, dtype=np.intp)
+    renumber[combined[first]] = np.arange(len(first), dtype=np.intp)
+    return renumber[combined], first
 
 
 def _categorical_rows(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """factorize_rows(col) of a categorical: its codes' first rows (`first_rows`), then
     each code renumbered by the order of its first row (missing, -1, a value of its own)."""
-    raw = col.array.codes
-    first = first_rows(raw, len(col.dtype.categories))
-    renumber = np.empty(len(col.dtype.categories) + 1, dtype=np.intp)  # -1: the last entry
-    renumber[raw[first]] = np.arange(len(first), dtype=np.intp)
-    return renumber[raw], first
+    return _renumbered(col.array.codes, len(col.dtype.categories) + 1)  # -1: the last entry
 
 
 def combine_codes(parts: Iterable[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
@@ -328,6 +344,9 @@ def coded(column: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
     return entry[1], entry[2]  # narrow: an index all the same (a copy as intp is 8 bytes a row)
 
 
+_known = coded  # for per_distinct, whose `coded` parameter hides it
+
+
 def forget() -> None:
     """Drop every remembered column's codes (the engine, after each dataset)."""
     _CODED.clear()
@@ -380,9 +399,20 @@ def per_distinct(
     the codes already (validation shares each column's codes between its checks). Evaluated
     as it is when mostly distinct (nothing to save) or when a float column holds -0.0: a
     hash table takes -0.0 and 0.0 for one value, not every function does (str(-0.0)).
-    `keep_codes`: a text result broadcast as a categorical (`broadcast`)."""
+    `keep_codes`: a text result broadcast as a categorical (`broadcast`).
+
+    One column broadcast from distinct values that every row uses (a raw export's column,
+    its codes from the check; a mapped column: `coded`) is evaluated on those values and
+    broadcast by its own codes, without hashing its rows again."""
     if any(map(_has_negative_zero, columns)):
         return fn(*columns)
+    if coded is None and len(columns) == 1:
+        known = _known(columns[0])
+        if known is not None:
+            distinct, small = known
+            if len(distinct) * 2 <= len(small) and used_codes(small, len(distinct)).all():
+                return broadcast(fn(distinct.rename(columns[0].name)), small,
+                                 columns[0].index, keep_codes)  # fmt: skip
     first, codes = coded if coded is not None else factorize_rows(*columns)[::-1]
     if len(first) * 2 > len(codes):
         return fn(*columns)
